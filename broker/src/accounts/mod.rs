@@ -1,0 +1,73 @@
+//! Accounts of people, linked to upstream identities on (issuer, subject) — never on e-mail.
+//! VNeID is the source of truth: the profile is refreshed on every login. Personal ID numbers
+//! are sealed under the master key at rest and looked up through a keyed hash.
+//! `login` runs the post-login steps (account resolution today; legacy linking, phone OTP and
+//! consent later) and returns an outcome the HTTP layer maps to a redirect or a page.
+
+pub mod login;
+pub mod personal_id;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// A normalised upstream identity (what any upstream profile becomes, see `federation::claims`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct UpstreamIdentity {
+    pub upstream_iss: String,
+    pub upstream_sub: String,
+    pub personal_id: Option<String>,
+    /// The old 9-digit ID card number (CMND), when the upstream still sends it.
+    pub legacy_cmnd: Option<String>,
+    pub full_name: String,
+    /// ISO 8601 `yyyy-mm-dd` or `yyyy`.
+    pub birthdate: Option<String>,
+    pub gender: Option<String>,
+    /// VNeID assurance level, 1 or 2.
+    pub loa: u8,
+    pub account_type: String,
+    pub phone: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Account {
+    pub id: String,
+    pub personal_id: Option<String>,
+    /// Why the personal ID failed the structure check, if it did.
+    pub personal_id_flag: Option<String>,
+    pub full_name: String,
+    pub birthdate: Option<String>,
+    pub gender: Option<String>,
+    pub account_type: String,
+    pub loa: u8,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An account as stored: the personal ID sealed, plus its lookup hash.
+#[derive(Clone, Debug)]
+pub struct AccountRecord {
+    pub id: String,
+    pub personal_id_enc: Option<String>,
+    pub personal_id_lookup: Option<String>,
+    pub personal_id_flag: Option<String>,
+    pub full_name: String,
+    pub birthdate: Option<String>,
+    pub gender: Option<String>,
+    pub account_type: String,
+    pub loa: u8,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    async fn find(&self, id: &str) -> anyhow::Result<Option<AccountRecord>>;
+    async fn find_by_link(&self, upstream_iss: &str, upstream_sub: &str) -> anyhow::Result<Option<AccountRecord>>;
+    /// Creates the account and its link in one transaction. Returns the existing account when
+    /// another login created the link first (two first logins racing).
+    async fn create_linked(&self, record: &AccountRecord, upstream_iss: &str, upstream_sub: &str) -> anyhow::Result<AccountRecord>;
+    /// Refreshes the profile from the upstream and records the login on the link.
+    async fn refresh_profile(&self, record: &AccountRecord, upstream_iss: &str, upstream_sub: &str) -> anyhow::Result<()>;
+    /// Appends to the audit log.
+    async fn audit(&self, at: i64, kind: &str, account_id: Option<&str>, client_id: Option<&str>, detail: &serde_json::Value) -> anyhow::Result<()>;
+}

@@ -1,0 +1,233 @@
+//! The `broker` command line: serve, dev, migrate, keys, clients, mock-vneid.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::clients::registration::{ClientRequest, Registrar};
+use crate::clients::{AuthMethod, ClientDirectory, GrantType};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Environment, Settings};
+use crate::startup::{connect_db, install_crypto_provider, key_store, master_key, Application};
+use crate::tokens::keys::keyring::KeyRing;
+use crate::tokens::keys::rotation::{rotate, RotationTimings};
+use crate::tokens::keys::Alg;
+
+#[derive(Parser, Debug)]
+#[command(name = "broker", version, about = "OpenID Connect identity broker for the province, in front of VNeID")]
+pub struct Cli {
+    /// TOML configuration file (settings can also come from BROKER_* variables).
+    #[arg(long, global = true, env = "BROKER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the broker.
+    Serve,
+    /// Run the embedded default with the mock VNeID and a demo app (development only).
+    Dev(crate::dev::DevArgs),
+    /// Apply database migrations.
+    Migrate,
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Relying-party registrations.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Run only the mock VNeID (refused in production).
+    MockVneid(crate::dev::MockArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// List keys with their states.
+    List,
+    /// Start a rotation: publish a new key now, sign with it after the JWKS cache lifetime.
+    Rotate {
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+        /// Sign with the new key at once and remove the old key from the JWKS at once. Tokens
+        /// signed by the old key stop verifying and RPs with a cached JWKS meet an unknown kid
+        /// until they refetch: only for a compromised key.
+        #[arg(long)]
+        emergency: bool,
+    },
+    /// Print a new random master key (base64): store it in a file readable only by the broker.
+    GenerateMaster,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientsCommand {
+    Create(ClientArgs),
+    List,
+    Show { client_id: String },
+    Update {
+        client_id: String,
+        #[command(flatten)]
+        args: ClientArgs,
+        #[arg(long)]
+        rotate_secret: bool,
+    },
+    Delete { client_id: String },
+}
+
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    /// Full registration as JSON (RFC 7591 names); other flags are ignored when given.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[arg(long)]
+    pub client_id: Option<String>,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Vec<String>,
+    #[arg(long = "grant-type", value_parser = parse_grant)]
+    pub grant_types: Vec<GrantType>,
+    #[arg(long, value_parser = parse_method)]
+    pub auth_method: Option<AuthMethod>,
+    #[arg(long)]
+    pub scope: Option<String>,
+    #[arg(long)]
+    pub native: bool,
+}
+
+fn parse_grant(s: &str) -> Result<GrantType, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| format!("unknown grant type {s}"))
+}
+
+fn parse_method(s: &str) -> Result<AuthMethod, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| format!("unknown auth method {s}"))
+}
+
+impl ClientArgs {
+    fn request(&self) -> anyhow::Result<ClientRequest> {
+        if let Some(path) = &self.json {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            return serde_json::from_str(&text).context("invalid client JSON");
+        }
+        Ok(ClientRequest {
+            client_id: self.client_id.clone(),
+            client_name: self.name.clone(),
+            redirect_uris: self.redirect_uris.clone(),
+            grant_types: (!self.grant_types.is_empty()).then(|| self.grant_types.clone()),
+            token_endpoint_auth_method: self.auth_method,
+            application_type: self.native.then_some(crate::clients::ApplicationType::Native),
+            scope: self.scope.clone(),
+            ..Default::default()
+        })
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    install_crypto_provider();
+    match cli.command {
+        Command::Dev(args) => crate::dev::run(args).await,
+        Command::MockVneid(args) => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            anyhow::ensure!(settings.environment != Environment::Production, "the mock VNeID is refused in production (set environment = \"development\")");
+            crate::dev::run_mock(args).await
+        }
+        command => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            run_with_settings(command, settings).await
+        }
+    }
+}
+
+async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Result<()> {
+    let clock = SystemClock;
+    match command {
+        Command::Serve => {
+            let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
+                .with_context(|| format!("cannot listen on {}:{}", settings.http.host, settings.http.port))?;
+            let app = Application::build(settings, listener).await?;
+            tracing::info!(port = app.port(), "broker listening");
+            app.server().await?;
+            Ok(())
+        }
+        Command::Migrate => {
+            connect_db(&settings).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Keys(KeysCommand::GenerateMaster) => {
+            println!("{}", crate::crypto::MasterKey::generate_encoded());
+            Ok(())
+        }
+        Command::Keys(keys) => {
+            let db = connect_db(&settings).await?;
+            let ring = KeyRing::new(key_store(&settings, &db)?, master_key(&settings)?);
+            ring.reload().await?;
+            let now = clock.now();
+            match keys {
+                KeysCommand::List => {
+                    for key in ring.all() {
+                        println!("{}\t{}\t{:?}\tactivates_at={}\tretires_at={:?}\tremoves_at={:?}", key.kid, key.alg.as_str(), key.state(now), key.activates_at, key.retires_at, key.removes_at);
+                    }
+                }
+                KeysCommand::Rotate { alg, emergency } => {
+                    let alg = Alg::parse(&alg).context("alg must be RS256, ES256 or EdDSA")?;
+                    let timings = RotationTimings { jwks_max_age: settings.keys.jwks_max_age_secs as i64, longest_token: settings.tokens.longest_signed_token_secs() };
+                    let plan = rotate(&ring, alg, now, &timings, emergency).await?;
+                    println!("new key {} published; signs from {} (in {} s)", plan.new_kid, plan.activates_at, plan.activates_at - now);
+                    println!("old keys {:?} verify only until {}", plan.old_kids, plan.old_removed_at);
+                    if emergency {
+                        println!("EMERGENCY: tokens signed by the old keys no longer verify; RPs must refetch the JWKS.");
+                    }
+                }
+                KeysCommand::GenerateMaster => {}
+            }
+            Ok(())
+        }
+        Command::Clients(cmd) => {
+            let db = connect_db(&settings).await?;
+            let registrar = Registrar { directory: ClientDirectory::new(Arc::new(db.clone()), 0, Arc::new(SystemClock)), master: master_key(&settings)? };
+            clients_command(&registrar, cmd, clock.now()).await
+        }
+        Command::Dev(_) | Command::MockVneid(_) => Ok(()),
+    }
+}
+
+async fn clients_command(registrar: &Registrar, cmd: ClientsCommand, now: i64) -> anyhow::Result<()> {
+    let print = |client: &crate::clients::Client, secret: Option<&str>| -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(&crate::http::admin::client_view(client, secret))?);
+        Ok(())
+    };
+    match cmd {
+        ClientsCommand::Create(args) => {
+            let (client, secret) = registrar.create(&args.request()?, now).await?;
+            print(&client, secret.as_deref())?;
+            if secret.is_some() {
+                eprintln!("The client_secret is shown only now; store it safely.");
+            }
+        }
+        ClientsCommand::List => {
+            for client in registrar.directory.store().list().await? {
+                println!("{}\t{}\t{}", client.client_id, client.metadata.token_endpoint_auth_method.as_str(), client.metadata.client_name);
+            }
+        }
+        ClientsCommand::Show { client_id } => {
+            let client = registrar.directory.store().find(&client_id).await?.context("no such client")?;
+            print(&client, None)?;
+        }
+        ClientsCommand::Update { client_id, args, rotate_secret } => {
+            let (client, secret) = registrar.update(&client_id, &args.request()?, rotate_secret, now).await?;
+            print(&client, secret.as_deref())?;
+        }
+        ClientsCommand::Delete { client_id } => {
+            registrar.delete(&client_id).await?;
+            println!("deleted {client_id}");
+        }
+    }
+    Ok(())
+}

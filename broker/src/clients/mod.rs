@@ -1,0 +1,183 @@
+//! Relying-party registrations: the model, its store, a short-lived cache for the hot paths,
+//! registration rules (`registration`), redirect matching (`redirect`) and client
+//! authentication at the token, introspection and revocation endpoints (`auth`).
+
+pub mod auth;
+pub mod redirect;
+pub mod registration;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::SharedClock;
+use crate::tokens::keys::Alg;
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    None,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::None => "none",
+        }
+    }
+    pub fn uses_secret(self) -> bool {
+        matches!(self, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplicationType {
+    #[default]
+    Web,
+    Native,
+}
+
+/// What a client registered (RFC 7591 names where one exists).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ClientMetadata {
+    pub client_name: String,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub token_endpoint_auth_method: AuthMethod,
+    #[serde(default)]
+    pub application_type: ApplicationType,
+    /// Space-separated scopes the client may ask for.
+    pub scope: String,
+    /// The API audience of its access tokens when no `resource` is asked for (RFC 9068 §2.2).
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Resource indicators (RFC 8707) the client may ask for.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    #[serde(default = "default_id_token_alg")]
+    pub id_token_signed_response_alg: Alg,
+    /// The client's public keys for `private_key_jwt` (a JWK Set).
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+}
+
+fn default_id_token_alg() -> Alg {
+    Alg::RS256
+}
+
+impl ClientMetadata {
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+    pub fn is_public(&self) -> bool {
+        self.token_endpoint_auth_method == AuthMethod::None
+    }
+    pub fn allows_scope(&self, scope: &str) -> bool {
+        self.scope.split(' ').any(|s| s == scope)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub client_id: String,
+    pub secret_hash: Option<String>,
+    pub metadata: ClientMetadata,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientStoreError {
+    #[error("client already exists")]
+    Conflict,
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    async fn insert(&self, client: &Client) -> Result<(), ClientStoreError>;
+    async fn find(&self, client_id: &str) -> anyhow::Result<Option<Client>>;
+    async fn list(&self) -> anyhow::Result<Vec<Client>>;
+    /// Replaces metadata and, when given, the secret hash. Returns false when there is no such client.
+    async fn update(&self, client: &Client) -> anyhow::Result<bool>;
+    async fn delete(&self, client_id: &str) -> anyhow::Result<bool>;
+}
+
+/// Client lookups for the hot paths, served from memory for at most `ttl` seconds so that the
+/// token endpoint does not read the database on every request. Changes made through this
+/// instance take effect at once; other instances see them within `ttl`.
+#[derive(Clone)]
+pub struct ClientDirectory {
+    store: Arc<dyn ClientStore>,
+    cache: Arc<RwLock<HashMap<String, (i64, Option<Arc<Client>>)>>>,
+    ttl: i64,
+    clock: SharedClock,
+}
+
+impl ClientDirectory {
+    pub fn new(store: Arc<dyn ClientStore>, ttl_secs: u64, clock: SharedClock) -> Self {
+        Self { store, cache: Arc::default(), ttl: ttl_secs as i64, clock }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ClientStore> {
+        &self.store
+    }
+
+    pub async fn get(&self, client_id: &str) -> anyhow::Result<Option<Arc<Client>>> {
+        if client_id.is_empty() || client_id.len() > 255 {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        if let Ok(cache) = self.cache.read() {
+            if let Some((at, client)) = cache.get(client_id) {
+                if now - at < self.ttl {
+                    return Ok(client.clone());
+                }
+            }
+        }
+        let client = self.store.find(client_id).await?.map(Arc::new);
+        if let Ok(mut cache) = self.cache.write() {
+            if cache.len() > 100_000 {
+                cache.clear();
+            }
+            cache.insert(client_id.to_string(), (now, client.clone()));
+        }
+        Ok(client)
+    }
+
+    pub fn forget(&self, client_id: &str) {
+        if let Ok(mut cache) = self.cache.write() {
+            cache.remove(client_id);
+        }
+    }
+}

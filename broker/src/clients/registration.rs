@@ -1,0 +1,192 @@
+//! Creating, updating and deleting clients (admin API and CLI share this): validation of the
+//! requested metadata, generation of identifiers and secrets (256 bits, shown once).
+
+use serde::Deserialize;
+
+use super::redirect::validate_for_registration;
+use super::{ApplicationType, AuthMethod, Client, ClientDirectory, ClientMetadata, ClientStoreError, GrantType};
+use crate::crypto::{random_token, MasterKey};
+use crate::tokens::keys::Alg;
+
+/// What an operator asks for; absent fields take safe defaults.
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRequest {
+    pub client_id: Option<String>,
+    pub client_name: Option<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Option<Vec<GrantType>>,
+    pub token_endpoint_auth_method: Option<AuthMethod>,
+    pub application_type: Option<ApplicationType>,
+    pub scope: Option<String>,
+    pub audience: Option<String>,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    pub id_token_signed_response_alg: Option<Alg>,
+    pub jwks: Option<serde_json::Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    #[error("invalid_redirect_uri: {0}")]
+    RedirectUri(String),
+    #[error("invalid_client_metadata: {0}")]
+    Metadata(String),
+    #[error("a client with this client_id already exists")]
+    Conflict,
+    #[error("no such client")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+impl RegistrationError {
+    /// The RFC 7591 §3.2.2 error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RegistrationError::RedirectUri(_) => "invalid_redirect_uri",
+            RegistrationError::Metadata(_) => "invalid_client_metadata",
+            RegistrationError::Conflict => "invalid_client_metadata",
+            RegistrationError::NotFound => "not_found",
+            RegistrationError::Store(_) => "server_error",
+        }
+    }
+}
+
+fn meta_err(msg: &str) -> RegistrationError {
+    RegistrationError::Metadata(msg.to_string())
+}
+
+pub fn validate(req: &ClientRequest) -> Result<ClientMetadata, RegistrationError> {
+    let application_type = req.application_type.unwrap_or_default();
+    let grant_types = req.grant_types.clone().unwrap_or_else(|| vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
+    if grant_types.is_empty() {
+        return Err(meta_err("grant_types must not be empty"));
+    }
+    let method = req.token_endpoint_auth_method.unwrap_or(match application_type {
+        ApplicationType::Native => AuthMethod::None,
+        ApplicationType::Web => AuthMethod::ClientSecretBasic,
+    });
+    if method == AuthMethod::None && grant_types.contains(&GrantType::ClientCredentials) {
+        return Err(meta_err("a public client cannot use client_credentials"));
+    }
+    if method == AuthMethod::PrivateKeyJwt {
+        let keys = req.jwks.as_ref().and_then(|j| j.get("keys")).and_then(|k| k.as_array());
+        if keys.map_or(true, |k| k.is_empty()) {
+            return Err(meta_err("private_key_jwt needs jwks with at least one key"));
+        }
+    }
+    if grant_types.contains(&GrantType::AuthorizationCode) && req.redirect_uris.is_empty() {
+        return Err(RegistrationError::RedirectUri("authorization_code needs at least one redirect_uri".into()));
+    }
+    for uri in req.redirect_uris.iter().chain(&req.post_logout_redirect_uris) {
+        validate_for_registration(uri, application_type)
+            .map_err(|e| RegistrationError::RedirectUri(e.to_string()))?;
+    }
+    let name = req.client_name.clone().unwrap_or_default();
+    if name.chars().count() > 200 {
+        return Err(meta_err("client_name is too long"));
+    }
+    let scope = req.scope.clone().unwrap_or_else(|| "openid profile".into());
+    if scope.len() > 1000 || scope.split(' ').any(|s| s.is_empty() || !s.bytes().all(is_scope_char)) {
+        return Err(meta_err("scope must be space-separated scope tokens"));
+    }
+    for resource in req.resources.iter().chain(req.audience.iter()) {
+        let ok = url::Url::parse(resource).map(|u| u.fragment().is_none()).unwrap_or(false);
+        if !ok {
+            return Err(meta_err("audience and resources must be absolute URIs without fragment"));
+        }
+    }
+    Ok(ClientMetadata {
+        client_name: name,
+        redirect_uris: req.redirect_uris.clone(),
+        post_logout_redirect_uris: req.post_logout_redirect_uris.clone(),
+        grant_types,
+        token_endpoint_auth_method: method,
+        application_type,
+        scope,
+        audience: req.audience.clone(),
+        resources: req.resources.clone(),
+        id_token_signed_response_alg: req.id_token_signed_response_alg.unwrap_or(Alg::RS256),
+        jwks: req.jwks.clone(),
+    })
+}
+
+/// RFC 6749 §3.3 scope-token characters.
+pub fn is_scope_char(b: u8) -> bool {
+    b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)
+}
+
+fn valid_client_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// The registration service shared by the admin API and the CLI.
+#[derive(Clone)]
+pub struct Registrar {
+    pub directory: ClientDirectory,
+    pub master: MasterKey,
+}
+
+impl Registrar {
+    /// Returns the client and, for confidential clients, the secret (shown once, stored hashed).
+    pub async fn create(&self, req: &ClientRequest, now: i64) -> Result<(Client, Option<String>), RegistrationError> {
+        let metadata = validate(req)?;
+        let client_id = match &req.client_id {
+            Some(id) if valid_client_id(id) => id.clone(),
+            Some(_) => return Err(meta_err("client_id may hold only letters, digits and -._~ (at most 128)")),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let secret = metadata.token_endpoint_auth_method.uses_secret().then(random_token);
+        let client = Client {
+            client_id,
+            secret_hash: secret.as_deref().map(|s| self.master.secret_hash(s)),
+            metadata,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.directory.store().insert(&client).await {
+            Ok(()) => Ok((client, secret)),
+            Err(ClientStoreError::Conflict) => Err(RegistrationError::Conflict),
+            Err(ClientStoreError::Other(e)) => Err(RegistrationError::Store(e)),
+        }
+    }
+
+    /// Replaces the metadata; `rotate_secret` issues a new secret (returned once).
+    pub async fn update(
+        &self,
+        client_id: &str,
+        req: &ClientRequest,
+        rotate_secret: bool,
+        now: i64,
+    ) -> Result<(Client, Option<String>), RegistrationError> {
+        let existing = self.directory.store().find(client_id).await?.ok_or(RegistrationError::NotFound)?;
+        let metadata = validate(req)?;
+        let needs_secret = metadata.token_endpoint_auth_method.uses_secret();
+        let secret = (needs_secret && (rotate_secret || existing.secret_hash.is_none())).then(random_token);
+        let secret_hash = match (&secret, needs_secret) {
+            (Some(s), _) => Some(self.master.secret_hash(s)),
+            (None, true) => existing.secret_hash.clone(),
+            (None, false) => None,
+        };
+        let client = Client { client_id: client_id.to_string(), secret_hash, metadata, created_at: existing.created_at, updated_at: now };
+        if !self.directory.store().update(&client).await? {
+            return Err(RegistrationError::NotFound);
+        }
+        self.directory.forget(client_id);
+        Ok((client, secret))
+    }
+
+    pub async fn delete(&self, client_id: &str) -> Result<(), RegistrationError> {
+        let deleted = self.directory.store().delete(client_id).await?;
+        self.directory.forget(client_id);
+        if deleted {
+            Ok(())
+        } else {
+            Err(RegistrationError::NotFound)
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! Typed, layered configuration: built-in defaults → TOML file → `BROKER_*` environment
+//! (nested keys with `__`, e.g. `BROKER_DATABASE__URL`). Unknown keys are rejected; secrets can
+//! be read from files and never appear in `Debug` output.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+use url::Url;
+
+use crate::federation::profile::UpstreamProfile;
+
+/// A secret string: redacted in `Debug`, only readable through `expose`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Reads a secret given inline or, preferably, through a file (trailing newline trimmed).
+pub fn read_secret(inline: &Option<Secret>, file: &Option<PathBuf>) -> anyhow::Result<Option<Secret>> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read secret file {}", path.display()))?;
+        return Ok(Some(Secret::new(text.trim_end().to_string())));
+    }
+    Ok(inline.clone())
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    #[default]
+    Production,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub environment: Environment,
+    /// The issuer identifier: the public base URL of the broker, without a trailing slash.
+    pub issuer: Url,
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub sessions: SessionSettings,
+    pub keys: KeySettings,
+    pub tokens: TokenSettings,
+    pub admin: AdminSettings,
+    pub upstream: UpstreamProfile,
+    pub acr: AcrSettings,
+    pub login: LoginSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            environment: Environment::Production,
+            issuer: Url::parse("http://127.0.0.1:8080").expect("static URL"),
+            http: HttpSettings::default(),
+            database: DatabaseSettings::default(),
+            sessions: SessionSettings::default(),
+            keys: KeySettings::default(),
+            tokens: TokenSettings::default(),
+            admin: AdminSettings::default(),
+            upstream: UpstreamProfile::default(),
+            acr: AcrSettings::default(),
+            login: LoginSettings::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    pub host: String,
+    pub port: u16,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    /// PEM certificate chain and key: when both are set the broker serves HTTPS (rustls).
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { host: "127.0.0.1".into(), port: 8080, workers: 0, tls_cert_file: None, tls_key_file: None }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://path?mode=rwc` or `postgres://user@host/db`.
+    pub url: Secret,
+    pub url_file: Option<PathBuf>,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { url: Secret::new("sqlite://data/broker.db?mode=rwc"), url_file: None, max_connections: 16 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionBackend {
+    Memory,
+    Redis,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    pub backend: SessionBackend,
+    pub redis_url: Option<Secret>,
+    pub redis_url_file: Option<PathBuf>,
+    /// Prefix of every Redis key, so that several brokers (or tests) can share one Redis.
+    pub key_prefix: String,
+    /// Lifetime of a browser SSO session at the broker, seconds.
+    pub sso_ttl_secs: u64,
+    /// Lifetime of a pending upstream login, seconds.
+    pub pending_login_ttl_secs: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            backend: SessionBackend::Memory,
+            redis_url: None,
+            redis_url_file: None,
+            key_prefix: "broker:".into(),
+            sso_ttl_secs: 8 * 3600,
+            pending_login_ttl_secs: 600,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStoreKind {
+    /// Encrypted key files in `keys.dir` (the embedded default).
+    File,
+    /// Encrypted keys in the SQL database (production: shared by every instance).
+    Sql,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeySettings {
+    pub store: KeyStoreKind,
+    pub dir: PathBuf,
+    /// 32 random bytes, base64: encrypts private keys and personal ID numbers at rest.
+    pub master_key: Option<Secret>,
+    pub master_key_file: Option<PathBuf>,
+    /// `Cache-Control: max-age` of the JWKS; a new key signs only after this long in the JWKS.
+    pub jwks_max_age_secs: u64,
+    /// Rotate each algorithm's key automatically after this many days (0: never).
+    pub rotate_after_days: u64,
+    /// How often an instance re-reads the key ring (other instances may have rotated).
+    pub reload_secs: u64,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        Self {
+            store: KeyStoreKind::Sql,
+            dir: PathBuf::from("keys"),
+            master_key: None,
+            master_key_file: None,
+            jwks_max_age_secs: 3600,
+            rotate_after_days: 90,
+            reload_secs: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    pub access_token_ttl_secs: i64,
+    pub id_token_ttl_secs: i64,
+    pub refresh_token_ttl_secs: i64,
+    pub code_ttl_secs: u64,
+    /// How long a client registration may be served from the in-process cache.
+    pub client_cache_secs: u64,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 300,
+            id_token_ttl_secs: 300,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            code_ttl_secs: 60,
+            client_cache_secs: 5,
+        }
+    }
+}
+
+impl TokenSettings {
+    /// The longest time a token signed by a key stays valid: how long a retired key stays published.
+    pub fn longest_signed_token_secs(&self) -> i64 {
+        self.access_token_ttl_secs.max(self.id_token_ttl_secs)
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// Bearer token of the admin REST API; the API is off when none is set.
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
+}
+
+/// The broker's `acr` values, one per VNeID assurance level (Decree 69/2024).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcrSettings {
+    pub level1: String,
+    pub level2: String,
+}
+
+impl Default for AcrSettings {
+    fn default() -> Self {
+        Self { level1: "urn:vn:hue:broker:loa:1".into(), level2: "urn:vn:hue:broker:loa:2".into() }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginSettings {
+    /// Skip the broker's login page and send the browser straight to the upstream.
+    pub auto_redirect: bool,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        Self { auto_redirect: false }
+    }
+}
+
+/// Environment variables with the `BROKER_` prefix that are not settings.
+const NOT_SETTINGS: &[&str] = &["log", "test_database_url", "test_redis_url", "config"];
+
+impl Settings {
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("BROKER_").split("__").ignore(NOT_SETTINGS));
+        let settings: Settings = figment.extract().context("invalid configuration")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.issuer.query().is_none() && self.issuer.fragment().is_none(),
+            "issuer must not have a query or fragment"
+        );
+        if self.environment == Environment::Production {
+            anyhow::ensure!(
+                self.issuer.scheme() == "https" || is_loopback(&self.issuer),
+                "in production the issuer must be https"
+            );
+        }
+        anyhow::ensure!(self.tokens.access_token_ttl_secs > 0, "access token lifetime must be positive");
+        Ok(())
+    }
+
+    /// The issuer as a string without a trailing slash, as it appears in `iss`.
+    pub fn issuer_str(&self) -> String {
+        self.issuer.as_str().trim_end_matches('/').to_string()
+    }
+}
+
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}

@@ -1,0 +1,143 @@
+//! Small cryptographic helpers over aws-lc-rs (the one crypto provider of the build):
+//! random tokens, digests, keyed hashes and the master-key envelope for data at rest.
+
+use anyhow::Context;
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::{digest, hmac};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+
+use crate::config::Secret;
+
+pub fn b64url(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn b64url_decode(text: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(text).ok()
+}
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    // SystemRandom only fails when the OS has no entropy source; nothing sensible can go on then.
+    if SystemRandom::new().fill(&mut out).is_err() {
+        std::process::abort();
+    }
+    out
+}
+
+/// A random 256-bit token, base64url: codes, refresh tokens, secrets, session cookies.
+pub fn random_token() -> String {
+    b64url(&random_bytes::<32>())
+}
+
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+pub fn sha256_b64url(data: &str) -> String {
+    b64url(&sha256(data.as_bytes()))
+}
+
+/// Constant-time equality of two byte strings.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Keys derived from the master key, one per purpose, so that no key serves two ends.
+#[derive(Clone)]
+pub struct MasterKey {
+    envelope: std::sync::Arc<LessSafeKey>,
+    lookup: hmac::Key,
+    secrets: hmac::Key,
+}
+
+impl MasterKey {
+    pub fn from_secret(secret: &Secret) -> anyhow::Result<Self> {
+        let raw = STANDARD
+            .decode(secret.expose().trim())
+            .context("master key is not base64")?;
+        anyhow::ensure!(raw.len() == 32, "master key must be 32 bytes (base64 of 32 random bytes)");
+        let root = hmac::Key::new(hmac::HMAC_SHA256, &raw);
+        let derive = |label: &str| hmac::sign(&root, label.as_bytes());
+        let enc = derive("broker/envelope/v1");
+        let unbound = UnboundKey::new(&AES_256_GCM, enc.as_ref())
+            .map_err(|_| anyhow::anyhow!("cannot build the envelope key"))?;
+        Ok(Self {
+            envelope: std::sync::Arc::new(LessSafeKey::new(unbound)),
+            lookup: hmac::Key::new(hmac::HMAC_SHA256, derive("broker/lookup/v1").as_ref()),
+            secrets: hmac::Key::new(hmac::HMAC_SHA256, derive("broker/client-secret/v1").as_ref()),
+        })
+    }
+
+    /// A fresh master key, base64, for `broker dev` and `broker keys init-master`.
+    pub fn generate_encoded() -> String {
+        STANDARD.encode(random_bytes::<32>())
+    }
+
+    /// AES-256-GCM with a random nonce; `purpose` is bound as associated data.
+    pub fn seal(&self, purpose: &str, plaintext: &[u8]) -> String {
+        let nonce_bytes = random_bytes::<NONCE_LEN>();
+        let mut buffer = plaintext.to_vec();
+        let nonce = Nonce::assume_unique_for_key(nonce_bytes);
+        if self
+            .envelope
+            .seal_in_place_append_tag(nonce, Aad::from(purpose.as_bytes()), &mut buffer)
+            .is_err()
+        {
+            std::process::abort();
+        }
+        let mut out = nonce_bytes.to_vec();
+        out.extend_from_slice(&buffer);
+        b64url(&out)
+    }
+
+    pub fn open(&self, purpose: &str, sealed: &str) -> anyhow::Result<Vec<u8>> {
+        let raw = b64url_decode(sealed).context("sealed value is not base64url")?;
+        anyhow::ensure!(raw.len() > NONCE_LEN, "sealed value too short");
+        let (nonce, body) = raw.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| anyhow::anyhow!("bad nonce"))?;
+        let mut body = body.to_vec();
+        let plain = self
+            .envelope
+            .open_in_place(nonce, Aad::from(purpose.as_bytes()), &mut body)
+            .map_err(|_| anyhow::anyhow!("cannot decrypt: wrong master key or corrupted data"))?;
+        Ok(plain.to_vec())
+    }
+
+    /// A deterministic keyed hash for looking up encrypted values (e.g. personal ID numbers).
+    pub fn lookup_hash(&self, value: &str) -> String {
+        b64url(hmac::sign(&self.lookup, value.as_bytes()).as_ref())
+    }
+
+    /// The keyed fast hash under which client secrets are stored: secrets have 256 bits of
+    /// entropy, so a slow password hash would only throttle the token endpoint.
+    pub fn secret_hash(&self, secret: &str) -> String {
+        b64url(hmac::sign(&self.secrets, secret.as_bytes()).as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_round_trips_and_binds_purpose() {
+        let key = MasterKey::from_secret(&Secret::new(MasterKey::generate_encoded())).unwrap();
+        let sealed = key.seal("a", b"hello");
+        assert_eq!(key.open("a", &sealed).unwrap(), b"hello");
+        assert!(key.open("b", &sealed).is_err());
+        let other = MasterKey::from_secret(&Secret::new(MasterKey::generate_encoded())).unwrap();
+        assert!(other.open("a", &sealed).is_err());
+    }
+
+    #[test]
+    fn short_master_key_is_refused() {
+        assert!(MasterKey::from_secret(&Secret::new(STANDARD.encode([1u8; 16]))).is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! Upstream identity providers. An upstream is a configured profile (`profile`), not code:
+//! endpoints, credentials, which of nonce/PKCE/ID token it supports, and the claim names it
+//! speaks. `upstream` talks to it with the `openidconnect` crate, `pending` remembers logins in
+//! flight, `claims` turns what it says into an `UpstreamIdentity`.
+
+pub mod claims;
+pub mod pending;
+pub mod profile;
+pub mod upstream;

@@ -1,0 +1,125 @@
+//! An upstream profile: everything that varies between VNeID variants (VNEID.md §1–2) and any
+//! other standard OpenID provider, as configuration.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::config::Secret;
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamAuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+pub enum DateFormat {
+    /// `yyyyMMdd`, as VNeID's `NgayThangNamSinh`.
+    #[serde(rename = "yyyyMMdd")]
+    Compact,
+    /// ISO 8601 `yyyy-mm-dd` or `yyyy` (OIDC `birthdate`).
+    #[serde(rename = "iso")]
+    Iso,
+}
+
+/// Claim names to look for, in order; the first present wins.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimNames {
+    pub subject: Vec<String>,
+    pub personal_id: Vec<String>,
+    pub legacy_cmnd: Vec<String>,
+    pub full_name: Vec<String>,
+    pub birthdate: Vec<String>,
+    pub gender: Vec<String>,
+    pub phone: Vec<String>,
+    pub account_type: Vec<String>,
+    pub assurance: Vec<String>,
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            subject: names(&["sub"]),
+            personal_id: names(&["SoDinhDanh", "citizenPid", "citizenId", "identityCardId"]),
+            legacy_cmnd: names(&["SoCMND"]),
+            full_name: names(&["HoVaTen", "fullName", "name"]),
+            birthdate: names(&["NgayThangNamSinh", "birthDate", "birthdate"]),
+            gender: names(&["GioiTinh", "gender"]),
+            phone: names(&["SoDienThoai", "phone_number", "phone"]),
+            account_type: names(&["LoaiTaiKhoan", "accountType"]),
+            assurance: names(&["acr", "IAL", "loAs", "accountLevel"]),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamProfile {
+    /// Short name used in the callback path `/callback/{name}`.
+    pub name: String,
+    pub display_name: String,
+    pub issuer: Url,
+    /// Read endpoints from `{issuer}/.well-known/openid-configuration`.
+    pub discovery: bool,
+    pub authorization_endpoint: Option<Url>,
+    pub token_endpoint: Option<Url>,
+    pub userinfo_endpoint: Option<Url>,
+    pub jwks_uri: Option<Url>,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub client_secret_file: Option<PathBuf>,
+    pub auth_method: UpstreamAuthMethod,
+    pub scopes: Vec<String>,
+    pub use_nonce: bool,
+    pub use_pkce: bool,
+    pub use_id_token: bool,
+    /// Forward the RP's `login_hint` to the upstream.
+    pub forward_login_hint: bool,
+    pub claims: ClaimNames,
+    pub birthdate_format: DateFormat,
+    /// Upstream assurance values → VNeID level (1 or 2).
+    pub assurance_levels: HashMap<String, u8>,
+    /// Upstream `LoaiTaiKhoan` values that mean an individual citizen (who has a 12-digit ID).
+    pub citizen_account_types: Vec<String>,
+    /// Seconds of clock skew tolerated on upstream tokens.
+    pub clock_skew_secs: u64,
+}
+
+impl Default for UpstreamProfile {
+    fn default() -> Self {
+        let assurance_levels = [("1", 1), ("2", 2), ("LoA1", 1), ("LoA2", 2)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        Self {
+            name: "vneid".into(),
+            display_name: "VNeID".into(),
+            issuer: Url::parse("http://127.0.0.1:8081").expect("static URL"),
+            discovery: true,
+            authorization_endpoint: None,
+            token_endpoint: None,
+            userinfo_endpoint: None,
+            jwks_uri: None,
+            client_id: "broker".into(),
+            client_secret: None,
+            client_secret_file: None,
+            auth_method: UpstreamAuthMethod::ClientSecretBasic,
+            scopes: vec!["openid".into()],
+            use_nonce: true,
+            use_pkce: true,
+            use_id_token: true,
+            forward_login_hint: true,
+            claims: ClaimNames::default(),
+            birthdate_format: DateFormat::Compact,
+            assurance_levels,
+            citizen_account_types: vec!["1".into()],
+            clock_skew_secs: 60,
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Talking to the upstream with the `openidconnect` crate: discovery, the authorization URL,
+//! the server-side code exchange, and ID token verification (signature against the upstream
+//! JWKS — refetched once on an unknown `kid` — plus `iss`, `aud`, `exp` and `nonce`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use openidconnect::core::{CoreClient, CoreJsonWebKeySet, CoreProviderMetadata};
+use openidconnect::{
+    AuthType, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, IssuerUrl, Nonce, NonceVerifier,
+    PkceCodeVerifier, RedirectUrl, SignatureVerificationError,
+};
+use serde_json::{Map, Value};
+use tokio::sync::RwLock;
+use url::Url;
+
+use super::claims::{normalise, ClaimsError};
+use super::profile::{UpstreamAuthMethod, UpstreamProfile};
+use crate::accounts::UpstreamIdentity;
+use crate::config::{read_secret, Secret};
+use crate::crypto::{b64url_decode, sha256_b64url};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the identity provider is unreachable or answered badly")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("the identity provider refused the code")]
+    Exchange(#[source] anyhow::Error),
+    #[error("the identity provider's ID token failed verification: {0}")]
+    IdToken(String),
+    #[error(transparent)]
+    Claims(#[from] ClaimsError),
+}
+
+pub struct Upstream {
+    pub profile: UpstreamProfile,
+    secret: Option<Secret>,
+    redirect_uri: Url,
+    http: reqwest::Client,
+    metadata: RwLock<Option<Arc<CoreProviderMetadata>>>,
+}
+
+impl Upstream {
+    pub fn new(profile: UpstreamProfile, broker_issuer: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(profile.use_id_token, "upstreams without an ID token (VNeID variant C) are not supported yet");
+        anyhow::ensure!(
+            profile.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "upstream name may hold only letters, digits, - and _"
+        );
+        let secret = read_secret(&profile.client_secret, &profile.client_secret_file)?;
+        let redirect_uri = Url::parse(&format!("{broker_issuer}/callback/{}", profile.name))?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("cannot build the upstream HTTP client")?;
+        Ok(Self { profile, secret, redirect_uri, http, metadata: RwLock::new(None) })
+    }
+
+    pub fn redirect_uri(&self) -> &Url {
+        &self.redirect_uri
+    }
+
+    fn issuer(&self) -> String {
+        self.profile.issuer.as_str().trim_end_matches('/').to_string()
+    }
+
+    async fn metadata(&self) -> Result<Arc<CoreProviderMetadata>, UpstreamError> {
+        if let Some(m) = self.metadata.read().await.clone() {
+            return Ok(m);
+        }
+        let fresh = Arc::new(self.load_metadata().await.map_err(UpstreamError::Unavailable)?);
+        *self.metadata.write().await = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    async fn load_metadata(&self) -> anyhow::Result<CoreProviderMetadata> {
+        let issuer = IssuerUrl::new(self.issuer())?;
+        if self.profile.discovery {
+            return CoreProviderMetadata::discover_async(issuer, &self.http).await.context("upstream discovery failed");
+        }
+        anyhow::bail!("explicit upstream endpoints without discovery are not supported yet; set upstream.discovery = true")
+    }
+
+    /// Refetches the upstream JWKS (after an unknown `kid`: the upstream rotated its keys).
+    async fn refresh_jwks(&self) -> Result<Arc<CoreProviderMetadata>, UpstreamError> {
+        let current = self.metadata().await?;
+        let jwks = CoreJsonWebKeySet::fetch_async(current.jwks_uri(), &self.http)
+            .await
+            .map_err(|e| UpstreamError::Unavailable(anyhow::anyhow!("JWKS fetch failed: {e}")))?;
+        let updated = Arc::new((*current).clone().set_jwks(jwks));
+        *self.metadata.write().await = Some(updated.clone());
+        Ok(updated)
+    }
+
+    /// The URL that sends the browser to the upstream.
+    pub async fn authorization_url(&self, state: &str, nonce: Option<&str>, pkce_verifier: Option<&str>, login_hint: Option<&str>, ui_locales: Option<&str>) -> Result<Url, UpstreamError> {
+        let metadata = self.metadata().await?;
+        let mut url: Url = metadata.authorization_endpoint().url().clone();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", &self.profile.client_id)
+                .append_pair("redirect_uri", self.redirect_uri.as_str())
+                .append_pair("scope", &self.profile.scopes.join(" "))
+                .append_pair("state", state);
+            if let Some(n) = nonce {
+                q.append_pair("nonce", n);
+            }
+            if let Some(v) = pkce_verifier {
+                q.append_pair("code_challenge", &sha256_b64url(v)).append_pair("code_challenge_method", "S256");
+            }
+            if let Some(hint) = login_hint.filter(|_| self.profile.forward_login_hint) {
+                q.append_pair("login_hint", hint);
+            }
+            if let Some(locales) = ui_locales {
+                q.append_pair("ui_locales", locales);
+            }
+        }
+        Ok(url)
+    }
+
+    /// Exchanges the code server-side and returns the verified, normalised identity.
+    pub async fn complete(&self, code: &str, nonce: Option<&str>, pkce_verifier: Option<&str>, now: i64) -> Result<UpstreamIdentity, UpstreamError> {
+        let metadata = self.metadata().await?;
+        let client = self.client(&metadata);
+        let mut request = client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .map_err(|e| UpstreamError::Unavailable(anyhow::anyhow!("no token endpoint: {e}")))?;
+        if let Some(v) = pkce_verifier {
+            request = request.set_pkce_verifier(PkceCodeVerifier::new(v.to_string()));
+        }
+        let response = request.request_async(&self.http).await.map_err(|e| UpstreamError::Exchange(anyhow::anyhow!("{e}")))?;
+        use openidconnect::OAuth2TokenResponse as _;
+        let _ = response.access_token();
+        let id_token = openidconnect::TokenResponse::id_token(&response).ok_or_else(|| UpstreamError::IdToken("no ID token".into()))?;
+        let verified = match self.verify(&client, id_token, nonce, now) {
+            Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
+                let refreshed = self.refresh_jwks().await?;
+                self.verify(&self.client(&refreshed), id_token, nonce, now)
+            }
+            other => other,
+        };
+        verified.map_err(|e| UpstreamError::IdToken(e.to_string()))?;
+        // The token is verified; read all of its claims for the profile's claim mapping.
+        let claims = raw_claims(&id_token.to_string()).ok_or_else(|| UpstreamError::IdToken("unreadable claims".into()))?;
+        Ok(normalise(&self.issuer(), &claims, &self.profile)?)
+    }
+
+    fn client(&self, metadata: &CoreProviderMetadata) -> openidconnect::core::CoreClient<
+        openidconnect::EndpointSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointMaybeSet,
+        openidconnect::EndpointMaybeSet,
+    > {
+        let client = CoreClient::from_provider_metadata(
+            metadata.clone(),
+            ClientId::new(self.profile.client_id.clone()),
+            self.secret.as_ref().map(|s| ClientSecret::new(s.expose().to_string())),
+        )
+        .set_redirect_uri(RedirectUrl::from_url(self.redirect_uri.clone()));
+        match self.profile.auth_method {
+            UpstreamAuthMethod::ClientSecretBasic => client.set_auth_type(AuthType::BasicAuth),
+            UpstreamAuthMethod::ClientSecretPost => client.set_auth_type(AuthType::RequestBody),
+        }
+    }
+
+    fn verify(
+        &self,
+        client: &CoreClient<
+            openidconnect::EndpointSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointMaybeSet,
+            openidconnect::EndpointMaybeSet,
+        >,
+        id_token: &openidconnect::core::CoreIdToken,
+        nonce: Option<&str>,
+        now: i64,
+    ) -> Result<(), ClaimsVerificationError> {
+        let skew = self.profile.clock_skew_secs as i64;
+        let verifier = client.id_token_verifier().set_time_fn(move || {
+            chrono::DateTime::from_timestamp(now - skew, 0).unwrap_or_default()
+        });
+        let nonce_check = ExpectedNonce(nonce.map(str::to_string));
+        id_token.claims(&verifier, nonce_check).map(|_| ())
+    }
+}
+
+struct ExpectedNonce(Option<String>);
+
+impl NonceVerifier for ExpectedNonce {
+    fn verify(self, nonce: Option<&Nonce>) -> Result<(), String> {
+        match (self.0, nonce) {
+            (Some(expected), Some(got)) if crate::crypto::ct_eq(expected.as_bytes(), got.secret().as_bytes()) => Ok(()),
+            (Some(_), _) => Err("nonce does not match".into()),
+            (None, _) => Ok(()),
+        }
+    }
+}
+
+fn raw_claims(jwt: &str) -> Option<Map<String, Value>> {
+    let payload = jwt.split('.').nth(1)?;
+    serde_json::from_slice(&b64url_decode(payload)?).ok()
+}

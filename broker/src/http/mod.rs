@@ -1,0 +1,63 @@
+//! The only place with actix types: routes, extractors, and outcome → response mapping.
+
+pub mod admin;
+pub mod errors;
+pub mod login;
+pub mod pages;
+pub mod protocol;
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::clients::registration::Registrar;
+use crate::config::Secret;
+use crate::federation::pending::PendingLogins;
+use crate::federation::upstream::Upstream;
+use crate::oidc::Provider;
+
+/// Shared application state handed to every handler.
+pub struct Broker {
+    pub provider: Provider,
+    pub upstream: Arc<Upstream>,
+    pub pending: PendingLogins,
+    pub registrar: Registrar,
+    pub admin_token: Option<Secret>,
+    pub auto_redirect: bool,
+    /// Mark cookies `Secure` (the issuer is https).
+    pub secure_cookies: bool,
+    pub readiness: Arc<dyn Readiness>,
+}
+
+#[async_trait::async_trait]
+pub trait Readiness: Send + Sync {
+    async fn check(&self) -> anyhow::Result<()>;
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(64 * 1024))
+        .configure(protocol::configure)
+        .configure(login::configure)
+        .configure(admin::configure)
+        .route("/healthz", web::get().to(health_get))
+        .route("/readyz", web::get().to(ready_get));
+}
+
+async fn health_get() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn ready_get(broker: web::Data<Broker>) -> actix_web::HttpResponse {
+    match broker.readiness.check().await {
+        Ok(()) => actix_web::HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "not ready");
+            actix_web::HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "unavailable"}))
+        }
+    }
+}
+
+/// Parses `application/x-www-form-urlencoded` bytes into pairs; `None` when malformed.
+pub fn form_pairs(body: &[u8]) -> Option<Vec<(String, String)>> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).ok()
+}

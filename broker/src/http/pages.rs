@@ -1,0 +1,53 @@
+//! Server-rendered pages (askama): the login page and the error page, Vietnamese first.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, HttpResponseBuilder};
+use askama::Template;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    pub lang: &'a str,
+    pub title: &'a str,
+    pub subtitle: &'a str,
+    pub button: &'a str,
+    pub help: &'a str,
+    pub upstream_url: &'a str,
+    pub other_lang: &'a str,
+    pub other_lang_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub lang: &'a str,
+    pub title: &'a str,
+    pub message: &'a str,
+    pub code: &'a str,
+    pub hotline_text: &'a str,
+}
+
+pub fn html(status: StatusCode, body: Result<String, askama::Error>) -> HttpResponse {
+    match body {
+        Ok(body) => HttpResponseBuilder::new(status)
+            .insert_header(("Content-Type", "text/html; charset=utf-8"))
+            .insert_header(("Cache-Control", "no-store"))
+            .insert_header(("X-Frame-Options", "DENY"))
+            .insert_header(("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"))
+            .body(body),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            HttpResponse::ServiceUnavailable().body("temporarily unavailable")
+        }
+    }
+}
+
+/// An error page in the chosen language. `code` is the RFC error code, safe to show.
+pub fn error_page(status: StatusCode, english: bool, code: &str, message_vi: &str, message_en: &str) -> HttpResponse {
+    let page = if english {
+        ErrorPage { lang: "en", title: "Sign-in failed", message: message_en, code, hotline_text: "Need help? Call" }
+    } else {
+        ErrorPage { lang: "vi", title: "Không thể đăng nhập", message: message_vi, code, hotline_text: "Cần hỗ trợ, vui lòng gọi" }
+    };
+    html(status, page.render())
+}

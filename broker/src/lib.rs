@@ -1,0 +1,18 @@
+//! The identity broker: an OpenID Connect provider for the province's apps that logs people in
+//! through VNeID. `startup` builds the whole application; everything else is a domain module.
+
+pub mod accounts;
+pub mod cli;
+pub mod clients;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod dev;
+pub mod federation;
+pub mod http;
+pub mod oidc;
+pub mod sessions;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod tokens;

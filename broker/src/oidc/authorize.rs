@@ -1,0 +1,179 @@
+//! The authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1): parsing and validation.
+//! Until the client and redirect URI are known good, errors are shown, never redirected
+//! (RFC 6749 §4.1.2.1); after that they go back to the client with `state` and `iss`.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::acr::AcrPolicy;
+use super::error::{ErrorCode, OAuthError};
+use super::pkce;
+use crate::clients::redirect::is_registered;
+use crate::clients::{Client, GrantType};
+
+const MAX_PARAM_LEN: usize = 2048;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AuthorizeRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: Vec<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub prompt_login: bool,
+    pub prompt_none: bool,
+    pub max_age: Option<i64>,
+    /// The lowest VNeID level the RP accepts, from `acr_values`.
+    pub required_loa: Option<u8>,
+    pub login_hint: Option<String>,
+    pub ui_locales: Option<String>,
+    pub resource: Option<String>,
+}
+
+impl AuthorizeRequest {
+    pub fn scope_string(&self) -> String {
+        self.scope.join(" ")
+    }
+    /// Vietnamese unless the RP asked for English first.
+    pub fn english(&self) -> bool {
+        self.ui_locales.as_deref().and_then(|l| l.split(' ').next()).is_some_and(|l| l.starts_with("en"))
+    }
+}
+
+/// Why an authorization request failed, and where the answer goes.
+#[derive(Debug)]
+pub enum AuthorizeError {
+    /// Unknown client or bad redirect URI: show an error page, do not redirect.
+    Page(OAuthError),
+    /// Anything else: redirect to the client with the error.
+    Redirect { redirect_uri: String, state: Option<String>, error: OAuthError },
+}
+
+/// Collects parameters, refusing repeated ones (RFC 6749 §3.1) and oversized values.
+pub fn collect_params(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, OAuthError> {
+    let mut map = HashMap::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        if v.len() > MAX_PARAM_LEN || k.len() > 64 {
+            return Err(OAuthError::invalid_request(format!("parameter {} is too long", truncate(&k))));
+        }
+        if v.is_empty() {
+            continue; // OAuth treats empty parameters as omitted.
+        }
+        if map.insert(k.clone(), v).is_some() {
+            return Err(OAuthError::invalid_request(format!("parameter {} is repeated", truncate(&k))));
+        }
+    }
+    Ok(map)
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// Validates the client and redirect URI: the part whose errors are never redirected.
+pub fn check_client(client: Option<&Client>, params: &HashMap<String, String>) -> Result<String, AuthorizeError> {
+    let Some(client) = client else {
+        return Err(AuthorizeError::Page(OAuthError::new(ErrorCode::InvalidClient, "unknown client")));
+    };
+    let redirect_uri = match params.get("redirect_uri") {
+        Some(uri) if is_registered(&client.metadata, uri) => uri.clone(),
+        Some(_) => return Err(AuthorizeError::Page(OAuthError::invalid_request("redirect_uri is not registered for this client"))),
+        // OIDC requires redirect_uri; it is never guessed from the registration.
+        None => return Err(AuthorizeError::Page(OAuthError::invalid_request("redirect_uri is required"))),
+    };
+    Ok(redirect_uri)
+}
+
+pub fn parse(client: &Client, redirect_uri: String, params: &HashMap<String, String>, acr: &AcrPolicy) -> Result<AuthorizeRequest, AuthorizeError> {
+    let state = params.get("state").cloned();
+    let fail = |error: OAuthError| AuthorizeError::Redirect { redirect_uri: redirect_uri.clone(), state: state.clone(), error };
+    if params.contains_key("request") || params.contains_key("request_uri") {
+        return Err(fail(OAuthError::new(ErrorCode::InvalidRequest, "request objects are not supported")));
+    }
+    match params.get("response_type").map(String::as_str) {
+        Some("code") => {}
+        Some(_) => return Err(fail(OAuthError::new(ErrorCode::UnsupportedResponseType, "only response_type=code is supported"))),
+        None => return Err(fail(OAuthError::invalid_request("response_type is required"))),
+    }
+    if let Some(mode) = params.get("response_mode") {
+        if mode != "query" {
+            return Err(fail(OAuthError::invalid_request("only response_mode=query is supported")));
+        }
+    }
+    if !client.metadata.allows_grant(GrantType::AuthorizationCode) {
+        return Err(fail(OAuthError::new(ErrorCode::UnauthorizedClient, "client may not use the authorization code flow")));
+    }
+    let scope: Vec<String> = params.get("scope").map(|s| s.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect()).unwrap_or_default();
+    if !scope.iter().any(|s| s == "openid") {
+        return Err(fail(OAuthError::new(ErrorCode::InvalidScope, "scope must include openid")));
+    }
+    if scope.iter().any(|s| !client.metadata.allows_scope(s)) {
+        return Err(fail(OAuthError::new(ErrorCode::InvalidScope, "a requested scope is not allowed for this client")));
+    }
+    let code_challenge = match (params.get("code_challenge"), params.get("code_challenge_method").map(String::as_str)) {
+        (Some(c), Some("S256")) if pkce::valid_challenge(c) => Some(c.clone()),
+        (Some(_), Some("S256")) => return Err(fail(OAuthError::invalid_request("code_challenge is malformed"))),
+        (Some(_), Some(_)) => return Err(fail(OAuthError::invalid_request("only code_challenge_method=S256 is supported"))),
+        (Some(_), None) => return Err(fail(OAuthError::invalid_request("code_challenge_method=S256 is required"))),
+        (None, Some(_)) => return Err(fail(OAuthError::invalid_request("code_challenge_method without code_challenge"))),
+        (None, None) => None,
+    };
+    if client.metadata.is_public() && code_challenge.is_none() {
+        return Err(fail(OAuthError::invalid_request("public clients must use PKCE (S256)")));
+    }
+    let prompts: Vec<&str> = params.get("prompt").map(|p| p.split(' ').collect()).unwrap_or_default();
+    let prompt_none = prompts.contains(&"none");
+    if prompt_none && prompts.len() > 1 {
+        return Err(fail(OAuthError::invalid_request("prompt=none cannot be combined with other values")));
+    }
+    if prompts.iter().any(|p| !matches!(*p, "none" | "login" | "consent" | "select_account")) {
+        return Err(fail(OAuthError::invalid_request("unknown prompt value")));
+    }
+    let max_age = match params.get("max_age") {
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 0 => Some(n),
+            _ => return Err(fail(OAuthError::invalid_request("max_age must be a non-negative integer"))),
+        },
+        None => None,
+    };
+    let resource = match params.get("resource") {
+        Some(r) => {
+            let allowed = client.metadata.resources.iter().chain(client.metadata.audience.iter()).any(|a| a == r);
+            if !allowed {
+                return Err(fail(OAuthError::new(ErrorCode::InvalidTarget, "resource is not allowed for this client")));
+            }
+            Some(r.clone())
+        }
+        None => None,
+    };
+    Ok(AuthorizeRequest {
+        client_id: client.client_id.clone(),
+        redirect_uri: redirect_uri.clone(),
+        scope,
+        state: state.clone(),
+        nonce: params.get("nonce").cloned(),
+        code_challenge,
+        prompt_login: prompts.contains(&"login"),
+        prompt_none,
+        max_age,
+        required_loa: params.get("acr_values").and_then(|v| acr.required_level(v)),
+        login_hint: params.get("login_hint").cloned(),
+        ui_locales: params.get("ui_locales").cloned(),
+        resource,
+    })
+}
+
+/// Whether an existing SSO session can answer this request without a new upstream login.
+pub fn session_satisfies(req: &AuthorizeRequest, auth_time: i64, loa: u8, now: i64) -> bool {
+    if req.prompt_login {
+        return false;
+    }
+    if let Some(max_age) = req.max_age {
+        if now - auth_time > max_age {
+            return false;
+        }
+    }
+    req.required_loa.is_none_or(|required| loa >= required)
+}

@@ -1,0 +1,117 @@
+//! `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636, RFC 9700 §4.8.2).
+
+use std::collections::HashMap;
+
+use super::issue::{self, IdTokenInput, UserContext};
+use crate::clients::{Client, GrantType};
+use crate::crypto::{random_token, sha256_b64url};
+use crate::oidc::codes::{CodeRecord, Redemption};
+use crate::oidc::error::{ErrorCode, OAuthError};
+use crate::oidc::{pkce, Provider, TokenResponse};
+use crate::tokens::grants::{GrantRecord, RefreshRecord};
+
+const BAD_CODE: &str = "the authorization code is invalid, expired or already used";
+
+pub async fn exchange(p: &Provider, client: &Client, params: &HashMap<String, String>, now: i64) -> Result<TokenResponse, OAuthError> {
+    if !client.metadata.allows_grant(GrantType::AuthorizationCode) {
+        return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "client may not use this grant type"));
+    }
+    let code = params.get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let redirect_uri = params.get("redirect_uri").ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
+    let record = match p.codes.peek(&client.client_id, code, now).await? {
+        Redemption::Fresh(record) => record,
+        Redemption::Replayed { grant_id } => return Err(replayed(p, &grant_id, now).await),
+        Redemption::Unknown => return Err(OAuthError::invalid_grant(BAD_CODE)),
+    };
+    check_bindings(&record, redirect_uri, params.get("code_verifier"))?;
+
+    // The grant row exists before the code is consumed, so a replay that races us always
+    // finds something to revoke.
+    let scope = record.scope.clone();
+    let refresh = client.metadata.allows_grant(GrantType::RefreshToken).then(random_token);
+    let grant = GrantRecord {
+        id: record.grant_id.clone(),
+        client_id: client.client_id.clone(),
+        account_id: Some(record.account_id.clone()),
+        sid: Some(record.sid.clone()),
+        scope: scope.clone(),
+        acr: Some(p.acr.value(record.loa).to_string()),
+        auth_time: Some(record.auth_time),
+        created_at: now,
+        revoked_at: None,
+    };
+    let refresh_record = refresh.as_ref().map(|token| RefreshRecord {
+        token_hash: sha256_b64url(token),
+        grant_id: grant.id.clone(),
+        scope: scope.clone(),
+        created_at: now,
+        expires_at: now + p.tokens.refresh_token_ttl_secs,
+        used_at: None,
+    });
+    p.grants.create_grant(&grant, refresh_record.as_ref()).await?;
+    match p.codes.redeem(&client.client_id, code, &grant.id).await? {
+        Redemption::Fresh(_) => {}
+        Redemption::Replayed { grant_id } => return Err(replayed(p, &grant_id, now).await),
+        Redemption::Unknown => {
+            p.grants.revoke_grant(&grant.id, "code vanished", now).await?;
+            return Err(OAuthError::invalid_grant(BAD_CODE));
+        }
+    }
+
+    let account = p.accounts.find(&record.account_id).await?.ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
+    let user = UserContext {
+        account_id: &account.id,
+        sid: Some(&record.sid),
+        auth_time: Some(record.auth_time),
+        acr: grant.acr.as_deref(),
+        grant_id: Some(&grant.id),
+    };
+    let aud = issue::audience(p, client, record.resource.as_deref());
+    let access_token = issue::access_token(p, client, &account.id, &scope, aud, Some(&user), now)?;
+    let id_token = issue::id_token(
+        p,
+        client,
+        &IdTokenInput {
+            account: &account,
+            scope: &scope,
+            nonce: record.nonce.as_deref(),
+            sid: &record.sid,
+            auth_time: record.auth_time,
+            loa: record.loa,
+            amr: &record.amr,
+            access_token: &access_token,
+        },
+        now,
+    )?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: p.tokens.access_token_ttl_secs,
+        refresh_token: refresh,
+        id_token: Some(id_token),
+        scope,
+    })
+}
+
+fn check_bindings(record: &CodeRecord, redirect_uri: &str, verifier: Option<&String>) -> Result<(), OAuthError> {
+    if record.redirect_uri != redirect_uri {
+        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+    }
+    match (&record.code_challenge, verifier) {
+        (Some(challenge), Some(v)) if pkce::verify(v, challenge) => Ok(()),
+        (Some(_), Some(_)) => Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge")),
+        (Some(_), None) => Err(OAuthError::invalid_grant("code_verifier is required")),
+        // RFC 9700 §4.8.2: a verifier for a code issued without a challenge is a downgrade attempt.
+        (None, Some(_)) => Err(OAuthError::invalid_grant("code_verifier sent but no code_challenge was used")),
+        (None, None) => Ok(()),
+    }
+}
+
+async fn replayed(p: &Provider, grant_id: &str, now: i64) -> OAuthError {
+    match p.grants.revoke_grant(grant_id, "authorization code replayed", now).await {
+        Ok(true) => tracing::warn!(grant = %grant_id, "authorization code replayed: grant revoked"),
+        Ok(false) => {}
+        Err(e) => return OAuthError::unavailable(&e),
+    }
+    OAuthError::invalid_grant(BAD_CODE)
+}

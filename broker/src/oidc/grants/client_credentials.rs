@@ -1,0 +1,39 @@
+//! `grant_type=client_credentials` (RFC 6749 §4.4): a token for the client itself.
+
+use std::collections::HashMap;
+
+use super::issue;
+use crate::clients::{Client, GrantType};
+use crate::oidc::error::{ErrorCode, OAuthError};
+use crate::oidc::{Provider, TokenResponse};
+
+/// Scopes that only make sense for a person.
+const USER_SCOPES: &[&str] = &["openid", "profile", "phone", "personal_id", "offline_access", "roles"];
+
+pub async fn grant(p: &Provider, client: &Client, params: &HashMap<String, String>, now: i64) -> Result<TokenResponse, OAuthError> {
+    if !client.metadata.allows_grant(GrantType::ClientCredentials) || client.metadata.is_public() {
+        return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "client may not use this grant type"));
+    }
+    let requested: Vec<&str> = params.get("scope").map(|s| s.split(' ').filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+    if requested.iter().any(|s| USER_SCOPES.contains(s) || !client.metadata.allows_scope(s)) {
+        return Err(OAuthError::new(ErrorCode::InvalidScope, "a requested scope is not allowed for this client"));
+    }
+    let resource = params.get("resource");
+    if let Some(r) = resource {
+        let allowed = client.metadata.resources.iter().chain(client.metadata.audience.iter()).any(|a| a == r);
+        if !allowed {
+            return Err(OAuthError::new(ErrorCode::InvalidTarget, "resource is not allowed for this client"));
+        }
+    }
+    let scope = requested.join(" ");
+    let aud = issue::audience(p, client, resource.map(String::as_str));
+    let access_token = issue::access_token(p, client, &client.client_id, &scope, aud, None, now)?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: p.tokens.access_token_ttl_secs,
+        refresh_token: None,
+        id_token: None,
+        scope,
+    })
+}

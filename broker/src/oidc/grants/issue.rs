@@ -1,0 +1,96 @@
+//! Building and signing the tokens of a user grant.
+
+use crate::accounts::Account;
+use crate::clients::Client;
+use crate::crypto::random_token;
+use crate::oidc::error::OAuthError;
+use crate::oidc::Provider;
+use crate::tokens::claims::{AccessClaims, Audience, IdClaims};
+use crate::tokens::half_hash;
+
+pub struct UserContext<'a> {
+    pub account_id: &'a str,
+    pub sid: Option<&'a str>,
+    pub auth_time: Option<i64>,
+    pub acr: Option<&'a str>,
+    pub grant_id: Option<&'a str>,
+}
+
+/// The `aud` of an access token (RFC 9068 §2.2): the resource asked for, else the client's
+/// configured API audience, else the broker itself (its userinfo endpoint).
+pub fn audience(p: &Provider, client: &Client, resource: Option<&str>) -> Audience {
+    match resource.or(client.metadata.audience.as_deref()) {
+        Some(aud) => Audience::One(aud.to_string()),
+        None => Audience::One(p.issuer.to_string()),
+    }
+}
+
+pub fn access_token(p: &Provider, client: &Client, sub: &str, scope: &str, aud: Audience, user: Option<&UserContext<'_>>, now: i64) -> Result<String, OAuthError> {
+    let claims = AccessClaims {
+        iss: p.issuer.to_string(),
+        sub: sub.to_string(),
+        aud,
+        exp: now + p.tokens.access_token_ttl_secs,
+        iat: now,
+        jti: random_token(),
+        client_id: client.client_id.clone(),
+        scope: scope.to_string(),
+        sid: user.and_then(|u| u.sid.map(str::to_string)),
+        auth_time: user.and_then(|u| u.auth_time),
+        acr: user.and_then(|u| u.acr.map(str::to_string)),
+        gid: user.and_then(|u| u.grant_id.map(str::to_string)),
+    };
+    p.signer.sign_access_token(&claims, now).map_err(|e| OAuthError::unavailable(&anyhow::Error::from(e)))
+}
+
+/// Profile claims released by scope (OIDC Core §5.4); the personal ID only under its own scope.
+pub fn profile_claims(account: &Account, scope: &str) -> serde_json::Map<String, serde_json::Value> {
+    let has = |s: &str| scope.split(' ').any(|x| x == s);
+    let mut out = serde_json::Map::new();
+    if has("profile") {
+        out.insert("name".into(), account.full_name.clone().into());
+        if let Some(b) = &account.birthdate {
+            out.insert("birthdate".into(), b.clone().into());
+        }
+        if let Some(g) = &account.gender {
+            out.insert("gender".into(), g.clone().into());
+        }
+    }
+    if has("personal_id") {
+        if let Some(pid) = &account.personal_id {
+            out.insert("personal_id".into(), pid.clone().into());
+        }
+    }
+    out
+}
+
+pub struct IdTokenInput<'a> {
+    pub account: &'a Account,
+    pub scope: &'a str,
+    pub nonce: Option<&'a str>,
+    pub sid: &'a str,
+    pub auth_time: i64,
+    pub loa: u8,
+    pub amr: &'a [String],
+    pub access_token: &'a str,
+}
+
+pub fn id_token(p: &Provider, client: &Client, input: &IdTokenInput<'_>, now: i64) -> Result<String, OAuthError> {
+    let alg = client.metadata.id_token_signed_response_alg;
+    let claims = IdClaims {
+        iss: p.issuer.to_string(),
+        sub: input.account.id.clone(),
+        aud: client.client_id.clone(),
+        azp: client.client_id.clone(),
+        exp: now + p.tokens.id_token_ttl_secs,
+        iat: now,
+        auth_time: input.auth_time,
+        nonce: input.nonce.map(str::to_string),
+        acr: p.acr.value(input.loa).to_string(),
+        amr: input.amr.to_vec(),
+        sid: input.sid.to_string(),
+        at_hash: Some(half_hash(alg, input.access_token)),
+        profile: profile_claims(input.account, input.scope),
+    };
+    p.signer.sign(alg, "JWT", &claims, now).map_err(|e| OAuthError::unavailable(&anyhow::Error::from(e)))
+}

@@ -1,0 +1,73 @@
+//! Token introspection (RFC 7662). Only authenticated clients may ask, and a client learns
+//! about a token only if it was issued to it or is meant for it (§4); otherwise `active: false`.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use super::error::OAuthError;
+use super::userinfo::live_access_token;
+use super::Provider;
+use crate::clients::auth::Presented;
+use crate::clients::Client;
+use crate::crypto::sha256_b64url;
+use crate::tokens::claims::Audience;
+
+pub async fn introspect(p: &Provider, presented: &Presented, params: &HashMap<String, String>) -> Result<Value, OAuthError> {
+    let now = p.now();
+    let caller = p.client_auth.authenticate(presented, now).await?;
+    if caller.metadata.is_public() {
+        return Err(OAuthError::invalid_client());
+    }
+    let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let hint = params.get("token_type_hint").map(String::as_str);
+    let inactive = json!({ "active": false });
+    let as_access = || async { live_access_token(p, token, now).await.ok() };
+    let as_refresh = || async {
+        if token.len() != 43 {
+            return Ok::<_, OAuthError>(None);
+        }
+        Ok(p.grants.find_refresh(&sha256_b64url(token)).await?)
+    };
+    if hint != Some("refresh_token") {
+        if let Some(claims) = as_access().await {
+            if !entitled(&caller, &claims.client_id, Some(&claims.aud)) {
+                return Ok(inactive);
+            }
+            let mut out = serde_json::to_value(&claims).map_err(anyhow::Error::from)?;
+            if let Some(obj) = out.as_object_mut() {
+                obj.insert("active".into(), json!(true));
+                obj.insert("token_type".into(), json!("Bearer"));
+                obj.remove("gid");
+            }
+            return Ok(out);
+        }
+    }
+    if let Some((refresh, grant)) = as_refresh().await? {
+        let live = grant.revoked_at.is_none() && refresh.used_at.is_none() && refresh.expires_at > now;
+        if !live || !entitled(&caller, &grant.client_id, None) {
+            return Ok(inactive);
+        }
+        return Ok(json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "client_id": grant.client_id,
+            "sub": grant.account_id,
+            "scope": refresh.scope,
+            "exp": refresh.expires_at,
+            "iat": refresh.created_at,
+            "iss": &*p.issuer,
+            "sid": grant.sid,
+        }));
+    }
+    Ok(inactive)
+}
+
+/// Issued to the caller, or meant for it (its client id or its API audience is in `aud`).
+fn entitled(caller: &Client, issued_to: &str, aud: Option<&Audience>) -> bool {
+    if caller.client_id == issued_to {
+        return true;
+    }
+    let Some(aud) = aud else { return false };
+    aud.contains(&caller.client_id) || caller.metadata.audience.as_deref().is_some_and(|a| aud.contains(a))
+}

@@ -1,0 +1,71 @@
+//! The OpenID Connect provider: protocol logic, free of HTTP types. `http/` turns requests into
+//! calls on `Provider` and its outcomes into responses.
+
+pub mod acr;
+pub mod authorize;
+pub mod codes;
+pub mod discovery;
+pub mod error;
+pub mod grants;
+pub mod introspect;
+pub mod pkce;
+pub mod revoke;
+pub mod userinfo;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::accounts::login::AccountResolver;
+use crate::clients::auth::ClientAuthenticator;
+use crate::clients::ClientDirectory;
+use crate::clock::SharedClock;
+use crate::config::TokenSettings;
+use crate::sessions::sso::SsoSessions;
+use crate::sessions::SessionStore;
+use crate::tokens::grants::GrantStore;
+use crate::tokens::TokenSigner;
+use acr::AcrPolicy;
+use codes::Codes;
+
+/// Everything the protocol endpoints need, built once at startup.
+#[derive(Clone)]
+pub struct Provider {
+    pub issuer: Arc<str>,
+    pub clients: ClientDirectory,
+    pub client_auth: ClientAuthenticator,
+    pub signer: TokenSigner,
+    pub grants: Arc<dyn GrantStore>,
+    pub codes: Codes,
+    pub sso: SsoSessions,
+    pub sessions: Arc<dyn SessionStore>,
+    pub accounts: AccountResolver,
+    pub acr: AcrPolicy,
+    pub tokens: TokenSettings,
+    pub jwks_max_age: u64,
+    pub clock: SharedClock,
+}
+
+impl Provider {
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.issuer, path)
+    }
+}
+
+/// RFC 6749 §5.1 token response.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+}

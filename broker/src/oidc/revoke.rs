@@ -1,0 +1,35 @@
+//! Token revocation (RFC 7009). Revoking a refresh token revokes its grant (the whole family
+//! and the access tokens issued under it); revoking an access token denies that token. A token
+//! that is unknown, or not the caller's, gets the same 200 and nothing changes.
+
+use std::collections::HashMap;
+
+use super::error::{ErrorCode, OAuthError};
+use super::userinfo::{deny_access_token, live_access_token};
+use super::Provider;
+use crate::clients::auth::Presented;
+use crate::crypto::sha256_b64url;
+
+pub async fn revoke(p: &Provider, presented: &Presented, params: &HashMap<String, String>) -> Result<(), OAuthError> {
+    let now = p.now();
+    let caller = p.client_auth.authenticate(presented, now).await?;
+    let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    match params.get("token_type_hint").map(String::as_str) {
+        None | Some("access_token") | Some("refresh_token") => {}
+        Some(_) => return Err(OAuthError::new(ErrorCode::UnsupportedTokenType, "unsupported token_type_hint")),
+    }
+    if token.len() == 43 {
+        if let Some((_, grant)) = p.grants.find_refresh(&sha256_b64url(token)).await? {
+            if grant.client_id == caller.client_id {
+                p.grants.revoke_grant(&grant.id, "revoked by the client", now).await?;
+            }
+            return Ok(());
+        }
+    }
+    if let Ok(claims) = live_access_token(p, token, now).await {
+        if claims.client_id == caller.client_id {
+            deny_access_token(p, &claims, now).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,27 @@
+//! The session store: ephemeral, TTL-bound state shared by every instance (browser SSO sessions,
+//! pending upstream logins, authorization codes, replay markers). In memory for the embedded
+//! default, in Redis for production. Keys are opaque strings; values are bytes (JSON).
+
+pub mod memory;
+pub mod redis;
+pub mod sso;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()>;
+    /// Stores only if the key is absent; true when stored (replay detection, e.g. `jti`).
+    async fn put_new(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<bool>;
+    async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
+    /// Reads and deletes atomically: single-use values.
+    async fn take(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
+    /// Atomically replaces an existing value, keeping its TTL, and returns the previous value;
+    /// does nothing and returns `None` when the key is absent.
+    async fn swap(&self, key: &str, value: &[u8]) -> anyhow::Result<Option<Vec<u8>>>;
+    async fn delete(&self, key: &str) -> anyhow::Result<()>;
+    /// Liveness of the backend (readiness probe).
+    async fn ping(&self) -> anyhow::Result<()>;
+}

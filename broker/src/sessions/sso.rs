@@ -1,0 +1,68 @@
+//! Browser SSO sessions at the broker. The cookie holds a random secret; the store key is its
+//! hash, and the `sid` given to relying parties is a separate identifier, so a leaked `sid`
+//! never lets anyone take over the session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::SessionStore;
+use crate::crypto::{random_token, sha256_b64url};
+
+pub const COOKIE: &str = "broker_session";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SsoSession {
+    pub sid: String,
+    pub account_id: String,
+    pub auth_time: i64,
+    /// The VNeID assurance level this session was authenticated at (1 or 2).
+    pub loa: u8,
+    pub amr: Vec<String>,
+    pub upstream: String,
+}
+
+#[derive(Clone)]
+pub struct SsoSessions {
+    store: Arc<dyn SessionStore>,
+    ttl: Duration,
+}
+
+impl SsoSessions {
+    pub fn new(store: Arc<dyn SessionStore>, ttl: Duration) -> Self {
+        Self { store, ttl }
+    }
+
+    fn key(secret: &str) -> String {
+        format!("sso:{}", sha256_b64url(secret))
+    }
+
+    /// Starts a session; returns the cookie secret.
+    pub async fn start(&self, session: &SsoSession) -> anyhow::Result<String> {
+        let secret = random_token();
+        self.store.put(&Self::key(&secret), &serde_json::to_vec(session)?, self.ttl).await?;
+        Ok(secret)
+    }
+
+    pub async fn find(&self, cookie_secret: &str) -> anyhow::Result<Option<SsoSession>> {
+        if cookie_secret.len() != 43 {
+            return Ok(None);
+        }
+        let Some(bytes) = self.store.get(&Self::key(cookie_secret)).await? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice(&bytes).ok())
+    }
+
+    pub async fn end(&self, cookie_secret: &str) -> anyhow::Result<Option<SsoSession>> {
+        let Some(bytes) = self.store.take(&Self::key(cookie_secret)).await? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice(&bytes).ok())
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}

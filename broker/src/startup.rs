@@ -1,0 +1,195 @@
+//! Builds the application once, for production and for tests alike: storage, session store,
+//! keys, the provider, the upstream, and the HTTP server on a given listener.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+
+use crate::accounts::login::AccountResolver;
+use crate::clients::auth::ClientAuthenticator;
+use crate::clients::registration::Registrar;
+use crate::clients::ClientDirectory;
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{read_secret, KeyStoreKind, SessionBackend, Settings};
+use crate::crypto::MasterKey;
+use crate::federation::pending::PendingLogins;
+use crate::federation::upstream::Upstream;
+use crate::http::{Broker, Readiness};
+use crate::oidc::acr::AcrPolicy;
+use crate::oidc::codes::Codes;
+use crate::oidc::Provider;
+use crate::sessions::memory::MemoryStore;
+use crate::sessions::redis::RedisStore;
+use crate::sessions::sso::SsoSessions;
+use crate::sessions::SessionStore;
+use crate::store::Db;
+use crate::tokens::keys::keyring::KeyRing;
+use crate::tokens::keys::rotation::{rotate_due, RotationTimings};
+use crate::tokens::keys::store::FileKeyStore;
+use crate::tokens::keys::{Alg, KeyStore};
+use crate::tokens::TokenSigner;
+
+/// Installs aws-lc-rs as the process-wide rustls provider (the only one in the build).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+pub fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
+    let secret = read_secret(&settings.keys.master_key, &settings.keys.master_key_file)?
+        .context("no master key: set keys.master_key_file (or BROKER_KEYS__MASTER_KEY); `broker keys generate-master` makes one")?;
+    MasterKey::from_secret(&secret)
+}
+
+pub async fn connect_db(settings: &Settings) -> anyhow::Result<Db> {
+    let url = read_secret(&Some(settings.database.url.clone()), &settings.database.url_file)?.context("no database URL")?;
+    let db = Db::connect(url.expose(), settings.database.max_connections).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+pub fn key_store(settings: &Settings, db: &Db) -> anyhow::Result<Arc<dyn KeyStore>> {
+    Ok(match settings.keys.store {
+        KeyStoreKind::Sql => Arc::new(db.clone()),
+        KeyStoreKind::File => Arc::new(FileKeyStore::new(settings.keys.dir.clone())?),
+    })
+}
+
+pub async fn session_store(settings: &Settings) -> anyhow::Result<Arc<dyn SessionStore>> {
+    Ok(match settings.sessions.backend {
+        SessionBackend::Memory => Arc::new(MemoryStore::new()),
+        SessionBackend::Redis => {
+            let url = read_secret(&settings.sessions.redis_url, &settings.sessions.redis_url_file)?
+                .context("sessions.backend = redis needs sessions.redis_url")?;
+            Arc::new(RedisStore::connect(url.expose(), &settings.sessions.key_prefix).await?)
+        }
+    })
+}
+
+struct BackendsReady {
+    db: Db,
+    sessions: Arc<dyn SessionStore>,
+}
+
+#[async_trait::async_trait]
+impl Readiness for BackendsReady {
+    async fn check(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(self.db.pool()).await?;
+        self.sessions.ping().await
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    pub db: Db,
+    pub broker: web::Data<Broker>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, listener, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(settings: Settings, listener: TcpListener, clock: SharedClock) -> anyhow::Result<Self> {
+        install_crypto_provider();
+        let master = master_key(&settings)?;
+        let db = connect_db(&settings).await?;
+        let sessions = session_store(&settings).await?;
+        let ring = KeyRing::new(key_store(&settings, &db)?, master.clone());
+        ring.bootstrap(clock.now()).await?;
+        spawn_key_maintenance(ring.clone(), &settings, clock.clone());
+
+        let issuer = settings.issuer_str();
+        let directory = ClientDirectory::new(Arc::new(db.clone()), settings.tokens.client_cache_secs, clock.clone());
+        let provider = Provider {
+            issuer: issuer.as_str().into(),
+            clients: directory.clone(),
+            client_auth: ClientAuthenticator {
+                directory: directory.clone(),
+                master: master.clone(),
+                replay: sessions.clone(),
+                audiences: vec![format!("{issuer}/token"), issuer.clone()],
+            },
+            signer: TokenSigner::new(ring, &issuer, Alg::ES256),
+            grants: Arc::new(db.clone()),
+            codes: Codes::new(sessions.clone(), Duration::from_secs(settings.tokens.code_ttl_secs)),
+            sso: SsoSessions::new(sessions.clone(), Duration::from_secs(settings.sessions.sso_ttl_secs)),
+            sessions: sessions.clone(),
+            accounts: AccountResolver::new(Arc::new(db.clone()), master.clone()),
+            acr: AcrPolicy::new(&settings.acr),
+            tokens: settings.tokens.clone(),
+            jwks_max_age: settings.keys.jwks_max_age_secs,
+            clock: clock.clone(),
+        };
+        let broker = web::Data::new(Broker {
+            provider,
+            upstream: Arc::new(Upstream::new(settings.upstream.clone(), &issuer)?),
+            pending: PendingLogins::new(sessions.clone(), Duration::from_secs(settings.sessions.pending_login_ttl_secs)),
+            registrar: Registrar { directory, master },
+            admin_token: read_secret(&settings.admin.token, &settings.admin.token_file)?,
+            auto_redirect: settings.login.auto_redirect,
+            secure_cookies: settings.issuer.scheme() == "https",
+            readiness: Arc::new(BackendsReady { db: db.clone(), sessions }),
+        });
+
+        let port = listener.local_addr()?.port();
+        let data = broker.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap(
+                    actix_web::middleware::DefaultHeaders::new()
+                        .add(("X-Content-Type-Options", "nosniff"))
+                        .add(("Referrer-Policy", "no-referrer")),
+                )
+                .app_data(data.clone())
+                .configure(crate::http::configure)
+        });
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        let server = match (&settings.http.tls_cert_file, &settings.http.tls_key_file) {
+            (Some(cert), Some(key)) => server.listen_rustls_0_23(listener, tls_config(cert, key)?)?,
+            _ => server.listen(listener)?,
+        };
+        Ok(Self { port, server: server.run(), db, broker })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn server(self) -> actix_web::dev::Server {
+        self.server
+    }
+}
+
+fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<rustls::ServerConfig> {
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert)?)).collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(key)?))?.context("no private key in the TLS key file")?;
+    Ok(rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key)?)
+}
+
+/// Re-reads the key ring now and then (another instance may have rotated) and starts the
+/// scheduled rotation when a key is due.
+fn spawn_key_maintenance(ring: KeyRing, settings: &Settings, clock: SharedClock) {
+    let every = Duration::from_secs(settings.keys.reload_secs.max(1));
+    let max_age = settings.keys.rotate_after_days as i64 * 86_400;
+    let timings = RotationTimings { jwks_max_age: settings.keys.jwks_max_age_secs as i64, longest_token: settings.tokens.longest_signed_token_secs() };
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            if let Err(e) = rotate_due(&ring, clock.now(), max_age, &timings).await {
+                tracing::error!(error = format!("{e:#}"), "scheduled key rotation failed");
+            }
+            if let Err(e) = ring.reload().await {
+                tracing::error!(error = format!("{e:#}"), "key ring reload failed");
+            }
+        }
+    });
+}

@@ -1,0 +1,133 @@
+//! `AccountStore` in SQL.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{opt_text, Db};
+use crate::accounts::{AccountRecord, AccountStore};
+
+const COLUMNS: &str = "a.id, a.personal_id_enc, a.personal_id_lookup, a.personal_id_flag, a.full_name, a.birthdate, \
+                       a.gender, a.account_type, a.loa, a.created_at, a.updated_at";
+
+fn from_row(row: &AnyRow) -> anyhow::Result<AccountRecord> {
+    let loa: i64 = row.try_get("loa")?;
+    Ok(AccountRecord {
+        id: row.try_get("id")?,
+        personal_id_enc: opt_text(row, "personal_id_enc")?,
+        personal_id_lookup: opt_text(row, "personal_id_lookup")?,
+        personal_id_flag: opt_text(row, "personal_id_flag")?,
+        full_name: row.try_get("full_name")?,
+        birthdate: opt_text(row, "birthdate")?,
+        gender: opt_text(row, "gender")?,
+        account_type: row.try_get("account_type")?,
+        loa: u8::try_from(loa).unwrap_or(1),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+#[async_trait::async_trait]
+impl AccountStore for Db {
+    async fn find(&self, id: &str) -> anyhow::Result<Option<AccountRecord>> {
+        let sql = format!("SELECT {COLUMNS} FROM accounts a WHERE a.id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(self.pool()).await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    async fn find_by_link(&self, iss: &str, sub: &str) -> anyhow::Result<Option<AccountRecord>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM account_links l JOIN accounts a ON a.id = l.account_id \
+             WHERE l.upstream_iss = $1 AND l.upstream_sub = $2"
+        );
+        let row = sqlx::query(&sql).bind(iss).bind(sub).fetch_optional(self.pool()).await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    async fn create_linked(&self, r: &AccountRecord, iss: &str, sub: &str) -> anyhow::Result<AccountRecord> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO accounts (id, personal_id_enc, personal_id_lookup, personal_id_flag, full_name, birthdate, gender, \
+             account_type, loa, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&r.id)
+        .bind(&r.personal_id_enc)
+        .bind(&r.personal_id_lookup)
+        .bind(&r.personal_id_flag)
+        .bind(&r.full_name)
+        .bind(&r.birthdate)
+        .bind(&r.gender)
+        .bind(&r.account_type)
+        .bind(i64::from(r.loa))
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        let linked = sqlx::query(
+            "INSERT INTO account_links (upstream_iss, upstream_sub, account_id, created_at, last_login_at) \
+             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (upstream_iss, upstream_sub) DO NOTHING",
+        )
+        .bind(iss)
+        .bind(sub)
+        .bind(&r.id)
+        .bind(r.created_at)
+        .execute(&mut *tx)
+        .await?;
+        if linked.rows_affected() == 0 {
+            // Another login linked this identity first: keep that account, drop ours.
+            tx.rollback().await?;
+            return self
+                .find_by_link(iss, sub)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("link vanished while resolving a concurrent first login"));
+        }
+        tx.commit().await?;
+        Ok(r.clone())
+    }
+
+    async fn refresh_profile(&self, r: &AccountRecord, iss: &str, sub: &str) -> anyhow::Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE accounts SET personal_id_enc = $1, personal_id_lookup = $2, personal_id_flag = $3, full_name = $4, \
+             birthdate = $5, gender = $6, account_type = $7, loa = $8, updated_at = $9 WHERE id = $10",
+        )
+        .bind(&r.personal_id_enc)
+        .bind(&r.personal_id_lookup)
+        .bind(&r.personal_id_flag)
+        .bind(&r.full_name)
+        .bind(&r.birthdate)
+        .bind(&r.gender)
+        .bind(&r.account_type)
+        .bind(i64::from(r.loa))
+        .bind(r.updated_at)
+        .bind(&r.id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE account_links SET last_login_at = $1 WHERE upstream_iss = $2 AND upstream_sub = $3")
+            .bind(r.updated_at)
+            .bind(iss)
+            .bind(sub)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit(
+        &self,
+        at: i64,
+        kind: &str,
+        account_id: Option<&str>,
+        client_id: Option<&str>,
+        detail: &serde_json::Value,
+    ) -> anyhow::Result<()> {
+        sqlx::query("INSERT INTO audit_log (at, kind, account_id, client_id, detail) VALUES ($1, $2, $3, $4, $5)")
+            .bind(at)
+            .bind(kind)
+            .bind(account_id)
+            .bind(client_id)
+            .bind(detail.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

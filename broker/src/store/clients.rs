@@ -1,0 +1,72 @@
+//! `ClientStore` in SQL: metadata kept as one JSON document per client.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::Db;
+use crate::clients::{Client, ClientStore, ClientStoreError};
+
+fn from_row(row: &AnyRow) -> anyhow::Result<Client> {
+    let metadata: String = row.try_get("metadata")?;
+    Ok(Client {
+        client_id: row.try_get("client_id")?,
+        secret_hash: super::opt_text(row, "secret_hash")?,
+        metadata: serde_json::from_str(&metadata)?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+#[async_trait::async_trait]
+impl ClientStore for Db {
+    async fn insert(&self, client: &Client) -> Result<(), ClientStoreError> {
+        let metadata = serde_json::to_string(&client.metadata).map_err(anyhow::Error::from)?;
+        let result = sqlx::query(
+            "INSERT INTO clients (client_id, secret_hash, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (client_id) DO NOTHING",
+        )
+        .bind(&client.client_id)
+        .bind(&client.secret_hash)
+        .bind(metadata)
+        .bind(client.created_at)
+        .bind(client.updated_at)
+        .execute(self.pool())
+        .await
+        .map_err(anyhow::Error::from)?;
+        if result.rows_affected() == 0 {
+            return Err(ClientStoreError::Conflict);
+        }
+        Ok(())
+    }
+
+    async fn find(&self, client_id: &str) -> anyhow::Result<Option<Client>> {
+        let row = sqlx::query("SELECT client_id, secret_hash, metadata, created_at, updated_at FROM clients WHERE client_id = $1")
+            .bind(client_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    async fn list(&self) -> anyhow::Result<Vec<Client>> {
+        let rows = sqlx::query("SELECT client_id, secret_hash, metadata, created_at, updated_at FROM clients ORDER BY created_at, client_id")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    async fn update(&self, client: &Client) -> anyhow::Result<bool> {
+        let result = sqlx::query("UPDATE clients SET secret_hash = $1, metadata = $2, updated_at = $3 WHERE client_id = $4")
+            .bind(&client.secret_hash)
+            .bind(serde_json::to_string(&client.metadata)?)
+            .bind(client.updated_at)
+            .bind(&client.client_id)
+            .execute(self.pool())
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn delete(&self, client_id: &str) -> anyhow::Result<bool> {
+        let result = sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(client_id).execute(self.pool()).await?;
+        Ok(result.rows_affected() > 0)
+    }
+}

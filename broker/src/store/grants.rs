@@ -1,0 +1,115 @@
+//! `GrantStore` in SQL.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{opt_text, Db};
+use crate::tokens::grants::{GrantRecord, GrantStore, RefreshRecord, RotateOutcome};
+
+const GRANT_COLUMNS: &str = "g.id, g.client_id, g.account_id, g.sid, g.scope AS grant_scope, g.acr, g.auth_time, g.created_at AS grant_created_at, g.revoked_at";
+
+fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
+    Ok(GrantRecord {
+        id: row.try_get("id")?,
+        client_id: row.try_get("client_id")?,
+        account_id: opt_text(row, "account_id")?,
+        sid: opt_text(row, "sid")?,
+        scope: row.try_get("grant_scope")?,
+        acr: opt_text(row, "acr")?,
+        auth_time: row.try_get("auth_time")?,
+        created_at: row.try_get("grant_created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+async fn insert_refresh<'e, E>(executor: E, r: &RefreshRecord) -> anyhow::Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query("INSERT INTO refresh_tokens (token_hash, grant_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&r.token_hash)
+        .bind(&r.grant_id)
+        .bind(&r.scope)
+        .bind(r.created_at)
+        .bind(r.expires_at)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl GrantStore for Db {
+    async fn create_grant(&self, g: &GrantRecord, refresh: Option<&RefreshRecord>) -> anyhow::Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO grants (id, client_id, account_id, sid, scope, acr, auth_time, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&g.id)
+        .bind(&g.client_id)
+        .bind(&g.account_id)
+        .bind(&g.sid)
+        .bind(&g.scope)
+        .bind(&g.acr)
+        .bind(g.auth_time)
+        .bind(g.created_at)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(r) = refresh {
+            insert_refresh(&mut *tx, r).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_refresh(&self, token_hash: &str) -> anyhow::Result<Option<(RefreshRecord, GrantRecord)>> {
+        let sql = format!(
+            "SELECT r.token_hash, r.grant_id, r.scope, r.created_at, r.expires_at, r.used_at, {GRANT_COLUMNS} \
+             FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id WHERE r.token_hash = $1"
+        );
+        let Some(row) = sqlx::query(&sql).bind(token_hash).fetch_optional(self.pool()).await? else {
+            return Ok(None);
+        };
+        let refresh = RefreshRecord {
+            token_hash: row.try_get("token_hash")?,
+            grant_id: row.try_get("grant_id")?,
+            scope: row.try_get("scope")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+            used_at: row.try_get("used_at")?,
+        };
+        Ok(Some((refresh, grant_from_row(&row)?)))
+    }
+
+    async fn rotate_refresh(&self, old_hash: &str, new: &RefreshRecord, now: i64) -> anyhow::Result<RotateOutcome> {
+        let mut tx = self.pool().begin().await?;
+        let marked = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
+            .bind(now)
+            .bind(old_hash)
+            .execute(&mut *tx)
+            .await?;
+        if marked.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(RotateOutcome::AlreadyUsed);
+        }
+        insert_refresh(&mut *tx, new).await?;
+        tx.commit().await?;
+        Ok(RotateOutcome::Rotated)
+    }
+
+    async fn revoke_grant(&self, grant_id: &str, reason: &str, now: i64) -> anyhow::Result<bool> {
+        let result = sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(reason)
+            .bind(grant_id)
+            .execute(self.pool())
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn find_grant(&self, grant_id: &str) -> anyhow::Result<Option<GrantRecord>> {
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants g WHERE g.id = $1");
+        let row = sqlx::query(&sql).bind(grant_id).fetch_optional(self.pool()).await?;
+        row.as_ref().map(grant_from_row).transpose()
+    }
+}

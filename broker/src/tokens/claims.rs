@@ -1,0 +1,69 @@
+//! Claim sets of the tokens the broker issues.
+
+use serde::{Deserialize, Serialize};
+
+/// RFC 9068 access token claims.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Audience,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// The grant this token belongs to: revoking the grant revokes the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
+}
+
+impl AccessClaims {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scope.split(' ').any(|s| s == scope)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub fn contains(&self, value: &str) -> bool {
+        match self {
+            Audience::One(a) => a == value,
+            Audience::Many(list) => list.iter().any(|a| a == value),
+        }
+    }
+}
+
+/// OpenID Connect ID token claims (Core §2) plus the profile claims released by scope.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IdClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub azp: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    pub acr: String,
+    pub amr: Vec<String>,
+    pub sid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_hash: Option<String>,
+    #[serde(flatten)]
+    pub profile: serde_json::Map<String, serde_json::Value>,
+}

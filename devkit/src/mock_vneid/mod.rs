@@ -1,0 +1,162 @@
+//! A mock of VNeID as a standard OIDC upstream (variant A in VNEID.md: discovery, code flow,
+//! RS256 ID token, client secret). It signs in whichever test citizen a tester picks, and can be
+//! told to break its ID tokens in specific ways so the broker's verification can be tested.
+
+mod authorize;
+mod citizens;
+mod grants;
+mod http;
+mod id_token;
+mod keys;
+mod pages;
+mod token;
+
+use std::fmt;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use actix_web::{web, App, HttpServer};
+
+pub use citizens::Citizen;
+pub use id_token::Tamper;
+
+use grants::Grants;
+use keys::SigningKey;
+
+use crate::util::lock;
+
+/// Where the mock lives and which clients (the broker, test drivers) may use it.
+#[derive(Clone, Debug)]
+pub struct MockVneidConfig {
+    /// Public base URL, e.g. `http://127.0.0.1:8081`. A path (`/realms/vneid`) is allowed:
+    /// [`serve`] mounts the routes under it; [`MockVneid::configure`] callers must do the same.
+    pub issuer: url::Url,
+    pub clients: Vec<MockClient>,
+}
+
+#[derive(Clone)]
+pub struct MockClient {
+    pub client_id: String,
+    pub client_secret: String,
+    /// Compared exactly, as a real upstream does.
+    pub redirect_uris: Vec<String>,
+}
+
+impl fmt::Debug for MockClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockClient")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("redirect_uris", &self.redirect_uris)
+            .finish()
+    }
+}
+
+/// The mock server's state; cheap to clone (all clones share one state).
+#[derive(Clone)]
+pub struct MockVneid {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    /// The issuer exactly as it appears in discovery and `iss`: no trailing slash.
+    pub(crate) issuer: String,
+    pub(crate) clients: Vec<MockClient>,
+    pub(crate) citizens: Vec<Citizen>,
+    pub(crate) grants: Grants,
+    key: RwLock<Arc<SigningKey>>,
+    tamper: Mutex<Tamper>,
+}
+
+impl MockVneid {
+    pub fn new(cfg: MockVneidConfig) -> anyhow::Result<Self> {
+        let issuer = cfg.issuer.as_str().trim_end_matches('/').to_owned();
+        if cfg.issuer.query().is_some() || cfg.issuer.fragment().is_some() {
+            anyhow::bail!("mock VNeID issuer {issuer} must not have a query or fragment");
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                issuer,
+                clients: cfg.clients,
+                citizens: citizens::load()?,
+                grants: Grants::default(),
+                key: RwLock::new(Arc::new(SigningKey::generate()?)),
+                tamper: Mutex::new(Tamper::None),
+            }),
+        })
+    }
+
+    /// Applies `t` to the ID token of every token response from now on.
+    pub fn set_tamper(&self, t: Tamper) {
+        *lock(&self.inner.tamper) = t;
+    }
+
+    /// Replaces the signing key with a fresh one under a new `kid`. Unlike a real provider the
+    /// old key is dropped from the JWKS at once, so a broker that caches JWKS meets an unknown
+    /// `kid` and must refetch.
+    pub fn rotate_key(&self) -> anyhow::Result<()> {
+        let key = Arc::new(SigningKey::generate()?);
+        *self
+            .inner
+            .key
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = key;
+        Ok(())
+    }
+
+    pub fn citizens(&self) -> &[Citizen] {
+        &self.inner.citizens
+    }
+
+    /// The issuer as published (no trailing slash).
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// Registers the mock's routes relative to wherever the caller mounts this config, so the
+    /// mock can share an `HttpServer` with other services.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        http::configure(self.clone(), cfg);
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl Inner {
+    pub(crate) fn signing_key(&self) -> Arc<SigningKey> {
+        Arc::clone(&self.key.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub(crate) fn tamper(&self) -> Tamper {
+        *lock(&self.tamper)
+    }
+
+    pub(crate) fn client(&self, client_id: &str) -> Option<&MockClient> {
+        self.clients.iter().find(|c| c.client_id == client_id)
+    }
+
+    pub(crate) fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+}
+
+/// Runs the mock on its own server, mounted under the issuer's path.
+pub fn serve(mock: MockVneid, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
+    let prefix = url::Url::parse(mock.issuer())
+        .map(|u| u.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    let server = HttpServer::new(move || {
+        let mock = mock.clone();
+        let app = App::new();
+        if prefix.is_empty() {
+            app.configure(move |cfg| mock.configure(cfg))
+        } else {
+            app.service(web::scope(&prefix).configure(move |cfg| mock.configure(cfg)))
+        }
+    })
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

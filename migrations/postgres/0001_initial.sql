@@ -1,0 +1,79 @@
+-- One logical schema for SQLite and PostgreSQL: ids and JSON as TEXT, instants as BIGINT Unix
+-- seconds, flags as BIGINT 0/1 (see docs/architecture.md, "Storage").
+CREATE TABLE clients (
+    client_id   TEXT PRIMARY KEY,
+    secret_hash TEXT,
+    metadata    TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL
+);
+
+CREATE TABLE accounts (
+    id                 TEXT PRIMARY KEY,
+    personal_id_enc    TEXT,
+    personal_id_lookup TEXT,
+    personal_id_flag   TEXT,
+    full_name          TEXT NOT NULL,
+    birthdate          TEXT,
+    gender             TEXT,
+    account_type       TEXT NOT NULL,
+    loa                BIGINT NOT NULL,
+    created_at         BIGINT NOT NULL,
+    updated_at         BIGINT NOT NULL
+);
+CREATE INDEX accounts_personal_id_lookup ON accounts (personal_id_lookup);
+
+CREATE TABLE account_links (
+    upstream_iss  TEXT NOT NULL,
+    upstream_sub  TEXT NOT NULL,
+    account_id    TEXT NOT NULL REFERENCES accounts (id),
+    created_at    BIGINT NOT NULL,
+    last_login_at BIGINT NOT NULL,
+    PRIMARY KEY (upstream_iss, upstream_sub)
+);
+CREATE INDEX account_links_account ON account_links (account_id);
+
+CREATE TABLE grants (
+    id         TEXT PRIMARY KEY,
+    client_id  TEXT NOT NULL,
+    account_id TEXT,
+    sid        TEXT,
+    scope      TEXT NOT NULL,
+    acr        TEXT,
+    auth_time  BIGINT,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT,
+    revoked_reason TEXT
+);
+CREATE INDEX grants_account ON grants (account_id);
+CREATE INDEX grants_sid ON grants (sid);
+
+CREATE TABLE refresh_tokens (
+    token_hash TEXT PRIMARY KEY,
+    grant_id   TEXT NOT NULL REFERENCES grants (id),
+    scope      TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at    BIGINT
+);
+CREATE INDEX refresh_tokens_grant ON refresh_tokens (grant_id);
+
+CREATE TABLE signing_keys (
+    kid          TEXT PRIMARY KEY,
+    alg          TEXT NOT NULL,
+    private_enc  TEXT NOT NULL,
+    public_jwk   TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    activates_at BIGINT NOT NULL,
+    retires_at   BIGINT,
+    removes_at   BIGINT
+);
+
+CREATE TABLE audit_log (
+    id         BIGSERIAL PRIMARY KEY,
+    at         BIGINT NOT NULL,
+    kind       TEXT NOT NULL,
+    account_id TEXT,
+    client_id  TEXT,
+    detail     TEXT NOT NULL
+);

@@ -1,0 +1,215 @@
+//! Command-line arguments, their bounds, and the loopback-only rule for every URL the driver fetches.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use url::{Host, Url};
+
+/// The longest measured window a scenario may ask for.
+pub const MAX_DURATION_SECS: u64 = 120;
+/// Requests are never let run unbounded in parallel.
+pub const MAX_CONCURRENCY: usize = 1024;
+/// Time before the measured window, so connection set-up and cold caches are not counted.
+pub const WARM_UP: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadgen",
+    about = "Measure a running broker over loopback HTTP: client_credentials, refresh-token rotation, and full federated logins"
+)]
+pub struct Args {
+    /// Broker issuer URL; must be on loopback (127.0.0.0/8, localhost or ::1).
+    #[arg(long)]
+    pub issuer: Url,
+
+    /// Bearer token for `POST {issuer}/admin/clients`, used to register the load-test client.
+    #[arg(long, env = "BROKER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Use this existing client instead of registering one (needs --client-secret).
+    #[arg(long, requires = "client_secret")]
+    pub client_id: Option<String>,
+
+    /// Secret of --client-id.
+    #[arg(long, env = "LOADGEN_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+
+    /// `login_hint` passed through /authorize to the mock VNeID, which then answers at once.
+    #[arg(long, default_value = "C01")]
+    pub login_hint: String,
+
+    /// Scope requested at /authorize (and registered on the client).
+    #[arg(long, default_value = "openid profile")]
+    pub scope: String,
+
+    #[arg(long, value_enum, default_value_t = Scenario::All)]
+    pub scenario: Scenario,
+
+    /// Measured seconds per scenario (after a 2 s warm-up), 1..=120.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_DURATION_SECS))]
+    pub duration: u64,
+
+    /// Operations in flight at once (virtual users), 1..=1024.
+    #[arg(long, default_value_t = 32, value_parser = parse_concurrency)]
+    pub concurrency: usize,
+
+    /// Stop a scenario after this many operations even if time remains.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub max_ops: u64,
+
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub request_timeout: u64,
+
+    /// Server process whose CPU (utime+stime of all its threads) is charged per operation; repeatable.
+    #[arg(long = "server-pid")]
+    pub server_pids: Vec<u32>,
+
+    /// Also report the CPU of every `postgres` and `redis-server` process as "db cpu ms/op".
+    #[arg(long)]
+    pub postgres: bool,
+
+    /// Also print one Markdown table row per scenario (for docs/benchmarks.md).
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    ClientCredentials,
+    Refresh,
+    Login,
+    All,
+}
+
+impl Scenario {
+    /// The concrete scenarios to run, in order.
+    pub fn expand(self) -> Vec<Scenario> {
+        match self {
+            Scenario::All => vec![
+                Scenario::ClientCredentials,
+                Scenario::Login,
+                Scenario::Refresh,
+            ],
+            one => vec![one],
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::ClientCredentials => "client-credentials",
+            Scenario::Refresh => "refresh",
+            Scenario::Login => "login",
+            Scenario::All => "all",
+        }
+    }
+}
+
+fn parse_concurrency(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if n == 0 || n > MAX_CONCURRENCY {
+        return Err(format!("must be between 1 and {MAX_CONCURRENCY}"));
+    }
+    Ok(n)
+}
+
+impl Args {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        ensure_loopback(&self.issuer).context("--issuer")?;
+        if self.client_id.is_none() && self.admin_token.is_none() {
+            bail!("either --admin-token (or BROKER_ADMIN_TOKEN) or --client-id/--client-secret is needed");
+        }
+        if self.max_ops == 0 {
+            bail!("--max-ops must be at least 1");
+        }
+        if self.request_timeout == 0 || self.request_timeout > MAX_DURATION_SECS {
+            bail!("--request-timeout must be between 1 and {MAX_DURATION_SECS}");
+        }
+        Ok(())
+    }
+}
+
+/// This driver only ever talks to servers on this machine; any other host is refused before a request.
+pub fn ensure_loopback(url: &Url) -> anyhow::Result<()> {
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("{url}: only http and https are supported");
+    }
+    let ok = match url.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    };
+    if !ok {
+        bail!(
+            "{url}: refusing a non-loopback host (only 127.0.0.0/8, localhost and ::1 are allowed)"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_only() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://127.3.2.1/x",
+            "http://localhost:1",
+            "http://[::1]:8080",
+        ] {
+            assert!(ensure_loopback(&Url::parse(ok).unwrap()).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.1",
+            "http://192.168.1.1",
+            "http://example.com",
+            "http://localhost.example.com",
+            "http://[::2]",
+            "ftp://127.0.0.1",
+        ] {
+            assert!(ensure_loopback(&Url::parse(bad).unwrap()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cli_parses() {
+        let args = Args::try_parse_from([
+            "loadgen",
+            "--issuer",
+            "http://127.0.0.1:8080",
+            "--admin-token",
+            "t",
+            "--scenario",
+            "client-credentials",
+            "--server-pid",
+            "1",
+            "--server-pid",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(args.server_pids, vec![1, 2]);
+        assert_eq!(args.concurrency, 32);
+        args.validate().unwrap();
+        assert!(Args::try_parse_from([
+            "loadgen",
+            "--issuer",
+            "http://127.0.0.1",
+            "--duration",
+            "121"
+        ])
+        .is_err());
+        assert!(Args::try_parse_from([
+            "loadgen",
+            "--issuer",
+            "http://127.0.0.1",
+            "--concurrency",
+            "0"
+        ])
+        .is_err());
+    }
+}
