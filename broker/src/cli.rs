@@ -17,7 +17,11 @@ use crate::tokens::keys::rotation::{rotate, RotationTimings};
 use crate::tokens::keys::Alg;
 
 #[derive(Parser, Debug)]
-#[command(name = "broker", version, about = "OpenID Connect identity broker for the province, in front of VNeID")]
+#[command(
+    name = "broker",
+    version,
+    about = "OpenID Connect identity broker for the province, in front of VNeID"
+)]
 pub struct Cli {
     /// TOML configuration file (settings can also come from BROKER_* variables).
     #[arg(long, global = true, env = "BROKER_CONFIG")]
@@ -69,7 +73,9 @@ pub enum KeysCommand {
 pub enum ClientsCommand {
     Create(ClientArgs),
     List,
-    Show { client_id: String },
+    Show {
+        client_id: String,
+    },
     Update {
         client_id: String,
         #[command(flatten)]
@@ -77,7 +83,9 @@ pub enum ClientsCommand {
         #[arg(long)]
         rotate_secret: bool,
     },
-    Delete { client_id: String },
+    Delete {
+        client_id: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -102,17 +110,20 @@ pub struct ClientArgs {
 }
 
 fn parse_grant(s: &str) -> Result<GrantType, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| format!("unknown grant type {s}"))
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("unknown grant type {s}"))
 }
 
 fn parse_method(s: &str) -> Result<AuthMethod, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| format!("unknown auth method {s}"))
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("unknown auth method {s}"))
 }
 
 impl ClientArgs {
     fn request(&self) -> anyhow::Result<ClientRequest> {
         if let Some(path) = &self.json {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             return serde_json::from_str(&text).context("invalid client JSON");
         }
         Ok(ClientRequest {
@@ -121,7 +132,9 @@ impl ClientArgs {
             redirect_uris: self.redirect_uris.clone(),
             grant_types: (!self.grant_types.is_empty()).then(|| self.grant_types.clone()),
             token_endpoint_auth_method: self.auth_method,
-            application_type: self.native.then_some(crate::clients::ApplicationType::Native),
+            application_type: self
+                .native
+                .then_some(crate::clients::ApplicationType::Native),
             scope: self.scope.clone(),
             ..Default::default()
         })
@@ -134,7 +147,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(args) => crate::dev::run(args).await,
         Command::MockVneid(args) => {
             let settings = Settings::load(cli.config.as_deref())?;
-            anyhow::ensure!(settings.environment != Environment::Production, "the mock VNeID is refused in production (set environment = \"development\")");
+            anyhow::ensure!(
+                settings.environment != Environment::Production,
+                "the mock VNeID is refused in production (set environment = \"development\")"
+            );
             crate::dev::run_mock(args).await
         }
         command => {
@@ -149,7 +165,12 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
     match command {
         Command::Serve => {
             let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
-                .with_context(|| format!("cannot listen on {}:{}", settings.http.host, settings.http.port))?;
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {}:{}",
+                        settings.http.host, settings.http.port
+                    )
+                })?;
             let app = Application::build(settings, listener).await?;
             tracing::info!(port = app.port(), "broker listening");
             app.server().await?;
@@ -172,15 +193,34 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
             match keys {
                 KeysCommand::List => {
                     for key in ring.all() {
-                        println!("{}\t{}\t{:?}\tactivates_at={}\tretires_at={:?}\tremoves_at={:?}", key.kid, key.alg.as_str(), key.state(now), key.activates_at, key.retires_at, key.removes_at);
+                        println!(
+                            "{}\t{}\t{:?}\tactivates_at={}\tretires_at={:?}\tremoves_at={:?}",
+                            key.kid,
+                            key.alg.as_str(),
+                            key.state(now),
+                            key.activates_at,
+                            key.retires_at,
+                            key.removes_at
+                        );
                     }
                 }
                 KeysCommand::Rotate { alg, emergency } => {
                     let alg = Alg::parse(&alg).context("alg must be RS256, ES256 or EdDSA")?;
-                    let timings = RotationTimings { jwks_max_age: settings.keys.jwks_max_age_secs as i64, longest_token: settings.tokens.longest_signed_token_secs() };
+                    let timings = RotationTimings {
+                        jwks_max_age: settings.keys.jwks_max_age_secs as i64,
+                        longest_token: settings.tokens.longest_signed_token_secs(),
+                    };
                     let plan = rotate(&ring, alg, now, &timings, emergency).await?;
-                    println!("new key {} published; signs from {} (in {} s)", plan.new_kid, plan.activates_at, plan.activates_at - now);
-                    println!("old keys {:?} verify only until {}", plan.old_kids, plan.old_removed_at);
+                    println!(
+                        "new key {} published; signs from {} (in {} s)",
+                        plan.new_kid,
+                        plan.activates_at,
+                        plan.activates_at - now
+                    );
+                    println!(
+                        "old keys {:?} verify only until {}",
+                        plan.old_kids, plan.old_removed_at
+                    );
                     if emergency {
                         println!("EMERGENCY: tokens signed by the old keys no longer verify; RPs must refetch the JWKS.");
                     }
@@ -191,16 +231,26 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
         }
         Command::Clients(cmd) => {
             let db = connect_db(&settings).await?;
-            let registrar = Registrar { directory: ClientDirectory::new(Arc::new(db.clone()), 0, Arc::new(SystemClock)), master: master_key(&settings)? };
+            let registrar = Registrar {
+                directory: ClientDirectory::new(Arc::new(db.clone()), 0, Arc::new(SystemClock)),
+                master: master_key(&settings)?,
+            };
             clients_command(&registrar, cmd, clock.now()).await
         }
         Command::Dev(_) | Command::MockVneid(_) => Ok(()),
     }
 }
 
-async fn clients_command(registrar: &Registrar, cmd: ClientsCommand, now: i64) -> anyhow::Result<()> {
+async fn clients_command(
+    registrar: &Registrar,
+    cmd: ClientsCommand,
+    now: i64,
+) -> anyhow::Result<()> {
     let print = |client: &crate::clients::Client, secret: Option<&str>| -> anyhow::Result<()> {
-        println!("{}", serde_json::to_string_pretty(&crate::http::admin::client_view(client, secret))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&crate::http::admin::client_view(client, secret))?
+        );
         Ok(())
     };
     match cmd {
@@ -213,15 +263,31 @@ async fn clients_command(registrar: &Registrar, cmd: ClientsCommand, now: i64) -
         }
         ClientsCommand::List => {
             for client in registrar.directory.store().list().await? {
-                println!("{}\t{}\t{}", client.client_id, client.metadata.token_endpoint_auth_method.as_str(), client.metadata.client_name);
+                println!(
+                    "{}\t{}\t{}",
+                    client.client_id,
+                    client.metadata.token_endpoint_auth_method.as_str(),
+                    client.metadata.client_name
+                );
             }
         }
         ClientsCommand::Show { client_id } => {
-            let client = registrar.directory.store().find(&client_id).await?.context("no such client")?;
+            let client = registrar
+                .directory
+                .store()
+                .find(&client_id)
+                .await?
+                .context("no such client")?;
             print(&client, None)?;
         }
-        ClientsCommand::Update { client_id, args, rotate_secret } => {
-            let (client, secret) = registrar.update(&client_id, &args.request()?, rotate_secret, now).await?;
+        ClientsCommand::Update {
+            client_id,
+            args,
+            rotate_secret,
+        } => {
+            let (client, secret) = registrar
+                .update(&client_id, &args.request()?, rotate_secret, now)
+                .await?;
             print(&client, secret.as_deref())?;
         }
         ClientsCommand::Delete { client_id } => {

@@ -33,7 +33,10 @@ impl std::fmt::Debug for Secret {
 }
 
 /// Reads a secret given inline or, preferably, through a file (trailing newline trimmed).
-pub fn read_secret(inline: &Option<Secret>, file: &Option<PathBuf>) -> anyhow::Result<Option<Secret>> {
+pub fn read_secret(
+    inline: &Option<Secret>,
+    file: &Option<PathBuf>,
+) -> anyhow::Result<Option<Secret>> {
     if let Some(path) = file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read secret file {}", path.display()))?;
@@ -99,7 +102,13 @@ pub struct HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { host: "127.0.0.1".into(), port: 8080, workers: 0, tls_cert_file: None, tls_key_file: None }
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            workers: 0,
+            tls_cert_file: None,
+            tls_key_file: None,
+        }
     }
 }
 
@@ -114,7 +123,11 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: Secret::new("sqlite://data/broker.db?mode=rwc"), url_file: None, max_connections: 16 }
+        Self {
+            url: Secret::new("sqlite://data/broker.db?mode=rwc"),
+            url_file: None,
+            max_connections: 16,
+        }
     }
 }
 
@@ -239,7 +252,10 @@ pub struct AcrSettings {
 
 impl Default for AcrSettings {
     fn default() -> Self {
-        Self { level1: "urn:vn:hue:broker:loa:1".into(), level2: "urn:vn:hue:broker:loa:2".into() }
+        Self {
+            level1: "urn:vn:hue:broker:loa:1".into(),
+            level2: "urn:vn:hue:broker:loa:2".into(),
+        }
     }
 }
 
@@ -252,7 +268,9 @@ pub struct LoginSettings {
 
 impl Default for LoginSettings {
     fn default() -> Self {
-        Self { auto_redirect: false }
+        Self {
+            auto_redirect: false,
+        }
     }
 }
 
@@ -263,7 +281,11 @@ impl Settings {
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
         let mut figment = Figment::new();
         if let Some(path) = file {
-            anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
+            anyhow::ensure!(
+                path.exists(),
+                "config file {} does not exist",
+                path.display()
+            );
             figment = figment.merge(Toml::file(path));
         }
         figment = figment.merge(Env::prefixed("BROKER_").split("__").ignore(NOT_SETTINGS));
@@ -283,7 +305,10 @@ impl Settings {
                 "in production the issuer must be https"
             );
         }
-        anyhow::ensure!(self.tokens.access_token_ttl_secs > 0, "access token lifetime must be positive");
+        anyhow::ensure!(
+            self.tokens.access_token_ttl_secs > 0,
+            "access token lifetime must be positive"
+        );
         Ok(())
     }
 

@@ -62,7 +62,10 @@ impl MasterKey {
         let raw = STANDARD
             .decode(secret.expose().trim())
             .context("master key is not base64")?;
-        anyhow::ensure!(raw.len() == 32, "master key must be 32 bytes (base64 of 32 random bytes)");
+        anyhow::ensure!(
+            raw.len() == 32,
+            "master key must be 32 bytes (base64 of 32 random bytes)"
+        );
         let root = hmac::Key::new(hmac::HMAC_SHA256, &raw);
         let derive = |label: &str| hmac::sign(&root, label.as_bytes());
         let enc = derive("broker/envelope/v1");
@@ -71,7 +74,10 @@ impl MasterKey {
         Ok(Self {
             envelope: std::sync::Arc::new(LessSafeKey::new(unbound)),
             lookup: hmac::Key::new(hmac::HMAC_SHA256, derive("broker/lookup/v1").as_ref()),
-            secrets: hmac::Key::new(hmac::HMAC_SHA256, derive("broker/client-secret/v1").as_ref()),
+            secrets: hmac::Key::new(
+                hmac::HMAC_SHA256,
+                derive("broker/client-secret/v1").as_ref(),
+            ),
         })
     }
 
@@ -101,7 +107,8 @@ impl MasterKey {
         let raw = b64url_decode(sealed).context("sealed value is not base64url")?;
         anyhow::ensure!(raw.len() > NONCE_LEN, "sealed value too short");
         let (nonce, body) = raw.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| anyhow::anyhow!("bad nonce"))?;
+        let nonce =
+            Nonce::try_assume_unique_for_key(nonce).map_err(|_| anyhow::anyhow!("bad nonce"))?;
         let mut body = body.to_vec();
         let plain = self
             .envelope

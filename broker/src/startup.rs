@@ -44,7 +44,11 @@ pub fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
 }
 
 pub async fn connect_db(settings: &Settings) -> anyhow::Result<Db> {
-    let url = read_secret(&Some(settings.database.url.clone()), &settings.database.url_file)?.context("no database URL")?;
+    let url = read_secret(
+        &Some(settings.database.url.clone()),
+        &settings.database.url_file,
+    )?
+    .context("no database URL")?;
     let db = Db::connect(url.expose(), settings.database.max_connections).await?;
     db.migrate().await?;
     Ok(db)
@@ -61,8 +65,11 @@ pub async fn session_store(settings: &Settings) -> anyhow::Result<Arc<dyn Sessio
     Ok(match settings.sessions.backend {
         SessionBackend::Memory => Arc::new(MemoryStore::new()),
         SessionBackend::Redis => {
-            let url = read_secret(&settings.sessions.redis_url, &settings.sessions.redis_url_file)?
-                .context("sessions.backend = redis needs sessions.redis_url")?;
+            let url = read_secret(
+                &settings.sessions.redis_url,
+                &settings.sessions.redis_url_file,
+            )?
+            .context("sessions.backend = redis needs sessions.redis_url")?;
             Arc::new(RedisStore::connect(url.expose(), &settings.sessions.key_prefix).await?)
         }
     })
@@ -93,7 +100,11 @@ impl Application {
         Self::build_with_clock(settings, listener, Arc::new(SystemClock)).await
     }
 
-    pub async fn build_with_clock(settings: Settings, listener: TcpListener, clock: SharedClock) -> anyhow::Result<Self> {
+    pub async fn build_with_clock(
+        settings: Settings,
+        listener: TcpListener,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
         install_crypto_provider();
         let master = master_key(&settings)?;
         let db = connect_db(&settings).await?;
@@ -103,7 +114,11 @@ impl Application {
         spawn_key_maintenance(ring.clone(), &settings, clock.clone());
 
         let issuer = settings.issuer_str();
-        let directory = ClientDirectory::new(Arc::new(db.clone()), settings.tokens.client_cache_secs, clock.clone());
+        let directory = ClientDirectory::new(
+            Arc::new(db.clone()),
+            settings.tokens.client_cache_secs,
+            clock.clone(),
+        );
         let provider = Provider {
             issuer: issuer.as_str().into(),
             clients: directory.clone(),
@@ -115,8 +130,14 @@ impl Application {
             },
             signer: TokenSigner::new(ring, &issuer, Alg::ES256),
             grants: Arc::new(db.clone()),
-            codes: Codes::new(sessions.clone(), Duration::from_secs(settings.tokens.code_ttl_secs)),
-            sso: SsoSessions::new(sessions.clone(), Duration::from_secs(settings.sessions.sso_ttl_secs)),
+            codes: Codes::new(
+                sessions.clone(),
+                Duration::from_secs(settings.tokens.code_ttl_secs),
+            ),
+            sso: SsoSessions::new(
+                sessions.clone(),
+                Duration::from_secs(settings.sessions.sso_ttl_secs),
+            ),
             sessions: sessions.clone(),
             accounts: AccountResolver::new(Arc::new(db.clone()), master.clone()),
             acr: AcrPolicy::new(&settings.acr),
@@ -127,12 +148,18 @@ impl Application {
         let broker = web::Data::new(Broker {
             provider,
             upstream: Arc::new(Upstream::new(settings.upstream.clone(), &issuer)?),
-            pending: PendingLogins::new(sessions.clone(), Duration::from_secs(settings.sessions.pending_login_ttl_secs)),
+            pending: PendingLogins::new(
+                sessions.clone(),
+                Duration::from_secs(settings.sessions.pending_login_ttl_secs),
+            ),
             registrar: Registrar { directory, master },
             admin_token: read_secret(&settings.admin.token, &settings.admin.token_file)?,
             auto_redirect: settings.login.auto_redirect,
             secure_cookies: settings.issuer.scheme() == "https",
-            readiness: Arc::new(BackendsReady { db: db.clone(), sessions }),
+            readiness: Arc::new(BackendsReady {
+                db: db.clone(),
+                sessions,
+            }),
         });
 
         let port = listener.local_addr()?.port();
@@ -152,10 +179,17 @@ impl Application {
             server = server.workers(settings.http.workers);
         }
         let server = match (&settings.http.tls_cert_file, &settings.http.tls_key_file) {
-            (Some(cert), Some(key)) => server.listen_rustls_0_23(listener, tls_config(cert, key)?)?,
+            (Some(cert), Some(key)) => {
+                server.listen_rustls_0_23(listener, tls_config(cert, key)?)?
+            }
             _ => server.listen(listener)?,
         };
-        Ok(Self { port, server: server.run(), db, broker })
+        Ok(Self {
+            port,
+            server: server.run(),
+            db,
+            broker,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -167,10 +201,17 @@ impl Application {
     }
 }
 
-fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<rustls::ServerConfig> {
-    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert)?)).collect::<Result<Vec<_>, _>>()?;
-    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(key)?))?.context("no private key in the TLS key file")?;
-    Ok(rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key)?)
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<rustls::ServerConfig> {
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert)?))
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(key)?))?
+        .context("no private key in the TLS key file")?;
+    Ok(rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?)
 }
 
 /// Re-reads the key ring now and then (another instance may have rotated) and starts the
@@ -178,7 +219,10 @@ fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<r
 fn spawn_key_maintenance(ring: KeyRing, settings: &Settings, clock: SharedClock) {
     let every = Duration::from_secs(settings.keys.reload_secs.max(1));
     let max_age = settings.keys.rotate_after_days as i64 * 86_400;
-    let timings = RotationTimings { jwks_max_age: settings.keys.jwks_max_age_secs as i64, longest_token: settings.tokens.longest_signed_token_secs() };
+    let timings = RotationTimings {
+        jwks_max_age: settings.keys.jwks_max_age_secs as i64,
+        longest_token: settings.tokens.longest_signed_token_secs(),
+    };
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         ticker.tick().await;

@@ -27,17 +27,30 @@ impl AccountResolver {
     }
 
     #[tracing::instrument(skip_all, fields(upstream_sub = %identity.upstream_sub))]
-    pub async fn complete_login(&self, identity: &UpstreamIdentity, now: i64) -> anyhow::Result<LoginOutcome> {
-        let existing = self.store.find_by_link(&identity.upstream_iss, &identity.upstream_sub).await?;
+    pub async fn complete_login(
+        &self,
+        identity: &UpstreamIdentity,
+        now: i64,
+    ) -> anyhow::Result<LoginOutcome> {
+        let existing = self
+            .store
+            .find_by_link(&identity.upstream_iss, &identity.upstream_sub)
+            .await?;
         let (record, created) = match existing {
             Some(old) => {
                 let record = self.profile_record(old.id.clone(), identity, old.created_at, now);
-                self.store.refresh_profile(&record, &identity.upstream_iss, &identity.upstream_sub).await?;
+                self.store
+                    .refresh_profile(&record, &identity.upstream_iss, &identity.upstream_sub)
+                    .await?;
                 (record, false)
             }
             None => {
-                let record = self.profile_record(uuid::Uuid::now_v7().to_string(), identity, now, now);
-                let stored = self.store.create_linked(&record, &identity.upstream_iss, &identity.upstream_sub).await?;
+                let record =
+                    self.profile_record(uuid::Uuid::now_v7().to_string(), identity, now, now);
+                let stored = self
+                    .store
+                    .create_linked(&record, &identity.upstream_iss, &identity.upstream_sub)
+                    .await?;
                 let created = stored.id == record.id;
                 if created {
                     tracing::info!(account = %record.id, personal_id = %identity.personal_id.as_deref().map(personal_id::mask).unwrap_or_default(), "account created");
@@ -49,15 +62,28 @@ impl AccountResolver {
             tracing::warn!(account = %record.id, flag = %flag, "personal ID failed the structure check; kept and flagged");
         }
         let detail = serde_json::json!({"upstream": identity.upstream_iss, "loa": identity.loa, "created": created});
-        self.store.audit(now, "login", Some(&record.id), None, &detail).await?;
-        Ok(LoginOutcome::Authenticated { account: self.open(record)?, created })
+        self.store
+            .audit(now, "login", Some(&record.id), None, &detail)
+            .await?;
+        Ok(LoginOutcome::Authenticated {
+            account: self.open(record)?,
+            created,
+        })
     }
 
-    fn profile_record(&self, id: String, identity: &UpstreamIdentity, created_at: i64, now: i64) -> AccountRecord {
+    fn profile_record(
+        &self,
+        id: String,
+        identity: &UpstreamIdentity,
+        created_at: i64,
+        now: i64,
+    ) -> AccountRecord {
         let pid = identity.personal_id.as_deref();
-        let flag = pid.and_then(|p| match personal_id::check(p, identity.birthdate.as_deref(), identity.gender.as_deref()) {
-            IdCheck::Valid => None,
-            IdCheck::Flagged(why) => Some(why.to_string()),
+        let flag = pid.and_then(|p| {
+            match personal_id::check(p, identity.birthdate.as_deref(), identity.gender.as_deref()) {
+                IdCheck::Valid => None,
+                IdCheck::Flagged(why) => Some(why.to_string()),
+            }
         });
         AccountRecord {
             personal_id_enc: pid.map(|p| self.master.seal(&seal_purpose(&id), p.as_bytes())),
@@ -77,7 +103,9 @@ impl AccountResolver {
     /// Decrypts a stored record.
     pub fn open(&self, record: AccountRecord) -> anyhow::Result<Account> {
         let personal_id = match &record.personal_id_enc {
-            Some(sealed) => Some(String::from_utf8(self.master.open(&seal_purpose(&record.id), sealed)?)?),
+            Some(sealed) => Some(String::from_utf8(
+                self.master.open(&seal_purpose(&record.id), sealed)?,
+            )?),
             None => None,
         };
         Ok(Account {

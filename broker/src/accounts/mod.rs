@@ -62,12 +62,33 @@ pub struct AccountRecord {
 #[async_trait]
 pub trait AccountStore: Send + Sync {
     async fn find(&self, id: &str) -> anyhow::Result<Option<AccountRecord>>;
-    async fn find_by_link(&self, upstream_iss: &str, upstream_sub: &str) -> anyhow::Result<Option<AccountRecord>>;
+    async fn find_by_link(
+        &self,
+        upstream_iss: &str,
+        upstream_sub: &str,
+    ) -> anyhow::Result<Option<AccountRecord>>;
     /// Creates the account and its link in one transaction. Returns the existing account when
     /// another login created the link first (two first logins racing).
-    async fn create_linked(&self, record: &AccountRecord, upstream_iss: &str, upstream_sub: &str) -> anyhow::Result<AccountRecord>;
+    async fn create_linked(
+        &self,
+        record: &AccountRecord,
+        upstream_iss: &str,
+        upstream_sub: &str,
+    ) -> anyhow::Result<AccountRecord>;
     /// Refreshes the profile from the upstream and records the login on the link.
-    async fn refresh_profile(&self, record: &AccountRecord, upstream_iss: &str, upstream_sub: &str) -> anyhow::Result<()>;
+    async fn refresh_profile(
+        &self,
+        record: &AccountRecord,
+        upstream_iss: &str,
+        upstream_sub: &str,
+    ) -> anyhow::Result<()>;
     /// Appends to the audit log.
-    async fn audit(&self, at: i64, kind: &str, account_id: Option<&str>, client_id: Option<&str>, detail: &serde_json::Value) -> anyhow::Result<()>;
+    async fn audit(
+        &self,
+        at: i64,
+        kind: &str,
+        account_id: Option<&str>,
+        client_id: Option<&str>,
+        detail: &serde_json::Value,
+    ) -> anyhow::Result<()>;
 }

@@ -4,9 +4,9 @@
 
 /// Pre-2025 province codes (63 provinces); numbers already issued keep them.
 const PROVINCES: &[u16] = &[
-    1, 2, 4, 6, 8, 10, 11, 12, 14, 15, 17, 19, 20, 22, 24, 25, 26, 27, 30, 31, 33, 34, 35, 36, 37, 38, 40, 42, 44, 45,
-    46, 48, 49, 51, 52, 54, 56, 58, 60, 62, 64, 66, 67, 68, 70, 72, 74, 75, 77, 79, 80, 82, 83, 84, 86, 87, 89, 91,
-    92, 93, 94, 95, 96,
+    1, 2, 4, 6, 8, 10, 11, 12, 14, 15, 17, 19, 20, 22, 24, 25, 26, 27, 30, 31, 33, 34, 35, 36, 37,
+    38, 40, 42, 44, 45, 46, 48, 49, 51, 52, 54, 56, 58, 60, 62, 64, 66, 67, 68, 70, 72, 74, 75, 77,
+    79, 80, 82, 83, 84, 86, 87, 89, 91, 92, 93, 94, 95, 96,
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +44,10 @@ pub fn check(value: &str, birthdate: Option<&str>, gender: Option<&str>) -> IdCh
     let g = digit(3);
     let century = 1900 + (g / 2) * 100;
     let year = century + digit(4) * 10 + digit(5);
-    if let Some(birth_year) = birthdate.and_then(|d| d.get(..4)).and_then(|y| y.parse::<u16>().ok()) {
+    if let Some(birth_year) = birthdate
+        .and_then(|d| d.get(..4))
+        .and_then(|y| y.parse::<u16>().ok())
+    {
         if birth_year != year {
             return IdCheck::Flagged("birth year does not match");
         }
@@ -69,11 +72,29 @@ mod tests {
 
     #[test]
     fn structure_check() {
-        assert_eq!(check("046085690467", Some("1985-03-12"), Some("male")), IdCheck::Valid);
-        assert_eq!(check("046085690467", Some("1986-03-12"), None), IdCheck::Flagged("birth year does not match"));
-        assert_eq!(check("046085690467", Some("1985-03-12"), Some("female")), IdCheck::Flagged("gender digit does not match"));
-        assert_eq!(check("999085690467", None, None), IdCheck::Flagged("unknown province code"));
-        assert_eq!(check("04608569046", None, None), IdCheck::Flagged("not 12 digits"));
-        assert_eq!(check("046315690467", Some("2015"), Some("female")), IdCheck::Valid);
+        assert_eq!(
+            check("046085690467", Some("1985-03-12"), Some("male")),
+            IdCheck::Valid
+        );
+        assert_eq!(
+            check("046085690467", Some("1986-03-12"), None),
+            IdCheck::Flagged("birth year does not match")
+        );
+        assert_eq!(
+            check("046085690467", Some("1985-03-12"), Some("female")),
+            IdCheck::Flagged("gender digit does not match")
+        );
+        assert_eq!(
+            check("999085690467", None, None),
+            IdCheck::Flagged("unknown province code")
+        );
+        assert_eq!(
+            check("04608569046", None, None),
+            IdCheck::Flagged("not 12 digits")
+        );
+        assert_eq!(
+            check("046315690467", Some("2015"), Some("female")),
+            IdCheck::Valid
+        );
     }
 }

@@ -31,11 +31,17 @@ pub struct Presented {
 impl Presented {
     /// Parses an `Authorization: Basic` header value (RFC 6749 §2.3.1: form-urlencoded parts).
     pub fn parse_basic(header: &str) -> Option<(String, String)> {
-        let encoded = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic "))?;
+        let encoded = header
+            .strip_prefix("Basic ")
+            .or_else(|| header.strip_prefix("basic "))?;
         let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
         let (id, secret) = decoded.split_once(':')?;
         let unescape = |s: &str| -> Option<String> {
-            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={}", s.replace('&', "%26").replace('=', "%3D"))).ok()?;
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!(
+                "v={}",
+                s.replace('&', "%26").replace('=', "%3D")
+            ))
+            .ok()?;
             pairs.into_iter().next().map(|(_, v)| v)
         };
         Some((unescape(id)?, unescape(secret)?))
@@ -60,34 +66,69 @@ struct AssertionClaims {
 }
 
 impl ClientAuthenticator {
-    pub async fn authenticate(&self, presented: &Presented, now: i64) -> Result<Arc<Client>, OAuthError> {
+    pub async fn authenticate(
+        &self,
+        presented: &Presented,
+        now: i64,
+    ) -> Result<Arc<Client>, OAuthError> {
         let via_basic = presented.basic.is_some();
         let via_post = presented.client_secret.is_some();
         let via_jwt = presented.assertion.is_some() || presented.assertion_type.is_some();
-        if [via_basic, via_post, via_jwt].iter().filter(|b| **b).count() > 1 {
-            return Err(OAuthError::invalid_request("use exactly one client authentication method"));
+        if [via_basic, via_post, via_jwt]
+            .iter()
+            .filter(|b| **b)
+            .count()
+            > 1
+        {
+            return Err(OAuthError::invalid_request(
+                "use exactly one client authentication method",
+            ));
         }
         if let Some((id, secret)) = &presented.basic {
-            if presented.client_id.as_deref().is_some_and(|body_id| body_id != id) {
-                return Err(OAuthError::invalid_request("client_id does not match the Authorization header"));
+            if presented
+                .client_id
+                .as_deref()
+                .is_some_and(|body_id| body_id != id)
+            {
+                return Err(OAuthError::invalid_request(
+                    "client_id does not match the Authorization header",
+                ));
             }
-            return self.by_secret(id, secret, AuthMethod::ClientSecretBasic).await;
+            return self
+                .by_secret(id, secret, AuthMethod::ClientSecretBasic)
+                .await;
         }
         if via_post {
             let id = presented.client_id.as_deref().unwrap_or_default();
-            return self.by_secret(id, presented.client_secret.as_deref().unwrap_or_default(), AuthMethod::ClientSecretPost).await;
+            return self
+                .by_secret(
+                    id,
+                    presented.client_secret.as_deref().unwrap_or_default(),
+                    AuthMethod::ClientSecretPost,
+                )
+                .await;
         }
         if via_jwt {
             return self.by_assertion(presented, now).await;
         }
-        let id = presented.client_id.as_deref().ok_or_else(OAuthError::invalid_client)?;
+        let id = presented
+            .client_id
+            .as_deref()
+            .ok_or_else(OAuthError::invalid_client)?;
         match self.directory.get(id).await? {
-            Some(client) if client.metadata.token_endpoint_auth_method == AuthMethod::None => Ok(client),
+            Some(client) if client.metadata.token_endpoint_auth_method == AuthMethod::None => {
+                Ok(client)
+            }
             _ => Err(OAuthError::invalid_client()),
         }
     }
 
-    async fn by_secret(&self, id: &str, secret: &str, method: AuthMethod) -> Result<Arc<Client>, OAuthError> {
+    async fn by_secret(
+        &self,
+        id: &str,
+        secret: &str,
+        method: AuthMethod,
+    ) -> Result<Arc<Client>, OAuthError> {
         let offered = self.master.secret_hash(secret);
         let client = self.directory.get(id).await?;
         let Some(client) = client else {
@@ -104,25 +145,49 @@ impl ClientAuthenticator {
         }
     }
 
-    async fn by_assertion(&self, presented: &Presented, now: i64) -> Result<Arc<Client>, OAuthError> {
+    async fn by_assertion(
+        &self,
+        presented: &Presented,
+        now: i64,
+    ) -> Result<Arc<Client>, OAuthError> {
         if presented.assertion_type.as_deref() != Some(JWT_BEARER_ASSERTION) {
             return Err(OAuthError::invalid_client());
         }
-        let assertion = presented.assertion.as_deref().filter(|a| a.len() < 8192).ok_or_else(OAuthError::invalid_client)?;
-        let unverified: AssertionClaims = jsonwebtoken::dangerous::insecure_decode_claims(assertion).map_err(|_| OAuthError::invalid_client())?;
-        if presented.client_id.as_deref().is_some_and(|id| id != unverified.sub) {
+        let assertion = presented
+            .assertion
+            .as_deref()
+            .filter(|a| a.len() < 8192)
+            .ok_or_else(OAuthError::invalid_client)?;
+        let unverified: AssertionClaims =
+            jsonwebtoken::dangerous::insecure_decode_claims(assertion)
+                .map_err(|_| OAuthError::invalid_client())?;
+        if presented
+            .client_id
+            .as_deref()
+            .is_some_and(|id| id != unverified.sub)
+        {
             return Err(OAuthError::invalid_client());
         }
-        let client = self.directory.get(&unverified.sub).await?.ok_or_else(OAuthError::invalid_client)?;
+        let client = self
+            .directory
+            .get(&unverified.sub)
+            .await?
+            .ok_or_else(OAuthError::invalid_client)?;
         if client.metadata.token_endpoint_auth_method != AuthMethod::PrivateKeyJwt {
             return Err(OAuthError::invalid_client());
         }
-        let header = jsonwebtoken::decode_header(assertion).map_err(|_| OAuthError::invalid_client())?;
+        let header =
+            jsonwebtoken::decode_header(assertion).map_err(|_| OAuthError::invalid_client())?;
         use jsonwebtoken::Algorithm::*;
         if !matches!(header.alg, RS256 | PS256 | ES256 | EdDSA) {
             return Err(OAuthError::invalid_client());
         }
-        let jwks: JwkSet = client.metadata.jwks.clone().and_then(|j| serde_json::from_value(j).ok()).ok_or_else(OAuthError::invalid_client)?;
+        let jwks: JwkSet = client
+            .metadata
+            .jwks
+            .clone()
+            .and_then(|j| serde_json::from_value(j).ok())
+            .ok_or_else(OAuthError::invalid_client)?;
         let jwk = match &header.kid {
             Some(kid) => jwks.find(kid),
             None if jwks.keys.len() == 1 => jwks.keys.first(),
@@ -135,13 +200,24 @@ impl ClientAuthenticator {
         validation.set_issuer(&[&client.client_id]);
         validation.set_required_spec_claims(&["iss", "sub", "aud", "exp"]);
         validation.validate_exp = false;
-        let claims: AssertionClaims = jsonwebtoken::decode(assertion, &key, &validation).map_err(|_| OAuthError::invalid_client())?.claims;
+        let claims: AssertionClaims = jsonwebtoken::decode(assertion, &key, &validation)
+            .map_err(|_| OAuthError::invalid_client())?
+            .claims;
         // Short-lived, single-use assertions only.
-        if claims.sub != client.client_id || claims.iss != client.client_id || claims.exp <= now || claims.exp > now + 600 || claims.jti.is_empty() {
+        if claims.sub != client.client_id
+            || claims.iss != client.client_id
+            || claims.exp <= now
+            || claims.exp > now + 600
+            || claims.jti.is_empty()
+        {
             return Err(OAuthError::invalid_client());
         }
         let ttl = Duration::from_secs((claims.exp - now + 60) as u64);
-        let jti_key = format!("jti:{}:{}", sha256_b64url(&client.client_id), sha256_b64url(&claims.jti));
+        let jti_key = format!(
+            "jti:{}:{}",
+            sha256_b64url(&client.client_id),
+            sha256_b64url(&claims.jti)
+        );
         if !self.replay.put_new(&jti_key, b"1", ttl).await? {
             return Err(OAuthError::invalid_client());
         }
@@ -156,7 +232,10 @@ mod tests {
     #[test]
     fn basic_header_is_form_decoded() {
         let header = format!("Basic {}", STANDARD.encode("my%3Aclient:s%2Bcret"));
-        assert_eq!(Presented::parse_basic(&header), Some(("my:client".into(), "s+cret".into())));
+        assert_eq!(
+            Presented::parse_basic(&header),
+            Some(("my:client".into(), "s+cret".into()))
+        );
         assert_eq!(Presented::parse_basic("Basic !!!"), None);
         assert_eq!(Presented::parse_basic("Bearer x"), None);
     }

@@ -52,7 +52,10 @@ impl AuthMethod {
         }
     }
     pub fn uses_secret(self) -> bool {
-        matches!(self, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
+        matches!(
+            self,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        )
     }
 }
 
@@ -146,7 +149,12 @@ pub struct ClientDirectory {
 
 impl ClientDirectory {
     pub fn new(store: Arc<dyn ClientStore>, ttl_secs: u64, clock: SharedClock) -> Self {
-        Self { store, cache: Arc::default(), ttl: ttl_secs as i64, clock }
+        Self {
+            store,
+            cache: Arc::default(),
+            ttl: ttl_secs as i64,
+            clock,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn ClientStore> {

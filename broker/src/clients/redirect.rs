@@ -13,7 +13,9 @@ pub enum RedirectUriError {
     Fragment,
     #[error("redirect_uri must use https (http only on a loopback address)")]
     Insecure,
-    #[error("a private-use URI scheme is only allowed for native applications and must contain a dot")]
+    #[error(
+        "a private-use URI scheme is only allowed for native applications and must contain a dot"
+    )]
     PrivateScheme,
 }
 
@@ -103,8 +105,14 @@ mod tests {
         use ApplicationType::*;
         assert!(validate_for_registration("https://app.example/cb", Web).is_ok());
         assert!(validate_for_registration("http://127.0.0.1:3000/cb", Web).is_ok());
-        assert_eq!(validate_for_registration("http://app.example/cb", Web), Err(RedirectUriError::Insecure));
-        assert_eq!(validate_for_registration("https://a.example/cb#x", Web), Err(RedirectUriError::Fragment));
+        assert_eq!(
+            validate_for_registration("http://app.example/cb", Web),
+            Err(RedirectUriError::Insecure)
+        );
+        assert_eq!(
+            validate_for_registration("https://a.example/cb#x", Web),
+            Err(RedirectUriError::Fragment)
+        );
         assert!(validate_for_registration("vn.hue.s:/oauth", Native).is_ok());
         assert!(validate_for_registration("vn.hue.s:/oauth", Web).is_err());
         assert!(validate_for_registration("javascript:alert(1)", Native).is_err());
@@ -113,12 +121,18 @@ mod tests {
 
     #[test]
     fn matching_is_exact_except_native_loopback_port() {
-        let web = client(ApplicationType::Web, &["https://app.example/cb", "http://127.0.0.1:3000/cb"]);
+        let web = client(
+            ApplicationType::Web,
+            &["https://app.example/cb", "http://127.0.0.1:3000/cb"],
+        );
         assert!(is_registered(&web, "https://app.example/cb"));
         assert!(!is_registered(&web, "https://app.example/cb/"));
         assert!(!is_registered(&web, "https://app.example/cb?x=1"));
         assert!(!is_registered(&web, "http://127.0.0.1:3001/cb"));
-        let native = client(ApplicationType::Native, &["http://127.0.0.1/cb", "vn.hue.s:/oauth"]);
+        let native = client(
+            ApplicationType::Native,
+            &["http://127.0.0.1/cb", "vn.hue.s:/oauth"],
+        );
         assert!(is_registered(&native, "http://127.0.0.1:51234/cb"));
         assert!(!is_registered(&native, "http://127.0.0.1:51234/other"));
         assert!(!is_registered(&native, "http://localhost:51234/cb"));

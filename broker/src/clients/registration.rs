@@ -4,7 +4,10 @@
 use serde::Deserialize;
 
 use super::redirect::validate_for_registration;
-use super::{ApplicationType, AuthMethod, Client, ClientDirectory, ClientMetadata, ClientStoreError, GrantType};
+use super::{
+    ApplicationType, AuthMethod, Client, ClientDirectory, ClientMetadata, ClientStoreError,
+    GrantType,
+};
 use crate::crypto::{random_token, MasterKey};
 use crate::tokens::keys::Alg;
 
@@ -62,27 +65,42 @@ fn meta_err(msg: &str) -> RegistrationError {
 
 pub fn validate(req: &ClientRequest) -> Result<ClientMetadata, RegistrationError> {
     let application_type = req.application_type.unwrap_or_default();
-    let grant_types = req.grant_types.clone().unwrap_or_else(|| vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
+    let grant_types = req
+        .grant_types
+        .clone()
+        .unwrap_or_else(|| vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
     if grant_types.is_empty() {
         return Err(meta_err("grant_types must not be empty"));
     }
-    let method = req.token_endpoint_auth_method.unwrap_or(match application_type {
-        ApplicationType::Native => AuthMethod::None,
-        ApplicationType::Web => AuthMethod::ClientSecretBasic,
-    });
+    let method = req
+        .token_endpoint_auth_method
+        .unwrap_or(match application_type {
+            ApplicationType::Native => AuthMethod::None,
+            ApplicationType::Web => AuthMethod::ClientSecretBasic,
+        });
     if method == AuthMethod::None && grant_types.contains(&GrantType::ClientCredentials) {
         return Err(meta_err("a public client cannot use client_credentials"));
     }
     if method == AuthMethod::PrivateKeyJwt {
-        let keys = req.jwks.as_ref().and_then(|j| j.get("keys")).and_then(|k| k.as_array());
+        let keys = req
+            .jwks
+            .as_ref()
+            .and_then(|j| j.get("keys"))
+            .and_then(|k| k.as_array());
         if keys.map_or(true, |k| k.is_empty()) {
             return Err(meta_err("private_key_jwt needs jwks with at least one key"));
         }
     }
     if grant_types.contains(&GrantType::AuthorizationCode) && req.redirect_uris.is_empty() {
-        return Err(RegistrationError::RedirectUri("authorization_code needs at least one redirect_uri".into()));
+        return Err(RegistrationError::RedirectUri(
+            "authorization_code needs at least one redirect_uri".into(),
+        ));
     }
-    for uri in req.redirect_uris.iter().chain(&req.post_logout_redirect_uris) {
+    for uri in req
+        .redirect_uris
+        .iter()
+        .chain(&req.post_logout_redirect_uris)
+    {
         validate_for_registration(uri, application_type)
             .map_err(|e| RegistrationError::RedirectUri(e.to_string()))?;
     }
@@ -91,13 +109,21 @@ pub fn validate(req: &ClientRequest) -> Result<ClientMetadata, RegistrationError
         return Err(meta_err("client_name is too long"));
     }
     let scope = req.scope.clone().unwrap_or_else(|| "openid profile".into());
-    if scope.len() > 1000 || scope.split(' ').any(|s| s.is_empty() || !s.bytes().all(is_scope_char)) {
+    if scope.len() > 1000
+        || scope
+            .split(' ')
+            .any(|s| s.is_empty() || !s.bytes().all(is_scope_char))
+    {
         return Err(meta_err("scope must be space-separated scope tokens"));
     }
     for resource in req.resources.iter().chain(req.audience.iter()) {
-        let ok = url::Url::parse(resource).map(|u| u.fragment().is_none()).unwrap_or(false);
+        let ok = url::Url::parse(resource)
+            .map(|u| u.fragment().is_none())
+            .unwrap_or(false);
         if !ok {
-            return Err(meta_err("audience and resources must be absolute URIs without fragment"));
+            return Err(meta_err(
+                "audience and resources must be absolute URIs without fragment",
+            ));
         }
     }
     Ok(ClientMetadata {
@@ -121,7 +147,11 @@ pub fn is_scope_char(b: u8) -> bool {
 }
 
 fn valid_client_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
 /// The registration service shared by the admin API and the CLI.
@@ -133,14 +163,25 @@ pub struct Registrar {
 
 impl Registrar {
     /// Returns the client and, for confidential clients, the secret (shown once, stored hashed).
-    pub async fn create(&self, req: &ClientRequest, now: i64) -> Result<(Client, Option<String>), RegistrationError> {
+    pub async fn create(
+        &self,
+        req: &ClientRequest,
+        now: i64,
+    ) -> Result<(Client, Option<String>), RegistrationError> {
         let metadata = validate(req)?;
         let client_id = match &req.client_id {
             Some(id) if valid_client_id(id) => id.clone(),
-            Some(_) => return Err(meta_err("client_id may hold only letters, digits and -._~ (at most 128)")),
+            Some(_) => {
+                return Err(meta_err(
+                    "client_id may hold only letters, digits and -._~ (at most 128)",
+                ))
+            }
             None => uuid::Uuid::new_v4().to_string(),
         };
-        let secret = metadata.token_endpoint_auth_method.uses_secret().then(random_token);
+        let secret = metadata
+            .token_endpoint_auth_method
+            .uses_secret()
+            .then(random_token);
         let client = Client {
             client_id,
             secret_hash: secret.as_deref().map(|s| self.master.secret_hash(s)),
@@ -163,16 +204,28 @@ impl Registrar {
         rotate_secret: bool,
         now: i64,
     ) -> Result<(Client, Option<String>), RegistrationError> {
-        let existing = self.directory.store().find(client_id).await?.ok_or(RegistrationError::NotFound)?;
+        let existing = self
+            .directory
+            .store()
+            .find(client_id)
+            .await?
+            .ok_or(RegistrationError::NotFound)?;
         let metadata = validate(req)?;
         let needs_secret = metadata.token_endpoint_auth_method.uses_secret();
-        let secret = (needs_secret && (rotate_secret || existing.secret_hash.is_none())).then(random_token);
+        let secret =
+            (needs_secret && (rotate_secret || existing.secret_hash.is_none())).then(random_token);
         let secret_hash = match (&secret, needs_secret) {
             (Some(s), _) => Some(self.master.secret_hash(s)),
             (None, true) => existing.secret_hash.clone(),
             (None, false) => None,
         };
-        let client = Client { client_id: client_id.to_string(), secret_hash, metadata, created_at: existing.created_at, updated_at: now };
+        let client = Client {
+            client_id: client_id.to_string(),
+            secret_hash,
+            metadata,
+            created_at: existing.created_at,
+            updated_at: now,
+        };
         if !self.directory.store().update(&client).await? {
             return Err(RegistrationError::NotFound);
         }

@@ -37,19 +37,28 @@ pub struct MockArgs {
     pub client_id: String,
     #[arg(long, env = "MOCK_VNEID_CLIENT_SECRET")]
     pub client_secret: String,
-    #[arg(long = "redirect-uri", default_value = "http://127.0.0.1:8080/callback/vneid")]
+    #[arg(
+        long = "redirect-uri",
+        default_value = "http://127.0.0.1:8080/callback/vneid"
+    )]
     pub redirect_uris: Vec<String>,
 }
 
 fn listen(port: u16) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("port {port} is busy; choose another with the flags of `broker dev`"))
+    TcpListener::bind(("127.0.0.1", port)).with_context(|| {
+        format!("port {port} is busy; choose another with the flags of `broker dev`")
+    })
 }
 
 pub async fn run_mock(args: MockArgs) -> anyhow::Result<()> {
     let issuer = Url::parse(&format!("http://127.0.0.1:{}", args.port))?;
     let mock = MockVneid::new(MockVneidConfig {
         issuer,
-        clients: vec![MockClient { client_id: args.client_id, client_secret: args.client_secret, redirect_uris: args.redirect_uris }],
+        clients: vec![MockClient {
+            client_id: args.client_id,
+            client_secret: args.client_secret,
+            redirect_uris: args.redirect_uris,
+        }],
     })?;
     println!("mock VNeID on http://127.0.0.1:{}", args.port);
     mock_vneid::serve(mock, listen(args.port)?)?.await?;
@@ -81,7 +90,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut settings = Settings::default();
     settings.environment = Environment::Development;
     settings.issuer = Url::parse(&broker_url)?;
-    settings.database.url = Secret::new(format!("sqlite://{}/broker.db?mode=rwc", args.data_dir.display()));
+    settings.database.url = Secret::new(format!(
+        "sqlite://{}/broker.db?mode=rwc",
+        args.data_dir.display()
+    ));
     settings.sessions.backend = SessionBackend::Memory;
     settings.keys.store = KeyStoreKind::File;
     settings.keys.master_key_file = Some(dev_master_key(&args.data_dir)?);
@@ -91,7 +103,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let mock = MockVneid::new(MockVneidConfig {
         issuer: Url::parse(&mock_url)?,
-        clients: vec![MockClient { client_id: "broker".into(), client_secret: upstream_secret, redirect_uris: vec![format!("{broker_url}/callback/vneid")] }],
+        clients: vec![MockClient {
+            client_id: "broker".into(),
+            client_secret: upstream_secret,
+            redirect_uris: vec![format!("{broker_url}/callback/vneid")],
+        }],
     })?;
     let mock_server = mock_vneid::serve(mock, listen(args.mock_port)?)?;
     let app = Application::build(settings, listen(args.port)?).await?;
@@ -114,15 +130,27 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         Err(_) => registrar.create(&demo, now).await?,
     };
     let demo_server = demo_rp::serve(
-        DemoRpConfig { broker_issuer: Url::parse(&broker_url)?, client_id: "demo-rp".into(), client_secret: secret.unwrap_or_default(), base_url: Url::parse(&demo_url)? },
+        DemoRpConfig {
+            broker_issuer: Url::parse(&broker_url)?,
+            client_id: "demo-rp".into(),
+            client_secret: secret.unwrap_or_default(),
+            base_url: Url::parse(&demo_url)?,
+        },
         listen(args.demo_port)?,
     )?;
 
-    println!("Broker (embedded: SQLite in {}, in-process sessions, keys in keys/):", args.data_dir.display());
-    println!("  issuer      {broker_url}  (discovery: {broker_url}/.well-known/openid-configuration)");
+    println!(
+        "Broker (embedded: SQLite in {}, in-process sessions, keys in keys/):",
+        args.data_dir.display()
+    );
+    println!(
+        "  issuer      {broker_url}  (discovery: {broker_url}/.well-known/openid-configuration)"
+    );
     println!("  mock VNeID  {mock_url}");
     println!("  demo app    {demo_url}   ← open this and choose \"Đăng nhập bằng VNeID\"");
-    println!("  admin token {admin_token}  (Authorization: Bearer … on {broker_url}/admin/clients)");
+    println!(
+        "  admin token {admin_token}  (Authorization: Bearer … on {broker_url}/admin/clients)"
+    );
     let broker_server = app.server();
     tokio::select! {
         r = broker_server => r?,

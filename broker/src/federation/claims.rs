@@ -16,7 +16,9 @@ pub enum ClaimsError {
 }
 
 fn first<'a>(claims: &'a Map<String, Value>, names: &[String]) -> Option<&'a Value> {
-    names.iter().find_map(|n| claims.get(n).filter(|v| !v.is_null()))
+    names
+        .iter()
+        .find_map(|n| claims.get(n).filter(|v| !v.is_null()))
 }
 
 /// Strings and numbers both arrive (e.g. `LoaiTaiKhoan` as "1" or 1).
@@ -31,13 +33,18 @@ fn text(value: &Value) -> Option<String> {
 
 pub fn normalise_name(name: &str) -> String {
     let nfc: String = name.nfc().collect();
-    nfc.replace('\u{00D0}', "\u{0110}").split_whitespace().collect::<Vec<_>>().join(" ")
+    nfc.replace('\u{00D0}', "\u{0110}")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn parse_date(raw: &str, format: DateFormat) -> Option<String> {
     let digits_only = raw.bytes().all(|b| b.is_ascii_digit());
     let iso = match format {
-        DateFormat::Compact if raw.len() == 8 && digits_only => format!("{}-{}-{}", &raw[..4], &raw[4..6], &raw[6..]),
+        DateFormat::Compact if raw.len() == 8 && digits_only => {
+            format!("{}-{}-{}", &raw[..4], &raw[4..6], &raw[6..])
+        }
         DateFormat::Compact if raw.len() == 4 && digits_only => raw.to_string(),
         DateFormat::Compact => return None,
         DateFormat::Iso => raw.to_string(),
@@ -49,18 +56,32 @@ fn parse_date(raw: &str, format: DateFormat) -> Option<String> {
     time::Date::parse(&iso, &fmt).ok().map(|_| iso)
 }
 
-pub fn normalise(issuer: &str, claims: &Map<String, Value>, profile: &UpstreamProfile) -> Result<UpstreamIdentity, ClaimsError> {
+pub fn normalise(
+    issuer: &str,
+    claims: &Map<String, Value>,
+    profile: &UpstreamProfile,
+) -> Result<UpstreamIdentity, ClaimsError> {
     let names = &profile.claims;
-    let sub = first(claims, &names.subject).and_then(text).ok_or(ClaimsError::Missing("subject"))?;
+    let sub = first(claims, &names.subject)
+        .and_then(text)
+        .ok_or(ClaimsError::Missing("subject"))?;
     if sub.len() > 255 {
         return Err(ClaimsError::Malformed("subject"));
     }
-    let full_name = first(claims, &names.full_name).and_then(text).map(|n| normalise_name(&n)).ok_or(ClaimsError::Missing("name"))?;
+    let full_name = first(claims, &names.full_name)
+        .and_then(text)
+        .map(|n| normalise_name(&n))
+        .ok_or(ClaimsError::Missing("name"))?;
     let birthdate = match first(claims, &names.birthdate).and_then(text) {
-        Some(raw) => Some(parse_date(&raw, profile.birthdate_format).ok_or(ClaimsError::Malformed("birthdate"))?),
+        Some(raw) => Some(
+            parse_date(&raw, profile.birthdate_format)
+                .ok_or(ClaimsError::Malformed("birthdate"))?,
+        ),
         None => None,
     };
-    let account_type = first(claims, &names.account_type).and_then(text).unwrap_or_else(|| "1".into());
+    let account_type = first(claims, &names.account_type)
+        .and_then(text)
+        .unwrap_or_else(|| "1".into());
     let personal_id = first(claims, &names.personal_id).and_then(text);
     // A citizen account carries a 12-digit number; foreigners and organisations do not and
     // are never asked for one. A malformed number is kept and flagged downstream, not refused.
@@ -68,11 +89,13 @@ pub fn normalise(issuer: &str, claims: &Map<String, Value>, profile: &UpstreamPr
         .and_then(text)
         .and_then(|v| profile.assurance_levels.get(&v).copied())
         .unwrap_or(1);
-    let gender = first(claims, &names.gender).and_then(text).map(|g| match g.as_str() {
-        "1" | "male" | "Nam" | "nam" => "male".to_string(),
-        "2" | "0" | "female" | "Nữ" | "nữ" => "female".to_string(),
-        _ => "other".to_string(),
-    });
+    let gender = first(claims, &names.gender)
+        .and_then(text)
+        .map(|g| match g.as_str() {
+            "1" | "male" | "Nam" | "nam" => "male".to_string(),
+            "2" | "0" | "female" | "Nữ" | "nữ" => "female".to_string(),
+            _ => "other".to_string(),
+        });
     Ok(UpstreamIdentity {
         upstream_iss: issuer.to_string(),
         upstream_sub: sub,
@@ -99,7 +122,9 @@ mod tests {
     #[test]
     fn vneid_claims_are_normalised() {
         let p = UpstreamProfile::default();
-        let c = claims(json!({"sub": "u1", "SoDinhDanh": "046085690467", "HoVaTen": "Võ  Hữu Tài ", "NgayThangNamSinh": "19850312", "LoaiTaiKhoan": 1, "acr": "2"}));
+        let c = claims(
+            json!({"sub": "u1", "SoDinhDanh": "046085690467", "HoVaTen": "Võ  Hữu Tài ", "NgayThangNamSinh": "19850312", "LoaiTaiKhoan": 1, "acr": "2"}),
+        );
         let id = normalise("https://vneid", &c, &p).unwrap();
         assert_eq!(id.full_name, "Võ Hữu Tài");
         assert_eq!(id.birthdate.as_deref(), Some("1985-03-12"));
@@ -111,14 +136,22 @@ mod tests {
     #[test]
     fn foreigner_without_id_and_bad_dates() {
         let p = UpstreamProfile::default();
-        let c = claims(json!({"sub": "u9", "HoVaTen": "John Smith", "NgayThangNamSinh": "19900101", "LoaiTaiKhoan": "2", "acr": "1"}));
+        let c = claims(
+            json!({"sub": "u9", "HoVaTen": "John Smith", "NgayThangNamSinh": "19900101", "LoaiTaiKhoan": "2", "acr": "1"}),
+        );
         let id = normalise("i", &c, &p).unwrap();
         assert_eq!(id.personal_id, None);
         assert_eq!(id.loa, 1);
         let bad = claims(json!({"sub": "u9", "HoVaTen": "A", "NgayThangNamSinh": "19901301"}));
-        assert_eq!(normalise("i", &bad, &p), Err(ClaimsError::Malformed("birthdate")));
+        assert_eq!(
+            normalise("i", &bad, &p),
+            Err(ClaimsError::Malformed("birthdate"))
+        );
         let nameless = claims(json!({"sub": "u9"}));
-        assert_eq!(normalise("i", &nameless, &p), Err(ClaimsError::Missing("name")));
+        assert_eq!(
+            normalise("i", &nameless, &p),
+            Err(ClaimsError::Missing("name"))
+        );
     }
 
     #[test]

@@ -58,8 +58,17 @@ impl PendingLogins {
 
     /// Stores a pending login. Reuses the browser's binding secret when it already has one, so
     /// that two tabs logging in at once do not overwrite each other's cookie.
-    pub async fn start(&self, request: AuthorizeRequest, browser_secret: Option<String>, use_nonce: bool, use_pkce: bool, now: i64) -> anyhow::Result<Started> {
-        let browser_secret = browser_secret.filter(|s| s.len() == 43).unwrap_or_else(random_token);
+    pub async fn start(
+        &self,
+        request: AuthorizeRequest,
+        browser_secret: Option<String>,
+        use_nonce: bool,
+        use_pkce: bool,
+        now: i64,
+    ) -> anyhow::Result<Started> {
+        let browser_secret = browser_secret
+            .filter(|s| s.len() == 43)
+            .unwrap_or_else(random_token);
         let started = Started {
             state: random_token(),
             nonce: use_nonce.then(random_token),
@@ -73,13 +82,23 @@ impl PendingLogins {
             browser_hash: sha256_b64url(&started.browser_secret),
             created_at: now,
         };
-        self.store.put(&Self::key(&started.state), &serde_json::to_vec(&pending)?, self.ttl).await?;
+        self.store
+            .put(
+                &Self::key(&started.state),
+                &serde_json::to_vec(&pending)?,
+                self.ttl,
+            )
+            .await?;
         Ok(started)
     }
 
     /// Consumes the pending login for `state` if this browser started it. A callback from the
     /// wrong browser leaves it in place.
-    pub async fn finish(&self, state: &str, browser_secret: Option<&str>) -> anyhow::Result<Result<PendingLogin, PendingError>> {
+    pub async fn finish(
+        &self,
+        state: &str,
+        browser_secret: Option<&str>,
+    ) -> anyhow::Result<Result<PendingLogin, PendingError>> {
         if state.len() != 43 {
             return Ok(Err(PendingError::Unknown));
         }

@@ -96,7 +96,10 @@ pub struct UpstreamProfile {
 
 impl Default for UpstreamProfile {
     fn default() -> Self {
-        let assurance_levels = [("1", 1), ("2", 2), ("LoA1", 1), ("LoA2", 2)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let assurance_levels = [("1", 1), ("2", 2), ("LoA1", 1), ("LoA2", 2)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         Self {
             name: "vneid".into(),
             display_name: "VNeID".into(),

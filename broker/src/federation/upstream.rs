@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use openidconnect::core::{CoreClient, CoreJsonWebKeySet, CoreProviderMetadata};
 use openidconnect::{
-    AuthType, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, IssuerUrl, Nonce, NonceVerifier,
-    PkceCodeVerifier, RedirectUrl, SignatureVerificationError,
+    AuthType, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, IssuerUrl, Nonce,
+    NonceVerifier, PkceCodeVerifier, RedirectUrl, SignatureVerificationError,
 };
 use serde_json::{Map, Value};
 use tokio::sync::RwLock;
@@ -43,9 +43,15 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(profile: UpstreamProfile, broker_issuer: &str) -> anyhow::Result<Self> {
-        anyhow::ensure!(profile.use_id_token, "upstreams without an ID token (VNeID variant C) are not supported yet");
         anyhow::ensure!(
-            profile.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            profile.use_id_token,
+            "upstreams without an ID token (VNeID variant C) are not supported yet"
+        );
+        anyhow::ensure!(
+            profile
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
             "upstream name may hold only letters, digits, - and _"
         );
         let secret = read_secret(&profile.client_secret, &profile.client_secret_file)?;
@@ -55,7 +61,13 @@ impl Upstream {
             .timeout(Duration::from_secs(10))
             .build()
             .context("cannot build the upstream HTTP client")?;
-        Ok(Self { profile, secret, redirect_uri, http, metadata: RwLock::new(None) })
+        Ok(Self {
+            profile,
+            secret,
+            redirect_uri,
+            http,
+            metadata: RwLock::new(None),
+        })
     }
 
     pub fn redirect_uri(&self) -> &Url {
@@ -63,14 +75,22 @@ impl Upstream {
     }
 
     fn issuer(&self) -> String {
-        self.profile.issuer.as_str().trim_end_matches('/').to_string()
+        self.profile
+            .issuer
+            .as_str()
+            .trim_end_matches('/')
+            .to_string()
     }
 
     async fn metadata(&self) -> Result<Arc<CoreProviderMetadata>, UpstreamError> {
         if let Some(m) = self.metadata.read().await.clone() {
             return Ok(m);
         }
-        let fresh = Arc::new(self.load_metadata().await.map_err(UpstreamError::Unavailable)?);
+        let fresh = Arc::new(
+            self.load_metadata()
+                .await
+                .map_err(UpstreamError::Unavailable)?,
+        );
         *self.metadata.write().await = Some(fresh.clone());
         Ok(fresh)
     }
@@ -78,7 +98,9 @@ impl Upstream {
     async fn load_metadata(&self) -> anyhow::Result<CoreProviderMetadata> {
         let issuer = IssuerUrl::new(self.issuer())?;
         if self.profile.discovery {
-            return CoreProviderMetadata::discover_async(issuer, &self.http).await.context("upstream discovery failed");
+            return CoreProviderMetadata::discover_async(issuer, &self.http)
+                .await
+                .context("upstream discovery failed");
         }
         anyhow::bail!("explicit upstream endpoints without discovery are not supported yet; set upstream.discovery = true")
     }
@@ -95,7 +117,14 @@ impl Upstream {
     }
 
     /// The URL that sends the browser to the upstream.
-    pub async fn authorization_url(&self, state: &str, nonce: Option<&str>, pkce_verifier: Option<&str>, login_hint: Option<&str>, ui_locales: Option<&str>) -> Result<Url, UpstreamError> {
+    pub async fn authorization_url(
+        &self,
+        state: &str,
+        nonce: Option<&str>,
+        pkce_verifier: Option<&str>,
+        login_hint: Option<&str>,
+        ui_locales: Option<&str>,
+    ) -> Result<Url, UpstreamError> {
         let metadata = self.metadata().await?;
         let mut url: Url = metadata.authorization_endpoint().url().clone();
         {
@@ -109,7 +138,8 @@ impl Upstream {
                 q.append_pair("nonce", n);
             }
             if let Some(v) = pkce_verifier {
-                q.append_pair("code_challenge", &sha256_b64url(v)).append_pair("code_challenge_method", "S256");
+                q.append_pair("code_challenge", &sha256_b64url(v))
+                    .append_pair("code_challenge_method", "S256");
             }
             if let Some(hint) = login_hint.filter(|_| self.profile.forward_login_hint) {
                 q.append_pair("login_hint", hint);
@@ -122,7 +152,13 @@ impl Upstream {
     }
 
     /// Exchanges the code server-side and returns the verified, normalised identity.
-    pub async fn complete(&self, code: &str, nonce: Option<&str>, pkce_verifier: Option<&str>, now: i64) -> Result<UpstreamIdentity, UpstreamError> {
+    pub async fn complete(
+        &self,
+        code: &str,
+        nonce: Option<&str>,
+        pkce_verifier: Option<&str>,
+        now: i64,
+    ) -> Result<UpstreamIdentity, UpstreamError> {
         let metadata = self.metadata().await?;
         let client = self.client(&metadata);
         let mut request = client
@@ -131,12 +167,18 @@ impl Upstream {
         if let Some(v) = pkce_verifier {
             request = request.set_pkce_verifier(PkceCodeVerifier::new(v.to_string()));
         }
-        let response = request.request_async(&self.http).await.map_err(|e| UpstreamError::Exchange(anyhow::anyhow!("{e}")))?;
+        let response = request
+            .request_async(&self.http)
+            .await
+            .map_err(|e| UpstreamError::Exchange(anyhow::anyhow!("{e}")))?;
         use openidconnect::OAuth2TokenResponse as _;
         let _ = response.access_token();
-        let id_token = openidconnect::TokenResponse::id_token(&response).ok_or_else(|| UpstreamError::IdToken("no ID token".into()))?;
+        let id_token = openidconnect::TokenResponse::id_token(&response)
+            .ok_or_else(|| UpstreamError::IdToken("no ID token".into()))?;
         let verified = match self.verify(&client, id_token, nonce, now) {
-            Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
+            Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            )) => {
                 let refreshed = self.refresh_jwks().await?;
                 self.verify(&self.client(&refreshed), id_token, nonce, now)
             }
@@ -144,11 +186,15 @@ impl Upstream {
         };
         verified.map_err(|e| UpstreamError::IdToken(e.to_string()))?;
         // The token is verified; read all of its claims for the profile's claim mapping.
-        let claims = raw_claims(&id_token.to_string()).ok_or_else(|| UpstreamError::IdToken("unreadable claims".into()))?;
+        let claims = raw_claims(&id_token.to_string())
+            .ok_or_else(|| UpstreamError::IdToken("unreadable claims".into()))?;
         Ok(normalise(&self.issuer(), &claims, &self.profile)?)
     }
 
-    fn client(&self, metadata: &CoreProviderMetadata) -> openidconnect::core::CoreClient<
+    fn client(
+        &self,
+        metadata: &CoreProviderMetadata,
+    ) -> openidconnect::core::CoreClient<
         openidconnect::EndpointSet,
         openidconnect::EndpointNotSet,
         openidconnect::EndpointNotSet,
@@ -159,7 +205,9 @@ impl Upstream {
         let client = CoreClient::from_provider_metadata(
             metadata.clone(),
             ClientId::new(self.profile.client_id.clone()),
-            self.secret.as_ref().map(|s| ClientSecret::new(s.expose().to_string())),
+            self.secret
+                .as_ref()
+                .map(|s| ClientSecret::new(s.expose().to_string())),
         )
         .set_redirect_uri(RedirectUrl::from_url(self.redirect_uri.clone()));
         match self.profile.auth_method {
@@ -196,7 +244,11 @@ struct ExpectedNonce(Option<String>);
 impl NonceVerifier for ExpectedNonce {
     fn verify(self, nonce: Option<&Nonce>) -> Result<(), String> {
         match (self.0, nonce) {
-            (Some(expected), Some(got)) if crate::crypto::ct_eq(expected.as_bytes(), got.secret().as_bytes()) => Ok(()),
+            (Some(expected), Some(got))
+                if crate::crypto::ct_eq(expected.as_bytes(), got.secret().as_bytes()) =>
+            {
+                Ok(())
+            }
             (Some(_), _) => Err("nonce does not match".into()),
             (None, _) => Ok(()),
         }

@@ -22,7 +22,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 fn authorised(broker: &Broker, req: &HttpRequest) -> bool {
-    let Some(expected) = &broker.admin_token else { return false };
+    let Some(expected) = &broker.admin_token else {
+        return false;
+    };
     let offered = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -30,7 +32,10 @@ fn authorised(broker: &Broker, req: &HttpRequest) -> bool {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     // Compare digests so that the comparison time does not depend on the token length.
-    ct_eq(&sha256(offered.as_bytes()), &sha256(expected.expose().as_bytes()))
+    ct_eq(
+        &sha256(offered.as_bytes()),
+        &sha256(expected.expose().as_bytes()),
+    )
 }
 
 fn denied() -> HttpResponse {
@@ -77,12 +82,21 @@ async fn clients_list(broker: web::Data<Broker>, req: HttpRequest) -> HttpRespon
         return denied();
     }
     match broker.registrar.directory.store().list().await {
-        Ok(clients) => HttpResponse::Ok().json(clients.iter().map(|c| client_view(c, None)).collect::<Vec<_>>()),
+        Ok(clients) => HttpResponse::Ok().json(
+            clients
+                .iter()
+                .map(|c| client_view(c, None))
+                .collect::<Vec<_>>(),
+        ),
         Err(e) => registration_error(RegistrationError::Store(e)),
     }
 }
 
-async fn clients_create(broker: web::Data<Broker>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+async fn clients_create(
+    broker: web::Data<Broker>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
     if !authorised(&broker, &req) {
         return denied();
     }
@@ -90,7 +104,11 @@ async fn clients_create(broker: web::Data<Broker>, req: HttpRequest, body: web::
         Ok(r) => r,
         Err(response) => return response,
     };
-    match broker.registrar.create(&request, broker.provider.now()).await {
+    match broker
+        .registrar
+        .create(&request, broker.provider.now())
+        .await
+    {
         Ok((client, secret)) => {
             let mut builder = HttpResponse::Created();
             no_store(&mut builder);
@@ -100,7 +118,11 @@ async fn clients_create(broker: web::Data<Broker>, req: HttpRequest, body: web::
     }
 }
 
-async fn clients_show(broker: web::Data<Broker>, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+async fn clients_show(
+    broker: web::Data<Broker>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
     if !authorised(&broker, &req) {
         return denied();
     }
@@ -117,16 +139,27 @@ struct UpdateQuery {
     rotate_secret: bool,
 }
 
-async fn clients_update(broker: web::Data<Broker>, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> HttpResponse {
+async fn clients_update(
+    broker: web::Data<Broker>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
     if !authorised(&broker, &req) {
         return denied();
     }
-    let rotate = web::Query::<UpdateQuery>::from_query(req.query_string()).map(|q| q.rotate_secret).unwrap_or(false);
+    let rotate = web::Query::<UpdateQuery>::from_query(req.query_string())
+        .map(|q| q.rotate_secret)
+        .unwrap_or(false);
     let request = match parse_body(&body) {
         Ok(r) => r,
         Err(response) => return response,
     };
-    match broker.registrar.update(&path, &request, rotate, broker.provider.now()).await {
+    match broker
+        .registrar
+        .update(&path, &request, rotate, broker.provider.now())
+        .await
+    {
         Ok((client, secret)) => {
             let mut builder = HttpResponse::Ok();
             no_store(&mut builder);
@@ -136,7 +169,11 @@ async fn clients_update(broker: web::Data<Broker>, req: HttpRequest, path: web::
     }
 }
 
-async fn clients_delete(broker: web::Data<Broker>, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+async fn clients_delete(
+    broker: web::Data<Broker>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
     if !authorised(&broker, &req) {
         return denied();
     }

@@ -8,7 +8,8 @@ use serde_json::json;
 use crate::oidc::error::{ErrorCode, OAuthError};
 
 pub fn json_error(error: &OAuthError, basic_auth_used: bool) -> HttpResponse {
-    let status = actix_web::http::StatusCode::from_u16(error.code.status()).unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
+    let status = actix_web::http::StatusCode::from_u16(error.code.status())
+        .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
     let mut builder = HttpResponseBuilder::new(status);
     no_store(&mut builder);
     if error.code == ErrorCode::InvalidClient && basic_auth_used {
@@ -18,11 +19,14 @@ pub fn json_error(error: &OAuthError, basic_auth_used: bool) -> HttpResponse {
 }
 
 pub fn bearer_error(error: &OAuthError) -> HttpResponse {
-    let status = actix_web::http::StatusCode::from_u16(error.code.status()).unwrap_or(actix_web::http::StatusCode::UNAUTHORIZED);
+    let status = actix_web::http::StatusCode::from_u16(error.code.status())
+        .unwrap_or(actix_web::http::StatusCode::UNAUTHORIZED);
     let mut builder = HttpResponseBuilder::new(status);
     no_store(&mut builder);
     let challenge = match error.code {
-        ErrorCode::InvalidRequest if error.description.contains("missing") => "Bearer realm=\"broker\"".to_string(),
+        ErrorCode::InvalidRequest if error.description.contains("missing") => {
+            "Bearer realm=\"broker\"".to_string()
+        }
         code => format!("Bearer realm=\"broker\", error=\"{}\"", code.as_str()),
     };
     builder.insert_header((header::WWW_AUTHENTICATE, challenge));
@@ -30,5 +34,7 @@ pub fn bearer_error(error: &OAuthError) -> HttpResponse {
 }
 
 pub fn no_store(builder: &mut HttpResponseBuilder) {
-    builder.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
+    builder
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"));
 }

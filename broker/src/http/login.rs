@@ -28,7 +28,11 @@ async fn authorize_get(broker: web::Data<Broker>, req: HttpRequest) -> HttpRespo
     authorize(&broker, &req, pairs).await
 }
 
-async fn authorize_post(broker: web::Data<Broker>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+async fn authorize_post(
+    broker: web::Data<Broker>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
     authorize(&broker, &req, form_pairs(&body)).await
 }
 
@@ -53,7 +57,12 @@ fn unavailable_page() -> HttpResponse {
 }
 
 /// 303 back to the client with the authorization response and `iss` (RFC 9207).
-fn redirect_to_client(redirect_uri: &str, state: Option<&str>, issuer: &str, result: Result<&str, &OAuthError>) -> HttpResponse {
+fn redirect_to_client(
+    redirect_uri: &str,
+    state: Option<&str>,
+    issuer: &str,
+    result: Result<&str, &OAuthError>,
+) -> HttpResponse {
     let Ok(mut url) = Url::parse(redirect_uri) else {
         return bad_request_page(&OAuthError::invalid_request("redirect_uri"));
     };
@@ -64,7 +73,8 @@ fn redirect_to_client(redirect_uri: &str, state: Option<&str>, issuer: &str, res
                 q.append_pair("code", code);
             }
             Err(e) => {
-                q.append_pair("error", e.code.as_str()).append_pair("error_description", &e.description);
+                q.append_pair("error", e.code.as_str())
+                    .append_pair("error_description", &e.description);
             }
         }
         if let Some(s) = state {
@@ -72,10 +82,17 @@ fn redirect_to_client(redirect_uri: &str, state: Option<&str>, issuer: &str, res
         }
         q.append_pair("iss", issuer);
     }
-    HttpResponse::SeeOther().insert_header((header::LOCATION, url.as_str())).insert_header((header::CACHE_CONTROL, "no-store")).finish()
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, url.as_str()))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
 }
 
-async fn authorize(broker: &Broker, req: &HttpRequest, pairs: Option<Vec<(String, String)>>) -> HttpResponse {
+async fn authorize(
+    broker: &Broker,
+    req: &HttpRequest,
+    pairs: Option<Vec<(String, String)>>,
+) -> HttpResponse {
     let p = &broker.provider;
     let Some(pairs) = pairs else {
         return bad_request_page(&OAuthError::invalid_request("malformed parameters"));
@@ -84,21 +101,37 @@ async fn authorize(broker: &Broker, req: &HttpRequest, pairs: Option<Vec<(String
         Ok(params) => params,
         Err(e) => return bad_request_page(&e),
     };
-    let client = match p.clients.get(params.get("client_id").map(String::as_str).unwrap_or_default()).await {
+    let client = match p
+        .clients
+        .get(
+            params
+                .get("client_id")
+                .map(String::as_str)
+                .unwrap_or_default(),
+        )
+        .await
+    {
         Ok(client) => client,
         Err(e) => {
             let _ = OAuthError::unavailable(&e);
             return unavailable_page();
         }
     };
-    let parsed = authorize::check_client(client.as_deref(), &params).and_then(|redirect_uri| match &client {
-        Some(c) => authorize::parse(c, redirect_uri, &params, &p.acr),
-        None => Err(AuthorizeError::Page(OAuthError::invalid_client())),
-    });
+    let parsed =
+        authorize::check_client(client.as_deref(), &params).and_then(
+            |redirect_uri| match &client {
+                Some(c) => authorize::parse(c, redirect_uri, &params, &p.acr),
+                None => Err(AuthorizeError::Page(OAuthError::invalid_client())),
+            },
+        );
     let request = match parsed {
         Ok(request) => request,
         Err(AuthorizeError::Page(e)) => return bad_request_page(&e),
-        Err(AuthorizeError::Redirect { redirect_uri, state, error }) => {
+        Err(AuthorizeError::Redirect {
+            redirect_uri,
+            state,
+            error,
+        }) => {
             return redirect_to_client(&redirect_uri, state.as_deref(), &p.issuer, Err(&error));
         }
     };
@@ -110,17 +143,29 @@ async fn authorize(broker: &Broker, req: &HttpRequest, pairs: Option<Vec<(String
         }),
         None => None,
     };
-    if let Some(session) = session.filter(|s| authorize::session_satisfies(&request, s.auth_time, s.loa, now)) {
+    if let Some(session) =
+        session.filter(|s| authorize::session_satisfies(&request, s.auth_time, s.loa, now))
+    {
         return issue_code(broker, &request, &session, now).await;
     }
     if request.prompt_none {
         let error = OAuthError::new(ErrorCode::LoginRequired, "the user must log in");
-        return redirect_to_client(&request.redirect_uri, request.state.as_deref(), &p.issuer, Err(&error));
+        return redirect_to_client(
+            &request.redirect_uri,
+            request.state.as_deref(),
+            &p.issuer,
+            Err(&error),
+        );
     }
     start_upstream_login(broker, req, request, now).await
 }
 
-async fn issue_code(broker: &Broker, request: &AuthorizeRequest, session: &SsoSession, now: i64) -> HttpResponse {
+async fn issue_code(
+    broker: &Broker,
+    request: &AuthorizeRequest,
+    session: &SsoSession,
+    now: i64,
+) -> HttpResponse {
     let p = &broker.provider;
     let record = CodeRecord {
         client_id: request.client_id.clone(),
@@ -138,15 +183,31 @@ async fn issue_code(broker: &Broker, request: &AuthorizeRequest, session: &SsoSe
         expires_at: now + p.tokens.code_ttl_secs as i64,
     };
     match p.codes.issue(record).await {
-        Ok(code) => redirect_to_client(&request.redirect_uri, request.state.as_deref(), &p.issuer, Ok(&code)),
+        Ok(code) => redirect_to_client(
+            &request.redirect_uri,
+            request.state.as_deref(),
+            &p.issuer,
+            Ok(&code),
+        ),
         Err(e) => {
             let error = OAuthError::unavailable(&e);
-            redirect_to_client(&request.redirect_uri, request.state.as_deref(), &p.issuer, Err(&error))
+            redirect_to_client(
+                &request.redirect_uri,
+                request.state.as_deref(),
+                &p.issuer,
+                Err(&error),
+            )
         }
     }
 }
 
-fn cookie<'a>(broker: &Broker, name: &'a str, value: String, path: &'a str, max_age: i64) -> Cookie<'a> {
+fn cookie<'a>(
+    broker: &Broker,
+    name: &'a str,
+    value: String,
+    path: &'a str,
+    max_age: i64,
+) -> Cookie<'a> {
     Cookie::build(name, value)
         .path(path)
         .http_only(true)
@@ -156,12 +217,27 @@ fn cookie<'a>(broker: &Broker, name: &'a str, value: String, path: &'a str, max_
         .finish()
 }
 
-async fn start_upstream_login(broker: &Broker, req: &HttpRequest, request: AuthorizeRequest, now: i64) -> HttpResponse {
+async fn start_upstream_login(
+    broker: &Broker,
+    req: &HttpRequest,
+    request: AuthorizeRequest,
+    now: i64,
+) -> HttpResponse {
     let profile = &broker.upstream.profile;
     let english = request.english();
     let existing = req.cookie(PENDING_COOKIE).map(|c| c.value().to_string());
     let (login_hint, ui_locales) = (request.login_hint.clone(), request.ui_locales.clone());
-    let started = match broker.pending.start(request.clone(), existing, profile.use_nonce, profile.use_pkce, now).await {
+    let started = match broker
+        .pending
+        .start(
+            request.clone(),
+            existing,
+            profile.use_nonce,
+            profile.use_pkce,
+            now,
+        )
+        .await
+    {
         Ok(started) => started,
         Err(e) => {
             let _ = OAuthError::unavailable(&e);
@@ -170,7 +246,13 @@ async fn start_upstream_login(broker: &Broker, req: &HttpRequest, request: Autho
     };
     let url = match broker
         .upstream
-        .authorization_url(&started.state, started.nonce.as_deref(), started.pkce_verifier.as_deref(), login_hint.as_deref(), ui_locales.as_deref())
+        .authorization_url(
+            &started.state,
+            started.nonce.as_deref(),
+            started.pkce_verifier.as_deref(),
+            login_hint.as_deref(),
+            ui_locales.as_deref(),
+        )
         .await
     {
         Ok(url) => url,
@@ -179,22 +261,63 @@ async fn start_upstream_login(broker: &Broker, req: &HttpRequest, request: Autho
             return unavailable_page();
         }
     };
-    let binding = cookie(broker, PENDING_COOKIE, started.browser_secret, "/callback", broker.pending.ttl().as_secs() as i64);
+    let binding = cookie(
+        broker,
+        PENDING_COOKIE,
+        started.browser_secret,
+        "/callback",
+        broker.pending.ttl().as_secs() as i64,
+    );
     if broker.auto_redirect {
-        return HttpResponse::SeeOther().cookie(binding).insert_header((header::LOCATION, url.as_str())).finish();
+        return HttpResponse::SeeOther()
+            .cookie(binding)
+            .insert_header((header::LOCATION, url.as_str()))
+            .finish();
     }
-    let mut other = Url::parse(&broker.provider.endpoint("/authorize")).unwrap_or_else(|_| url.clone());
-    other.set_query(req.query_string().is_empty().then_some("").or(Some(req.query_string())));
+    let mut other =
+        Url::parse(&broker.provider.endpoint("/authorize")).unwrap_or_else(|_| url.clone());
+    other.set_query(
+        req.query_string()
+            .is_empty()
+            .then_some("")
+            .or(Some(req.query_string())),
+    );
     let other_lang = if english { "vi" } else { "en" };
     let other_url = {
-        let pairs: Vec<(String, String)> = other.query_pairs().filter(|(k, _)| k != "ui_locales").map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-        other.query_pairs_mut().clear().extend_pairs(pairs).append_pair("ui_locales", other_lang);
+        let pairs: Vec<(String, String)> = other
+            .query_pairs()
+            .filter(|(k, _)| k != "ui_locales")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        other
+            .query_pairs_mut()
+            .clear()
+            .extend_pairs(pairs)
+            .append_pair("ui_locales", other_lang);
         other.to_string()
     };
     let page = if english {
-        LoginPage { lang: "en", title: "Sign in", subtitle: "Sign in with your national electronic identity (VNeID) account", button: "Sign in with VNeID", help: "Need help? VNeID 1900 0368 · Hue-S 1900 1075", upstream_url: url.as_str(), other_lang: "Tiếng Việt", other_lang_url: &other_url }
+        LoginPage {
+            lang: "en",
+            title: "Sign in",
+            subtitle: "Sign in with your national electronic identity (VNeID) account",
+            button: "Sign in with VNeID",
+            help: "Need help? VNeID 1900 0368 · Hue-S 1900 1075",
+            upstream_url: url.as_str(),
+            other_lang: "Tiếng Việt",
+            other_lang_url: &other_url,
+        }
     } else {
-        LoginPage { lang: "vi", title: "Đăng nhập", subtitle: "Đăng nhập bằng tài khoản định danh điện tử VNeID", button: "Đăng nhập bằng VNeID", help: "Cần hỗ trợ: VNeID 1900 0368 · Hue-S 1900 1075", upstream_url: url.as_str(), other_lang: "English", other_lang_url: &other_url }
+        LoginPage {
+            lang: "vi",
+            title: "Đăng nhập",
+            subtitle: "Đăng nhập bằng tài khoản định danh điện tử VNeID",
+            button: "Đăng nhập bằng VNeID",
+            help: "Cần hỗ trợ: VNeID 1900 0368 · Hue-S 1900 1075",
+            upstream_url: url.as_str(),
+            other_lang: "English",
+            other_lang_url: &other_url,
+        }
     };
     let mut response = html(StatusCode::OK, page.render());
     let _ = response.add_cookie(&binding);
@@ -205,11 +328,19 @@ async fn start_upstream_login(broker: &Broker, req: &HttpRequest, request: Autho
 fn raw_query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
     })
 }
 
-async fn callback_get(broker: web::Data<Broker>, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+async fn callback_get(
+    broker: web::Data<Broker>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
     let p = &broker.provider;
     if path.as_str() != broker.upstream.profile.name {
         return HttpResponse::NotFound().finish();
@@ -223,10 +354,22 @@ async fn callback_get(broker: web::Data<Broker>, req: HttpRequest, path: web::Pa
     let pending = match broker.pending.finish(&state, browser.as_deref()).await {
         Ok(Ok(pending)) => pending,
         Ok(Err(PendingError::Unknown)) => {
-            return error_page(StatusCode::BAD_REQUEST, false, "invalid_request", "Phiên đăng nhập đã hết hạn hoặc không hợp lệ. Vui lòng đăng nhập lại từ ứng dụng.", "The sign-in has expired or is invalid. Please sign in again from the application.");
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                false,
+                "invalid_request",
+                "Phiên đăng nhập đã hết hạn hoặc không hợp lệ. Vui lòng đăng nhập lại từ ứng dụng.",
+                "The sign-in has expired or is invalid. Please sign in again from the application.",
+            );
         }
         Ok(Err(PendingError::WrongBrowser)) => {
-            return error_page(StatusCode::BAD_REQUEST, false, "invalid_request", "Phiên đăng nhập được bắt đầu trên trình duyệt khác. Vui lòng đăng nhập lại.", "The sign-in was started in another browser. Please sign in again.");
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                false,
+                "invalid_request",
+                "Phiên đăng nhập được bắt đầu trên trình duyệt khác. Vui lòng đăng nhập lại.",
+                "The sign-in was started in another browser. Please sign in again.",
+            );
         }
         Err(e) => {
             let _ = OAuthError::unavailable(&e);
@@ -236,14 +379,33 @@ async fn callback_get(broker: web::Data<Broker>, req: HttpRequest, path: web::Pa
     let request = &pending.request;
     let english = request.english();
     if raw_query_param(query, "error").is_some() {
-        let error = OAuthError::new(ErrorCode::AccessDenied, "the user did not complete the VNeID login");
-        return redirect_to_client(&request.redirect_uri, request.state.as_deref(), &p.issuer, Err(&error));
+        let error = OAuthError::new(
+            ErrorCode::AccessDenied,
+            "the user did not complete the VNeID login",
+        );
+        return redirect_to_client(
+            &request.redirect_uri,
+            request.state.as_deref(),
+            &p.issuer,
+            Err(&error),
+        );
     }
     let Some(code) = raw_query_param(query, "code").filter(|c| !c.is_empty()) else {
-        return bad_request_page(&OAuthError::invalid_request("the identity provider sent no code"));
+        return bad_request_page(&OAuthError::invalid_request(
+            "the identity provider sent no code",
+        ));
     };
     let now = p.now();
-    let identity = match broker.upstream.complete(&code, pending.nonce.as_deref(), pending.pkce_verifier.as_deref(), now).await {
+    let identity = match broker
+        .upstream
+        .complete(
+            &code,
+            pending.nonce.as_deref(),
+            pending.pkce_verifier.as_deref(),
+            now,
+        )
+        .await
+    {
         Ok(identity) => identity,
         Err(UpstreamError::Unavailable(e)) => {
             tracing::error!(error = format!("{e:#}"), "upstream unavailable");
@@ -251,12 +413,29 @@ async fn callback_get(broker: web::Data<Broker>, req: HttpRequest, path: web::Pa
         }
         Err(e) => {
             tracing::warn!(error = %e, "upstream login refused");
-            return error_page(StatusCode::BAD_REQUEST, english, "access_denied", "Không xác minh được thông tin đăng nhập từ VNeID. Vui lòng thử lại.", "The VNeID login could not be verified. Please try again.");
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                english,
+                "access_denied",
+                "Không xác minh được thông tin đăng nhập từ VNeID. Vui lòng thử lại.",
+                "The VNeID login could not be verified. Please try again.",
+            );
         }
     };
-    if request.required_loa.is_some_and(|required| identity.loa < required) {
-        let error = OAuthError::new(ErrorCode::UnmetAuthenticationRequirements, "the application requires a higher VNeID assurance level");
-        return redirect_to_client(&request.redirect_uri, request.state.as_deref(), &p.issuer, Err(&error));
+    if request
+        .required_loa
+        .is_some_and(|required| identity.loa < required)
+    {
+        let error = OAuthError::new(
+            ErrorCode::UnmetAuthenticationRequirements,
+            "the application requires a higher VNeID assurance level",
+        );
+        return redirect_to_client(
+            &request.redirect_uri,
+            request.state.as_deref(),
+            &p.issuer,
+            Err(&error),
+        );
     }
     let account = match p.accounts.complete_login(&identity, now).await {
         Ok(LoginOutcome::Authenticated { account, .. }) => account,
@@ -281,7 +460,13 @@ async fn callback_get(broker: web::Data<Broker>, req: HttpRequest, path: web::Pa
         }
     };
     let mut response = issue_code(&broker, request, &session, now).await;
-    let _ = response.add_cookie(&cookie(&broker, SSO_COOKIE, secret, "/", p.sso.ttl().as_secs() as i64));
+    let _ = response.add_cookie(&cookie(
+        &broker,
+        SSO_COOKIE,
+        secret,
+        "/",
+        p.sso.ttl().as_secs() as i64,
+    ));
     response
 }
 
@@ -289,7 +474,9 @@ async fn callback_get(broker: web::Data<Broker>, req: HttpRequest, path: web::Pa
 /// session and returns to a registered `post_logout_redirect_uri`.
 async fn end_session_get(broker: web::Data<Broker>, req: HttpRequest) -> HttpResponse {
     let p = &broker.provider;
-    let params = form_pairs(req.query_string().as_bytes()).and_then(|pairs| authorize::collect_params(pairs).ok()).unwrap_or_default();
+    let params = form_pairs(req.query_string().as_bytes())
+        .and_then(|pairs| authorize::collect_params(pairs).ok())
+        .unwrap_or_default();
     if let Some(cookie) = req.cookie(SSO_COOKIE) {
         if let Err(e) = p.sso.end(cookie.value()).await {
             let _ = OAuthError::unavailable(&e);
@@ -298,23 +485,44 @@ async fn end_session_get(broker: web::Data<Broker>, req: HttpRequest) -> HttpRes
     }
     let mut removal = cookie(&broker, SSO_COOKIE, String::new(), "/", 0);
     removal.make_removal();
-    let target = match (params.get("client_id"), params.get("post_logout_redirect_uri")) {
+    let target = match (
+        params.get("client_id"),
+        params.get("post_logout_redirect_uri"),
+    ) {
         (Some(client_id), Some(uri)) => match p.clients.get(client_id).await {
-            Ok(Some(client)) if client.metadata.post_logout_redirect_uris.iter().any(|u| u == uri) => Some(uri.clone()),
+            Ok(Some(client))
+                if client
+                    .metadata
+                    .post_logout_redirect_uris
+                    .iter()
+                    .any(|u| u == uri) =>
+            {
+                Some(uri.clone())
+            }
             _ => None,
         },
         _ => None,
     };
     match target {
         Some(uri) => {
-            let mut url = Url::parse(&uri).unwrap_or_else(|_| Url::parse("about:blank").expect("static URL"));
+            let mut url =
+                Url::parse(&uri).unwrap_or_else(|_| Url::parse("about:blank").expect("static URL"));
             if let Some(state) = params.get("state") {
                 url.query_pairs_mut().append_pair("state", state);
             }
-            HttpResponse::SeeOther().cookie(removal).insert_header((header::LOCATION, url.as_str())).finish()
+            HttpResponse::SeeOther()
+                .cookie(removal)
+                .insert_header((header::LOCATION, url.as_str()))
+                .finish()
         }
         None => {
-            let mut response = error_page(StatusCode::OK, false, "logged_out", "Bạn đã đăng xuất.", "You have been signed out.");
+            let mut response = error_page(
+                StatusCode::OK,
+                false,
+                "logged_out",
+                "Bạn đã đăng xuất.",
+                "You have been signed out.",
+            );
             let _ = response.add_cookie(&removal);
             response
         }

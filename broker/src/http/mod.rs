@@ -52,7 +52,8 @@ async fn ready_get(broker: web::Data<Broker>) -> actix_web::HttpResponse {
         Ok(()) => actix_web::HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
         Err(e) => {
             tracing::warn!(error = format!("{e:#}"), "not ready");
-            actix_web::HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "unavailable"}))
+            actix_web::HttpResponse::ServiceUnavailable()
+                .json(serde_json::json!({"status": "unavailable"}))
         }
     }
 }

@@ -43,11 +43,29 @@ pub fn html(status: StatusCode, body: Result<String, askama::Error>) -> HttpResp
 }
 
 /// An error page in the chosen language. `code` is the RFC error code, safe to show.
-pub fn error_page(status: StatusCode, english: bool, code: &str, message_vi: &str, message_en: &str) -> HttpResponse {
+pub fn error_page(
+    status: StatusCode,
+    english: bool,
+    code: &str,
+    message_vi: &str,
+    message_en: &str,
+) -> HttpResponse {
     let page = if english {
-        ErrorPage { lang: "en", title: "Sign-in failed", message: message_en, code, hotline_text: "Need help? Call" }
+        ErrorPage {
+            lang: "en",
+            title: "Sign-in failed",
+            message: message_en,
+            code,
+            hotline_text: "Need help? Call",
+        }
     } else {
-        ErrorPage { lang: "vi", title: "Không thể đăng nhập", message: message_vi, code, hotline_text: "Cần hỗ trợ, vui lòng gọi" }
+        ErrorPage {
+            lang: "vi",
+            title: "Không thể đăng nhập",
+            message: message_vi,
+            code,
+            hotline_text: "Cần hỗ trợ, vui lòng gọi",
+        }
     };
     html(status, page.render())
 }

@@ -13,13 +13,16 @@ use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::oidc::{discovery, grants, introspect, revoke, userinfo};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/.well-known/openid-configuration", web::get().to(discovery_get))
-        .route("/jwks", web::get().to(jwks_get))
-        .route("/token", web::post().to(token_post))
-        .route("/userinfo", web::get().to(userinfo_get))
-        .route("/userinfo", web::post().to(userinfo_post))
-        .route("/revoke", web::post().to(revoke_post))
-        .route("/introspect", web::post().to(introspect_post));
+    cfg.route(
+        "/.well-known/openid-configuration",
+        web::get().to(discovery_get),
+    )
+    .route("/jwks", web::get().to(jwks_get))
+    .route("/token", web::post().to(token_post))
+    .route("/userinfo", web::get().to(userinfo_get))
+    .route("/userinfo", web::post().to(userinfo_post))
+    .route("/revoke", web::post().to(revoke_post))
+    .route("/introspect", web::post().to(introspect_post));
 }
 
 async fn discovery_get(broker: web::Data<Broker>) -> HttpResponse {
@@ -31,7 +34,10 @@ async fn discovery_get(broker: web::Data<Broker>) -> HttpResponse {
 async fn jwks_get(broker: web::Data<Broker>) -> HttpResponse {
     let p = &broker.provider;
     HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, format!("public, max-age={}", p.jwks_max_age)))
+        .insert_header((
+            header::CACHE_CONTROL,
+            format!("public, max-age={}", p.jwks_max_age),
+        ))
         .content_type("application/jwk-set+json")
         .json(p.signer.ring().jwks(p.now()))
 }
@@ -47,13 +53,25 @@ fn read_form(req: &HttpRequest, body: &[u8]) -> Result<ClientRequest, OAuthError
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")));
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
     if !is_form {
-        return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
     }
-    let pairs = form_pairs(body).ok_or_else(|| OAuthError::invalid_request("the body is not valid form encoding"))?;
+    let pairs = form_pairs(body)
+        .ok_or_else(|| OAuthError::invalid_request("the body is not valid form encoding"))?;
     let mut params = collect_params(pairs)?;
-    let basic = match req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    let basic = match req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         Some(value) if value.len() >= 6 && value[..6].eq_ignore_ascii_case("basic ") => {
             Some(Presented::parse_basic(value).ok_or_else(OAuthError::invalid_client)?)
         }
@@ -70,7 +88,10 @@ fn read_form(req: &HttpRequest, body: &[u8]) -> Result<ClientRequest, OAuthError
 }
 
 fn uses_basic(req: &HttpRequest) -> bool {
-    req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).is_some_and(|v| v.len() >= 6 && v[..6].eq_ignore_ascii_case("basic "))
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() >= 6 && v[..6].eq_ignore_ascii_case("basic "))
 }
 
 async fn token_post(broker: web::Data<Broker>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
@@ -92,24 +113,40 @@ async fn token_post(broker: web::Data<Broker>, req: HttpRequest, body: web::Byte
 fn bearer(req: &HttpRequest) -> Option<String> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
 }
 
 async fn userinfo_get(broker: web::Data<Broker>, req: HttpRequest) -> HttpResponse {
     userinfo_answer(&broker, bearer(&req)).await
 }
 
-async fn userinfo_post(broker: web::Data<Broker>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let from_body = form_pairs(&body).and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "access_token").map(|(_, v)| v));
+async fn userinfo_post(
+    broker: web::Data<Broker>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let from_body = form_pairs(&body).and_then(|pairs| {
+        pairs
+            .into_iter()
+            .find(|(k, _)| k == "access_token")
+            .map(|(_, v)| v)
+    });
     match (bearer(&req), from_body) {
-        (Some(_), Some(_)) => bearer_error(&OAuthError::invalid_request("use one way to send the access token")),
+        (Some(_), Some(_)) => bearer_error(&OAuthError::invalid_request(
+            "use one way to send the access token",
+        )),
         (header_token, body_token) => userinfo_answer(&broker, header_token.or(body_token)).await,
     }
 }
 
 async fn userinfo_answer(broker: &Broker, token: Option<String>) -> HttpResponse {
     let Some(token) = token else {
-        return bearer_error(&OAuthError::new(ErrorCode::InvalidRequest, "missing access token"));
+        return bearer_error(&OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "missing access token",
+        ));
     };
     match userinfo::userinfo(&broker.provider, &token).await {
         Ok(claims) => {
@@ -121,19 +158,29 @@ async fn userinfo_answer(broker: &Broker, token: Option<String>) -> HttpResponse
     }
 }
 
-async fn revoke_post(broker: web::Data<Broker>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+async fn revoke_post(
+    broker: web::Data<Broker>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
     let result = async {
         let form = read_form(&req, &body)?;
         revoke::revoke(&broker.provider, &form.presented, &form.params).await
     }
     .await;
     match result {
-        Ok(()) => HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).finish(),
+        Ok(()) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish(),
         Err(e) => json_error(&e, uses_basic(&req)),
     }
 }
 
-async fn introspect_post(broker: web::Data<Broker>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+async fn introspect_post(
+    broker: web::Data<Broker>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
     let result = async {
         let form = read_form(&req, &body)?;
         introspect::introspect(&broker.provider, &form.presented, &form.params).await

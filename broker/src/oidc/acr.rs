@@ -10,7 +10,9 @@ pub struct AcrPolicy {
 
 impl AcrPolicy {
     pub fn new(settings: &AcrSettings) -> Self {
-        Self { values: [settings.level1.clone(), settings.level2.clone()] }
+        Self {
+            values: [settings.level1.clone(), settings.level2.clone()],
+        }
     }
 
     pub fn value(&self, loa: u8) -> &str {
@@ -22,7 +24,10 @@ impl AcrPolicy {
     }
 
     pub fn level(&self, value: &str) -> Option<u8> {
-        self.values.iter().position(|v| v == value).map(|i| i as u8 + 1)
+        self.values
+            .iter()
+            .position(|v| v == value)
+            .map(|i| i as u8 + 1)
     }
 
     pub fn all(&self) -> &[String] {
@@ -45,7 +50,10 @@ mod tests {
     fn required_level() {
         let p = AcrPolicy::new(&AcrSettings::default());
         assert_eq!(p.required_level("urn:vn:hue:broker:loa:2"), Some(2));
-        assert_eq!(p.required_level("urn:vn:hue:broker:loa:2 urn:vn:hue:broker:loa:1"), Some(1));
+        assert_eq!(
+            p.required_level("urn:vn:hue:broker:loa:2 urn:vn:hue:broker:loa:1"),
+            Some(1)
+        );
         assert_eq!(p.required_level("something-else"), None);
         assert_eq!(p.value(2), "urn:vn:hue:broker:loa:2");
     }

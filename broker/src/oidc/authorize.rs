@@ -38,7 +38,10 @@ impl AuthorizeRequest {
     }
     /// Vietnamese unless the RP asked for English first.
     pub fn english(&self) -> bool {
-        self.ui_locales.as_deref().and_then(|l| l.split(' ').next()).is_some_and(|l| l.starts_with("en"))
+        self.ui_locales
+            .as_deref()
+            .and_then(|l| l.split(' ').next())
+            .is_some_and(|l| l.starts_with("en"))
     }
 }
 
@@ -48,7 +51,11 @@ pub enum AuthorizeError {
     /// Unknown client or bad redirect URI: show an error page, do not redirect.
     Page(OAuthError),
     /// Anything else: redirect to the client with the error.
-    Redirect { redirect_uri: String, state: Option<String>, error: OAuthError },
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        error: OAuthError,
+    },
 }
 
 /// Collects parameters, refusing repeated ones (RFC 6749 §3.1) and oversized values.
@@ -56,13 +63,19 @@ pub fn collect_params(pairs: Vec<(String, String)>) -> Result<HashMap<String, St
     let mut map = HashMap::with_capacity(pairs.len());
     for (k, v) in pairs {
         if v.len() > MAX_PARAM_LEN || k.len() > 64 {
-            return Err(OAuthError::invalid_request(format!("parameter {} is too long", truncate(&k))));
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {} is too long",
+                truncate(&k)
+            )));
         }
         if v.is_empty() {
             continue; // OAuth treats empty parameters as omitted.
         }
         if map.insert(k.clone(), v).is_some() {
-            return Err(OAuthError::invalid_request(format!("parameter {} is repeated", truncate(&k))));
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {} is repeated",
+                truncate(&k)
+            )));
         }
     }
     Ok(map)
@@ -73,76 +86,171 @@ fn truncate(s: &str) -> String {
 }
 
 /// Validates the client and redirect URI: the part whose errors are never redirected.
-pub fn check_client(client: Option<&Client>, params: &HashMap<String, String>) -> Result<String, AuthorizeError> {
+pub fn check_client(
+    client: Option<&Client>,
+    params: &HashMap<String, String>,
+) -> Result<String, AuthorizeError> {
     let Some(client) = client else {
-        return Err(AuthorizeError::Page(OAuthError::new(ErrorCode::InvalidClient, "unknown client")));
+        return Err(AuthorizeError::Page(OAuthError::new(
+            ErrorCode::InvalidClient,
+            "unknown client",
+        )));
     };
     let redirect_uri = match params.get("redirect_uri") {
         Some(uri) if is_registered(&client.metadata, uri) => uri.clone(),
-        Some(_) => return Err(AuthorizeError::Page(OAuthError::invalid_request("redirect_uri is not registered for this client"))),
+        Some(_) => {
+            return Err(AuthorizeError::Page(OAuthError::invalid_request(
+                "redirect_uri is not registered for this client",
+            )))
+        }
         // OIDC requires redirect_uri; it is never guessed from the registration.
-        None => return Err(AuthorizeError::Page(OAuthError::invalid_request("redirect_uri is required"))),
+        None => {
+            return Err(AuthorizeError::Page(OAuthError::invalid_request(
+                "redirect_uri is required",
+            )))
+        }
     };
     Ok(redirect_uri)
 }
 
-pub fn parse(client: &Client, redirect_uri: String, params: &HashMap<String, String>, acr: &AcrPolicy) -> Result<AuthorizeRequest, AuthorizeError> {
+pub fn parse(
+    client: &Client,
+    redirect_uri: String,
+    params: &HashMap<String, String>,
+    acr: &AcrPolicy,
+) -> Result<AuthorizeRequest, AuthorizeError> {
     let state = params.get("state").cloned();
-    let fail = |error: OAuthError| AuthorizeError::Redirect { redirect_uri: redirect_uri.clone(), state: state.clone(), error };
+    let fail = |error: OAuthError| AuthorizeError::Redirect {
+        redirect_uri: redirect_uri.clone(),
+        state: state.clone(),
+        error,
+    };
     if params.contains_key("request") || params.contains_key("request_uri") {
-        return Err(fail(OAuthError::new(ErrorCode::InvalidRequest, "request objects are not supported")));
+        return Err(fail(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "request objects are not supported",
+        )));
     }
     match params.get("response_type").map(String::as_str) {
         Some("code") => {}
-        Some(_) => return Err(fail(OAuthError::new(ErrorCode::UnsupportedResponseType, "only response_type=code is supported"))),
-        None => return Err(fail(OAuthError::invalid_request("response_type is required"))),
+        Some(_) => {
+            return Err(fail(OAuthError::new(
+                ErrorCode::UnsupportedResponseType,
+                "only response_type=code is supported",
+            )))
+        }
+        None => {
+            return Err(fail(OAuthError::invalid_request(
+                "response_type is required",
+            )))
+        }
     }
     if let Some(mode) = params.get("response_mode") {
         if mode != "query" {
-            return Err(fail(OAuthError::invalid_request("only response_mode=query is supported")));
+            return Err(fail(OAuthError::invalid_request(
+                "only response_mode=query is supported",
+            )));
         }
     }
     if !client.metadata.allows_grant(GrantType::AuthorizationCode) {
-        return Err(fail(OAuthError::new(ErrorCode::UnauthorizedClient, "client may not use the authorization code flow")));
+        return Err(fail(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "client may not use the authorization code flow",
+        )));
     }
-    let scope: Vec<String> = params.get("scope").map(|s| s.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect()).unwrap_or_default();
+    let scope: Vec<String> = params
+        .get("scope")
+        .map(|s| {
+            s.split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
     if !scope.iter().any(|s| s == "openid") {
-        return Err(fail(OAuthError::new(ErrorCode::InvalidScope, "scope must include openid")));
+        return Err(fail(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "scope must include openid",
+        )));
     }
     if scope.iter().any(|s| !client.metadata.allows_scope(s)) {
-        return Err(fail(OAuthError::new(ErrorCode::InvalidScope, "a requested scope is not allowed for this client")));
+        return Err(fail(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "a requested scope is not allowed for this client",
+        )));
     }
-    let code_challenge = match (params.get("code_challenge"), params.get("code_challenge_method").map(String::as_str)) {
+    let code_challenge = match (
+        params.get("code_challenge"),
+        params.get("code_challenge_method").map(String::as_str),
+    ) {
         (Some(c), Some("S256")) if pkce::valid_challenge(c) => Some(c.clone()),
-        (Some(_), Some("S256")) => return Err(fail(OAuthError::invalid_request("code_challenge is malformed"))),
-        (Some(_), Some(_)) => return Err(fail(OAuthError::invalid_request("only code_challenge_method=S256 is supported"))),
-        (Some(_), None) => return Err(fail(OAuthError::invalid_request("code_challenge_method=S256 is required"))),
-        (None, Some(_)) => return Err(fail(OAuthError::invalid_request("code_challenge_method without code_challenge"))),
+        (Some(_), Some("S256")) => {
+            return Err(fail(OAuthError::invalid_request(
+                "code_challenge is malformed",
+            )))
+        }
+        (Some(_), Some(_)) => {
+            return Err(fail(OAuthError::invalid_request(
+                "only code_challenge_method=S256 is supported",
+            )))
+        }
+        (Some(_), None) => {
+            return Err(fail(OAuthError::invalid_request(
+                "code_challenge_method=S256 is required",
+            )))
+        }
+        (None, Some(_)) => {
+            return Err(fail(OAuthError::invalid_request(
+                "code_challenge_method without code_challenge",
+            )))
+        }
         (None, None) => None,
     };
     if client.metadata.is_public() && code_challenge.is_none() {
-        return Err(fail(OAuthError::invalid_request("public clients must use PKCE (S256)")));
+        return Err(fail(OAuthError::invalid_request(
+            "public clients must use PKCE (S256)",
+        )));
     }
-    let prompts: Vec<&str> = params.get("prompt").map(|p| p.split(' ').collect()).unwrap_or_default();
+    let prompts: Vec<&str> = params
+        .get("prompt")
+        .map(|p| p.split(' ').collect())
+        .unwrap_or_default();
     let prompt_none = prompts.contains(&"none");
     if prompt_none && prompts.len() > 1 {
-        return Err(fail(OAuthError::invalid_request("prompt=none cannot be combined with other values")));
+        return Err(fail(OAuthError::invalid_request(
+            "prompt=none cannot be combined with other values",
+        )));
     }
-    if prompts.iter().any(|p| !matches!(*p, "none" | "login" | "consent" | "select_account")) {
+    if prompts
+        .iter()
+        .any(|p| !matches!(*p, "none" | "login" | "consent" | "select_account"))
+    {
         return Err(fail(OAuthError::invalid_request("unknown prompt value")));
     }
     let max_age = match params.get("max_age") {
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n >= 0 => Some(n),
-            _ => return Err(fail(OAuthError::invalid_request("max_age must be a non-negative integer"))),
+            _ => {
+                return Err(fail(OAuthError::invalid_request(
+                    "max_age must be a non-negative integer",
+                )))
+            }
         },
         None => None,
     };
     let resource = match params.get("resource") {
         Some(r) => {
-            let allowed = client.metadata.resources.iter().chain(client.metadata.audience.iter()).any(|a| a == r);
+            let allowed = client
+                .metadata
+                .resources
+                .iter()
+                .chain(client.metadata.audience.iter())
+                .any(|a| a == r);
             if !allowed {
-                return Err(fail(OAuthError::new(ErrorCode::InvalidTarget, "resource is not allowed for this client")));
+                return Err(fail(OAuthError::new(
+                    ErrorCode::InvalidTarget,
+                    "resource is not allowed for this client",
+                )));
             }
             Some(r.clone())
         }

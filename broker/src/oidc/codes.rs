@@ -41,7 +41,9 @@ enum Stored {
 pub enum Redemption {
     Fresh(Box<CodeRecord>),
     /// The code was redeemed before: the caller revokes this grant.
-    Replayed { grant_id: String },
+    Replayed {
+        grant_id: String,
+    },
     Unknown,
 }
 
@@ -64,7 +66,9 @@ impl Codes {
         let code = random_token();
         let value = serde_json::to_vec(&Stored::Fresh(Box::new(record.clone())))?;
         // Keep the replay marker a little longer than the code itself.
-        self.store.put(&Self::key(&record.client_id, &code), &value, self.ttl * 10).await?;
+        self.store
+            .put(&Self::key(&record.client_id, &code), &value, self.ttl * 10)
+            .await?;
         Ok(code)
     }
 
@@ -84,9 +88,20 @@ impl Codes {
     }
 
     /// Consumes the code atomically; only one caller ever gets `Fresh`.
-    pub async fn redeem(&self, client_id: &str, code: &str, grant_id: &str) -> anyhow::Result<Redemption> {
-        let marker = serde_json::to_vec(&Stored::Used { grant_id: grant_id.to_string() })?;
-        let Some(previous) = self.store.swap(&Self::key(client_id, code), &marker).await? else {
+    pub async fn redeem(
+        &self,
+        client_id: &str,
+        code: &str,
+        grant_id: &str,
+    ) -> anyhow::Result<Redemption> {
+        let marker = serde_json::to_vec(&Stored::Used {
+            grant_id: grant_id.to_string(),
+        })?;
+        let Some(previous) = self
+            .store
+            .swap(&Self::key(client_id, code), &marker)
+            .await?
+        else {
             return Ok(Redemption::Unknown);
         };
         Ok(match serde_json::from_slice::<Stored>(&previous)? {

@@ -65,7 +65,10 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, description: description.into() }
+        Self {
+            code,
+            description: description.into(),
+        }
     }
     pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidRequest, description)
@@ -79,7 +82,10 @@ impl OAuthError {
     /// An unexpected failure of a backend: logged with its chain, reported without detail.
     pub fn unavailable(error: &anyhow::Error) -> Self {
         tracing::error!(error = format!("{error:#}"), "backend failure");
-        Self::new(ErrorCode::TemporarilyUnavailable, "the service is temporarily unavailable")
+        Self::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the service is temporarily unavailable",
+        )
     }
 }
 

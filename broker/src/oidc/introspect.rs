@@ -13,13 +13,19 @@ use crate::clients::Client;
 use crate::crypto::sha256_b64url;
 use crate::tokens::claims::Audience;
 
-pub async fn introspect(p: &Provider, presented: &Presented, params: &HashMap<String, String>) -> Result<Value, OAuthError> {
+pub async fn introspect(
+    p: &Provider,
+    presented: &Presented,
+    params: &HashMap<String, String>,
+) -> Result<Value, OAuthError> {
     let now = p.now();
     let caller = p.client_auth.authenticate(presented, now).await?;
     if caller.metadata.is_public() {
         return Err(OAuthError::invalid_client());
     }
-    let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let token = params
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let hint = params.get("token_type_hint").map(String::as_str);
     let inactive = json!({ "active": false });
     let as_access = || async { live_access_token(p, token, now).await.ok() };
@@ -44,7 +50,8 @@ pub async fn introspect(p: &Provider, presented: &Presented, params: &HashMap<St
         }
     }
     if let Some((refresh, grant)) = as_refresh().await? {
-        let live = grant.revoked_at.is_none() && refresh.used_at.is_none() && refresh.expires_at > now;
+        let live =
+            grant.revoked_at.is_none() && refresh.used_at.is_none() && refresh.expires_at > now;
         if !live || !entitled(&caller, &grant.client_id, None) {
             return Ok(inactive);
         }
@@ -69,5 +76,10 @@ fn entitled(caller: &Client, issued_to: &str, aud: Option<&Audience>) -> bool {
         return true;
     }
     let Some(aud) = aud else { return false };
-    aud.contains(&caller.client_id) || caller.metadata.audience.as_deref().is_some_and(|a| aud.contains(a))
+    aud.contains(&caller.client_id)
+        || caller
+            .metadata
+            .audience
+            .as_deref()
+            .is_some_and(|a| aud.contains(a))
 }

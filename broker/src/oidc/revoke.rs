@@ -10,18 +10,31 @@ use super::Provider;
 use crate::clients::auth::Presented;
 use crate::crypto::sha256_b64url;
 
-pub async fn revoke(p: &Provider, presented: &Presented, params: &HashMap<String, String>) -> Result<(), OAuthError> {
+pub async fn revoke(
+    p: &Provider,
+    presented: &Presented,
+    params: &HashMap<String, String>,
+) -> Result<(), OAuthError> {
     let now = p.now();
     let caller = p.client_auth.authenticate(presented, now).await?;
-    let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let token = params
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     match params.get("token_type_hint").map(String::as_str) {
         None | Some("access_token") | Some("refresh_token") => {}
-        Some(_) => return Err(OAuthError::new(ErrorCode::UnsupportedTokenType, "unsupported token_type_hint")),
+        Some(_) => {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedTokenType,
+                "unsupported token_type_hint",
+            ))
+        }
     }
     if token.len() == 43 {
         if let Some((_, grant)) = p.grants.find_refresh(&sha256_b64url(token)).await? {
             if grant.client_id == caller.client_id {
-                p.grants.revoke_grant(&grant.id, "revoked by the client", now).await?;
+                p.grants
+                    .revoke_grant(&grant.id, "revoked by the client", now)
+                    .await?;
             }
             return Ok(());
         }

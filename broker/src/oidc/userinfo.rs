@@ -11,7 +11,10 @@ use crate::crypto::sha256_b64url;
 use crate::tokens::claims::AccessClaims;
 
 fn invalid_token() -> OAuthError {
-    OAuthError::new(ErrorCode::InvalidToken, "the access token is invalid, expired or revoked")
+    OAuthError::new(
+        ErrorCode::InvalidToken,
+        "the access token is invalid, expired or revoked",
+    )
 }
 
 fn revoked_key(jti: &str) -> String {
@@ -19,8 +22,15 @@ fn revoked_key(jti: &str) -> String {
 }
 
 /// Verifies signature, issuer, expiry and type, then that neither the token nor its grant was revoked.
-pub async fn live_access_token(p: &Provider, token: &str, now: i64) -> Result<AccessClaims, OAuthError> {
-    let claims = p.signer.verify_access_token(token, now).map_err(|_| invalid_token())?;
+pub async fn live_access_token(
+    p: &Provider,
+    token: &str,
+    now: i64,
+) -> Result<AccessClaims, OAuthError> {
+    let claims = p
+        .signer
+        .verify_access_token(token, now)
+        .map_err(|_| invalid_token())?;
     if p.sessions.get(&revoked_key(&claims.jti)).await?.is_some() {
         return Err(invalid_token());
     }
@@ -34,18 +44,35 @@ pub async fn live_access_token(p: &Provider, token: &str, now: i64) -> Result<Ac
 }
 
 /// Puts an access token on the deny list until it expires (RFC 7009 for access tokens).
-pub async fn deny_access_token(p: &Provider, claims: &AccessClaims, now: i64) -> anyhow::Result<()> {
+pub async fn deny_access_token(
+    p: &Provider,
+    claims: &AccessClaims,
+    now: i64,
+) -> anyhow::Result<()> {
     let remaining = (claims.exp - now).max(1) as u64;
-    p.sessions.put(&revoked_key(&claims.jti), b"1", Duration::from_secs(remaining)).await
+    p.sessions
+        .put(
+            &revoked_key(&claims.jti),
+            b"1",
+            Duration::from_secs(remaining),
+        )
+        .await
 }
 
 pub async fn userinfo(p: &Provider, token: &str) -> Result<Map<String, Value>, OAuthError> {
     let now = p.now();
     let claims = live_access_token(p, token, now).await?;
     if !claims.has_scope("openid") || claims.gid.is_none() {
-        return Err(OAuthError::new(ErrorCode::InsufficientScope, "the token was not issued for OpenID Connect"));
+        return Err(OAuthError::new(
+            ErrorCode::InsufficientScope,
+            "the token was not issued for OpenID Connect",
+        ));
     }
-    let account = p.accounts.find(&claims.sub).await?.ok_or_else(invalid_token)?;
+    let account = p
+        .accounts
+        .find(&claims.sub)
+        .await?
+        .ok_or_else(invalid_token)?;
     let mut out = profile_claims(&account, &claims.scope);
     out.insert("sub".into(), Value::String(account.id));
     Ok(out)

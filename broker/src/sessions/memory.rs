@@ -18,8 +18,14 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, (Instant, Vec<u8>)>, Instant) -> R) -> anyhow::Result<R> {
-        let mut map = self.entries.lock().map_err(|_| anyhow::anyhow!("session store lock poisoned"))?;
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut HashMap<String, (Instant, Vec<u8>)>, Instant) -> R,
+    ) -> anyhow::Result<R> {
+        let mut map = self
+            .entries
+            .lock()
+            .map_err(|_| anyhow::anyhow!("session store lock poisoned"))?;
         let now = Instant::now();
         // Sweep now and then so that abandoned entries do not pile up.
         if map.len() > 10_000 && map.len() % 1024 == 0 {
@@ -52,7 +58,11 @@ impl SessionStore for MemoryStore {
     }
 
     async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        self.with(|map, now| map.get(key).filter(|(e, _)| *e > now).map(|(_, v)| v.clone()))
+        self.with(|map, now| {
+            map.get(key)
+                .filter(|(e, _)| *e > now)
+                .map(|(_, v)| v.clone())
+        })
     }
 
     async fn take(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {

@@ -23,7 +23,10 @@ impl RedisStore {
             .await
             .context("Redis did not answer within 10 s")?
             .context("cannot connect to Redis")?;
-        Ok(Self { conn, prefix: prefix.to_string() })
+        Ok(Self {
+            conn,
+            prefix: prefix.to_string(),
+        })
     }
 
     fn key(&self, key: &str) -> String {
@@ -39,7 +42,13 @@ fn millis(ttl: Duration) -> u64 {
 impl SessionStore for RedisStore {
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
-        let _: () = redis::cmd("SET").arg(self.key(key)).arg(value).arg("PX").arg(millis(ttl)).query_async(&mut conn).await?;
+        let _: () = redis::cmd("SET")
+            .arg(self.key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async(&mut conn)
+            .await?;
         Ok(())
     }
 
@@ -63,7 +72,10 @@ impl SessionStore for RedisStore {
 
     async fn take(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let mut conn = self.conn.clone();
-        Ok(redis::cmd("GETDEL").arg(self.key(key)).query_async(&mut conn).await?)
+        Ok(redis::cmd("GETDEL")
+            .arg(self.key(key))
+            .query_async(&mut conn)
+            .await?)
     }
 
     async fn swap(&self, key: &str, value: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {

@@ -41,7 +41,9 @@ impl SsoSessions {
     /// Starts a session; returns the cookie secret.
     pub async fn start(&self, session: &SsoSession) -> anyhow::Result<String> {
         let secret = random_token();
-        self.store.put(&Self::key(&secret), &serde_json::to_vec(session)?, self.ttl).await?;
+        self.store
+            .put(&Self::key(&secret), &serde_json::to_vec(session)?, self.ttl)
+            .await?;
         Ok(secret)
     }
 

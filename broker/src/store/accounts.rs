@@ -6,7 +6,8 @@ use sqlx::Row;
 use super::{opt_text, Db};
 use crate::accounts::{AccountRecord, AccountStore};
 
-const COLUMNS: &str = "a.id, a.personal_id_enc, a.personal_id_lookup, a.personal_id_flag, a.full_name, a.birthdate, \
+const COLUMNS: &str =
+    "a.id, a.personal_id_enc, a.personal_id_lookup, a.personal_id_flag, a.full_name, a.birthdate, \
                        a.gender, a.account_type, a.loa, a.created_at, a.updated_at";
 
 fn from_row(row: &AnyRow) -> anyhow::Result<AccountRecord> {
@@ -30,7 +31,10 @@ fn from_row(row: &AnyRow) -> anyhow::Result<AccountRecord> {
 impl AccountStore for Db {
     async fn find(&self, id: &str) -> anyhow::Result<Option<AccountRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM accounts a WHERE a.id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(self.pool()).await?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -39,11 +43,20 @@ impl AccountStore for Db {
             "SELECT {COLUMNS} FROM account_links l JOIN accounts a ON a.id = l.account_id \
              WHERE l.upstream_iss = $1 AND l.upstream_sub = $2"
         );
-        let row = sqlx::query(&sql).bind(iss).bind(sub).fetch_optional(self.pool()).await?;
+        let row = sqlx::query(&sql)
+            .bind(iss)
+            .bind(sub)
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(from_row).transpose()
     }
 
-    async fn create_linked(&self, r: &AccountRecord, iss: &str, sub: &str) -> anyhow::Result<AccountRecord> {
+    async fn create_linked(
+        &self,
+        r: &AccountRecord,
+        iss: &str,
+        sub: &str,
+    ) -> anyhow::Result<AccountRecord> {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO accounts (id, personal_id_enc, personal_id_lookup, personal_id_flag, full_name, birthdate, gender, \
@@ -75,10 +88,9 @@ impl AccountStore for Db {
         if linked.rows_affected() == 0 {
             // Another login linked this identity first: keep that account, drop ours.
             tx.rollback().await?;
-            return self
-                .find_by_link(iss, sub)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("link vanished while resolving a concurrent first login"));
+            return self.find_by_link(iss, sub).await?.ok_or_else(|| {
+                anyhow::anyhow!("link vanished while resolving a concurrent first login")
+            });
         }
         tx.commit().await?;
         Ok(r.clone())

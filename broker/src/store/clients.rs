@@ -66,7 +66,10 @@ impl ClientStore for Db {
     }
 
     async fn delete(&self, client_id: &str) -> anyhow::Result<bool> {
-        let result = sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(client_id).execute(self.pool()).await?;
+        let result = sqlx::query("DELETE FROM clients WHERE client_id = $1")
+            .bind(client_id)
+            .execute(self.pool())
+            .await?;
         Ok(result.rows_affected() > 0)
     }
 }

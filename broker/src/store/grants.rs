@@ -39,7 +39,11 @@ where
 
 #[async_trait::async_trait]
 impl GrantStore for Db {
-    async fn create_grant(&self, g: &GrantRecord, refresh: Option<&RefreshRecord>) -> anyhow::Result<()> {
+    async fn create_grant(
+        &self,
+        g: &GrantRecord,
+        refresh: Option<&RefreshRecord>,
+    ) -> anyhow::Result<()> {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO grants (id, client_id, account_id, sid, scope, acr, auth_time, created_at) \
@@ -62,12 +66,19 @@ impl GrantStore for Db {
         Ok(())
     }
 
-    async fn find_refresh(&self, token_hash: &str) -> anyhow::Result<Option<(RefreshRecord, GrantRecord)>> {
+    async fn find_refresh(
+        &self,
+        token_hash: &str,
+    ) -> anyhow::Result<Option<(RefreshRecord, GrantRecord)>> {
         let sql = format!(
             "SELECT r.token_hash, r.grant_id, r.scope, r.created_at, r.expires_at, r.used_at, {GRANT_COLUMNS} \
              FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id WHERE r.token_hash = $1"
         );
-        let Some(row) = sqlx::query(&sql).bind(token_hash).fetch_optional(self.pool()).await? else {
+        let Some(row) = sqlx::query(&sql)
+            .bind(token_hash)
+            .fetch_optional(self.pool())
+            .await?
+        else {
             return Ok(None);
         };
         let refresh = RefreshRecord {
@@ -81,13 +92,20 @@ impl GrantStore for Db {
         Ok(Some((refresh, grant_from_row(&row)?)))
     }
 
-    async fn rotate_refresh(&self, old_hash: &str, new: &RefreshRecord, now: i64) -> anyhow::Result<RotateOutcome> {
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new: &RefreshRecord,
+        now: i64,
+    ) -> anyhow::Result<RotateOutcome> {
         let mut tx = self.pool().begin().await?;
-        let marked = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
-            .bind(now)
-            .bind(old_hash)
-            .execute(&mut *tx)
-            .await?;
+        let marked = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(old_hash)
+        .execute(&mut *tx)
+        .await?;
         if marked.rows_affected() == 0 {
             tx.rollback().await?;
             return Ok(RotateOutcome::AlreadyUsed);
@@ -109,7 +127,10 @@ impl GrantStore for Db {
 
     async fn find_grant(&self, grant_id: &str) -> anyhow::Result<Option<GrantRecord>> {
         let sql = format!("SELECT {GRANT_COLUMNS} FROM grants g WHERE g.id = $1");
-        let row = sqlx::query(&sql).bind(grant_id).fetch_optional(self.pool()).await?;
+        let row = sqlx::query(&sql)
+            .bind(grant_id)
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(grant_from_row).transpose()
     }
 }

@@ -20,7 +20,8 @@ impl KeyStore for Db {
                 let jwk: String = row.try_get("public_jwk")?;
                 Ok(StoredKey {
                     kid: row.try_get("kid")?,
-                    alg: Alg::parse(&alg).ok_or_else(|| anyhow::anyhow!("unknown key algorithm {alg}"))?,
+                    alg: Alg::parse(&alg)
+                        .ok_or_else(|| anyhow::anyhow!("unknown key algorithm {alg}"))?,
                     private_enc: row.try_get("private_enc")?,
                     public_jwk: serde_json::from_str(&jwk)?,
                     created_at: row.try_get("created_at")?,
@@ -50,7 +51,12 @@ impl KeyStore for Db {
         Ok(())
     }
 
-    async fn set_schedule(&self, kid: &str, retires_at: Option<i64>, removes_at: Option<i64>) -> anyhow::Result<()> {
+    async fn set_schedule(
+        &self,
+        kid: &str,
+        retires_at: Option<i64>,
+        removes_at: Option<i64>,
+    ) -> anyhow::Result<()> {
         sqlx::query("UPDATE signing_keys SET retires_at = $1, removes_at = $2 WHERE kid = $3")
             .bind(retires_at)
             .bind(removes_at)

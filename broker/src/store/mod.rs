@@ -32,7 +32,9 @@ pub struct Db {
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("backend", &self.backend).finish()
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 
@@ -64,7 +66,10 @@ impl Db {
                 })
             });
         }
-        let pool = options.connect(url).await.context("cannot connect to the database")?;
+        let pool = options
+            .connect(url)
+            .await
+            .context("cannot connect to the database")?;
         Ok(Self { pool, backend })
     }
 
@@ -73,7 +78,10 @@ impl Db {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&self.pool).await.context("database migration failed")?;
+        migrator
+            .run(&self.pool)
+            .await
+            .context("database migration failed")?;
         Ok(())
     }
 
@@ -91,15 +99,18 @@ impl Db {
 }
 
 fn ensure_sqlite_dir(url: &str) -> anyhow::Result<()> {
-    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
         return Ok(());
     }
     if let Some(parent) = std::path::Path::new(path).parent() {
         if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create database directory {}", parent.display()))?;
+            std::fs::create_dir_all(parent).with_context(|| {
+                format!("cannot create database directory {}", parent.display())
+            })?;
         }
     }
     Ok(())

@@ -37,10 +37,22 @@ pub enum RotateOutcome {
 #[async_trait]
 pub trait GrantStore: Send + Sync {
     /// Records a grant and, optionally, its first refresh token, atomically.
-    async fn create_grant(&self, grant: &GrantRecord, refresh: Option<&RefreshRecord>) -> anyhow::Result<()>;
-    async fn find_refresh(&self, token_hash: &str) -> anyhow::Result<Option<(RefreshRecord, GrantRecord)>>;
+    async fn create_grant(
+        &self,
+        grant: &GrantRecord,
+        refresh: Option<&RefreshRecord>,
+    ) -> anyhow::Result<()>;
+    async fn find_refresh(
+        &self,
+        token_hash: &str,
+    ) -> anyhow::Result<Option<(RefreshRecord, GrantRecord)>>;
     /// Marks `old_hash` used and stores `new` in one transaction, only if `old_hash` was unused.
-    async fn rotate_refresh(&self, old_hash: &str, new: &RefreshRecord, now: i64) -> anyhow::Result<RotateOutcome>;
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new: &RefreshRecord,
+        now: i64,
+    ) -> anyhow::Result<RotateOutcome>;
     /// Revokes a grant (and so its refresh family and access tokens). True if it was live.
     async fn revoke_grant(&self, grant_id: &str, reason: &str, now: i64) -> anyhow::Result<bool>;
     async fn find_grant(&self, grant_id: &str) -> anyhow::Result<Option<GrantRecord>>;

@@ -36,7 +36,11 @@ pub struct TokenSigner {
 
 impl TokenSigner {
     pub fn new(ring: KeyRing, issuer: &str, access_token_alg: Alg) -> Self {
-        Self { ring, issuer: issuer.into(), access_token_alg }
+        Self {
+            ring,
+            issuer: issuer.into(),
+            access_token_alg,
+        }
     }
 
     pub fn issuer(&self) -> &str {
@@ -47,8 +51,17 @@ impl TokenSigner {
         &self.ring
     }
 
-    pub fn sign<T: Serialize>(&self, alg: Alg, typ: &str, claims: &T, now: i64) -> Result<String, TokenError> {
-        let key = self.ring.signing_key(alg, now).ok_or(TokenError::NoKey(alg.as_str()))?;
+    pub fn sign<T: Serialize>(
+        &self,
+        alg: Alg,
+        typ: &str,
+        claims: &T,
+        now: i64,
+    ) -> Result<String, TokenError> {
+        let key = self
+            .ring
+            .signing_key(alg, now)
+            .ok_or(TokenError::NoKey(alg.as_str()))?;
         let mut header = Header::new(alg.jwt());
         header.typ = Some(typ.to_string());
         header.kid = Some(key.meta.kid.clone());
@@ -61,14 +74,28 @@ impl TokenSigner {
 
     /// Verifies a JWT we issued: known `kid` in an active or retired state, the key's algorithm,
     /// our issuer, not expired, and the expected `typ`.
-    pub fn verify<T: DeserializeOwned>(&self, token: &str, typ: &str, now: i64, check_exp: bool) -> Result<T, TokenError> {
+    pub fn verify<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        typ: &str,
+        now: i64,
+        check_exp: bool,
+    ) -> Result<T, TokenError> {
         if token.len() > 16 * 1024 {
             return Err(TokenError::Invalid);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         let kid = header.kid.as_deref().ok_or(TokenError::Invalid)?;
-        let key = self.ring.verification_key(kid, now).ok_or(TokenError::Invalid)?;
-        if header.alg != key.meta.alg.jwt() || !header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(typ)) {
+        let key = self
+            .ring
+            .verification_key(kid, now)
+            .ok_or(TokenError::Invalid)?;
+        if header.alg != key.meta.alg.jwt()
+            || !header
+                .typ
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case(typ))
+        {
             return Err(TokenError::Invalid);
         }
         let mut validation = Validation::new(key.meta.alg.jwt());
@@ -76,8 +103,13 @@ impl TokenSigner {
         validation.validate_aud = false;
         validation.validate_exp = false;
         validation.set_required_spec_claims(&["iss", "exp"]);
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.decoding, &validation).map_err(|_| TokenError::Invalid)?;
-        let exp = data.claims.get("exp").and_then(|e| e.as_i64()).ok_or(TokenError::Invalid)?;
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.decoding, &validation)
+            .map_err(|_| TokenError::Invalid)?;
+        let exp = data
+            .claims
+            .get("exp")
+            .and_then(|e| e.as_i64())
+            .ok_or(TokenError::Invalid)?;
         if check_exp && exp <= now {
             return Err(TokenError::Invalid);
         }

@@ -12,12 +12,24 @@ use crate::tokens::grants::{GrantRecord, RefreshRecord};
 
 const BAD_CODE: &str = "the authorization code is invalid, expired or already used";
 
-pub async fn exchange(p: &Provider, client: &Client, params: &HashMap<String, String>, now: i64) -> Result<TokenResponse, OAuthError> {
+pub async fn exchange(
+    p: &Provider,
+    client: &Client,
+    params: &HashMap<String, String>,
+    now: i64,
+) -> Result<TokenResponse, OAuthError> {
     if !client.metadata.allows_grant(GrantType::AuthorizationCode) {
-        return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "client may not use this grant type"));
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "client may not use this grant type",
+        ));
     }
-    let code = params.get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
-    let redirect_uri = params.get("redirect_uri").ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
+    let code = params
+        .get("code")
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let redirect_uri = params
+        .get("redirect_uri")
+        .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
     let record = match p.codes.peek(&client.client_id, code, now).await? {
         Redemption::Fresh(record) => record,
         Redemption::Replayed { grant_id } => return Err(replayed(p, &grant_id, now).await),
@@ -28,7 +40,10 @@ pub async fn exchange(p: &Provider, client: &Client, params: &HashMap<String, St
     // The grant row exists before the code is consumed, so a replay that races us always
     // finds something to revoke.
     let scope = record.scope.clone();
-    let refresh = client.metadata.allows_grant(GrantType::RefreshToken).then(random_token);
+    let refresh = client
+        .metadata
+        .allows_grant(GrantType::RefreshToken)
+        .then(random_token);
     let grant = GrantRecord {
         id: record.grant_id.clone(),
         client_id: client.client_id.clone(),
@@ -48,17 +63,25 @@ pub async fn exchange(p: &Provider, client: &Client, params: &HashMap<String, St
         expires_at: now + p.tokens.refresh_token_ttl_secs,
         used_at: None,
     });
-    p.grants.create_grant(&grant, refresh_record.as_ref()).await?;
+    p.grants
+        .create_grant(&grant, refresh_record.as_ref())
+        .await?;
     match p.codes.redeem(&client.client_id, code, &grant.id).await? {
         Redemption::Fresh(_) => {}
         Redemption::Replayed { grant_id } => return Err(replayed(p, &grant_id, now).await),
         Redemption::Unknown => {
-            p.grants.revoke_grant(&grant.id, "code vanished", now).await?;
+            p.grants
+                .revoke_grant(&grant.id, "code vanished", now)
+                .await?;
             return Err(OAuthError::invalid_grant(BAD_CODE));
         }
     }
 
-    let account = p.accounts.find(&record.account_id).await?.ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
+    let account = p
+        .accounts
+        .find(&record.account_id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
     let user = UserContext {
         account_id: &account.id,
         sid: Some(&record.sid),
@@ -93,22 +116,36 @@ pub async fn exchange(p: &Provider, client: &Client, params: &HashMap<String, St
     })
 }
 
-fn check_bindings(record: &CodeRecord, redirect_uri: &str, verifier: Option<&String>) -> Result<(), OAuthError> {
+fn check_bindings(
+    record: &CodeRecord,
+    redirect_uri: &str,
+    verifier: Option<&String>,
+) -> Result<(), OAuthError> {
     if record.redirect_uri != redirect_uri {
-        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
     }
     match (&record.code_challenge, verifier) {
         (Some(challenge), Some(v)) if pkce::verify(v, challenge) => Ok(()),
-        (Some(_), Some(_)) => Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge")),
+        (Some(_), Some(_)) => Err(OAuthError::invalid_grant(
+            "code_verifier does not match the code_challenge",
+        )),
         (Some(_), None) => Err(OAuthError::invalid_grant("code_verifier is required")),
         // RFC 9700 §4.8.2: a verifier for a code issued without a challenge is a downgrade attempt.
-        (None, Some(_)) => Err(OAuthError::invalid_grant("code_verifier sent but no code_challenge was used")),
+        (None, Some(_)) => Err(OAuthError::invalid_grant(
+            "code_verifier sent but no code_challenge was used",
+        )),
         (None, None) => Ok(()),
     }
 }
 
 async fn replayed(p: &Provider, grant_id: &str, now: i64) -> OAuthError {
-    match p.grants.revoke_grant(grant_id, "authorization code replayed", now).await {
+    match p
+        .grants
+        .revoke_grant(grant_id, "authorization code replayed", now)
+        .await
+    {
         Ok(true) => tracing::warn!(grant = %grant_id, "authorization code replayed: grant revoked"),
         Ok(false) => {}
         Err(e) => return OAuthError::unavailable(&e),

@@ -8,21 +8,53 @@ use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::oidc::{Provider, TokenResponse};
 
 /// Scopes that only make sense for a person.
-const USER_SCOPES: &[&str] = &["openid", "profile", "phone", "personal_id", "offline_access", "roles"];
+const USER_SCOPES: &[&str] = &[
+    "openid",
+    "profile",
+    "phone",
+    "personal_id",
+    "offline_access",
+    "roles",
+];
 
-pub async fn grant(p: &Provider, client: &Client, params: &HashMap<String, String>, now: i64) -> Result<TokenResponse, OAuthError> {
+pub async fn grant(
+    p: &Provider,
+    client: &Client,
+    params: &HashMap<String, String>,
+    now: i64,
+) -> Result<TokenResponse, OAuthError> {
     if !client.metadata.allows_grant(GrantType::ClientCredentials) || client.metadata.is_public() {
-        return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "client may not use this grant type"));
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "client may not use this grant type",
+        ));
     }
-    let requested: Vec<&str> = params.get("scope").map(|s| s.split(' ').filter(|s| !s.is_empty()).collect()).unwrap_or_default();
-    if requested.iter().any(|s| USER_SCOPES.contains(s) || !client.metadata.allows_scope(s)) {
-        return Err(OAuthError::new(ErrorCode::InvalidScope, "a requested scope is not allowed for this client"));
+    let requested: Vec<&str> = params
+        .get("scope")
+        .map(|s| s.split(' ').filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    if requested
+        .iter()
+        .any(|s| USER_SCOPES.contains(s) || !client.metadata.allows_scope(s))
+    {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "a requested scope is not allowed for this client",
+        ));
     }
     let resource = params.get("resource");
     if let Some(r) = resource {
-        let allowed = client.metadata.resources.iter().chain(client.metadata.audience.iter()).any(|a| a == r);
+        let allowed = client
+            .metadata
+            .resources
+            .iter()
+            .chain(client.metadata.audience.iter())
+            .any(|a| a == r);
         if !allowed {
-            return Err(OAuthError::new(ErrorCode::InvalidTarget, "resource is not allowed for this client"));
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                "resource is not allowed for this client",
+            ));
         }
     }
     let scope = requested.join(" ");

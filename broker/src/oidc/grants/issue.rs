@@ -25,7 +25,15 @@ pub fn audience(p: &Provider, client: &Client, resource: Option<&str>) -> Audien
     }
 }
 
-pub fn access_token(p: &Provider, client: &Client, sub: &str, scope: &str, aud: Audience, user: Option<&UserContext<'_>>, now: i64) -> Result<String, OAuthError> {
+pub fn access_token(
+    p: &Provider,
+    client: &Client,
+    sub: &str,
+    scope: &str,
+    aud: Audience,
+    user: Option<&UserContext<'_>>,
+    now: i64,
+) -> Result<String, OAuthError> {
     let claims = AccessClaims {
         iss: p.issuer.to_string(),
         sub: sub.to_string(),
@@ -40,11 +48,16 @@ pub fn access_token(p: &Provider, client: &Client, sub: &str, scope: &str, aud: 
         acr: user.and_then(|u| u.acr.map(str::to_string)),
         gid: user.and_then(|u| u.grant_id.map(str::to_string)),
     };
-    p.signer.sign_access_token(&claims, now).map_err(|e| OAuthError::unavailable(&anyhow::Error::from(e)))
+    p.signer
+        .sign_access_token(&claims, now)
+        .map_err(|e| OAuthError::unavailable(&anyhow::Error::from(e)))
 }
 
 /// Profile claims released by scope (OIDC Core §5.4); the personal ID only under its own scope.
-pub fn profile_claims(account: &Account, scope: &str) -> serde_json::Map<String, serde_json::Value> {
+pub fn profile_claims(
+    account: &Account,
+    scope: &str,
+) -> serde_json::Map<String, serde_json::Value> {
     let has = |s: &str| scope.split(' ').any(|x| x == s);
     let mut out = serde_json::Map::new();
     if has("profile") {
@@ -75,7 +88,12 @@ pub struct IdTokenInput<'a> {
     pub access_token: &'a str,
 }
 
-pub fn id_token(p: &Provider, client: &Client, input: &IdTokenInput<'_>, now: i64) -> Result<String, OAuthError> {
+pub fn id_token(
+    p: &Provider,
+    client: &Client,
+    input: &IdTokenInput<'_>,
+    now: i64,
+) -> Result<String, OAuthError> {
     let alg = client.metadata.id_token_signed_response_alg;
     let claims = IdClaims {
         iss: p.issuer.to_string(),
@@ -92,5 +110,7 @@ pub fn id_token(p: &Provider, client: &Client, input: &IdTokenInput<'_>, now: i6
         at_hash: Some(half_hash(alg, input.access_token)),
         profile: profile_claims(input.account, input.scope),
     };
-    p.signer.sign(alg, "JWT", &claims, now).map_err(|e| OAuthError::unavailable(&anyhow::Error::from(e)))
+    p.signer
+        .sign(alg, "JWT", &claims, now)
+        .map_err(|e| OAuthError::unavailable(&anyhow::Error::from(e)))
 }

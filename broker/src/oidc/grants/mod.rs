@@ -11,20 +11,30 @@ use super::error::{ErrorCode, OAuthError};
 use super::{Provider, TokenResponse};
 use crate::clients::auth::Presented;
 
-pub async fn token(p: &Provider, presented: &Presented, params: &HashMap<String, String>) -> Result<TokenResponse, OAuthError> {
+pub async fn token(
+    p: &Provider,
+    presented: &Presented,
+    params: &HashMap<String, String>,
+) -> Result<TokenResponse, OAuthError> {
     let now = p.now();
     let client = p.client_auth.authenticate(presented, now).await?;
     match params.get("grant_type").map(String::as_str) {
         Some("authorization_code") => authorization_code::exchange(p, &client, params, now).await,
         Some("refresh_token") => refresh_token::refresh(p, &client, params, now).await,
         Some("client_credentials") => client_credentials::grant(p, &client, params, now).await,
-        Some(_) => Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type")),
+        Some(_) => Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            "unsupported grant_type",
+        )),
         None => Err(OAuthError::invalid_request("grant_type is required")),
     }
 }
 
 /// Checks a requested scope against what is allowed; returns the granted scope string.
-pub(crate) fn narrow_scope(requested: Option<&String>, allowed: &str) -> Result<String, OAuthError> {
+pub(crate) fn narrow_scope(
+    requested: Option<&String>,
+    allowed: &str,
+) -> Result<String, OAuthError> {
     match requested {
         None => Ok(allowed.to_string()),
         Some(req) => {
@@ -33,7 +43,10 @@ pub(crate) fn narrow_scope(requested: Option<&String>, allowed: &str) -> Result<
             if wanted.iter().all(|s| allowed.contains(s)) {
                 Ok(wanted.join(" "))
             } else {
-                Err(OAuthError::new(ErrorCode::InvalidScope, "requested scope exceeds what was granted"))
+                Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    "requested scope exceeds what was granted",
+                ))
             }
         }
     }

@@ -14,16 +14,30 @@ use crate::tokens::grants::{RefreshRecord, RotateOutcome};
 
 const BAD_TOKEN: &str = "the refresh token is invalid, expired or revoked";
 
-pub async fn refresh(p: &Provider, client: &Client, params: &HashMap<String, String>, now: i64) -> Result<TokenResponse, OAuthError> {
+pub async fn refresh(
+    p: &Provider,
+    client: &Client,
+    params: &HashMap<String, String>,
+    now: i64,
+) -> Result<TokenResponse, OAuthError> {
     if !client.metadata.allows_grant(GrantType::RefreshToken) {
-        return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "client may not use this grant type"));
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "client may not use this grant type",
+        ));
     }
-    let token = params.get("refresh_token").ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+    let token = params
+        .get("refresh_token")
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     if token.len() != 43 {
         return Err(OAuthError::invalid_grant(BAD_TOKEN));
     }
     let hash = sha256_b64url(token);
-    let (old, grant) = p.grants.find_refresh(&hash).await?.ok_or_else(|| OAuthError::invalid_grant(BAD_TOKEN))?;
+    let (old, grant) = p
+        .grants
+        .find_refresh(&hash)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant(BAD_TOKEN))?;
     if grant.client_id != client.client_id || grant.revoked_at.is_some() || old.expires_at <= now {
         return Err(OAuthError::invalid_grant(BAD_TOKEN));
     }
@@ -67,7 +81,10 @@ pub async fn refresh(p: &Provider, client: &Client, params: &HashMap<String, Str
 }
 
 async fn reuse_detected(p: &Provider, grant_id: &str, now: i64) -> Result<(), OAuthError> {
-    if p.grants.revoke_grant(grant_id, "refresh token reused", now).await? {
+    if p.grants
+        .revoke_grant(grant_id, "refresh token reused", now)
+        .await?
+    {
         tracing::warn!(grant = %grant_id, "refresh token reused: the whole family is revoked");
     }
     Ok(())

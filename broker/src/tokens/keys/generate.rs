@@ -4,7 +4,9 @@ use anyhow::anyhow;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
+};
 use serde_json::json;
 
 use super::{Alg, StoredKey};
@@ -19,8 +21,10 @@ pub fn generate(alg: Alg, kid: &str) -> anyhow::Result<GeneratedKey> {
     let rng = SystemRandom::new();
     let (pkcs8, mut jwk) = match alg {
         Alg::RS256 => {
-            let pair = aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow!("RSA key generation failed"))?;
-            let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair).map_err(|_| anyhow!("RSA key export failed"))?;
+            let pair = aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa2048)
+                .map_err(|_| anyhow!("RSA key generation failed"))?;
+            let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair)
+                .map_err(|_| anyhow!("RSA key export failed"))?;
             let public = pair.public_key();
             let jwk = json!({
                 "kty": "RSA",
@@ -35,14 +39,20 @@ pub fn generate(alg: Alg, kid: &str) -> anyhow::Result<GeneratedKey> {
             let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref())
                 .map_err(|_| anyhow!("EC key re-read failed"))?;
             let point = pair.public_key().as_ref();
-            anyhow::ensure!(point.len() == 65 && point[0] == 4, "unexpected EC point encoding");
+            anyhow::ensure!(
+                point.len() == 65 && point[0] == 4,
+                "unexpected EC point encoding"
+            );
             let jwk = json!({"kty": "EC", "crv": "P-256", "x": b64url(&point[1..33]), "y": b64url(&point[33..])});
             (doc.as_ref().to_vec(), jwk)
         }
         Alg::EdDSA => {
-            let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| anyhow!("Ed25519 key generation failed"))?;
-            let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).map_err(|_| anyhow!("Ed25519 key re-read failed"))?;
-            let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": b64url(pair.public_key().as_ref())});
+            let doc = Ed25519KeyPair::generate_pkcs8(&rng)
+                .map_err(|_| anyhow!("Ed25519 key generation failed"))?;
+            let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref())
+                .map_err(|_| anyhow!("Ed25519 key re-read failed"))?;
+            let jwk =
+                json!({"kty": "OKP", "crv": "Ed25519", "x": b64url(pair.public_key().as_ref())});
             (doc.as_ref().to_vec(), jwk)
         }
     };
@@ -51,15 +61,28 @@ pub fn generate(alg: Alg, kid: &str) -> anyhow::Result<GeneratedKey> {
         obj.insert("use".into(), json!("sig"));
         obj.insert("alg".into(), json!(alg.as_str()));
     }
-    Ok(GeneratedKey { pkcs8, public_jwk: jwk })
+    Ok(GeneratedKey {
+        pkcs8,
+        public_jwk: jwk,
+    })
 }
 
 pub fn new_kid(alg: Alg, now: i64) -> String {
-    format!("{}-{}-{}", alg.as_str().to_ascii_lowercase(), now, b64url(&random_bytes::<6>()))
+    format!(
+        "{}-{}-{}",
+        alg.as_str().to_ascii_lowercase(),
+        now,
+        b64url(&random_bytes::<6>())
+    )
 }
 
 /// A new stored key, sealed under the master key, with the given activation time.
-pub fn new_stored_key(alg: Alg, master: &MasterKey, now: i64, activates_at: i64) -> anyhow::Result<StoredKey> {
+pub fn new_stored_key(
+    alg: Alg,
+    master: &MasterKey,
+    now: i64,
+    activates_at: i64,
+) -> anyhow::Result<StoredKey> {
     let kid = new_kid(alg, now);
     let generated = generate(alg, &kid)?;
     Ok(StoredKey {

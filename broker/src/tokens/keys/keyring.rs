@@ -32,7 +32,11 @@ pub struct KeyRing {
 
 impl KeyRing {
     pub fn new(store: Arc<dyn KeyStore>, master: MasterKey) -> Self {
-        Self { store, master, snapshot: Arc::default() }
+        Self {
+            store,
+            master,
+            snapshot: Arc::default(),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn KeyStore> {
@@ -44,7 +48,9 @@ impl KeyRing {
     pub async fn bootstrap(&self, now: i64) -> anyhow::Result<()> {
         let existing = self.store.list().await?;
         for alg in Alg::ALL {
-            let usable = existing.iter().any(|k| k.alg == alg && matches!(k.state(now), KeyState::Active | KeyState::Next));
+            let usable = existing
+                .iter()
+                .any(|k| k.alg == alg && matches!(k.state(now), KeyState::Active | KeyState::Next));
             if !usable {
                 let key = new_stored_key(alg, &self.master, now, now)?;
                 self.store.insert(&key).await?;
@@ -69,23 +75,37 @@ impl KeyRing {
     }
 
     fn load(&self, meta: StoredKey) -> anyhow::Result<LoadedKey> {
-        let pkcs8 = self.master.open(&seal_purpose(&meta.kid), &meta.private_enc)?;
+        let pkcs8 = self
+            .master
+            .open(&seal_purpose(&meta.kid), &meta.private_enc)?;
         let encoding = match meta.alg {
             Alg::RS256 => {
-                let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", STANDARD.encode(&pkcs8));
+                let pem = format!(
+                    "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+                    STANDARD.encode(&pkcs8)
+                );
                 EncodingKey::from_rsa_pem(pem.as_bytes())?
             }
             Alg::ES256 => EncodingKey::from_ec_der(&pkcs8),
             Alg::EdDSA => EncodingKey::from_ed_der(&pkcs8),
         };
         let jwk = &meta.public_jwk;
-        let field = |name: &str| jwk.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let field = |name: &str| {
+            jwk.get(name)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
         let decoding = match meta.alg {
             Alg::RS256 => DecodingKey::from_rsa_components(&field("n"), &field("e"))?,
             Alg::ES256 => DecodingKey::from_ec_components(&field("x"), &field("y"))?,
             Alg::EdDSA => DecodingKey::from_ed_components(&field("x"))?,
         };
-        Ok(LoadedKey { meta, encoding, decoding })
+        Ok(LoadedKey {
+            meta,
+            encoding,
+            decoding,
+        })
     }
 
     fn current(&self) -> Arc<Snapshot> {
@@ -107,7 +127,10 @@ impl KeyRing {
         self.current()
             .keys
             .iter()
-            .find(|k| k.meta.kid == kid && matches!(k.meta.state(now), KeyState::Active | KeyState::Retired))
+            .find(|k| {
+                k.meta.kid == kid
+                    && matches!(k.meta.state(now), KeyState::Active | KeyState::Retired)
+            })
             .cloned()
     }
 

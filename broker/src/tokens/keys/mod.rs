@@ -31,7 +31,9 @@ impl Alg {
     }
 
     pub fn parse(text: &str) -> Option<Alg> {
-        Alg::ALL.into_iter().find(|a| a.as_str().eq_ignore_ascii_case(text))
+        Alg::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(text))
     }
 
     pub fn jwt(self) -> jsonwebtoken::Algorithm {
@@ -87,5 +89,10 @@ impl StoredKey {
 pub trait KeyStore: Send + Sync {
     async fn list(&self) -> anyhow::Result<Vec<StoredKey>>;
     async fn insert(&self, key: &StoredKey) -> anyhow::Result<()>;
-    async fn set_schedule(&self, kid: &str, retires_at: Option<i64>, removes_at: Option<i64>) -> anyhow::Result<()>;
+    async fn set_schedule(
+        &self,
+        kid: &str,
+        retires_at: Option<i64>,
+        removes_at: Option<i64>,
+    ) -> anyhow::Result<()>;
 }

@@ -41,33 +41,64 @@ pub async fn rotate(
             return Err(RotationError::InProgress(alg.as_str(), pending.kid.clone()));
         }
     }
-    let activates_at = if emergency { now } else { now + timings.jwks_max_age };
-    let removes_at = if emergency { now } else { activates_at + timings.longest_token };
+    let activates_at = if emergency {
+        now
+    } else {
+        now + timings.jwks_max_age
+    };
+    let removes_at = if emergency {
+        now
+    } else {
+        activates_at + timings.longest_token
+    };
     let key = new_stored_key(alg, ring.master(), now, activates_at)?;
     ring.store().insert(&key).await?;
     let mut old_kids = Vec::new();
-    for old in mine.iter().filter(|k| matches!(k.state(now), KeyState::Active | KeyState::Next | KeyState::Retired)) {
+    for old in mine.iter().filter(|k| {
+        matches!(
+            k.state(now),
+            KeyState::Active | KeyState::Next | KeyState::Retired
+        )
+    }) {
         let retires = old.retires_at.map_or(activates_at, |t| t.min(activates_at));
         let removes = old.removes_at.map_or(removes_at, |t| t.min(removes_at));
-        ring.store().set_schedule(&old.kid, Some(retires), Some(removes)).await?;
+        ring.store()
+            .set_schedule(&old.kid, Some(retires), Some(removes))
+            .await?;
         old_kids.push(old.kid.clone());
     }
     ring.reload().await?;
-    Ok(RotationPlan { new_kid: key.kid, activates_at, old_kids, old_removed_at: removes_at })
+    Ok(RotationPlan {
+        new_kid: key.kid,
+        activates_at,
+        old_kids,
+        old_removed_at: removes_at,
+    })
 }
 
 /// The scheduled rotation: rotate every algorithm whose active key is older than `max_age`.
-pub async fn rotate_due(ring: &KeyRing, now: i64, max_age: i64, timings: &RotationTimings) -> anyhow::Result<()> {
+pub async fn rotate_due(
+    ring: &KeyRing,
+    now: i64,
+    max_age: i64,
+    timings: &RotationTimings,
+) -> anyhow::Result<()> {
     if max_age <= 0 {
         return Ok(());
     }
     for alg in Alg::ALL {
         let keys = ring.all();
-        let pending = keys.iter().any(|k| k.alg == alg && k.state(now) == KeyState::Next);
-        let due = ring.signing_key(alg, now).is_some_and(|k| now - k.meta.activates_at >= max_age);
+        let pending = keys
+            .iter()
+            .any(|k| k.alg == alg && k.state(now) == KeyState::Next);
+        let due = ring
+            .signing_key(alg, now)
+            .is_some_and(|k| now - k.meta.activates_at >= max_age);
         if due && !pending {
             match rotate(ring, alg, now, timings, false).await {
-                Ok(plan) => tracing::info!(alg = alg.as_str(), kid = %plan.new_kid, "scheduled key rotation started"),
+                Ok(plan) => {
+                    tracing::info!(alg = alg.as_str(), kid = %plan.new_kid, "scheduled key rotation started")
+                }
                 Err(RotationError::InProgress(..)) => {}
                 Err(RotationError::Other(e)) => return Err(e),
             }

@@ -14,8 +14,12 @@ pub struct FileKeyStore {
 
 impl FileKeyStore {
     pub fn new(dir: PathBuf) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create key directory {}", dir.display()))?;
-        Ok(Self { dir, lock: tokio::sync::Mutex::new(()) })
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create key directory {}", dir.display()))?;
+        Ok(Self {
+            dir,
+            lock: tokio::sync::Mutex::new(()),
+        })
     }
 
     fn path(&self, kid: &str) -> PathBuf {
@@ -25,7 +29,8 @@ impl FileKeyStore {
     fn write(&self, key: &StoredKey) -> anyhow::Result<()> {
         let path = self.path(&key.kid);
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(key)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(key)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         restrict_permissions(&tmp);
         std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
         Ok(())
@@ -46,13 +51,16 @@ impl KeyStore for FileKeyStore {
     async fn list(&self) -> anyhow::Result<Vec<StoredKey>> {
         let _guard = self.lock.lock().await;
         let mut keys = Vec::new();
-        for entry in std::fs::read_dir(&self.dir).with_context(|| format!("cannot read {}", self.dir.display()))? {
+        for entry in std::fs::read_dir(&self.dir)
+            .with_context(|| format!("cannot read {}", self.dir.display()))?
+        {
             let path = entry?.path();
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
             let bytes = std::fs::read(&path)?;
-            let key: StoredKey = serde_json::from_slice(&bytes).with_context(|| format!("corrupt key file {}", path.display()))?;
+            let key: StoredKey = serde_json::from_slice(&bytes)
+                .with_context(|| format!("corrupt key file {}", path.display()))?;
             keys.push(key);
         }
         keys.sort_by_key(|k| k.created_at);
@@ -61,11 +69,20 @@ impl KeyStore for FileKeyStore {
 
     async fn insert(&self, key: &StoredKey) -> anyhow::Result<()> {
         let _guard = self.lock.lock().await;
-        anyhow::ensure!(!self.path(&key.kid).exists(), "key {} already exists", key.kid);
+        anyhow::ensure!(
+            !self.path(&key.kid).exists(),
+            "key {} already exists",
+            key.kid
+        );
         self.write(key)
     }
 
-    async fn set_schedule(&self, kid: &str, retires_at: Option<i64>, removes_at: Option<i64>) -> anyhow::Result<()> {
+    async fn set_schedule(
+        &self,
+        kid: &str,
+        retires_at: Option<i64>,
+        removes_at: Option<i64>,
+    ) -> anyhow::Result<()> {
         let _guard = self.lock.lock().await;
         let bytes = std::fs::read(self.path(kid)).with_context(|| format!("no key {kid}"))?;
         let mut key: StoredKey = serde_json::from_slice(&bytes)?;
