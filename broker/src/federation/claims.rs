@@ -32,7 +32,7 @@ fn text(value: &Value) -> Option<String> {
 }
 
 pub fn normalise_name(name: &str) -> String {
-    let nfc: String = name.nfc().collect();
+    let nfc: String = name.nfc().filter(|c| !c.is_control()).collect();
     nfc.replace('\u{00D0}', "\u{0110}")
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -65,7 +65,7 @@ pub fn normalise(
     let sub = first(claims, &names.subject)
         .and_then(text)
         .ok_or(ClaimsError::Missing("subject"))?;
-    if sub.len() > 255 {
+    if sub.len() > 255 || sub.chars().any(char::is_control) {
         return Err(ClaimsError::Malformed("subject"));
     }
     let full_name = first(claims, &names.full_name)

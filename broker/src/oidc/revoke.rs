@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::error::{ErrorCode, OAuthError};
+use super::error::OAuthError;
 use super::userinfo::{deny_access_token, live_access_token};
 use super::Provider;
 use crate::clients::auth::Presented;
@@ -20,15 +20,7 @@ pub async fn revoke(
     let token = params
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    match params.get("token_type_hint").map(String::as_str) {
-        None | Some("access_token") | Some("refresh_token") => {}
-        Some(_) => {
-            return Err(OAuthError::new(
-                ErrorCode::UnsupportedTokenType,
-                "unsupported token_type_hint",
-            ))
-        }
-    }
+    // The hint is advisory (RFC 7009 §2.1): every token type we issue is looked up anyway.
     if token.len() == 43 {
         if let Some((_, grant)) = p.grants.find_refresh(&sha256_b64url(token)).await? {
             if grant.client_id == caller.client_id {

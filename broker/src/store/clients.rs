@@ -40,6 +40,9 @@ impl ClientStore for Db {
     }
 
     async fn find(&self, client_id: &str) -> anyhow::Result<Option<Client>> {
+        if !storable(client_id) {
+            return Ok(None);
+        }
         let row = sqlx::query("SELECT client_id, secret_hash, metadata, created_at, updated_at FROM clients WHERE client_id = $1")
             .bind(client_id)
             .fetch_optional(self.pool())
@@ -66,10 +69,18 @@ impl ClientStore for Db {
     }
 
     async fn delete(&self, client_id: &str) -> anyhow::Result<bool> {
+        if !storable(client_id) {
+            return Ok(false);
+        }
         let result = sqlx::query("DELETE FROM clients WHERE client_id = $1")
             .bind(client_id)
             .execute(self.pool())
             .await?;
         Ok(result.rows_affected() > 0)
     }
+}
+
+/// PostgreSQL text cannot hold NUL: such an id cannot name a stored client.
+fn storable(id: &str) -> bool {
+    !id.contains('\0')
 }

@@ -1,0 +1,273 @@
+//! The upstream side: accounts from VNeID, tampered callbacks, browser binding, key rotation
+//! upstream, assurance levels, SSO and prompt handling.
+
+use broker_devkit::mock_vneid::Tamper;
+
+use crate::on_both_backends;
+use crate::support::browser::{location, query_of, Browser, Pkce};
+use crate::support::TestApp;
+
+async fn start_login(app: &TestApp, browser: &Browser, hint: &str) -> String {
+    let client = app.confidential_client().await;
+    let pkce = Pkce::new();
+    let response = browser
+        .authorize(
+            app,
+            &[
+                ("response_type", "code"),
+                ("client_id", &client.id),
+                ("redirect_uri", &client.redirect_uri),
+                ("scope", "openid"),
+                ("state", "s1"),
+                ("code_challenge", &pkce.challenge),
+                ("code_challenge_method", "S256"),
+                ("login_hint", hint),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200, "the login page");
+    let page = response.text().await.expect("page");
+    assert!(page.contains("Đăng nhập bằng VNeID"), "Vietnamese first");
+    let upstream = crate::support::browser::login_button(&page).expect("button");
+    let at_mock = browser.get(&upstream).await;
+    location(&at_mock)
+}
+
+on_both_backends!(
+    tampered_id_tokens_are_refused_and_change_nothing,
+    |app: TestApp| async move {
+        for tamper in [
+            Tamper::BadSignature,
+            Tamper::WrongNonce,
+            Tamper::WrongAudience,
+            Tamper::WrongIssuer,
+            Tamper::Expired,
+            Tamper::AlgNone,
+            Tamper::MissingNonce,
+        ] {
+            app.mock.set_tamper(tamper);
+            let browser = Browser::new();
+            let callback = start_login(&app, &browser, "C01").await;
+            let response = browser.get(&callback).await;
+            assert_eq!(response.status(), 400, "{tamper:?} must be refused");
+            assert!(
+                response.headers().get("set-cookie").is_none(),
+                "{tamper:?}: no session may start"
+            );
+            let body = response.text().await.expect("page");
+            assert!(
+                body.contains("1900 0368"),
+                "the error page gives the hotlines"
+            );
+        }
+        app.mock.set_tamper(Tamper::None);
+        assert_eq!(
+            app.count("accounts").await,
+            0,
+            "no account was created from a bad token"
+        );
+    }
+);
+
+on_both_backends!(
+    callback_state_and_browser_binding,
+    |app: TestApp| async move {
+        let browser = Browser::new();
+        let callback = start_login(&app, &browser, "C01").await;
+        let params = query_of(&callback);
+        // Wrong state.
+        let forged = callback.replace(
+            &params["state"],
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        );
+        assert_eq!(browser.get(&forged).await.status(), 400);
+        // Another browser (no binding cookie) cannot finish it, and does not spoil it.
+        let attacker = Browser::new();
+        assert_eq!(attacker.get(&callback).await.status(), 400);
+        assert_eq!(app.count("accounts").await, 0);
+        // The right browser still can, once.
+        let done = browser.get(&callback).await;
+        assert_eq!(done.status(), 303);
+        assert!(location(&done).contains("code="));
+        assert_eq!(
+            browser.get(&callback).await.status(),
+            400,
+            "pending logins are single use"
+        );
+        assert_eq!(app.count("accounts").await, 1);
+    }
+);
+
+on_both_backends!(
+    upstream_key_rotation_is_followed,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        Browser::new()
+            .login(&app, &client, "C01", &Pkce::new(), &[])
+            .await;
+        app.mock.rotate_key().expect("rotate");
+        let callback = Browser::new()
+            .login(&app, &client, "C01", &Pkce::new(), &[])
+            .await;
+        assert!(
+            !callback.code().is_empty(),
+            "after an unknown kid the broker refetches the JWKS"
+        );
+    }
+);
+
+on_both_backends!(
+    accounts_link_on_issuer_and_subject_and_refresh,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        let mut subs = Vec::new();
+        for _ in 0..2 {
+            let pkce = Pkce::new();
+            let cb = Browser::new().login(&app, &client, "C01", &pkce, &[]).await;
+            let (status, tokens) = app
+                .token(
+                    &client,
+                    &[
+                        ("grant_type", "authorization_code"),
+                        ("code", cb.code()),
+                        ("redirect_uri", &client.redirect_uri),
+                        ("code_verifier", &pkce.verifier),
+                    ],
+                )
+                .await;
+            assert_eq!(status, 200);
+            let (_, claims) =
+                crate::support::jwt_parts(tokens["id_token"].as_str().expect("id_token"));
+            subs.push(claims["sub"].as_str().expect("sub").to_string());
+        }
+        assert_eq!(
+            subs[0], subs[1],
+            "the same VNeID identity is the same account"
+        );
+        assert_eq!(app.count("accounts").await, 1);
+        // The personal ID number is encrypted at rest.
+        use sqlx::Row;
+        let row = sqlx::query("SELECT personal_id_enc FROM accounts")
+            .fetch_one(app.app_db.pool())
+            .await
+            .expect("row");
+        let sealed: String = row.try_get("personal_id_enc").expect("sealed");
+        assert!(!sealed.contains("046085690467") && !sealed.is_empty());
+        // A foreigner-like account without a personal ID and a flagged ID both log in.
+        Browser::new()
+            .login(&app, &client, "C09", &Pkce::new(), &[])
+            .await
+            .code();
+        Browser::new()
+            .login(&app, &client, "C10", &Pkce::new(), &[])
+            .await
+            .code();
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM accounts WHERE personal_id_flag IS NOT NULL")
+                .fetch_one(app.app_db.pool())
+                .await
+                .expect("row");
+        assert_eq!(
+            row.try_get::<i64, _>("n").expect("n"),
+            1,
+            "C10's malformed ID is kept and flagged"
+        );
+    }
+);
+
+on_both_backends!(
+    level_one_never_satisfies_level_two,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        let acr2 = [("acr_values", "urn:vn:hue:broker:loa:2")];
+        let browser = Browser::new();
+        let cb = browser
+            .login(&app, &client, "C06", &Pkce::new(), &acr2)
+            .await;
+        assert_eq!(cb.error(), Some("unmet_authentication_requirements"));
+        // A level-1 SSO session does not answer a level-2 request without going upstream.
+        let cb = browser.login(&app, &client, "C06", &Pkce::new(), &[]).await;
+        assert!(cb.error().is_none());
+        let pkce = Pkce::new();
+        let again = browser
+            .authorize(
+                &app,
+                &[
+                    ("response_type", "code"),
+                    ("client_id", &client.id),
+                    ("redirect_uri", &client.redirect_uri),
+                    ("scope", "openid"),
+                    ("code_challenge", &pkce.challenge),
+                    ("code_challenge_method", "S256"),
+                    ("acr_values", "urn:vn:hue:broker:loa:2"),
+                ],
+            )
+            .await;
+        assert_eq!(again.status(), 200, "back to the login page, not a code");
+        // Level 2 satisfies it.
+        let pkce = Pkce::new();
+        let cb = Browser::new()
+            .login(&app, &client, "C07", &pkce, &acr2)
+            .await;
+        let (_, tokens) = app
+            .token(
+                &client,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", cb.code()),
+                    ("redirect_uri", &client.redirect_uri),
+                    ("code_verifier", &pkce.verifier),
+                ],
+            )
+            .await;
+        let (_, claims) = crate::support::jwt_parts(tokens["id_token"].as_str().expect("id_token"));
+        assert_eq!(claims["acr"], "urn:vn:hue:broker:loa:2");
+    }
+);
+
+on_both_backends!(sso_session_prompt_and_max_age, |app: TestApp| async move {
+    let client = app.confidential_client().await;
+    let browser = Browser::new();
+    browser.login(&app, &client, "C01", &Pkce::new(), &[]).await;
+    let pkce = Pkce::new();
+    let base = [
+        ("response_type", "code"),
+        ("client_id", client.id.as_str()),
+        ("redirect_uri", client.redirect_uri.as_str()),
+        ("scope", "openid"),
+        ("code_challenge", pkce.challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let silent = browser
+        .authorize(&app, &[&base[..], &[("prompt", "none")]].concat())
+        .await;
+    assert_eq!(silent.status(), 303);
+    assert!(
+        query_of(&location(&silent)).contains_key("code"),
+        "SSO answers prompt=none"
+    );
+    let forced = browser
+        .authorize(&app, &[&base[..], &[("prompt", "login")]].concat())
+        .await;
+    assert_eq!(forced.status(), 200, "prompt=login goes to the login page");
+    app.clock.advance(120);
+    let aged = browser
+        .authorize(
+            &app,
+            &[&base[..], &[("max_age", "60"), ("prompt", "none")]].concat(),
+        )
+        .await;
+    assert_eq!(
+        query_of(&location(&aged)).get("error").map(String::as_str),
+        Some("login_required")
+    );
+    let stranger = Browser::new()
+        .authorize(&app, &[&base[..], &[("prompt", "none")]].concat())
+        .await;
+    assert_eq!(
+        query_of(&location(&stranger))
+            .get("error")
+            .map(String::as_str),
+        Some("login_required")
+    );
+});

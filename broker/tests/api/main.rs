@@ -1,0 +1,12 @@
+//! End-to-end tests through HTTP. Every scenario runs on both storage pairs: SQLite + in-memory
+//! sessions always, PostgreSQL + Redis when BROKER_TEST_DATABASE_URL and BROKER_TEST_REDIS_URL
+//! are set (CI sets them, and a missing pair fails there instead of being skipped).
+
+mod support;
+
+mod admin;
+mod authorize;
+mod federation;
+mod keys;
+mod rp;
+mod tokens;

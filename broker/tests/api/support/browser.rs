@@ -1,0 +1,159 @@
+//! A browser without a browser: a cookie jar, no automatic redirects, and the steps of a login.
+
+use std::collections::HashMap;
+
+use super::{Client, TestApp};
+use broker::crypto::{random_token, sha256_b64url};
+
+pub struct Browser {
+    pub http: reqwest::Client,
+}
+
+/// Where the broker sent the browser back to the client.
+#[derive(Debug)]
+pub struct Callback {
+    pub params: HashMap<String, String>,
+}
+
+impl Callback {
+    pub fn code(&self) -> &str {
+        self.params
+            .get("code")
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("no code in {:?}", self.params))
+    }
+    pub fn error(&self) -> Option<&str> {
+        self.params.get("error").map(String::as_str)
+    }
+}
+
+pub struct Pkce {
+    pub verifier: String,
+    pub challenge: String,
+}
+
+impl Pkce {
+    pub fn new() -> Self {
+        let verifier = random_token();
+        Self {
+            challenge: sha256_b64url(&verifier),
+            verifier,
+        }
+    }
+}
+
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub fn query_of(url: &str) -> HashMap<String, String> {
+    url::Url::parse(url)
+        .map(|u| u.query_pairs().into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// The href of the login button on the broker's login page.
+pub fn login_button(html: &str) -> Option<String> {
+    let start = html.find("id=\"vneid-login\" href=\"")? + "id=\"vneid-login\" href=\"".len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].replace("&#38;", "&").replace("&amp;", "&"))
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("browser client");
+        Self { http }
+    }
+
+    pub async fn get(&self, url: &str) -> reqwest::Response {
+        self.http.get(url).send().await.expect("GET")
+    }
+
+    /// Opens /authorize with the given parameters and returns the raw response.
+    pub async fn authorize(&self, app: &TestApp, params: &[(&str, &str)]) -> reqwest::Response {
+        let url = url::Url::parse_with_params(&app.endpoint("/authorize"), params).expect("url");
+        self.get(url.as_str()).await
+    }
+
+    /// From the broker's answer to /authorize, goes through the mock VNeID (which picks the
+    /// citizen named by login_hint) back to the broker's callback; returns the callback response.
+    pub async fn through_upstream(
+        &self,
+        authorize_response: reqwest::Response,
+    ) -> reqwest::Response {
+        let upstream = match authorize_response.status().as_u16() {
+            200 => login_button(&authorize_response.text().await.expect("page"))
+                .expect("login page has the VNeID button"),
+            303 => location(&authorize_response),
+            other => panic!("unexpected /authorize answer {other}"),
+        };
+        let at_mock = self.get(&upstream).await;
+        assert_eq!(
+            at_mock.status(),
+            303,
+            "mock VNeID should pick the citizen at once (login_hint)"
+        );
+        self.get(&location(&at_mock)).await
+    }
+
+    /// A complete login of the test citizen `hint` for `client`: the callback to the client.
+    pub async fn login(
+        &self,
+        app: &TestApp,
+        client: &Client,
+        hint: &str,
+        pkce: &Pkce,
+        extra: &[(&str, &str)],
+    ) -> Callback {
+        let state = random_token();
+        let mut params = vec![
+            ("response_type", "code"),
+            ("client_id", client.id.as_str()),
+            ("redirect_uri", client.redirect_uri.as_str()),
+            ("scope", "openid profile"),
+            ("state", state.as_str()),
+            ("nonce", "n-0S6_WzA2Mj"),
+            ("code_challenge", pkce.challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("login_hint", hint),
+        ];
+        params.extend_from_slice(extra);
+        let first = self.authorize(app, &params).await;
+        let back = if first.status() == 303 && location(&first).starts_with(&client.redirect_uri) {
+            first
+        } else {
+            self.through_upstream(first).await
+        };
+        assert_eq!(
+            back.status(),
+            303,
+            "the broker should redirect back to the client"
+        );
+        let target = location(&back);
+        assert!(
+            target.starts_with(&client.redirect_uri),
+            "redirected to {target}"
+        );
+        let params = query_of(&target);
+        assert_eq!(
+            params.get("state"),
+            Some(&state),
+            "state must come back unchanged"
+        );
+        assert_eq!(
+            params.get("iss"),
+            Some(&app.url),
+            "RFC 9207 iss must be present"
+        );
+        Callback { params }
+    }
+}

@@ -1,0 +1,277 @@
+//! Test harness: a broker on a random port with its own database, session-store prefix,
+//! master key and mock VNeID; a browser-like HTTP client; helpers for common steps.
+
+pub mod browser;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use broker::clock::{Clock, ManualClock, SystemClock};
+use broker::config::{Environment, KeyStoreKind, Secret, SessionBackend, Settings};
+use broker::crypto::{random_token, MasterKey};
+use broker::startup::Application;
+use broker_devkit::mock_vneid::{self, MockClient, MockVneid, MockVneidConfig};
+use serde_json::{json, Value};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backends {
+    SqliteMemory,
+    PostgresRedis,
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub admin_token: String,
+    pub mock: MockVneid,
+    pub clock: Arc<ManualClock>,
+    pub app_db: broker::store::Db,
+    pub broker: actix_web::web::Data<broker::http::Broker>,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// Runs `body` against a fresh app on the given backends. PostgreSQL + Redis are skipped (with
+/// a message) only outside CI when their URLs are not set.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite_memory() {
+                let app =
+                    $crate::support::TestApp::spawn($crate::support::Backends::SqliteMemory).await;
+                ($body)(app).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_redis() {
+                let Some(app) = $crate::support::TestApp::spawn_production().await else {
+                    return;
+                };
+                ($body)(app).await;
+            }
+        }
+    };
+}
+
+pub struct Client {
+    pub id: String,
+    pub secret: Option<String>,
+    pub redirect_uri: String,
+}
+
+impl TestApp {
+    pub async fn spawn_production() -> Option<TestApp> {
+        let db = std::env::var("BROKER_TEST_DATABASE_URL").ok();
+        let redis = std::env::var("BROKER_TEST_REDIS_URL").ok();
+        if db.is_none() || redis.is_none() {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must test PostgreSQL + Redis: set BROKER_TEST_DATABASE_URL and BROKER_TEST_REDIS_URL"
+            );
+            eprintln!("NOT RUN: PostgreSQL + Redis (set BROKER_TEST_DATABASE_URL and BROKER_TEST_REDIS_URL)");
+            return None;
+        }
+        Some(Self::spawn(Backends::PostgresRedis).await)
+    }
+
+    pub async fn spawn(backends: Backends) -> TestApp {
+        broker::startup::install_crypto_provider();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind broker");
+        let port = listener.local_addr().expect("addr").port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mock_listener = TcpListener::bind("127.0.0.1:0").expect("bind mock");
+        let mock_url = format!(
+            "http://127.0.0.1:{}",
+            mock_listener.local_addr().expect("addr").port()
+        );
+        let upstream_secret = random_token();
+        let mock = MockVneid::new(MockVneidConfig {
+            issuer: mock_url.parse().expect("url"),
+            clients: vec![MockClient {
+                client_id: "broker".into(),
+                client_secret: upstream_secret.clone(),
+                redirect_uris: vec![format!("{url}/callback/vneid")],
+            }],
+        })
+        .expect("mock");
+        tokio::spawn(mock_vneid::serve(mock.clone(), mock_listener).expect("mock server"));
+
+        let admin_token = random_token();
+        let mut settings = Settings::default();
+        settings.environment = Environment::Development;
+        settings.issuer = url.parse().expect("url");
+        settings.keys.master_key = Some(Secret::new(MasterKey::generate_encoded()));
+        settings.keys.jwks_max_age_secs = 60;
+        settings.admin.token = Some(Secret::new(admin_token.clone()));
+        settings.upstream.issuer = mock_url.parse().expect("url");
+        settings.upstream.client_secret = Some(Secret::new(upstream_secret));
+        settings.database.max_connections = 5;
+        match backends {
+            Backends::SqliteMemory => {
+                settings.database.url = Secret::new(format!(
+                    "sqlite://{}/broker.db?mode=rwc",
+                    dir.path().display()
+                ));
+                settings.sessions.backend = SessionBackend::Memory;
+                settings.keys.store = KeyStoreKind::File;
+                settings.keys.dir = dir.path().join("keys");
+            }
+            Backends::PostgresRedis => {
+                settings.database.url = Secret::new(fresh_postgres_database().await);
+                settings.sessions.backend = SessionBackend::Redis;
+                settings.sessions.redis_url = Some(Secret::new(
+                    std::env::var("BROKER_TEST_REDIS_URL").expect("redis url"),
+                ));
+                settings.sessions.key_prefix = format!("test:{}:", uuid::Uuid::new_v4());
+                settings.keys.store = KeyStoreKind::Sql;
+            }
+        }
+        let clock = Arc::new(ManualClock::new(SystemClock.now()));
+        let app = Application::build_with_clock(settings, listener, clock.clone())
+            .await
+            .expect("build app");
+        let app_db = app.db.clone();
+        let broker = app.broker.clone();
+        tokio::spawn(app.server());
+        TestApp {
+            url,
+            admin_token,
+            mock,
+            clock,
+            app_db,
+            broker,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            _dir: dir,
+        }
+    }
+
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+
+    pub async fn admin_create(&self, body: Value) -> reqwest::Response {
+        self.http
+            .post(self.endpoint("/admin/clients"))
+            .bearer_auth(&self.admin_token)
+            .json(&body)
+            .send()
+            .await
+            .expect("admin request")
+    }
+
+    /// A confidential web client with all three grants.
+    pub async fn confidential_client(&self) -> Client {
+        self.client_with(json!({
+            "client_name": "test app",
+            "redirect_uris": ["https://app.example/cb"],
+            "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "scope": "openid profile personal_id api.read",
+            "audience": "https://api.example",
+            "resources": ["https://other-api.example"]
+        }))
+        .await
+    }
+
+    pub async fn public_client(&self) -> Client {
+        self.client_with(json!({
+            "client_name": "mobile app",
+            "application_type": "native",
+            "redirect_uris": ["vn.hue.s:/oauth", "http://127.0.0.1/cb"],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_method": "none",
+            "scope": "openid profile"
+        }))
+        .await
+    }
+
+    pub async fn client_with(&self, body: Value) -> Client {
+        let response = self.admin_create(body).await;
+        assert_eq!(response.status(), 201, "client registration failed");
+        let v: Value = response.json().await.expect("json");
+        Client {
+            id: v["client_id"].as_str().expect("client_id").to_string(),
+            secret: v["client_secret"].as_str().map(str::to_string),
+            redirect_uri: v["redirect_uris"][0]
+                .as_str()
+                .expect("redirect")
+                .to_string(),
+        }
+    }
+
+    /// POST /token with client_secret_basic (or client_id only for public clients).
+    pub async fn token(&self, client: &Client, form: &[(&str, &str)]) -> (u16, Value) {
+        let mut request = self.http.post(self.endpoint("/token"));
+        let mut form: Vec<(&str, &str)> = form.to_vec();
+        match &client.secret {
+            Some(secret) => request = request.basic_auth(&client.id, Some(secret)),
+            None => form.push(("client_id", &client.id)),
+        }
+        let response = request.form(&form).send().await.expect("token request");
+        let status = response.status().as_u16();
+        assert_eq!(
+            response
+                .headers()
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok()),
+            Some("no-store"),
+            "token responses must not be cached"
+        );
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn userinfo(&self, access_token: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(self.endpoint("/userinfo"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .expect("userinfo");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        use sqlx::Row;
+        let row = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
+            .fetch_one(self.app_db.pool())
+            .await
+            .expect("count");
+        row.try_get::<i64, _>("n").expect("n")
+    }
+}
+
+async fn fresh_postgres_database() -> String {
+    use sqlx::Connection;
+    let base = std::env::var("BROKER_TEST_DATABASE_URL").expect("db url");
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("PostgreSQL must answer at BROKER_TEST_DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let mut url = url::Url::parse(&base).expect("db url");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// Decodes a JWT's header and claims without verifying (to inspect what was issued).
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    use base64::Engine;
+    let mut parts = token.split('.');
+    let decode = |p: Option<&str>| -> Value {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p.expect("part"))
+            .expect("b64");
+        serde_json::from_slice(&bytes).expect("json")
+    };
+    (decode(parts.next()), decode(parts.next()))
+}
