@@ -259,19 +259,11 @@ impl Default for AcrSettings {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoginSettings {
     /// Skip the broker's login page and send the browser straight to the upstream.
     pub auto_redirect: bool,
-}
-
-impl Default for LoginSettings {
-    fn default() -> Self {
-        Self {
-            auto_redirect: false,
-        }
-    }
 }
 
 /// Environment variables with the `BROKER_` prefix that are not settings.

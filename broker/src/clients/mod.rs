@@ -136,13 +136,16 @@ pub trait ClientStore: Send + Sync {
     async fn delete(&self, client_id: &str) -> anyhow::Result<bool>;
 }
 
+/// When a lookup was made, and what it found (a miss is cached too).
+type CachedClient = (i64, Option<Arc<Client>>);
+
 /// Client lookups for the hot paths, served from memory for at most `ttl` seconds so that the
 /// token endpoint does not read the database on every request. Changes made through this
 /// instance take effect at once; other instances see them within `ttl`.
 #[derive(Clone)]
 pub struct ClientDirectory {
     store: Arc<dyn ClientStore>,
-    cache: Arc<RwLock<HashMap<String, (i64, Option<Arc<Client>>)>>>,
+    cache: Arc<RwLock<HashMap<String, CachedClient>>>,
     ttl: i64,
     clock: SharedClock,
 }

@@ -87,7 +87,7 @@ pub fn validate(req: &ClientRequest) -> Result<ClientMetadata, RegistrationError
             .as_ref()
             .and_then(|j| j.get("keys"))
             .and_then(|k| k.as_array());
-        if keys.map_or(true, |k| k.is_empty()) {
+        if keys.is_none_or(|k| k.is_empty()) {
             return Err(meta_err("private_key_jwt needs jwks with at least one key"));
         }
     }

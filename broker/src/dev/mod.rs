@@ -12,8 +12,12 @@ use url::Url;
 
 use crate::clients::registration::ClientRequest;
 use crate::clients::{AuthMethod, GrantType};
-use crate::config::{Environment, KeyStoreKind, Secret, SessionBackend, Settings};
+use crate::config::{
+    AdminSettings, DatabaseSettings, Environment, KeySettings, KeyStoreKind, Secret,
+    SessionBackend, SessionSettings, Settings,
+};
 use crate::crypto::{random_token, MasterKey};
+use crate::federation::profile::UpstreamProfile;
 use crate::startup::Application;
 
 #[derive(Args, Debug)]
@@ -87,19 +91,36 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mock_url = format!("http://127.0.0.1:{}", args.mock_port);
     let demo_url = format!("http://127.0.0.1:{}", args.demo_port);
 
-    let mut settings = Settings::default();
-    settings.environment = Environment::Development;
-    settings.issuer = Url::parse(&broker_url)?;
-    settings.database.url = Secret::new(format!(
-        "sqlite://{}/broker.db?mode=rwc",
-        args.data_dir.display()
-    ));
-    settings.sessions.backend = SessionBackend::Memory;
-    settings.keys.store = KeyStoreKind::File;
-    settings.keys.master_key_file = Some(dev_master_key(&args.data_dir)?);
-    settings.admin.token = Some(Secret::new(admin_token.clone()));
-    settings.upstream.issuer = Url::parse(&mock_url)?;
-    settings.upstream.client_secret = Some(Secret::new(upstream_secret.clone()));
+    let settings = Settings {
+        environment: Environment::Development,
+        issuer: Url::parse(&broker_url)?,
+        database: DatabaseSettings {
+            url: Secret::new(format!(
+                "sqlite://{}/broker.db?mode=rwc",
+                args.data_dir.display()
+            )),
+            ..Default::default()
+        },
+        sessions: SessionSettings {
+            backend: SessionBackend::Memory,
+            ..Default::default()
+        },
+        keys: KeySettings {
+            store: KeyStoreKind::File,
+            master_key_file: Some(dev_master_key(&args.data_dir)?),
+            ..Default::default()
+        },
+        admin: AdminSettings {
+            token: Some(Secret::new(admin_token.clone())),
+            token_file: None,
+        },
+        upstream: UpstreamProfile {
+            issuer: Url::parse(&mock_url)?,
+            client_secret: Some(Secret::new(upstream_secret.clone())),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
 
     let mock = MockVneid::new(MockVneidConfig {
         issuer: Url::parse(&mock_url)?,

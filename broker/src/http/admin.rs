@@ -71,9 +71,9 @@ fn registration_error(e: RegistrationError) -> HttpResponse {
     }
 }
 
-fn parse_body(body: &[u8]) -> Result<ClientRequest, HttpResponse> {
+fn parse_body(body: &[u8]) -> Result<ClientRequest, Box<HttpResponse>> {
     serde_json::from_slice(body).map_err(|e| {
-        HttpResponse::BadRequest().json(json!({"error": "invalid_client_metadata", "error_description": format!("invalid JSON: {e}")}))
+        Box::new(HttpResponse::BadRequest().json(json!({"error": "invalid_client_metadata", "error_description": format!("invalid JSON: {e}")})))
     })
 }
 
@@ -102,7 +102,7 @@ async fn clients_create(
     }
     let request = match parse_body(&body) {
         Ok(r) => r,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match broker
         .registrar
@@ -153,7 +153,7 @@ async fn clients_update(
         .unwrap_or(false);
     let request = match parse_body(&body) {
         Ok(r) => r,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match broker
         .registrar

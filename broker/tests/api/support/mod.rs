@@ -99,9 +99,11 @@ impl TestApp {
         tokio::spawn(mock_vneid::serve(mock.clone(), mock_listener).expect("mock server"));
 
         let admin_token = random_token();
-        let mut settings = Settings::default();
-        settings.environment = Environment::Development;
-        settings.issuer = url.parse().expect("url");
+        let mut settings = Settings {
+            environment: Environment::Development,
+            issuer: url.parse().expect("url"),
+            ..Default::default()
+        };
         settings.keys.master_key = Some(Secret::new(MasterKey::generate_encoded()));
         settings.keys.jwks_max_age_secs = 60;
         settings.admin.token = Some(Secret::new(admin_token.clone()));
