@@ -11,6 +11,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::federation::profile::UpstreamProfile;
+use crate::tokens::keys::Alg;
 
 /// A secret string: redacted in `Debug`, only readable through `expose`.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -33,16 +34,26 @@ impl std::fmt::Debug for Secret {
 }
 
 /// Reads a secret given inline or, preferably, through a file (trailing newline trimmed).
+/// An empty secret is an error, never "no secret": an empty admin token must not open the API.
 pub fn read_secret(
     inline: &Option<Secret>,
     file: &Option<PathBuf>,
 ) -> anyhow::Result<Option<Secret>> {
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read secret file {}", path.display()))?;
-        return Ok(Some(Secret::new(text.trim_end().to_string())));
+    let secret = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read secret file {}", path.display()))?;
+            Some(Secret::new(text.trim_end().to_string()))
+        }
+        None => inline.clone(),
+    };
+    if secret
+        .as_ref()
+        .is_some_and(|s| s.expose().trim().is_empty())
+    {
+        anyhow::bail!("a configured secret is empty");
     }
-    Ok(inline.clone())
+    Ok(secret)
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
@@ -213,6 +224,8 @@ pub struct TokenSettings {
     pub code_ttl_secs: u64,
     /// How long a client registration may be served from the in-process cache.
     pub client_cache_secs: u64,
+    /// Signing algorithm of access tokens (RFC 9068 §2.1; RS256 is always available).
+    pub access_token_alg: Alg,
 }
 
 impl Default for TokenSettings {
@@ -223,6 +236,7 @@ impl Default for TokenSettings {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             code_ttl_secs: 60,
             client_cache_secs: 5,
+            access_token_alg: Alg::ES256,
         }
     }
 }

@@ -81,7 +81,7 @@ impl MasterKey {
         })
     }
 
-    /// A fresh master key, base64, for `broker dev` and `broker keys init-master`.
+    /// A fresh master key, base64, for `broker dev` and `broker keys generate-master`.
     pub fn generate_encoded() -> String {
         STANDARD.encode(random_bytes::<32>())
     }

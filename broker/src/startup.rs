@@ -13,7 +13,7 @@ use crate::clients::auth::ClientAuthenticator;
 use crate::clients::registration::Registrar;
 use crate::clients::ClientDirectory;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{read_secret, KeyStoreKind, SessionBackend, Settings};
+use crate::config::{read_secret, KeyStoreKind, Secret, SessionBackend, Settings};
 use crate::crypto::MasterKey;
 use crate::federation::pending::PendingLogins;
 use crate::federation::upstream::Upstream;
@@ -29,7 +29,7 @@ use crate::store::Db;
 use crate::tokens::keys::keyring::KeyRing;
 use crate::tokens::keys::rotation::{rotate_due, RotationTimings};
 use crate::tokens::keys::store::FileKeyStore;
-use crate::tokens::keys::{Alg, KeyStore};
+use crate::tokens::keys::KeyStore;
 use crate::tokens::TokenSigner;
 
 /// Installs aws-lc-rs as the process-wide rustls provider (the only one in the build).
@@ -41,6 +41,18 @@ pub fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
     let secret = read_secret(&settings.keys.master_key, &settings.keys.master_key_file)?
         .context("no master key: set keys.master_key_file (or BROKER_KEYS__MASTER_KEY); `broker keys generate-master` makes one")?;
     MasterKey::from_secret(&secret)
+}
+
+/// The admin API's bearer token: absent turns the API off; a short one is refused.
+fn admin_token(settings: &Settings) -> anyhow::Result<Option<Secret>> {
+    let token = read_secret(&settings.admin.token, &settings.admin.token_file)?;
+    if let Some(t) = &token {
+        anyhow::ensure!(
+            t.expose().len() >= 32,
+            "admin.token must be at least 32 characters (use a random value)"
+        );
+    }
+    Ok(token)
 }
 
 pub async fn connect_db(settings: &Settings) -> anyhow::Result<Db> {
@@ -128,7 +140,7 @@ impl Application {
                 replay: sessions.clone(),
                 audiences: vec![format!("{issuer}/token"), issuer.clone()],
             },
-            signer: TokenSigner::new(ring, &issuer, Alg::ES256),
+            signer: TokenSigner::new(ring, &issuer, settings.tokens.access_token_alg),
             grants: Arc::new(db.clone()),
             codes: Codes::new(
                 sessions.clone(),
@@ -153,7 +165,7 @@ impl Application {
                 Duration::from_secs(settings.sessions.pending_login_ttl_secs),
             ),
             registrar: Registrar { directory, master },
-            admin_token: read_secret(&settings.admin.token, &settings.admin.token_file)?,
+            admin_token: admin_token(&settings)?,
             auto_redirect: settings.login.auto_redirect,
             secure_cookies: settings.issuer.scheme() == "https",
             readiness: Arc::new(BackendsReady {
@@ -166,7 +178,9 @@ impl Application {
         let data = broker.clone();
         let mut server = HttpServer::new(move || {
             App::new()
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap(tracing_actix_web::TracingLogger::<
+                    crate::http::logging::RequestSpan,
+                >::new())
                 .wrap(
                     actix_web::middleware::DefaultHeaders::new()
                         .add(("X-Content-Type-Options", "nosniff"))

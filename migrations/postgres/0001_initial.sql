@@ -1,5 +1,5 @@
 -- One logical schema for SQLite and PostgreSQL: ids and JSON as TEXT, instants as BIGINT Unix
--- seconds, flags as BIGINT 0/1 (see docs/architecture.md, "Storage").
+-- seconds (see docs/architecture.md, "Storage").
 CREATE TABLE clients (
     client_id   TEXT PRIMARY KEY,
     secret_hash TEXT,
@@ -39,6 +39,7 @@ CREATE TABLE grants (
     account_id TEXT,
     sid        TEXT,
     scope      TEXT NOT NULL,
+    resource   TEXT,
     acr        TEXT,
     auth_time  BIGINT,
     created_at BIGINT NOT NULL,
@@ -57,6 +58,13 @@ CREATE TABLE refresh_tokens (
     used_at    BIGINT
 );
 CREATE INDEX refresh_tokens_grant ON refresh_tokens (grant_id);
+
+-- Revoked access tokens (RFC 7009), kept until they expire: durable, so that losing the
+-- session store never brings a revoked token back.
+CREATE TABLE revoked_access_tokens (
+    jti_hash   TEXT PRIMARY KEY,
+    expires_at BIGINT NOT NULL
+);
 
 CREATE TABLE signing_keys (
     kid          TEXT PRIMARY KEY,

@@ -93,7 +93,7 @@ pub fn normalise(
         .and_then(text)
         .map(|g| match g.as_str() {
             "1" | "male" | "Nam" | "nam" => "male".to_string(),
-            "2" | "0" | "female" | "Nữ" | "nữ" => "female".to_string(),
+            "2" | "female" | "Nữ" | "nữ" => "female".to_string(),
             _ => "other".to_string(),
         });
     Ok(UpstreamIdentity {

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod errors;
+pub mod logging;
 pub mod login;
 pub mod pages;
 pub mod protocol;

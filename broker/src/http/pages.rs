@@ -18,6 +18,17 @@ pub struct LoginPage<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "logout.html")]
+pub struct LogoutPage<'a> {
+    pub lang: &'a str,
+    pub title: &'a str,
+    pub question: &'a str,
+    pub button: &'a str,
+    pub action: &'a str,
+    pub fields: Vec<(String, String)>,
+}
+
+#[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorPage<'a> {
     pub lang: &'a str,

@@ -15,7 +15,7 @@ pub fn metadata(p: &Provider) -> Value {
         "revocation_endpoint": e("/revoke"),
         "introspection_endpoint": e("/introspect"),
         "end_session_endpoint": e("/end_session"),
-        "scopes_supported": ["openid", "profile", "phone", "personal_id", "roles", "offline_access"],
+        "scopes_supported": ["openid", "profile", "personal_id"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],

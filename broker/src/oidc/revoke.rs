@@ -33,7 +33,7 @@ pub async fn revoke(
     }
     if let Ok(claims) = live_access_token(p, token, now).await {
         if claims.client_id == caller.client_id {
-            deny_access_token(p, &claims, now).await?;
+            deny_access_token(p, &claims).await?;
         }
     }
     Ok(())

@@ -1,7 +1,5 @@
 //! UserInfo (OIDC Core §5.3) and the shared check that an access token is still live.
 
-use std::time::Duration;
-
 use serde_json::{Map, Value};
 
 use super::error::{ErrorCode, OAuthError};
@@ -17,11 +15,8 @@ fn invalid_token() -> OAuthError {
     )
 }
 
-fn revoked_key(jti: &str) -> String {
-    format!("revoked-at:{}", sha256_b64url(jti))
-}
-
-/// Verifies signature, issuer, expiry and type, then that neither the token nor its grant was revoked.
+/// Verifies signature, issuer, expiry and type, then — in SQL, the durable truth — that neither
+/// the token nor its grant was revoked.
 pub async fn live_access_token(
     p: &Provider,
     token: &str,
@@ -31,31 +26,20 @@ pub async fn live_access_token(
         .signer
         .verify_access_token(token, now)
         .map_err(|_| invalid_token())?;
-    if p.sessions.get(&revoked_key(&claims.jti)).await?.is_some() {
+    if !p
+        .grants
+        .access_token_live(&sha256_b64url(&claims.jti), claims.gid.as_deref())
+        .await?
+    {
         return Err(invalid_token());
-    }
-    if let Some(gid) = &claims.gid {
-        match p.grants.find_grant(gid).await? {
-            Some(grant) if grant.revoked_at.is_none() => {}
-            _ => return Err(invalid_token()),
-        }
     }
     Ok(claims)
 }
 
-/// Puts an access token on the deny list until it expires (RFC 7009 for access tokens).
-pub async fn deny_access_token(
-    p: &Provider,
-    claims: &AccessClaims,
-    now: i64,
-) -> anyhow::Result<()> {
-    let remaining = (claims.exp - now).max(1) as u64;
-    p.sessions
-        .put(
-            &revoked_key(&claims.jti),
-            b"1",
-            Duration::from_secs(remaining),
-        )
+/// Revokes one access token until it expires (RFC 7009 for access tokens).
+pub async fn deny_access_token(p: &Provider, claims: &AccessClaims) -> anyhow::Result<()> {
+    p.grants
+        .deny_access_token(&sha256_b64url(&claims.jti), claims.exp)
         .await
 }
 

@@ -6,7 +6,7 @@ use sqlx::Row;
 use super::{opt_text, Db};
 use crate::tokens::grants::{GrantRecord, GrantStore, RefreshRecord, RotateOutcome};
 
-const GRANT_COLUMNS: &str = "g.id, g.client_id, g.account_id, g.sid, g.scope AS grant_scope, g.acr, g.auth_time, g.created_at AS grant_created_at, g.revoked_at";
+const GRANT_COLUMNS: &str = "g.id, g.client_id, g.account_id, g.sid, g.scope AS grant_scope, g.resource, g.acr, g.auth_time, g.created_at AS grant_created_at, g.revoked_at";
 
 fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
     Ok(GrantRecord {
@@ -15,6 +15,7 @@ fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
         account_id: opt_text(row, "account_id")?,
         sid: opt_text(row, "sid")?,
         scope: row.try_get("grant_scope")?,
+        resource: opt_text(row, "resource")?,
         acr: opt_text(row, "acr")?,
         auth_time: row.try_get("auth_time")?,
         created_at: row.try_get("grant_created_at")?,
@@ -46,14 +47,15 @@ impl GrantStore for Db {
     ) -> anyhow::Result<()> {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
-            "INSERT INTO grants (id, client_id, account_id, sid, scope, acr, auth_time, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO grants (id, client_id, account_id, sid, scope, resource, acr, auth_time, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&g.id)
         .bind(&g.client_id)
         .bind(&g.account_id)
         .bind(&g.sid)
         .bind(&g.scope)
+        .bind(&g.resource)
         .bind(&g.acr)
         .bind(g.auth_time)
         .bind(g.created_at)
@@ -132,5 +134,48 @@ impl GrantStore for Db {
             .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(grant_from_row).transpose()
+    }
+
+    async fn deny_access_token(&self, jti_hash: &str, expires_at: i64) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO revoked_access_tokens (jti_hash, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (jti_hash) DO NOTHING",
+        )
+        .bind(jti_hash)
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn access_token_live(
+        &self,
+        jti_hash: &str,
+        grant_id: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        // One round trip: the token's own revocation and its grant's.
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM revoked_access_tokens WHERE jti_hash = $1) AS denied, \
+                    (SELECT COUNT(*) FROM grants WHERE id = $2 AND revoked_at IS NULL) AS live_grants",
+        )
+        .bind(jti_hash)
+        .bind(grant_id.unwrap_or_default())
+        .fetch_one(self.pool())
+        .await?;
+        let denied: i64 = row.try_get("denied")?;
+        let live_grants: i64 = row.try_get("live_grants")?;
+        Ok(denied == 0 && (grant_id.is_none() || live_grants > 0))
+    }
+
+    async fn revoke_session(&self, sid: &str, reason: &str, now: i64) -> anyhow::Result<u64> {
+        let result = sqlx::query(
+            "UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE sid = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(sid)
+        .execute(self.pool())
+        .await?;
+        Ok(result.rows_affected())
     }
 }

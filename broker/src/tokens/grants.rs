@@ -11,6 +11,8 @@ pub struct GrantRecord {
     pub account_id: Option<String>,
     pub sid: Option<String>,
     pub scope: String,
+    /// The RFC 8707 resource of the authorization request: refreshed tokens keep their audience.
+    pub resource: Option<String>,
     pub acr: Option<String>,
     pub auth_time: Option<i64>,
     pub created_at: i64,
@@ -56,4 +58,14 @@ pub trait GrantStore: Send + Sync {
     /// Revokes a grant (and so its refresh family and access tokens). True if it was live.
     async fn revoke_grant(&self, grant_id: &str, reason: &str, now: i64) -> anyhow::Result<bool>;
     async fn find_grant(&self, grant_id: &str) -> anyhow::Result<Option<GrantRecord>>;
+    /// Revokes one access token until it expires.
+    async fn deny_access_token(&self, jti_hash: &str, expires_at: i64) -> anyhow::Result<()>;
+    /// Whether an access token is still live: not denied itself, and its grant (if any) not revoked.
+    async fn access_token_live(
+        &self,
+        jti_hash: &str,
+        grant_id: Option<&str>,
+    ) -> anyhow::Result<bool>;
+    /// Revokes every live grant of a browser session (logout). Returns how many.
+    async fn revoke_session(&self, sid: &str, reason: &str, now: i64) -> anyhow::Result<u64>;
 }

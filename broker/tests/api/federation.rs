@@ -271,3 +271,121 @@ on_both_backends!(sso_session_prompt_and_max_age, |app: TestApp| async move {
         Some("login_required")
     );
 });
+
+on_both_backends!(
+    logout_needs_confirmation_or_hint_and_revokes_the_session,
+    |app: TestApp| async move {
+        let client = app
+        .client_with(serde_json::json!({"client_name": "portal", "redirect_uris": ["https://portal.example/cb"], "post_logout_redirect_uris": ["https://portal.example/bye"], "scope": "openid profile"}))
+        .await;
+        let browser = Browser::new();
+        let pkce = Pkce::new();
+        let cb = browser.login(&app, &client, "C01", &pkce, &[]).await;
+        let (_, tokens) = app
+            .token(
+                &client,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", cb.code()),
+                    ("redirect_uri", &client.redirect_uri),
+                    ("code_verifier", &pkce.verifier),
+                ],
+            )
+            .await;
+        // A bare GET (as a cross-site link would do) only asks.
+        let ask = browser.get(&app.endpoint("/end_session")).await;
+        assert_eq!(ask.status(), 200);
+        assert!(ask.text().await.expect("page").contains("confirm-logout"));
+        assert!(
+            silent(&app, &client, &browser).await.contains_key("code"),
+            "still logged in"
+        );
+        // An unregistered post-logout URI is refused, not followed.
+        let bad = browser
+            .get(&format!(
+                "{}?client_id={}&post_logout_redirect_uri=https://evil.example/",
+                app.endpoint("/end_session"),
+                client.id
+            ))
+            .await;
+        assert_eq!(bad.status(), 400);
+        // With a valid id_token_hint it logs out and returns to the registered URI.
+        let url = url::Url::parse_with_params(
+            &app.endpoint("/end_session"),
+            &[
+                ("id_token_hint", tokens["id_token"].as_str().expect("id")),
+                ("post_logout_redirect_uri", "https://portal.example/bye"),
+                ("state", "st"),
+            ],
+        )
+        .expect("url");
+        let out = browser.get(url.as_str()).await;
+        assert_eq!(out.status(), 303);
+        assert_eq!(location(&out), "https://portal.example/bye?state=st");
+        assert_eq!(
+            silent(&app, &client, &browser)
+                .await
+                .get("error")
+                .map(String::as_str),
+            Some("login_required")
+        );
+        let (_, refreshed) = app
+            .token(
+                &client,
+                &[
+                    ("grant_type", "refresh_token"),
+                    (
+                        "refresh_token",
+                        tokens["refresh_token"].as_str().expect("rt"),
+                    ),
+                ],
+            )
+            .await;
+        assert_eq!(
+            refreshed["error"], "invalid_grant",
+            "logout revokes the session's grants"
+        );
+        // The confirmed POST works too.
+        let other = Browser::new();
+        other.login(&app, &client, "C02", &Pkce::new(), &[]).await;
+        let r = other
+            .http
+            .post(app.endpoint("/end_session"))
+            .form(&[("confirm", "yes")])
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            silent(&app, &client, &other)
+                .await
+                .get("error")
+                .map(String::as_str),
+            Some("login_required")
+        );
+    }
+);
+
+/// A `prompt=none` authorization request: the redirect's parameters (a code, or an error).
+async fn silent(
+    app: &TestApp,
+    client: &crate::support::Client,
+    b: &Browser,
+) -> std::collections::HashMap<String, String> {
+    let pkce = Pkce::new();
+    let response = b
+        .authorize(
+            app,
+            &[
+                ("response_type", "code"),
+                ("client_id", &client.id),
+                ("redirect_uri", &client.redirect_uri),
+                ("scope", "openid"),
+                ("code_challenge", &pkce.challenge),
+                ("code_challenge_method", "S256"),
+                ("prompt", "none"),
+            ],
+        )
+        .await;
+    query_of(&location(&response))
+}

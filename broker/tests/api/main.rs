@@ -6,6 +6,7 @@ mod support;
 
 mod admin;
 mod authorize;
+mod cli;
 mod federation;
 mod keys;
 mod rp;

@@ -561,3 +561,26 @@ on_both_backends!(
         assert_eq!(status, 401);
     }
 );
+
+on_both_backends!(
+    id_token_algorithm_is_per_client,
+    |app: TestApp| async move {
+        for alg in ["ES256", "EdDSA"] {
+            let client = app
+            .client_with(json!({"client_name": alg, "redirect_uris": ["https://alg.example/cb"], "id_token_signed_response_alg": alg, "scope": "openid profile"}))
+            .await;
+            let pkce = Pkce::new();
+            let (status, tokens) = exchange(
+                &app,
+                &client,
+                &code_for(&app, &client, &pkce).await,
+                &pkce.verifier,
+            )
+            .await;
+            assert_eq!(status, 200);
+            let (header, claims) = jwt_parts(tokens["id_token"].as_str().expect("id_token"));
+            assert_eq!(header["alg"], alg);
+            assert!(claims["at_hash"].is_string());
+        }
+    }
+);

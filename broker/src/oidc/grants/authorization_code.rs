@@ -50,6 +50,7 @@ pub async fn exchange(
         account_id: Some(record.account_id.clone()),
         sid: Some(record.sid.clone()),
         scope: scope.clone(),
+        resource: record.resource.clone(),
         acr: Some(p.acr.value(record.loa).to_string()),
         auth_time: Some(record.auth_time),
         created_at: now,

@@ -68,7 +68,7 @@ pub async fn refresh(
         acr: grant.acr.as_deref(),
         grant_id: Some(&grant.id),
     };
-    let aud = issue::audience(p, client, None);
+    let aud = issue::audience(p, client, grant.resource.as_deref());
     let access_token = issue::access_token(p, client, &account_id, &scope, aud, Some(&user), now)?;
     Ok(TokenResponse {
         access_token,

@@ -1,0 +1,27 @@
+# The broker as a container image: a Rust build stage, then a small Debian runtime.
+# Untested on the machine where it was written (no Docker there).
+#
+#   docker build -t broker .
+#   docker run --rm broker --help
+#
+# The binary embeds everything it needs at run time: the migrations, the page templates, the
+# devkit's synthetic citizens, SQLite (bundled), aws-lc (static) and the web PKI roots, so the
+# runtime stage needs no extra packages.
+
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p broker \
+    && install -m 0755 target/release/broker /usr/local/bin/broker
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/broker broker
+COPY --from=build /usr/local/bin/broker /usr/local/bin/broker
+USER broker
+WORKDIR /var/lib/broker
+ENV BROKER_HTTP__HOST=0.0.0.0
+EXPOSE 8080
+ENTRYPOINT ["broker"]
+CMD ["serve"]

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Benchmark: starts the release broker (+ the mock VNeID) on one storage pair and runs the load
+# driver against it. Not part of CI. Usage, from the repo root:
+#   cargo build --release -p broker -p loadgen
+#   bash tests/loadgen/bench.sh sqlite   [duration] [concurrency]
+#   bash tests/loadgen/bench.sh postgres [duration] [concurrency]   # PostgreSQL + Redis on loopback
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+PAIR=${1:-postgres}
+DURATION=${2:-10}
+CONCURRENCY=${3:-32}
+BIN=${CARGO_TARGET_DIR:-target}/release
+WORK=$(mktemp -d)
+PORTS=$(python3 -c 'import socket
+a=socket.socket(); a.bind(("127.0.0.1",0)); b=socket.socket(); b.bind(("127.0.0.1",0))
+print(a.getsockname()[1], b.getsockname()[1])')
+read -r BPORT MPORT <<<"$PORTS"
+SECRET=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+ADMIN=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+"$BIN/broker" keys generate-master > "$WORK/master.key"
+DB=""
+cleanup() {
+  kill "${BROKER_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  if [ -n "$DB" ]; then psql postgres://postgres@127.0.0.1:5432/test -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --port "$MPORT" \
+  --client-id broker --client-secret "$SECRET" --redirect-uri "http://127.0.0.1:$BPORT/callback/vneid" \
+  > "$WORK/mock.log" 2>&1 &
+MOCK_PID=$!
+
+common=(BROKER_ENVIRONMENT=development BROKER_ISSUER="http://127.0.0.1:$BPORT" BROKER_HTTP__PORT="$BPORT"
+  BROKER_KEYS__MASTER_KEY_FILE="$WORK/master.key" BROKER_ADMIN__TOKEN="$ADMIN"
+  BROKER_UPSTREAM__ISSUER="http://127.0.0.1:$MPORT" BROKER_UPSTREAM__CLIENT_SECRET="$SECRET"
+  BROKER_LOG=warn)
+if [ "$PAIR" = postgres ]; then
+  DB="bench_$(date +%s)"
+  psql postgres://postgres@127.0.0.1:5432/test -qc "CREATE DATABASE $DB" >/dev/null
+  storage=(BROKER_DATABASE__URL="postgres://postgres@127.0.0.1:5432/$DB" BROKER_DATABASE__MAX_CONNECTIONS=32
+    BROKER_KEYS__STORE=sql BROKER_SESSIONS__BACKEND=redis BROKER_SESSIONS__REDIS_URL=redis://127.0.0.1:6379
+    BROKER_SESSIONS__KEY_PREFIX="bench-$DB:")
+else
+  storage=(BROKER_DATABASE__URL="sqlite://$WORK/broker.db?mode=rwc" BROKER_KEYS__STORE=file
+    BROKER_KEYS__DIR="$WORK/keys" BROKER_SESSIONS__BACKEND=memory)
+fi
+env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" serve > "$WORK/broker.log" 2>&1 &
+BROKER_PID=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null || { cat "$WORK/broker.log"; exit 1; }
+
+extra=()
+[ "$PAIR" = postgres ] && extra+=(--postgres)
+"$BIN/loadgen" --issuer "http://127.0.0.1:$BPORT" --admin-token "$ADMIN" --scenario all \
+  --duration "$DURATION" --concurrency "$CONCURRENCY" --server-pid "$BROKER_PID" \
+  "${extra[@]}" --markdown
