@@ -24,6 +24,8 @@ NODE_DIR="$ROOT/tests/node"
 
 BROKER_BIN=${BROKER_BIN:-target/debug/broker}
 case "$BROKER_BIN" in /*) ;; *) BROKER_BIN="$ROOT/$BROKER_BIN" ;; esac
+# The path stays a shell variable: the broker would read an exported BROKER_BIN as a setting.
+export -n BROKER_BIN
 if [[ ! -x "$BROKER_BIN" ]]; then
     echo "run.sh: broker binary $BROKER_BIN not found or not executable (cargo build -p broker)" >&2
     exit 2
