@@ -26,6 +26,7 @@ use crate::sessions::redis::RedisStore;
 use crate::sessions::sso::SsoSessions;
 use crate::sessions::SessionStore;
 use crate::store::Db;
+use crate::tokens::grants::GrantStore;
 use crate::tokens::keys::keyring::KeyRing;
 use crate::tokens::keys::rotation::{rotate_due, RotationTimings};
 use crate::tokens::keys::store::FileKeyStore;
@@ -124,6 +125,7 @@ impl Application {
         let ring = KeyRing::new(key_store(&settings, &db)?, master.clone());
         ring.bootstrap(clock.now()).await?;
         spawn_key_maintenance(ring.clone(), &settings, clock.clone());
+        spawn_purge(Arc::new(db.clone()), clock.clone());
 
         let issuer = settings.issuer_str();
         let directory = ClientDirectory::new(
@@ -247,6 +249,24 @@ fn spawn_key_maintenance(ring: KeyRing, settings: &Settings, clock: SharedClock)
             }
             if let Err(e) = ring.reload().await {
                 tracing::error!(error = format!("{e:#}"), "key ring reload failed");
+            }
+        }
+    });
+}
+
+/// Deletes expired refresh tokens and access-token revocations once an hour. Grants stay: they
+/// are the record of what was authorised.
+fn spawn_purge(grants: Arc<dyn GrantStore>, clock: SharedClock) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            ticker.tick().await;
+            match grants.purge_expired(clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "purged expired tokens"),
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "purging expired tokens failed")
+                }
             }
         }
     });

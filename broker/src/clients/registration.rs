@@ -190,7 +190,11 @@ impl Registrar {
             updated_at: now,
         };
         match self.directory.store().insert(&client).await {
-            Ok(()) => Ok((client, secret)),
+            Ok(()) => {
+                // A lookup of this id may have cached "no such client".
+                self.directory.forget(&client.client_id);
+                Ok((client, secret))
+            }
             Err(ClientStoreError::Conflict) => Err(RegistrationError::Conflict),
             Err(ClientStoreError::Other(e)) => Err(RegistrationError::Store(e)),
         }

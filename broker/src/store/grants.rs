@@ -178,4 +178,16 @@ impl GrantStore for Db {
         .await?;
         Ok(result.rows_affected())
     }
+
+    async fn purge_expired(&self, now: i64) -> anyhow::Result<u64> {
+        let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        let denied = sqlx::query("DELETE FROM revoked_access_tokens WHERE expires_at < $1")
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        Ok(tokens.rows_affected() + denied.rows_affected())
+    }
 }

@@ -66,6 +66,8 @@ pub trait GrantStore: Send + Sync {
         jti_hash: &str,
         grant_id: Option<&str>,
     ) -> anyhow::Result<bool>;
+    /// Deletes refresh tokens and access-token revocations that have expired. Returns how many.
+    async fn purge_expired(&self, now: i64) -> anyhow::Result<u64>;
     /// Revokes every live grant of a browser session (logout). Returns how many.
     async fn revoke_session(&self, sid: &str, reason: &str, now: i64) -> anyhow::Result<u64>;
 }

@@ -584,3 +584,46 @@ on_both_backends!(
         }
     }
 );
+
+on_both_backends!(
+    expired_tokens_are_purged_but_live_ones_stay,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        let pkce = Pkce::new();
+        let (_, tokens) = exchange(
+            &app,
+            &client,
+            &code_for(&app, &client, &pkce).await,
+            &pkce.verifier,
+        )
+        .await;
+        let now = {
+            use broker::clock::Clock;
+            app.clock.now()
+        };
+        let grants = &app.broker.provider.grants;
+        assert_eq!(
+            grants.purge_expired(now).await.expect("purge"),
+            0,
+            "nothing has expired yet"
+        );
+        assert_eq!(app.count("refresh_tokens").await, 1);
+        let (status, _) = app
+            .token(
+                &client,
+                &[
+                    ("grant_type", "refresh_token"),
+                    (
+                        "refresh_token",
+                        tokens["refresh_token"].as_str().expect("rt"),
+                    ),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200, "still usable after a purge");
+        let far = now + 365 * 24 * 3600;
+        assert!(grants.purge_expired(far).await.expect("purge") >= 2);
+        assert_eq!(app.count("refresh_tokens").await, 0);
+        assert_eq!(app.count("grants").await, 1, "grants stay as the record");
+    }
+);

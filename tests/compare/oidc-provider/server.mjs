@@ -1,0 +1,190 @@
+// panva/oidc-provider, configured as close to the broker as oidc-provider allows without a database,
+// for side-by-side load measurements with the broker's own load driver (tests/loadgen).
+//
+//   NODE_ENV=production PORT=8090 CLIENT_SECRET=... node server.mjs
+//
+// - issuer http://127.0.0.1:PORT, one confidential client `bench` (client_secret_basic) allowed
+//   client_credentials, authorization_code and refresh_token, redirect URI http://127.0.0.1:9/cb (the
+//   one tests/loadgen registers and never fetches);
+// - access tokens are RFC 9068 JWTs signed ES256 (resource indicators with a default resource);
+//   ID tokens RS256; signing keys (ES256 + RS256) generated with `jose` at start;
+// - lifetimes as the broker's defaults: access/ID token 300 s, code 60 s, refresh 30 d, SSO 8 h;
+// - refresh tokens rotate on every use (oidc-provider revokes the grant when a rotated one is reused);
+// - STORAGE: oidc-provider's built-in in-memory adapter (an LRU of ~1000 entries per generation,
+//   nothing durable, single process). The broker writes to PostgreSQL + Redis.
+// - No devInteractions: a minimal interaction route stands in for the broker's mock VNeID, which
+//   answers at once. GET /interaction/:uid logs in the account named by `login_hint` (default C01)
+//   and grants the requested scopes in the same step, then 303s back to the authorization endpoint.
+//   Every hop is a GET redirect, so tests/loadgen's login walker (and so its `login` and `refresh`
+//   scenarios) drives it unchanged.
+
+import { randomBytes } from 'node:crypto';
+
+import * as jose from 'jose';
+import Provider from 'oidc-provider';
+
+const PORT = Number.parseInt(process.env.PORT ?? '8090', 10);
+const HOST = process.env.HOST ?? '127.0.0.1';
+const CLIENT_SECRET = process.env.CLIENT_SECRET;
+if (!CLIENT_SECRET) {
+  console.error('server.mjs: CLIENT_SECRET must be set');
+  process.exit(2);
+}
+if (!['127.0.0.1', 'localhost', '::1'].includes(HOST)) {
+  console.error('server.mjs: HOST must be loopback');
+  process.exit(2);
+}
+
+const ISSUER = `http://${HOST}:${PORT}`;
+const RESOURCE = 'urn:compare:api';
+const REDIRECT_URI = 'http://127.0.0.1:9/cb';
+
+async function signingKey(alg, kid, options = {}) {
+  const { privateKey } = await jose.generateKeyPair(alg, { extractable: true, ...options });
+  return { ...(await jose.exportJWK(privateKey)), kid, alg, use: 'sig' };
+}
+
+// The first key of an algorithm signs; RS256 first, since OIDC makes it the ID-token default.
+const jwks = {
+  keys: [
+    await signingKey('RS256', 'rs256-1', { modulusLength: 2048 }),
+    await signingKey('ES256', 'es256-1'),
+  ],
+};
+
+// Stand-in for the broker's account store: any login_hint is an account with a fixed profile.
+async function findAccount(_ctx, sub) {
+  return {
+    accountId: sub,
+    async claims() {
+      return {
+        sub,
+        name: 'Nguyễn Văn A',
+        given_name: 'A',
+        family_name: 'Nguyễn',
+        birthdate: '1990-01-01',
+        phone_number: '+84900000000',
+        phone_number_verified: true,
+      };
+    },
+  };
+}
+
+const configuration = {
+  clients: [
+    {
+      client_id: 'bench',
+      client_secret: CLIENT_SECRET,
+      grant_types: ['client_credentials', 'authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: [REDIRECT_URI],
+      token_endpoint_auth_method: 'client_secret_basic',
+      scope: 'openid profile phone offline_access api',
+    },
+  ],
+  jwks,
+  cookies: { keys: [randomBytes(32).toString('base64url')] },
+  findAccount,
+  claims: {
+    openid: ['sub'],
+    profile: ['name', 'given_name', 'family_name', 'birthdate'],
+    phone: ['phone_number', 'phone_number_verified'],
+  },
+  scopes: ['openid', 'offline_access', 'api'],
+  pkce: { required: () => true },
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+    userinfo: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: async () => RESOURCE,
+      useGrantedResource: async () => true,
+      getResourceServerInfo: async (_ctx, resourceIndicator) => {
+        if (resourceIndicator !== RESOURCE) {
+          throw new Provider.errors.InvalidTarget();
+        }
+        return {
+          scope: 'api',
+          audience: RESOURCE,
+          accessTokenTTL: 300,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'ES256' } },
+        };
+      },
+    },
+  },
+  // The broker issues a refresh token to every client allowed the grant, and rotates it on every use.
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  rotateRefreshToken: () => true,
+  ttl: {
+    AccessToken: 300,
+    ClientCredentials: 300,
+    IdToken: 300,
+    AuthorizationCode: 60,
+    RefreshToken: 30 * 24 * 3600,
+    Session: 8 * 3600,
+    Interaction: 600,
+    Grant: 30 * 24 * 3600,
+  },
+  interactions: {
+    url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+  },
+  // Keep error pages terse, as in production.
+  renderError: async (ctx, out) => {
+    ctx.type = 'json';
+    ctx.body = out;
+  },
+};
+
+const provider = new Provider(ISSUER, configuration);
+provider.proxy = false;
+
+// The interaction: log in `login_hint` and consent to what was asked, in one step.
+const INTERACTION = /^\/interaction\/([A-Za-z0-9_-]+)$/;
+provider.use(async (ctx, next) => {
+  if (ctx.method !== 'GET' || !INTERACTION.test(ctx.path)) {
+    await next();
+    return;
+  }
+  const details = await provider.interactionDetails(ctx.req, ctx.res);
+  const { prompt, params, session } = details;
+  const accountId = session?.accountId ?? String(params.login_hint || 'C01');
+  const result = {};
+  if (prompt.name === 'login') {
+    result.login = { accountId, amr: ['vneid'] };
+  }
+  const grant = details.grantId
+    ? await provider.Grant.find(details.grantId)
+    : new provider.Grant({ accountId, clientId: params.client_id });
+  const wanted = String(params.scope ?? '').split(' ').filter(Boolean);
+  grant.addOIDCScope(wanted.filter((s) => s !== 'api').join(' '));
+  if (prompt.details?.missingOIDCClaims) grant.addOIDCClaims(prompt.details.missingOIDCClaims);
+  for (const [indicator, scopes] of Object.entries(prompt.details?.missingResourceScopes ?? {})) {
+    grant.addResourceScope(indicator, scopes.join(' '));
+  }
+  grant.addResourceScope(RESOURCE, 'api');
+  result.consent = { grantId: await grant.save() };
+  const returnTo = await provider.interactionResult(ctx.req, ctx.res, result, {
+    mergeWithLastSubmission: false,
+  });
+  ctx.status = 303;
+  ctx.redirect(returnTo);
+});
+
+provider.on('server_error', (_ctx, err) => console.error('server_error', err));
+
+const server = provider.listen(PORT, HOST, () => {
+  console.log(`oidc-provider listening on ${ISSUER} (pid ${process.pid}, NODE_ENV=${process.env.NODE_ENV ?? ''})`);
+});
+server.keepAliveTimeout = 65_000;
+
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    server.close(() => process.exit(0));
+    setTimeout(() => process.exit(0), 2000).unref();
+  });
+}
