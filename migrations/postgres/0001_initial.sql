@@ -28,7 +28,6 @@ CREATE TABLE account_links (
     upstream_sub  TEXT NOT NULL,
     account_id    TEXT NOT NULL REFERENCES accounts (id),
     created_at    BIGINT NOT NULL,
-    last_login_at BIGINT NOT NULL,
     PRIMARY KEY (upstream_iss, upstream_sub)
 );
 CREATE INDEX account_links_account ON account_links (account_id);

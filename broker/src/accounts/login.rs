@@ -39,10 +39,13 @@ impl AccountResolver {
         let (record, created) = match existing {
             Some(old) => {
                 let record = self.profile_record(old.id.clone(), identity, old.created_at, now);
-                self.store
-                    .refresh_profile(&record, &identity.upstream_iss, &identity.upstream_sub)
-                    .await?;
-                (record, false)
+                // VNeID is the source of truth, but it rarely changes: write only what changed.
+                if self.same_profile(&old, &record, identity)? {
+                    (old, false)
+                } else {
+                    self.store.refresh_profile(&record).await?;
+                    (record, false)
+                }
             }
             None => {
                 let record =
@@ -98,6 +101,27 @@ impl AccountResolver {
             created_at,
             updated_at: now,
         }
+    }
+
+    fn same_profile(
+        &self,
+        old: &AccountRecord,
+        new: &AccountRecord,
+        identity: &UpstreamIdentity,
+    ) -> anyhow::Result<bool> {
+        let old_pid = match &old.personal_id_enc {
+            Some(sealed) => Some(String::from_utf8(
+                self.master.open(&seal_purpose(&old.id), sealed)?,
+            )?),
+            None => None,
+        };
+        Ok(old_pid == identity.personal_id
+            && old.personal_id_flag == new.personal_id_flag
+            && old.full_name == new.full_name
+            && old.birthdate == new.birthdate
+            && old.gender == new.gender
+            && old.account_type == new.account_type
+            && old.loa == new.loa)
     }
 
     /// Decrypts a stored record.

@@ -75,13 +75,8 @@ pub trait AccountStore: Send + Sync {
         upstream_iss: &str,
         upstream_sub: &str,
     ) -> anyhow::Result<AccountRecord>;
-    /// Refreshes the profile from the upstream and records the login on the link.
-    async fn refresh_profile(
-        &self,
-        record: &AccountRecord,
-        upstream_iss: &str,
-        upstream_sub: &str,
-    ) -> anyhow::Result<()>;
+    /// Replaces the profile with what the upstream sent (logins themselves are in the audit log).
+    async fn refresh_profile(&self, record: &AccountRecord) -> anyhow::Result<()>;
     /// Appends to the audit log.
     async fn audit(
         &self,

@@ -22,6 +22,8 @@ pub struct ClientRequest {
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
     pub grant_types: Option<Vec<GrantType>>,
+    /// RFC 7591 `response_types`: only `code` is supported.
+    pub response_types: Option<Vec<String>>,
     pub token_endpoint_auth_method: Option<AuthMethod>,
     pub application_type: Option<ApplicationType>,
     pub scope: Option<String>,
@@ -69,6 +71,13 @@ pub fn validate(req: &ClientRequest) -> Result<ClientMetadata, RegistrationError
         .grant_types
         .clone()
         .unwrap_or_else(|| vec![GrantType::AuthorizationCode, GrantType::RefreshToken]);
+    if req
+        .response_types
+        .as_ref()
+        .is_some_and(|r| r.iter().any(|t| t != "code"))
+    {
+        return Err(meta_err("only the response type code is supported"));
+    }
     if grant_types.is_empty() {
         return Err(meta_err("grant_types must not be empty"));
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{ct_eq, random_token, sha256_b64url};
+use crate::crypto::{random_token, sha256_b64url};
 use crate::oidc::authorize::AuthorizeRequest;
 use crate::sessions::SessionStore;
 
@@ -17,18 +17,13 @@ pub struct PendingLogin {
     pub request: AuthorizeRequest,
     pub nonce: Option<String>,
     pub pkce_verifier: Option<String>,
-    /// SHA-256 of the browser-binding cookie.
-    pub browser_hash: String,
     pub created_at: i64,
 }
 
+/// Unknown, expired or already used `state`, or a callback from another browser than the one
+/// that started the login (the binding is part of the key, so that case changes nothing).
 #[derive(Debug, PartialEq, Eq)]
-pub enum PendingError {
-    /// Unknown, expired or already used `state`.
-    Unknown,
-    /// The callback came from another browser than the one that started the login.
-    WrongBrowser,
-}
+pub struct UnknownLogin;
 
 #[derive(Clone)]
 pub struct PendingLogins {
@@ -52,8 +47,12 @@ impl PendingLogins {
         self.ttl
     }
 
-    fn key(state: &str) -> String {
-        format!("pending:{}", sha256_b64url(state))
+    fn key(state: &str, browser_secret: &str) -> String {
+        format!(
+            "pending:{}:{}",
+            sha256_b64url(state),
+            sha256_b64url(browser_secret)
+        )
     }
 
     /// Stores a pending login. Reuses the browser's binding secret when it already has one, so
@@ -79,12 +78,11 @@ impl PendingLogins {
             request,
             nonce: started.nonce.clone(),
             pkce_verifier: started.pkce_verifier.clone(),
-            browser_hash: sha256_b64url(&started.browser_secret),
             created_at: now,
         };
         self.store
             .put(
-                &Self::key(&started.state),
+                &Self::key(&started.state, &started.browser_secret),
                 &serde_json::to_vec(&pending)?,
                 self.ttl,
             )
@@ -92,28 +90,22 @@ impl PendingLogins {
         Ok(started)
     }
 
-    /// Consumes the pending login for `state` if this browser started it. A callback from the
-    /// wrong browser leaves it in place.
+    /// Consumes the pending login for `state` if this browser started it, in one atomic step. A
+    /// callback from another browser looks for another key and leaves the login in place.
     pub async fn finish(
         &self,
         state: &str,
         browser_secret: Option<&str>,
-    ) -> anyhow::Result<Result<PendingLogin, PendingError>> {
-        if state.len() != 43 {
-            return Ok(Err(PendingError::Unknown));
-        }
-        let key = Self::key(state);
-        let Some(bytes) = self.store.get(&key).await? else {
-            return Ok(Err(PendingError::Unknown));
+    ) -> anyhow::Result<Result<PendingLogin, UnknownLogin>> {
+        let Some(browser_secret) = browser_secret.filter(|s| s.len() == 43) else {
+            return Ok(Err(UnknownLogin));
         };
-        let pending: PendingLogin = serde_json::from_slice(&bytes)?;
-        let offered = sha256_b64url(browser_secret.unwrap_or_default());
-        if !ct_eq(offered.as_bytes(), pending.browser_hash.as_bytes()) {
-            return Ok(Err(PendingError::WrongBrowser));
+        if state.len() != 43 {
+            return Ok(Err(UnknownLogin));
         }
-        match self.store.take(&key).await? {
-            Some(_) => Ok(Ok(pending)),
-            None => Ok(Err(PendingError::Unknown)),
+        match self.store.take(&Self::key(state, browser_secret)).await? {
+            Some(bytes) => Ok(Ok(serde_json::from_slice(&bytes)?)),
+            None => Ok(Err(UnknownLogin)),
         }
     }
 }

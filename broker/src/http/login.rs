@@ -9,7 +9,7 @@ use url::Url;
 use super::pages::{error_page, html, LoginPage, LogoutPage};
 use super::{form_pairs, Broker};
 use crate::accounts::login::LoginOutcome;
-use crate::federation::pending::{PendingError, COOKIE as PENDING_COOKIE};
+use crate::federation::pending::{UnknownLogin, COOKIE as PENDING_COOKIE};
 use crate::federation::upstream::UpstreamError;
 use crate::oidc::authorize::{self, AuthorizeError, AuthorizeRequest};
 use crate::oidc::codes::CodeRecord;
@@ -354,22 +354,13 @@ async fn callback_get(
     let browser = req.cookie(PENDING_COOKIE).map(|c| c.value().to_string());
     let pending = match broker.pending.finish(&state, browser.as_deref()).await {
         Ok(Ok(pending)) => pending,
-        Ok(Err(PendingError::Unknown)) => {
+        Ok(Err(UnknownLogin)) => {
             return error_page(
                 StatusCode::BAD_REQUEST,
                 false,
                 "invalid_request",
-                "Phiên đăng nhập đã hết hạn hoặc không hợp lệ. Vui lòng đăng nhập lại từ ứng dụng.",
-                "The sign-in has expired or is invalid. Please sign in again from the application.",
-            );
-        }
-        Ok(Err(PendingError::WrongBrowser)) => {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                false,
-                "invalid_request",
-                "Phiên đăng nhập được bắt đầu trên trình duyệt khác. Vui lòng đăng nhập lại.",
-                "The sign-in was started in another browser. Please sign in again.",
+                "Phiên đăng nhập đã hết hạn, đã được dùng, hoặc được bắt đầu trên trình duyệt khác. Vui lòng đăng nhập lại từ ứng dụng.",
+                "The sign-in has expired, was already used, or was started in another browser. Please sign in again from the application.",
             );
         }
         Err(e) => {

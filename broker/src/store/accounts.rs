@@ -76,8 +76,8 @@ impl AccountStore for Db {
         .execute(&mut *tx)
         .await?;
         let linked = sqlx::query(
-            "INSERT INTO account_links (upstream_iss, upstream_sub, account_id, created_at, last_login_at) \
-             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (upstream_iss, upstream_sub) DO NOTHING",
+            "INSERT INTO account_links (upstream_iss, upstream_sub, account_id, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (upstream_iss, upstream_sub) DO NOTHING",
         )
         .bind(iss)
         .bind(sub)
@@ -96,8 +96,7 @@ impl AccountStore for Db {
         Ok(r.clone())
     }
 
-    async fn refresh_profile(&self, r: &AccountRecord, iss: &str, sub: &str) -> anyhow::Result<()> {
-        let mut tx = self.pool().begin().await?;
+    async fn refresh_profile(&self, r: &AccountRecord) -> anyhow::Result<()> {
         sqlx::query(
             "UPDATE accounts SET personal_id_enc = $1, personal_id_lookup = $2, personal_id_flag = $3, full_name = $4, \
              birthdate = $5, gender = $6, account_type = $7, loa = $8, updated_at = $9 WHERE id = $10",
@@ -112,15 +111,8 @@ impl AccountStore for Db {
         .bind(i64::from(r.loa))
         .bind(r.updated_at)
         .bind(&r.id)
-        .execute(&mut *tx)
+        .execute(self.pool())
         .await?;
-        sqlx::query("UPDATE account_links SET last_login_at = $1 WHERE upstream_iss = $2 AND upstream_sub = $3")
-            .bind(r.updated_at)
-            .bind(iss)
-            .bind(sub)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         Ok(())
     }
 

@@ -23,8 +23,8 @@ pub enum TokenError {
     NoKey(&'static str),
     #[error("token is malformed, expired, or not ours")]
     Invalid,
-    #[error(transparent)]
-    Sign(#[from] jsonwebtoken::errors::Error),
+    #[error("signing failed: {0:#}")]
+    Sign(anyhow::Error),
 }
 
 #[derive(Clone)]
@@ -65,7 +65,7 @@ impl TokenSigner {
         let mut header = Header::new(alg.jwt());
         header.typ = Some(typ.to_string());
         header.kid = Some(key.meta.kid.clone());
-        Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
+        keys::signer::encode(&header, claims, &key.signer).map_err(TokenError::Sign)
     }
 
     pub fn sign_access_token(&self, claims: &AccessClaims, now: i64) -> Result<String, TokenError> {

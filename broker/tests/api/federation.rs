@@ -389,3 +389,63 @@ async fn silent(
         .await;
     query_of(&location(&response))
 }
+
+on_both_backends!(
+    profile_follows_vneid_on_every_login,
+    |app: TestApp| async move {
+        use broker::accounts::login::LoginOutcome;
+        use broker::accounts::UpstreamIdentity;
+        let accounts = &app.broker.provider.accounts;
+        let mut identity = UpstreamIdentity {
+            upstream_iss: "https://vneid.example".into(),
+            upstream_sub: "sub-1".into(),
+            personal_id: Some("046085690467".into()),
+            legacy_cmnd: None,
+            full_name: "Võ Hữu Tài".into(),
+            birthdate: Some("1985-03-12".into()),
+            gender: None,
+            loa: 1,
+            account_type: "1".into(),
+            phone: None,
+        };
+        let LoginOutcome::Authenticated {
+            account: first,
+            created,
+        } = accounts
+            .complete_login(&identity, 1_000)
+            .await
+            .expect("login");
+        assert!(created);
+        let LoginOutcome::Authenticated {
+            account: same,
+            created,
+        } = accounts
+            .complete_login(&identity, 2_000)
+            .await
+            .expect("login");
+        assert!(!created);
+        assert_eq!(
+            same.updated_at, 1_000,
+            "an unchanged profile is not rewritten"
+        );
+        identity.full_name = "Võ Hữu Tài Em".into();
+        identity.loa = 2;
+        let LoginOutcome::Authenticated {
+            account: changed, ..
+        } = accounts
+            .complete_login(&identity, 3_000)
+            .await
+            .expect("login");
+        assert_eq!(changed.id, first.id);
+        let stored = accounts
+            .find(&first.id)
+            .await
+            .expect("find")
+            .expect("account");
+        assert_eq!(
+            (stored.full_name.as_str(), stored.loa, stored.updated_at),
+            ("Võ Hữu Tài Em", 2, 3_000)
+        );
+        assert_eq!(stored.personal_id.as_deref(), Some("046085690467"));
+    }
+);

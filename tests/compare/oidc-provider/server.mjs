@@ -21,7 +21,14 @@
 import { randomBytes } from 'node:crypto';
 
 import * as jose from 'jose';
-import Provider from 'oidc-provider';
+
+// OIDC_PROVIDER=v8 runs 8.8.1 (the newest release whose runtime check accepts Node 20) instead of the
+// current 9.x (which wants Node 22 LTS and warns on Node 20, but runs).
+const MODULE = process.env.OIDC_PROVIDER === 'v8' ? 'oidc-provider-v8' : 'oidc-provider';
+const { default: Provider } = await import(MODULE);
+const { version: PROVIDER_VERSION } = (
+  await import(`${MODULE}/package.json`, { with: { type: 'json' } })
+).default;
 
 const PORT = Number.parseInt(process.env.PORT ?? '8090', 10);
 const HOST = process.env.HOST ?? '127.0.0.1';
@@ -79,6 +86,9 @@ const configuration = {
       response_types: ['code'],
       redirect_uris: [REDIRECT_URI],
       token_endpoint_auth_method: 'client_secret_basic',
+      // RS256 like the broker's default; oidc-provider also signs one on every refresh (the broker
+      // does not), so ID_TOKEN_ALG=ES256 shows how much of a refresh that RSA signature costs.
+      id_token_signed_response_alg: process.env.ID_TOKEN_ALG ?? 'RS256',
       scope: 'openid profile phone offline_access api',
     },
   ],
@@ -178,7 +188,7 @@ provider.use(async (ctx, next) => {
 provider.on('server_error', (_ctx, err) => console.error('server_error', err));
 
 const server = provider.listen(PORT, HOST, () => {
-  console.log(`oidc-provider listening on ${ISSUER} (pid ${process.pid}, NODE_ENV=${process.env.NODE_ENV ?? ''})`);
+  console.log(`oidc-provider ${PROVIDER_VERSION} on Node ${process.version} listening on ${ISSUER} (pid ${process.pid}, NODE_ENV=${process.env.NODE_ENV ?? ''})`);
 });
 server.keepAliveTimeout = 65_000;
 

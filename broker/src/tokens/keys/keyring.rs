@@ -4,17 +4,16 @@
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use jsonwebtoken::DecodingKey;
 
 use super::generate::{new_stored_key, seal_purpose};
+use super::signer::PreparedKey;
 use super::{Alg, KeyState, KeyStore, StoredKey};
 use crate::crypto::MasterKey;
 
 pub struct LoadedKey {
     pub meta: StoredKey,
-    pub encoding: EncodingKey,
+    pub signer: PreparedKey,
     pub decoding: DecodingKey,
 }
 
@@ -78,17 +77,7 @@ impl KeyRing {
         let pkcs8 = self
             .master
             .open(&seal_purpose(&meta.kid), &meta.private_enc)?;
-        let encoding = match meta.alg {
-            Alg::RS256 => {
-                let pem = format!(
-                    "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-                    STANDARD.encode(&pkcs8)
-                );
-                EncodingKey::from_rsa_pem(pem.as_bytes())?
-            }
-            Alg::ES256 => EncodingKey::from_ec_der(&pkcs8),
-            Alg::EdDSA => EncodingKey::from_ed_der(&pkcs8),
-        };
+        let signer = PreparedKey::from_pkcs8(meta.alg, &pkcs8)?;
         let jwk = &meta.public_jwk;
         let field = |name: &str| {
             jwk.get(name)
@@ -103,7 +92,7 @@ impl KeyRing {
         };
         Ok(LoadedKey {
             meta,
-            encoding,
+            signer,
             decoding,
         })
     }

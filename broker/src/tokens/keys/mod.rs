@@ -7,6 +7,7 @@
 pub mod generate;
 pub mod keyring;
 pub mod rotation;
+pub mod signer;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
