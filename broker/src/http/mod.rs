@@ -1,9 +1,12 @@
 //! The only place with actix types: routes, extractors, and outcome → response mapping.
 
 pub mod admin;
+pub mod authorize;
+pub mod callback;
 pub mod errors;
+pub mod front;
 pub mod logging;
-pub mod login;
+pub mod logout;
 pub mod pages;
 pub mod protocol;
 
@@ -38,7 +41,9 @@ pub trait Readiness: Send + Sync {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(64 * 1024))
         .configure(protocol::configure)
-        .configure(login::configure)
+        .configure(authorize::configure)
+        .configure(callback::configure)
+        .configure(logout::configure)
         .configure(admin::configure)
         .route("/healthz", web::get().to(health_get))
         .route("/readyz", web::get().to(ready_get));
