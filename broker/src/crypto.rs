@@ -55,6 +55,7 @@ pub struct MasterKey {
     envelope: std::sync::Arc<LessSafeKey>,
     lookup: hmac::Key,
     secrets: hmac::Key,
+    refresh: hmac::Key,
 }
 
 impl MasterKey {
@@ -77,6 +78,10 @@ impl MasterKey {
             secrets: hmac::Key::new(
                 hmac::HMAC_SHA256,
                 derive("broker/client-secret/v1").as_ref(),
+            ),
+            refresh: hmac::Key::new(
+                hmac::HMAC_SHA256,
+                derive("broker/refresh-token/v1").as_ref(),
             ),
         })
     }
@@ -126,6 +131,11 @@ impl MasterKey {
     /// entropy, so a slow password hash would only throttle the token endpoint.
     pub fn secret_hash(&self, secret: &str) -> String {
         b64url(hmac::sign(&self.secrets, secret.as_bytes()).as_ref())
+    }
+
+    /// The MAC that makes a refresh token authentic (see `tokens::grants`).
+    pub fn refresh_mac(&self, data: &str) -> String {
+        b64url(hmac::sign(&self.refresh, data.as_bytes()).as_ref())
     }
 }
 

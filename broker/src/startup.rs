@@ -26,7 +26,7 @@ use crate::sessions::redis::RedisStore;
 use crate::sessions::sso::SsoSessions;
 use crate::sessions::SessionStore;
 use crate::store::Db;
-use crate::tokens::grants::GrantStore;
+use crate::tokens::grants::{GrantStore, RefreshTokens};
 use crate::tokens::keys::keyring::KeyRing;
 use crate::tokens::keys::rotation::{rotate_due, RotationTimings};
 use crate::tokens::keys::store::FileKeyStore;
@@ -63,7 +63,6 @@ pub async fn connect_db(settings: &Settings) -> anyhow::Result<Db> {
     )?
     .context("no database URL")?;
     let db = Db::connect(url.expose(), settings.database.max_connections).await?;
-    db.migrate().await?;
     Ok(db)
 }
 
@@ -144,6 +143,7 @@ impl Application {
             },
             signer: TokenSigner::new(ring, &issuer, settings.tokens.access_token_alg),
             grants: Arc::new(db.clone()),
+            refresh: RefreshTokens::new(master.clone()),
             codes: Codes::new(
                 sessions.clone(),
                 Duration::from_secs(settings.tokens.code_ttl_secs),
@@ -259,6 +259,7 @@ fn spawn_key_maintenance(ring: KeyRing, settings: &Settings, clock: SharedClock)
 fn spawn_purge(grants: Arc<dyn GrantStore>, clock: SharedClock) {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(Duration::from_secs(3600));
+        ticker.tick().await;
         loop {
             ticker.tick().await;
             match grants.purge_expired(clock.now()).await {

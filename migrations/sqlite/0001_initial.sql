@@ -43,20 +43,14 @@ CREATE TABLE grants (
     auth_time  BIGINT,
     created_at BIGINT NOT NULL,
     revoked_at BIGINT,
-    revoked_reason TEXT
+    revoked_reason TEXT,
+    -- The refresh-token family: the generation of its current token (see tokens/grants.rs).
+    refresh_generation BIGINT,
+    refresh_expires_at BIGINT,
+    rotated_at         BIGINT
 );
 CREATE INDEX grants_account ON grants (account_id);
 CREATE INDEX grants_sid ON grants (sid);
-
-CREATE TABLE refresh_tokens (
-    token_hash TEXT PRIMARY KEY,
-    grant_id   TEXT NOT NULL REFERENCES grants (id),
-    scope      TEXT NOT NULL,
-    created_at BIGINT NOT NULL,
-    expires_at BIGINT NOT NULL,
-    used_at    BIGINT
-);
-CREATE INDEX refresh_tokens_grant ON refresh_tokens (grant_id);
 
 -- Revoked access tokens (RFC 7009), kept until they expire: durable, so that losing the
 -- session store never brings a revoked token back.

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::error::OAuthError;
+use super::grants::refresh_token::current_grant;
 use super::userinfo::live_access_token;
 use super::Provider;
 use crate::clients::auth::Presented;
 use crate::clients::Client;
-use crate::crypto::sha256_b64url;
 use crate::tokens::claims::Audience;
 
 pub async fn introspect(
@@ -29,12 +29,7 @@ pub async fn introspect(
     let hint = params.get("token_type_hint").map(String::as_str);
     let inactive = json!({ "active": false });
     let as_access = || async { live_access_token(p, token, now).await.ok() };
-    let as_refresh = || async {
-        if token.len() != 43 {
-            return Ok::<_, OAuthError>(None);
-        }
-        Ok(p.grants.find_refresh(&sha256_b64url(token)).await?)
-    };
+    let as_refresh = || async { current_grant(p, token, now).await };
     if hint != Some("refresh_token") {
         if let Some(claims) = as_access().await {
             if !entitled(&caller, &claims.client_id, Some(&claims.aud)) {
@@ -49,10 +44,8 @@ pub async fn introspect(
             return Ok(out);
         }
     }
-    if let Some((refresh, grant)) = as_refresh().await? {
-        let live =
-            grant.revoked_at.is_none() && refresh.used_at.is_none() && refresh.expires_at > now;
-        if !live || !entitled(&caller, &grant.client_id, None) {
+    if let Some(grant) = as_refresh().await? {
+        if !entitled(&caller, &grant.client_id, None) {
             return Ok(inactive);
         }
         return Ok(json!({
@@ -60,9 +53,9 @@ pub async fn introspect(
             "token_type": "refresh_token",
             "client_id": grant.client_id,
             "sub": grant.account_id,
-            "scope": refresh.scope,
-            "exp": refresh.expires_at,
-            "iat": refresh.created_at,
+            "scope": grant.scope,
+            "exp": grant.refresh_expires_at,
+            "iat": grant.created_at,
             "iss": &*p.issuer,
             "sid": grant.sid,
         }));

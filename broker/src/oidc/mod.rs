@@ -23,7 +23,7 @@ use crate::clock::SharedClock;
 use crate::config::TokenSettings;
 use crate::sessions::sso::SsoSessions;
 use crate::sessions::SessionStore;
-use crate::tokens::grants::GrantStore;
+use crate::tokens::grants::{GrantStore, RefreshTokens};
 use crate::tokens::TokenSigner;
 use acr::AcrPolicy;
 use codes::Codes;
@@ -36,6 +36,7 @@ pub struct Provider {
     pub client_auth: ClientAuthenticator,
     pub signer: TokenSigner,
     pub grants: Arc<dyn GrantStore>,
+    pub refresh: RefreshTokens,
     pub codes: Codes,
     pub sso: SsoSessions,
     pub sessions: Arc<dyn SessionStore>,

@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 
 use super::error::OAuthError;
+use super::grants::refresh_token::current_grant;
 use super::userinfo::{deny_access_token, live_access_token};
 use super::Provider;
 use crate::clients::auth::Presented;
-use crate::crypto::sha256_b64url;
 
 pub async fn revoke(
     p: &Provider,
@@ -21,8 +21,8 @@ pub async fn revoke(
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     // The hint is advisory (RFC 7009 §2.1): every token type we issue is looked up anyway.
-    if token.len() == 43 {
-        if let Some((_, grant)) = p.grants.find_refresh(&sha256_b64url(token)).await? {
+    {
+        if let Some(grant) = current_grant(p, token, now).await? {
             if grant.client_id == caller.client_id {
                 p.grants
                     .revoke_grant(&grant.id, "revoked by the client", now)

@@ -1,12 +1,14 @@
-//! `GrantStore` in SQL.
+//! `GrantStore` in SQL. The hot path, refresh-token rotation, is one conditional UPDATE.
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{opt_text, Db};
-use crate::tokens::grants::{GrantRecord, GrantStore, RefreshRecord, RotateOutcome};
+use crate::tokens::grants::{GrantRecord, GrantStore, RotateOutcome};
 
-const GRANT_COLUMNS: &str = "g.id, g.client_id, g.account_id, g.sid, g.scope AS grant_scope, g.resource, g.acr, g.auth_time, g.created_at AS grant_created_at, g.revoked_at";
+const GRANT_COLUMNS: &str =
+    "id, client_id, account_id, sid, scope, resource, acr, auth_time, created_at, revoked_at, \
+                             refresh_generation, refresh_expires_at";
 
 fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
     Ok(GrantRecord {
@@ -14,41 +16,23 @@ fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
         client_id: row.try_get("client_id")?,
         account_id: opt_text(row, "account_id")?,
         sid: opt_text(row, "sid")?,
-        scope: row.try_get("grant_scope")?,
+        scope: row.try_get("scope")?,
         resource: opt_text(row, "resource")?,
         acr: opt_text(row, "acr")?,
         auth_time: row.try_get("auth_time")?,
-        created_at: row.try_get("grant_created_at")?,
+        created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        refresh_generation: row.try_get("refresh_generation")?,
+        refresh_expires_at: row.try_get("refresh_expires_at")?,
     })
-}
-
-async fn insert_refresh<'e, E>(executor: E, r: &RefreshRecord) -> anyhow::Result<()>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    sqlx::query("INSERT INTO refresh_tokens (token_hash, grant_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(&r.token_hash)
-        .bind(&r.grant_id)
-        .bind(&r.scope)
-        .bind(r.created_at)
-        .bind(r.expires_at)
-        .execute(executor)
-        .await?;
-    Ok(())
 }
 
 #[async_trait::async_trait]
 impl GrantStore for Db {
-    async fn create_grant(
-        &self,
-        g: &GrantRecord,
-        refresh: Option<&RefreshRecord>,
-    ) -> anyhow::Result<()> {
-        let mut tx = self.pool().begin().await?;
+    async fn create_grant(&self, g: &GrantRecord) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO grants (id, client_id, account_id, sid, scope, resource, acr, auth_time, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO grants (id, client_id, account_id, sid, scope, resource, acr, auth_time, created_at, \
+             refresh_generation, refresh_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&g.id)
         .bind(&g.client_id)
@@ -59,62 +43,45 @@ impl GrantStore for Db {
         .bind(&g.acr)
         .bind(g.auth_time)
         .bind(g.created_at)
-        .execute(&mut *tx)
+        .bind(g.refresh_generation)
+        .bind(g.refresh_expires_at)
+        .execute(self.pool())
         .await?;
-        if let Some(r) = refresh {
-            insert_refresh(&mut *tx, r).await?;
-        }
-        tx.commit().await?;
         Ok(())
     }
 
-    async fn find_refresh(
-        &self,
-        token_hash: &str,
-    ) -> anyhow::Result<Option<(RefreshRecord, GrantRecord)>> {
-        let sql = format!(
-            "SELECT r.token_hash, r.grant_id, r.scope, r.created_at, r.expires_at, r.used_at, {GRANT_COLUMNS} \
-             FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id WHERE r.token_hash = $1"
-        );
-        let Some(row) = sqlx::query(&sql)
-            .bind(token_hash)
+    async fn find_grant(&self, grant_id: &str) -> anyhow::Result<Option<GrantRecord>> {
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(grant_id)
             .fetch_optional(self.pool())
-            .await?
-        else {
-            return Ok(None);
-        };
-        let refresh = RefreshRecord {
-            token_hash: row.try_get("token_hash")?,
-            grant_id: row.try_get("grant_id")?,
-            scope: row.try_get("scope")?,
-            created_at: row.try_get("created_at")?,
-            expires_at: row.try_get("expires_at")?,
-            used_at: row.try_get("used_at")?,
-        };
-        Ok(Some((refresh, grant_from_row(&row)?)))
+            .await?;
+        row.as_ref().map(grant_from_row).transpose()
     }
 
     async fn rotate_refresh(
         &self,
-        old_hash: &str,
-        new: &RefreshRecord,
+        grant_id: &str,
+        client_id: &str,
+        generation: i64,
         now: i64,
     ) -> anyhow::Result<RotateOutcome> {
-        let mut tx = self.pool().begin().await?;
-        let marked = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
-        )
-        .bind(now)
-        .bind(old_hash)
-        .execute(&mut *tx)
-        .await?;
-        if marked.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(RotateOutcome::AlreadyUsed);
-        }
-        insert_refresh(&mut *tx, new).await?;
-        tx.commit().await?;
-        Ok(RotateOutcome::Rotated)
+        let sql = format!(
+            "UPDATE grants SET refresh_generation = refresh_generation + 1, rotated_at = $1 \
+             WHERE id = $2 AND client_id = $3 AND refresh_generation = $4 AND revoked_at IS NULL \
+             AND refresh_expires_at > $1 RETURNING {GRANT_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(now)
+            .bind(grant_id)
+            .bind(client_id)
+            .bind(generation)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            Some(row) => RotateOutcome::Rotated(Box::new(grant_from_row(&row)?)),
+            None => RotateOutcome::NotCurrent,
+        })
     }
 
     async fn revoke_grant(&self, grant_id: &str, reason: &str, now: i64) -> anyhow::Result<bool> {
@@ -125,15 +92,6 @@ impl GrantStore for Db {
             .execute(self.pool())
             .await?;
         Ok(result.rows_affected() > 0)
-    }
-
-    async fn find_grant(&self, grant_id: &str) -> anyhow::Result<Option<GrantRecord>> {
-        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants g WHERE g.id = $1");
-        let row = sqlx::query(&sql)
-            .bind(grant_id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(grant_from_row).transpose()
     }
 
     async fn deny_access_token(&self, jti_hash: &str, expires_at: i64) -> anyhow::Result<()> {
@@ -167,27 +125,27 @@ impl GrantStore for Db {
         Ok(denied == 0 && (grant_id.is_none() || live_grants > 0))
     }
 
-    async fn revoke_session(&self, sid: &str, reason: &str, now: i64) -> anyhow::Result<u64> {
-        let result = sqlx::query(
-            "UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE sid = $3 AND revoked_at IS NULL",
+    async fn purge_expired(&self, now: i64) -> anyhow::Result<u64> {
+        let credentials = sqlx::query(
+            "UPDATE grants SET refresh_generation = NULL WHERE refresh_generation IS NOT NULL AND refresh_expires_at < $1",
         )
         .bind(now)
-        .bind(reason)
-        .bind(sid)
         .execute(self.pool())
         .await?;
-        Ok(result.rows_affected())
-    }
-
-    async fn purge_expired(&self, now: i64) -> anyhow::Result<u64> {
-        let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
-            .bind(now)
-            .execute(self.pool())
-            .await?;
         let denied = sqlx::query("DELETE FROM revoked_access_tokens WHERE expires_at < $1")
             .bind(now)
             .execute(self.pool())
             .await?;
-        Ok(tokens.rows_affected() + denied.rows_affected())
+        Ok(credentials.rows_affected() + denied.rows_affected())
+    }
+
+    async fn revoke_session(&self, sid: &str, reason: &str, now: i64) -> anyhow::Result<u64> {
+        let result = sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE sid = $3 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(reason)
+            .bind(sid)
+            .execute(self.pool())
+            .await?;
+        Ok(result.rows_affected())
     }
 }

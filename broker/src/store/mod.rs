@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -39,6 +39,9 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
+    /// Prepares the database on one dedicated connection (SQLite: WAL mode; both: migrations),
+    /// closes it, and only then opens the pool, so that no pooled connection can ever see the
+    /// database half-prepared, and pooled connections only set their per-connection pragmas.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
@@ -51,15 +54,32 @@ impl Db {
         if backend == Backend::Sqlite {
             ensure_sqlite_dir(url)?;
         }
+        let mut setup = AnyConnection::connect(url)
+            .await
+            .context("cannot connect to the database")?;
+        if backend == Backend::Sqlite {
+            setup.execute("PRAGMA journal_mode = WAL").await?;
+        }
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&mut setup)
+            .await
+            .context("database migration failed")?;
+        setup.close().await?;
+
         let mut options = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
+                    // busy_timeout first: every later statement may meet a lock.
                     conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                        "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
+                         PRAGMA foreign_keys = ON;",
                     )
                     .await?;
                     Ok(())
@@ -71,18 +91,6 @@ impl Db {
             .await
             .context("cannot connect to the database")?;
         Ok(Self { pool, backend })
-    }
-
-    pub async fn migrate(&self) -> anyhow::Result<()> {
-        let migrator = match self.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator
-            .run(&self.pool)
-            .await
-            .context("database migration failed")?;
-        Ok(())
     }
 
     pub fn backend(&self) -> Backend {

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 
 use super::issue::{self, IdTokenInput, UserContext};
 use crate::clients::{Client, GrantType};
-use crate::crypto::{random_token, sha256_b64url};
+
 use crate::oidc::codes::{CodeRecord, Redemption};
 use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::oidc::{pkce, Provider, TokenResponse};
-use crate::tokens::grants::{GrantRecord, RefreshRecord};
+use crate::tokens::grants::GrantRecord;
 
 const BAD_CODE: &str = "the authorization code is invalid, expired or already used";
 
@@ -40,10 +40,7 @@ pub async fn exchange(
     // The grant row exists before the code is consumed, so a replay that races us always
     // finds something to revoke.
     let scope = record.scope.clone();
-    let refresh = client
-        .metadata
-        .allows_grant(GrantType::RefreshToken)
-        .then(random_token);
+    let refresh = client.metadata.allows_grant(GrantType::RefreshToken);
     let grant = GrantRecord {
         id: record.grant_id.clone(),
         client_id: client.client_id.clone(),
@@ -55,18 +52,10 @@ pub async fn exchange(
         auth_time: Some(record.auth_time),
         created_at: now,
         revoked_at: None,
+        refresh_generation: refresh.then_some(0),
+        refresh_expires_at: refresh.then_some(now + p.tokens.refresh_token_ttl_secs),
     };
-    let refresh_record = refresh.as_ref().map(|token| RefreshRecord {
-        token_hash: sha256_b64url(token),
-        grant_id: grant.id.clone(),
-        scope: scope.clone(),
-        created_at: now,
-        expires_at: now + p.tokens.refresh_token_ttl_secs,
-        used_at: None,
-    });
-    p.grants
-        .create_grant(&grant, refresh_record.as_ref())
-        .await?;
+    p.grants.create_grant(&grant).await?;
     match p.codes.redeem(&client.client_id, code, &grant.id).await? {
         Redemption::Fresh(_) => {}
         Redemption::Replayed { grant_id } => return Err(replayed(p, &grant_id, now).await),
@@ -111,7 +100,7 @@ pub async fn exchange(
         access_token,
         token_type: "Bearer",
         expires_in: p.tokens.access_token_ttl_secs,
-        refresh_token: refresh,
+        refresh_token: refresh.then(|| p.refresh.mint(&grant.id, 0)),
         id_token: Some(id_token),
         scope,
     })

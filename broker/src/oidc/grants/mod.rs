@@ -3,7 +3,7 @@
 mod authorization_code;
 mod client_credentials;
 pub mod issue;
-mod refresh_token;
+pub mod refresh_token;
 
 use std::collections::HashMap;
 

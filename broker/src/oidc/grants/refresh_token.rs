@@ -1,4 +1,6 @@
 //! `grant_type=refresh_token` with rotation and reuse detection (RFC 6749 §6, RFC 9700 §4.14).
+//! The happy path is one conditional UPDATE (`GrantStore::rotate_refresh`); only a token that is
+//! not current is looked at further, to tell a replay (revoke the family) from garbage.
 //! No ID token is returned on refresh (OIDC Core §12.2 makes it optional): it would cost an
 //! RSA signature per refresh for a token the client already has.
 
@@ -7,10 +9,9 @@ use std::collections::HashMap;
 use super::issue::{self, UserContext};
 use super::narrow_scope;
 use crate::clients::{Client, GrantType};
-use crate::crypto::{random_token, sha256_b64url};
 use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::oidc::{Provider, TokenResponse};
-use crate::tokens::grants::{RefreshRecord, RotateOutcome};
+use crate::tokens::grants::{GrantRecord, RefreshToken, RotateOutcome};
 
 const BAD_TOKEN: &str = "the refresh token is invalid, expired or revoked";
 
@@ -26,40 +27,29 @@ pub async fn refresh(
             "client may not use this grant type",
         ));
     }
-    let token = params
+    let offered = params
         .get("refresh_token")
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
-    if token.len() != 43 {
-        return Err(OAuthError::invalid_grant(BAD_TOKEN));
-    }
-    let hash = sha256_b64url(token);
-    let (old, grant) = p
-        .grants
-        .find_refresh(&hash)
-        .await?
+    let token = p
+        .refresh
+        .verify(offered)
         .ok_or_else(|| OAuthError::invalid_grant(BAD_TOKEN))?;
-    if grant.client_id != client.client_id || grant.revoked_at.is_some() || old.expires_at <= now {
-        return Err(OAuthError::invalid_grant(BAD_TOKEN));
-    }
-    if old.used_at.is_some() {
-        reuse_detected(p, &grant.id, now).await?;
-        return Err(OAuthError::invalid_grant(BAD_TOKEN));
-    }
-    let scope = narrow_scope(params.get("scope"), &old.scope)?;
-    let new_token = random_token();
-    let new = RefreshRecord {
-        token_hash: sha256_b64url(&new_token),
-        grant_id: grant.id.clone(),
-        // The family keeps its original scope; a narrower request narrows only this access token.
-        scope: old.scope.clone(),
-        created_at: now,
-        expires_at: old.expires_at,
-        used_at: None,
+    let outcome = p
+        .grants
+        .rotate_refresh(&token.grant_id, &client.client_id, token.generation, now)
+        .await?;
+    let grant = match outcome {
+        RotateOutcome::Rotated(grant) => grant,
+        RotateOutcome::NotCurrent => {
+            reuse_check(p, client, &token, now).await?;
+            return Err(OAuthError::invalid_grant(BAD_TOKEN));
+        }
     };
-    if let RotateOutcome::AlreadyUsed = p.grants.rotate_refresh(&hash, &new, now).await? {
-        reuse_detected(p, &grant.id, now).await?;
-        return Err(OAuthError::invalid_grant(BAD_TOKEN));
-    }
+    let new_token = p
+        .refresh
+        .mint(&grant.id, grant.refresh_generation.unwrap_or_default());
+    // A narrower scope narrows this access token only; the family keeps its scope.
+    let scope = narrow_scope(params.get("scope"), &grant.scope)?;
     let account_id = grant.account_id.clone().unwrap_or_default();
     let user = UserContext {
         account_id: &account_id,
@@ -80,12 +70,46 @@ pub async fn refresh(
     })
 }
 
-async fn reuse_detected(p: &Provider, grant_id: &str, now: i64) -> Result<(), OAuthError> {
-    if p.grants
-        .revoke_grant(grant_id, "refresh token reused", now)
-        .await?
+/// The authentic token was not the live current one. If it belongs to a live family of this
+/// client and is of an earlier generation, it is a replay, so the family is revoked. Another
+/// client's token, or one of an expired or revoked family, changes nothing.
+async fn reuse_check(
+    p: &Provider,
+    client: &Client,
+    token: &RefreshToken,
+    now: i64,
+) -> Result<(), OAuthError> {
+    let Some(grant) = p.grants.find_grant(&token.grant_id).await? else {
+        return Ok(());
+    };
+    let live_family = grant.client_id == client.client_id
+        && grant.revoked_at.is_none()
+        && grant.refresh_expires_at.is_some_and(|t| t > now);
+    let earlier = grant
+        .refresh_generation
+        .is_some_and(|current| token.generation < current);
+    if live_family
+        && earlier
+        && p.grants
+            .revoke_grant(&grant.id, "refresh token reused", now)
+            .await?
     {
-        tracing::warn!(grant = %grant_id, "refresh token reused: the whole family is revoked");
+        tracing::warn!(grant = %grant.id, "refresh token reused: the whole family is revoked");
     }
     Ok(())
+}
+
+/// The grant whose live current refresh token `offered` is (introspection, revocation).
+pub async fn current_grant(
+    p: &Provider,
+    offered: &str,
+    now: i64,
+) -> anyhow::Result<Option<GrantRecord>> {
+    let Some(token) = p.refresh.verify(offered) else {
+        return Ok(None);
+    };
+    Ok(p.grants
+        .find_grant(&token.grant_id)
+        .await?
+        .filter(|grant| grant.refresh_is_current(&token, now)))
 }

@@ -27,7 +27,7 @@ pub struct TestApp {
     pub app_db: broker::store::Db,
     pub broker: actix_web::web::Data<broker::http::Broker>,
     pub http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    dir: Arc<tempfile::TempDir>,
 }
 
 /// Runs `body` against a fresh app on the given backends. PostgreSQL + Redis are skipped (with
@@ -41,6 +41,7 @@ macro_rules! on_both_backends {
             async fn sqlite_memory() {
                 let app =
                     $crate::support::TestApp::spawn($crate::support::Backends::SqliteMemory).await;
+                let _dir = app.guard();
                 ($body)(app).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,6 +49,7 @@ macro_rules! on_both_backends {
                 let Some(app) = $crate::support::TestApp::spawn_production().await else {
                     return;
                 };
+                let _dir = app.guard();
                 ($body)(app).await;
             }
         }
@@ -148,8 +150,15 @@ impl TestApp {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
-            _dir: dir,
+            dir: Arc::new(dir),
         }
+    }
+
+    /// Keeps the data directory alive for as long as the caller holds it. A test body that only
+    /// touches some fields of `TestApp` captures just those fields, which would otherwise drop
+    /// (and delete) the directory while the test still runs.
+    pub fn guard(&self) -> Arc<tempfile::TempDir> {
+        self.dir.clone()
     }
 
     pub fn endpoint(&self, path: &str) -> String {
