@@ -20,6 +20,9 @@ ADMIN=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
 "$BIN/broker" keys generate-master > "$WORK/master.key"
 DB=""
 cleanup() {
+  if grep -qE "ERROR|WARN" "$WORK/broker.log" 2>/dev/null; then
+    echo "--- broker warnings and errors (first 20):"; grep -E "ERROR|WARN" "$WORK/broker.log" | head -20
+  fi
   kill "${BROKER_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true
   wait 2>/dev/null || true
   if [ -n "$DB" ]; then psql postgres://postgres@127.0.0.1:5432/test -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true; fi
