@@ -82,6 +82,8 @@ pub struct Settings {
 }
 
 impl Default for Settings {
+    // The literal URL is valid; `expect` cannot fire.
+    #[allow(clippy::expect_used)]
     fn default() -> Self {
         Self {
             environment: Environment::Production,

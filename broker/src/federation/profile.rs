@@ -95,6 +95,8 @@ pub struct UpstreamProfile {
 }
 
 impl Default for UpstreamProfile {
+    // The literal URL is valid; `expect` cannot fire.
+    #[allow(clippy::expect_used)]
     fn default() -> Self {
         let assurance_levels = [("1", 1), ("2", 2), ("LoA1", 1), ("LoA2", 2)]
             .into_iter()

@@ -100,13 +100,21 @@ async fn token_post(broker: web::Data<Broker>, req: HttpRequest, body: web::Byte
         grants::token(&broker.provider, &form.presented, &form.params).await
     }
     .await;
+    json_answer(&req, result)
+}
+
+/// A back-channel JSON answer: `no-store` on success, the RFC error otherwise.
+fn json_answer<T: serde::Serialize>(
+    req: &HttpRequest,
+    result: Result<T, OAuthError>,
+) -> HttpResponse {
     match result {
-        Ok(response) => {
+        Ok(body) => {
             let mut builder = HttpResponse::Ok();
             no_store(&mut builder);
-            builder.json(response)
+            builder.json(body)
         }
-        Err(e) => json_error(&e, uses_basic(&req)),
+        Err(e) => json_error(&e, uses_basic(req)),
     }
 }
 
@@ -186,12 +194,5 @@ async fn introspect_post(
         introspect::introspect(&broker.provider, &form.presented, &form.params).await
     }
     .await;
-    match result {
-        Ok(answer) => {
-            let mut builder = HttpResponse::Ok();
-            no_store(&mut builder);
-            builder.json(answer)
-        }
-        Err(e) => json_error(&e, uses_basic(&req)),
-    }
+    json_answer(&req, result)
 }

@@ -147,6 +147,10 @@ on_both_backends!(
         assert_eq!(r.status(), 200);
         let page = r.text().await.expect("page");
         assert!(page.contains("Sign in with VNeID"));
+        assert!(
+            page.contains(&format!("client_id={}", client.id)) && page.contains("ui_locales=vi"),
+            "the language switch repeats the POSTed request"
+        );
         // Garbage never causes a server error.
         for query in [
             "%ZZ",

@@ -2,6 +2,8 @@
 //! sessions always, PostgreSQL + Redis when BROKER_TEST_DATABASE_URL and BROKER_TEST_REDIS_URL
 //! are set (CI sets them, and a missing pair fails there instead of being skipped).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 mod admin;
