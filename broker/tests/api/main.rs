@@ -12,4 +12,5 @@ mod cli;
 mod federation;
 mod keys;
 mod rp;
+mod tls;
 mod tokens;
