@@ -48,6 +48,10 @@ impl Upstream {
             "upstreams without an ID token (VNeID variant C) are not supported yet"
         );
         anyhow::ensure!(
+            profile.discovery,
+            "upstreams without discovery (explicit endpoints) are not supported yet; set upstream.discovery = true"
+        );
+        anyhow::ensure!(
             profile
                 .name
                 .bytes()

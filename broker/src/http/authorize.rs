@@ -206,12 +206,17 @@ async fn start_upstream_login(
     }
     let other_lang = if english { "vi" } else { "en" };
     let other_url = language_switch(broker, params, other_lang);
+    let name = &broker.upstream.profile.display_name;
+    let (button_en, button_vi) = (
+        format!("Sign in with {name}"),
+        format!("Đăng nhập bằng {name}"),
+    );
     let page = if english {
         LoginPage {
             lang: "en",
             title: "Sign in",
             subtitle: "Sign in with your national electronic identity (VNeID) account",
-            button: "Sign in with VNeID",
+            button: &button_en,
             help: "Need help? VNeID 1900 0368 · Hue-S 1900 1075",
             upstream_url: url.as_str(),
             other_lang: "Tiếng Việt",
@@ -222,7 +227,7 @@ async fn start_upstream_login(
             lang: "vi",
             title: "Đăng nhập",
             subtitle: "Đăng nhập bằng tài khoản định danh điện tử VNeID",
-            button: "Đăng nhập bằng VNeID",
+            button: &button_vi,
             help: "Cần hỗ trợ: VNeID 1900 0368 · Hue-S 1900 1075",
             upstream_url: url.as_str(),
             other_lang: "English",
