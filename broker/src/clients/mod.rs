@@ -104,6 +104,13 @@ impl ClientMetadata {
     pub fn is_public(&self) -> bool {
         self.token_endpoint_auth_method == AuthMethod::None
     }
+    /// RFC 8707: a resource the client registered, or its API audience.
+    pub fn allows_resource(&self, resource: &str) -> bool {
+        self.resources
+            .iter()
+            .chain(self.audience.iter())
+            .any(|a| a == resource)
+    }
     pub fn allows_scope(&self, scope: &str) -> bool {
         self.scope.split(' ').any(|s| s == scope)
     }

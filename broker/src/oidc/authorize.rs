@@ -240,13 +240,7 @@ pub fn parse(
     };
     let resource = match params.get("resource") {
         Some(r) => {
-            let allowed = client
-                .metadata
-                .resources
-                .iter()
-                .chain(client.metadata.audience.iter())
-                .any(|a| a == r);
-            if !allowed {
+            if !client.metadata.allows_resource(r) {
                 return Err(fail(OAuthError::new(
                     ErrorCode::InvalidTarget,
                     "resource is not allowed for this client",

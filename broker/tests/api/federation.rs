@@ -124,17 +124,7 @@ on_both_backends!(
         for _ in 0..2 {
             let pkce = Pkce::new();
             let cb = Browser::new().login(&app, &client, "C01", &pkce, &[]).await;
-            let (status, tokens) = app
-                .token(
-                    &client,
-                    &[
-                        ("grant_type", "authorization_code"),
-                        ("code", cb.code()),
-                        ("redirect_uri", &client.redirect_uri),
-                        ("code_verifier", &pkce.verifier),
-                    ],
-                )
-                .await;
+            let (status, tokens) = app.exchange(&client, cb.code(), &pkce.verifier).await;
             assert_eq!(status, 200);
             let (_, claims) =
                 crate::support::jwt_parts(tokens["id_token"].as_str().expect("id_token"));
@@ -209,17 +199,7 @@ on_both_backends!(
         let cb = Browser::new()
             .login(&app, &client, "C07", &pkce, &acr2)
             .await;
-        let (_, tokens) = app
-            .token(
-                &client,
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", cb.code()),
-                    ("redirect_uri", &client.redirect_uri),
-                    ("code_verifier", &pkce.verifier),
-                ],
-            )
-            .await;
+        let (_, tokens) = app.exchange(&client, cb.code(), &pkce.verifier).await;
         let (_, claims) = crate::support::jwt_parts(tokens["id_token"].as_str().expect("id_token"));
         assert_eq!(claims["acr"], "urn:vn:hue:broker:loa:2");
     }
@@ -281,17 +261,7 @@ on_both_backends!(
         let browser = Browser::new();
         let pkce = Pkce::new();
         let cb = browser.login(&app, &client, "C01", &pkce, &[]).await;
-        let (_, tokens) = app
-            .token(
-                &client,
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", cb.code()),
-                    ("redirect_uri", &client.redirect_uri),
-                    ("code_verifier", &pkce.verifier),
-                ],
-            )
-            .await;
+        let (_, tokens) = app.exchange(&client, cb.code(), &pkce.verifier).await;
         // A bare GET (as a cross-site link would do) only asks.
         let ask = browser.get(&app.endpoint("/end_session")).await;
         assert_eq!(ask.status(), 200);

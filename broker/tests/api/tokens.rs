@@ -14,26 +14,13 @@ async fn code_for(app: &TestApp, client: &Client, pkce: &Pkce) -> String {
         .to_string()
 }
 
-async fn exchange(app: &TestApp, client: &Client, code: &str, verifier: &str) -> (u16, Value) {
-    app.token(
-        client,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", &client.redirect_uri),
-            ("code_verifier", verifier),
-        ],
-    )
-    .await
-}
-
 on_both_backends!(
     code_is_single_use_and_replay_revokes,
     |app: TestApp| async move {
         let client = app.confidential_client().await;
         let pkce = Pkce::new();
         let code = code_for(&app, &client, &pkce).await;
-        let (status, tokens) = exchange(&app, &client, &code, &pkce.verifier).await;
+        let (status, tokens) = app.exchange(&client, &code, &pkce.verifier).await;
         assert_eq!(status, 200, "{tokens}");
         let (header, claims) = jwt_parts(tokens["access_token"].as_str().expect("at"));
         assert_eq!(header["typ"], "at+jwt");
@@ -52,7 +39,7 @@ on_both_backends!(
             200
         );
 
-        let (status, replay) = exchange(&app, &client, &code, &pkce.verifier).await;
+        let (status, replay) = app.exchange(&client, &code, &pkce.verifier).await;
         assert_eq!(
             (status, replay["error"].as_str()),
             (400, Some("invalid_grant"))
@@ -132,7 +119,7 @@ on_both_backends!(
                 "{form:?}"
             );
         }
-        let (status, _) = exchange(&app, &client, &code, &pkce.verifier).await;
+        let (status, _) = app.exchange(&client, &code, &pkce.verifier).await;
         assert_eq!(status, 200, "the failed attempts did not spend the code");
 
         // RFC 9700 §4.8.2: a verifier for a code issued without a challenge is refused.
@@ -153,7 +140,7 @@ on_both_backends!(
         let code = crate::support::browser::query_of(&crate::support::browser::location(&back))
             ["code"]
             .clone();
-        let (status, body) = exchange(&app, &client, &code, &Pkce::new().verifier).await;
+        let (status, body) = app.exchange(&client, &code, &Pkce::new().verifier).await;
         assert_eq!(
             (status, body["error"].as_str()),
             (400, Some("invalid_grant"))
@@ -167,13 +154,13 @@ on_both_backends!(
         let client = app.confidential_client().await;
         let other = app.confidential_client().await;
         let pkce = Pkce::new();
-        let (_, tokens) = exchange(
-            &app,
-            &client,
-            &code_for(&app, &client, &pkce).await,
-            &pkce.verifier,
-        )
-        .await;
+        let (_, tokens) = app
+            .exchange(
+                &client,
+                &code_for(&app, &client, &pkce).await,
+                &pkce.verifier,
+            )
+            .await;
         let first = tokens["refresh_token"].as_str().expect("rt").to_string();
         let (status, body) = app
             .token(
@@ -471,13 +458,13 @@ on_both_backends!(
         .client_with(json!({"client_name": "api", "redirect_uris": ["https://api.example/cb"], "grant_types": ["client_credentials"], "audience": "https://api.example", "scope": "api.read"}))
         .await;
         let pkce = Pkce::new();
-        let (_, tokens) = exchange(
-            &app,
-            &client,
-            &code_for(&app, &client, &pkce).await,
-            &pkce.verifier,
-        )
-        .await;
+        let (_, tokens) = app
+            .exchange(
+                &client,
+                &code_for(&app, &client, &pkce).await,
+                &pkce.verifier,
+            )
+            .await;
         let at = tokens["access_token"].as_str().expect("at").to_string();
         let rt = tokens["refresh_token"].as_str().expect("rt").to_string();
         let introspect = |who: &Client, token: &str| {
@@ -570,13 +557,13 @@ on_both_backends!(
             .client_with(json!({"client_name": alg, "redirect_uris": ["https://alg.example/cb"], "id_token_signed_response_alg": alg, "scope": "openid profile"}))
             .await;
             let pkce = Pkce::new();
-            let (status, tokens) = exchange(
-                &app,
-                &client,
-                &code_for(&app, &client, &pkce).await,
-                &pkce.verifier,
-            )
-            .await;
+            let (status, tokens) = app
+                .exchange(
+                    &client,
+                    &code_for(&app, &client, &pkce).await,
+                    &pkce.verifier,
+                )
+                .await;
             assert_eq!(status, 200);
             let (header, claims) = jwt_parts(tokens["id_token"].as_str().expect("id_token"));
             assert_eq!(header["alg"], alg);
@@ -590,13 +577,13 @@ on_both_backends!(
     |app: TestApp| async move {
         let client = app.confidential_client().await;
         let pkce = Pkce::new();
-        let (_, tokens) = exchange(
-            &app,
-            &client,
-            &code_for(&app, &client, &pkce).await,
-            &pkce.verifier,
-        )
-        .await;
+        let (_, tokens) = app
+            .exchange(
+                &client,
+                &code_for(&app, &client, &pkce).await,
+                &pkce.verifier,
+            )
+            .await;
         let now = {
             use broker::clock::Clock;
             app.clock.now()
@@ -647,13 +634,13 @@ on_both_backends!(
     |app: TestApp| async move {
         let client = app.confidential_client().await;
         let pkce = Pkce::new();
-        let (_, tokens) = exchange(
-            &app,
-            &client,
-            &code_for(&app, &client, &pkce).await,
-            &pkce.verifier,
-        )
-        .await;
+        let (_, tokens) = app
+            .exchange(
+                &client,
+                &code_for(&app, &client, &pkce).await,
+                &pkce.verifier,
+            )
+            .await;
         let rt = tokens["refresh_token"].as_str().expect("rt").to_string();
         // The grant id is no secret (it is in the access token); a token built from it is refused
         // and does not count as a replay of the family.

@@ -44,13 +44,7 @@ pub async fn grant(
     }
     let resource = params.get("resource");
     if let Some(r) = resource {
-        let allowed = client
-            .metadata
-            .resources
-            .iter()
-            .chain(client.metadata.audience.iter())
-            .any(|a| a == r);
-        if !allowed {
+        if !client.metadata.allows_resource(r) {
             return Err(OAuthError::new(
                 ErrorCode::InvalidTarget,
                 "resource is not allowed for this client",

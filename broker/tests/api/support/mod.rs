@@ -236,6 +236,20 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// The code exchange of `client` (authorization_code with PKCE).
+    pub async fn exchange(&self, client: &Client, code: &str, verifier: &str) -> (u16, Value) {
+        self.token(
+            client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &client.redirect_uri),
+                ("code_verifier", verifier),
+            ],
+        )
+        .await
+    }
+
     pub async fn userinfo(&self, access_token: &str) -> (u16, Value) {
         let response = self
             .http
