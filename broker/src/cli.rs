@@ -206,10 +206,7 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
                 }
                 KeysCommand::Rotate { alg, emergency } => {
                     let alg = Alg::parse(&alg).context("alg must be RS256, ES256 or EdDSA")?;
-                    let timings = RotationTimings {
-                        jwks_max_age: settings.keys.jwks_max_age_secs as i64,
-                        longest_token: settings.tokens.longest_signed_token_secs(),
-                    };
+                    let timings = RotationTimings::from_settings(&settings);
                     let plan = rotate(&ring, alg, now, &timings, emergency).await?;
                     println!(
                         "new key {} published; signs from {} (in {} s)",

@@ -235,10 +235,7 @@ fn tls_config(
 fn spawn_key_maintenance(ring: KeyRing, settings: &Settings, clock: SharedClock) {
     let every = Duration::from_secs(settings.keys.reload_secs.max(1));
     let max_age = settings.keys.rotate_after_days as i64 * 86_400;
-    let timings = RotationTimings {
-        jwks_max_age: settings.keys.jwks_max_age_secs as i64,
-        longest_token: settings.tokens.longest_signed_token_secs(),
-    };
+    let timings = RotationTimings::from_settings(settings);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         ticker.tick().await;

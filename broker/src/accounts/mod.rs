@@ -26,6 +26,8 @@ pub struct UpstreamIdentity {
     pub loa: u8,
     pub account_type: String,
     pub phone: Option<String>,
+    /// When the person authenticated at the upstream (its ID token's `auth_time`), if it says.
+    pub auth_time: Option<i64>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]

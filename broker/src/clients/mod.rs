@@ -86,6 +86,11 @@ pub struct ClientMetadata {
     /// Resource indicators (RFC 8707) the client may ask for.
     #[serde(default)]
     pub resources: Vec<String>,
+    /// Audiences of the APIs this client operates as a resource server: it may introspect
+    /// tokens that name one of them (RFC 7662 §4). Distinct from `audience`, which is where the
+    /// client's own tokens go.
+    #[serde(default)]
+    pub introspection_audiences: Vec<String>,
     #[serde(default = "default_id_token_alg")]
     pub id_token_signed_response_alg: Alg,
     /// The client's public keys for `private_key_jwt` (a JWK Set).

@@ -95,6 +95,7 @@ mod tests {
             scope: "openid".into(),
             audience: None,
             resources: vec![],
+            introspection_audiences: vec![],
             id_token_signed_response_alg: crate::tokens::keys::Alg::RS256,
             jwks: None,
         }

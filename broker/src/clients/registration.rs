@@ -30,6 +30,8 @@ pub struct ClientRequest {
     pub audience: Option<String>,
     #[serde(default)]
     pub resources: Vec<String>,
+    #[serde(default)]
+    pub introspection_audiences: Vec<String>,
     pub id_token_signed_response_alg: Option<Alg>,
     pub jwks: Option<serde_json::Value>,
 }
@@ -125,7 +127,12 @@ pub fn validate(req: &ClientRequest) -> Result<ClientMetadata, RegistrationError
     {
         return Err(meta_err("scope must be space-separated scope tokens"));
     }
-    for resource in req.resources.iter().chain(req.audience.iter()) {
+    for resource in req
+        .resources
+        .iter()
+        .chain(req.audience.iter())
+        .chain(req.introspection_audiences.iter())
+    {
         let ok = url::Url::parse(resource)
             .map(|u| u.fragment().is_none())
             .unwrap_or(false);
@@ -145,6 +152,7 @@ pub fn validate(req: &ClientRequest) -> Result<ClientMetadata, RegistrationError
         scope,
         audience: req.audience.clone(),
         resources: req.resources.clone(),
+        introspection_audiences: req.introspection_audiences.clone(),
         id_token_signed_response_alg: req.id_token_signed_response_alg.unwrap_or(Alg::RS256),
         jwks: req.jwks.clone(),
     })

@@ -79,10 +79,26 @@ pub fn normalise(
         ),
         None => None,
     };
-    let account_type = first(claims, &names.account_type)
-        .and_then(text)
-        .unwrap_or_else(|| "1".into());
-    let personal_id = first(claims, &names.personal_id).and_then(text);
+    let bounded = |value: Option<String>, what: &'static str, max: usize| match value {
+        Some(v) if v.len() > max || v.chars().any(char::is_control) => {
+            Err(ClaimsError::Malformed(what))
+        }
+        other => Ok(other),
+    };
+    if full_name.chars().count() > 200 {
+        return Err(ClaimsError::Malformed("name"));
+    }
+    let account_type = bounded(
+        first(claims, &names.account_type).and_then(text),
+        "account type",
+        32,
+    )?
+    .unwrap_or_else(|| "1".into());
+    let personal_id = bounded(
+        first(claims, &names.personal_id).and_then(text),
+        "personal ID",
+        32,
+    )?;
     // A citizen account carries a 12-digit number; foreigners and organisations do not and
     // are never asked for one. A malformed number is kept and flagged downstream, not refused.
     let loa = first(claims, &names.assurance)
@@ -100,13 +116,18 @@ pub fn normalise(
         upstream_iss: issuer.to_string(),
         upstream_sub: sub,
         personal_id,
-        legacy_cmnd: first(claims, &names.legacy_cmnd).and_then(text),
+        legacy_cmnd: bounded(
+            first(claims, &names.legacy_cmnd).and_then(text),
+            "CMND number",
+            32,
+        )?,
         full_name,
         birthdate,
         gender,
         loa,
         account_type,
-        phone: first(claims, &names.phone).and_then(text),
+        phone: bounded(first(claims, &names.phone).and_then(text), "phone", 32)?,
+        auth_time: claims.get("auth_time").and_then(Value::as_i64),
     })
 }
 
@@ -151,6 +172,26 @@ mod tests {
         assert_eq!(
             normalise("i", &nameless, &p),
             Err(ClaimsError::Missing("name"))
+        );
+    }
+
+    #[test]
+    fn hostile_values_are_refused() {
+        let p = UpstreamProfile::default();
+        let nul = claims(json!({"sub": "u", "HoVaTen": "A", "SoDinhDanh": "046\u{0}85690467"}));
+        assert_eq!(
+            normalise("i", &nul, &p),
+            Err(ClaimsError::Malformed("personal ID"))
+        );
+        let long = claims(json!({"sub": "u", "HoVaTen": "A", "LoaiTaiKhoan": "x".repeat(100)}));
+        assert_eq!(
+            normalise("i", &long, &p),
+            Err(ClaimsError::Malformed("account type"))
+        );
+        let name = claims(json!({"sub": "u", "HoVaTen": "A".repeat(300)}));
+        assert_eq!(
+            normalise("i", &name, &p),
+            Err(ClaimsError::Malformed("name"))
         );
     }
 

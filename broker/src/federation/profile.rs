@@ -92,6 +92,9 @@ pub struct UpstreamProfile {
     pub citizen_account_types: Vec<String>,
     /// Seconds of clock skew tolerated on upstream tokens.
     pub clock_skew_secs: u64,
+    /// How long the upstream's discovery document and JWKS are trusted before they are fetched
+    /// again (an unknown `kid` refetches the JWKS at once anyway).
+    pub metadata_max_age_secs: u64,
 }
 
 impl Default for UpstreamProfile {
@@ -125,6 +128,7 @@ impl Default for UpstreamProfile {
             assurance_levels,
             citizen_account_types: vec!["1".into()],
             clock_skew_secs: 60,
+            metadata_max_age_secs: 3600,
         }
     }
 }

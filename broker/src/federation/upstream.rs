@@ -33,12 +33,22 @@ pub enum UpstreamError {
     Claims(#[from] ClaimsError),
 }
 
+/// What the RP's request asks of the upstream login.
+#[derive(Default)]
+pub struct UpstreamHints<'a> {
+    pub login_hint: Option<&'a str>,
+    pub ui_locales: Option<&'a str>,
+    pub force_login: bool,
+    pub max_age: Option<i64>,
+}
+
 pub struct Upstream {
     pub profile: UpstreamProfile,
     secret: Option<Secret>,
     redirect_uri: Url,
     http: reqwest::Client,
-    metadata: RwLock<Option<Arc<CoreProviderMetadata>>>,
+    /// Discovery document and JWKS, with when they were fetched.
+    metadata: RwLock<Option<(std::time::Instant, Arc<CoreProviderMetadata>)>>,
 }
 
 impl Upstream {
@@ -86,17 +96,34 @@ impl Upstream {
             .to_string()
     }
 
+    /// The discovery document and JWKS, refetched after `upstream.metadata_max_age_secs` so
+    /// that a key the upstream withdrew stops being trusted. If a refetch fails, the previous
+    /// copy keeps serving (and the failure is logged) rather than stopping every login.
     async fn metadata(&self) -> Result<Arc<CoreProviderMetadata>, UpstreamError> {
-        if let Some(m) = self.metadata.read().await.clone() {
-            return Ok(m);
+        let max_age = Duration::from_secs(self.profile.metadata_max_age_secs);
+        let cached = self.metadata.read().await.clone();
+        if let Some((fetched, m)) = &cached {
+            if fetched.elapsed() < max_age {
+                return Ok(m.clone());
+            }
         }
-        let fresh = Arc::new(
-            self.load_metadata()
-                .await
-                .map_err(UpstreamError::Unavailable)?,
-        );
-        *self.metadata.write().await = Some(fresh.clone());
-        Ok(fresh)
+        match self.load_metadata().await {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                *self.metadata.write().await = Some((std::time::Instant::now(), fresh.clone()));
+                Ok(fresh)
+            }
+            Err(e) => match cached {
+                Some((_, stale)) => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "upstream discovery refetch failed; using the previous copy"
+                    );
+                    Ok(stale)
+                }
+                None => Err(UpstreamError::Unavailable(e)),
+            },
+        }
     }
 
     async fn load_metadata(&self) -> anyhow::Result<CoreProviderMetadata> {
@@ -116,7 +143,7 @@ impl Upstream {
             .await
             .map_err(|e| UpstreamError::Unavailable(anyhow::anyhow!("JWKS fetch failed: {e}")))?;
         let updated = Arc::new((*current).clone().set_jwks(jwks));
-        *self.metadata.write().await = Some(updated.clone());
+        *self.metadata.write().await = Some((std::time::Instant::now(), updated.clone()));
         Ok(updated)
     }
 
@@ -126,8 +153,7 @@ impl Upstream {
         state: &str,
         nonce: Option<&str>,
         pkce_verifier: Option<&str>,
-        login_hint: Option<&str>,
-        ui_locales: Option<&str>,
+        hints: &UpstreamHints<'_>,
     ) -> Result<Url, UpstreamError> {
         let metadata = self.metadata().await?;
         let mut url: Url = metadata.authorization_endpoint().url().clone();
@@ -145,11 +171,19 @@ impl Upstream {
                 q.append_pair("code_challenge", &sha256_b64url(v))
                     .append_pair("code_challenge_method", "S256");
             }
-            if let Some(hint) = login_hint.filter(|_| self.profile.forward_login_hint) {
+            if let Some(hint) = hints.login_hint.filter(|_| self.profile.forward_login_hint) {
                 q.append_pair("login_hint", hint);
             }
-            if let Some(locales) = ui_locales {
+            if let Some(locales) = hints.ui_locales {
                 q.append_pair("ui_locales", locales);
+            }
+            // The RP asked for a fresh authentication: the upstream must not answer from its
+            // own session (OIDC Core §3.1.2.1), or the auth_time we report would be a lie.
+            if hints.force_login {
+                q.append_pair("prompt", "login");
+            }
+            if let Some(max_age) = hints.max_age {
+                q.append_pair("max_age", &max_age.to_string());
             }
         }
         Ok(url)

@@ -10,6 +10,7 @@ use super::front::{bad_request_page, cookie, redirect_to_client, unavailable_pag
 use super::pages::{html, LoginPage};
 use super::{form_pairs, Broker};
 use crate::federation::pending::COOKIE as PENDING_COOKIE;
+use crate::federation::upstream::UpstreamHints;
 use crate::oidc::authorize::{self, AuthorizeError, AuthorizeRequest};
 use crate::oidc::codes::CodeRecord;
 use crate::oidc::error::{ErrorCode, OAuthError};
@@ -157,6 +158,7 @@ async fn start_upstream_login(
     let english = request.english();
     let existing = req.cookie(PENDING_COOKIE).map(|c| c.value().to_string());
     let (login_hint, ui_locales) = (request.login_hint.clone(), request.ui_locales.clone());
+    let (force_login, max_age) = (request.prompt_login, request.max_age);
     let started = match broker
         .pending
         .start(
@@ -180,8 +182,12 @@ async fn start_upstream_login(
             &started.state,
             started.nonce.as_deref(),
             started.pkce_verifier.as_deref(),
-            login_hint.as_deref(),
-            ui_locales.as_deref(),
+            &UpstreamHints {
+                login_hint: login_hint.as_deref(),
+                ui_locales: ui_locales.as_deref(),
+                force_login,
+                max_age,
+            },
         )
         .await
     {

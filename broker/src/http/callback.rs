@@ -132,7 +132,9 @@ async fn callback_get(
     let session = SsoSession {
         sid: uuid::Uuid::new_v4().to_string(),
         account_id: account.id.clone(),
-        auth_time: now,
+        // The upstream's own auth_time when it gives one (never later than now): the RP's
+        // max_age and step-up checks must see when the person really authenticated.
+        auth_time: identity.auth_time.map_or(now, |t| t.min(now)),
         loa: identity.loa,
         amr: vec!["fed".into()],
         upstream: broker.upstream.profile.name.clone(),

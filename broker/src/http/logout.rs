@@ -109,7 +109,28 @@ async fn end_session(
         .get("ui_locales")
         .is_some_and(|l| l.starts_with("en"));
     let confirmed = posted && params.get("confirm").map(String::as_str) == Some("yes");
-    if hint.is_none() && !confirmed {
+    let secret = req.cookie(SSO_COOKIE).map(|c| c.value().to_string());
+    let session = match &secret {
+        Some(secret) => match p.sso.find(secret).await {
+            Ok(session) => session,
+            Err(e) => {
+                let _ = OAuthError::unavailable(&e);
+                return unavailable_page();
+            }
+        },
+        None => None,
+    };
+    // The hint proves the RP's wish only for the session it was issued in: someone else's ID
+    // token (an attacker's own, say) must not log this browser out without asking.
+    let hint_sid = hint
+        .as_ref()
+        .and_then(|c| c.get("sid"))
+        .and_then(|s| s.as_str());
+    let hint_is_for_this_session = match &session {
+        Some(s) => hint_sid == Some(s.sid.as_str()),
+        None => hint.is_some(),
+    };
+    if !hint_is_for_this_session && !confirmed {
         let fields: Vec<(String, String)> = params
             .iter()
             .filter(|(k, _)| k.as_str() != "confirm")
@@ -137,8 +158,8 @@ async fn end_session(
         };
         return html(StatusCode::OK, page.render());
     }
-    if let Some(cookie) = req.cookie(SSO_COOKIE) {
-        match p.sso.end(cookie.value()).await {
+    if let Some(secret) = secret {
+        match p.sso.end(&secret).await {
             Ok(Some(session)) => {
                 if let Err(e) = p
                     .grants

@@ -44,7 +44,10 @@ pub fn html(status: StatusCode, body: Result<String, askama::Error>) -> HttpResp
             .insert_header(("Content-Type", "text/html; charset=utf-8"))
             .insert_header(("Cache-Control", "no-store"))
             .insert_header(("X-Frame-Options", "DENY"))
-            .insert_header(("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"))
+            .insert_header((
+                "Content-Security-Policy",
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            ))
             .body(body),
         Err(e) => {
             tracing::error!(error = %e, "template failed");

@@ -13,6 +13,19 @@ use crate::clients::redirect::is_registered;
 use crate::clients::{Client, GrantType};
 
 const MAX_PARAM_LEN: usize = 2048;
+/// Parameters that are stored with every pending login get a tighter limit, so that
+/// unauthenticated requests cannot make the session store hold much per request.
+const SHORT_PARAMS: &[&str] = &[
+    "state",
+    "nonce",
+    "login_hint",
+    "ui_locales",
+    "acr_values",
+    "prompt",
+    "max_age",
+    "scope",
+];
+const MAX_SHORT_PARAM_LEN: usize = 512;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct AuthorizeRequest {
@@ -62,7 +75,12 @@ pub enum AuthorizeError {
 pub fn collect_params(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, OAuthError> {
     let mut map = HashMap::with_capacity(pairs.len());
     for (k, v) in pairs {
-        if v.len() > MAX_PARAM_LEN || k.len() > 64 {
+        let limit = if SHORT_PARAMS.contains(&k.as_str()) {
+            MAX_SHORT_PARAM_LEN
+        } else {
+            MAX_PARAM_LEN
+        };
+        if v.len() > limit || k.len() > 64 {
             return Err(OAuthError::invalid_request(format!(
                 "parameter {} is too long",
                 truncate(&k)

@@ -63,7 +63,8 @@ pub async fn introspect(
     Ok(inactive)
 }
 
-/// Issued to the caller, or meant for it (its client id or its API audience is in `aud`).
+/// Issued to the caller, or meant for it: its client id, or an API audience it is registered to
+/// operate (`introspection_audiences`), is in `aud`.
 fn entitled(caller: &Client, issued_to: &str, aud: Option<&Audience>) -> bool {
     if caller.client_id == issued_to {
         return true;
@@ -72,7 +73,7 @@ fn entitled(caller: &Client, issued_to: &str, aud: Option<&Audience>) -> bool {
     aud.contains(&caller.client_id)
         || caller
             .metadata
-            .audience
-            .as_deref()
-            .is_some_and(|a| aud.contains(a))
+            .introspection_audiences
+            .iter()
+            .any(|a| aud.contains(a))
 }

@@ -6,7 +6,7 @@ use super::error::{ErrorCode, OAuthError};
 use super::grants::issue::profile_claims;
 use super::Provider;
 use crate::crypto::sha256_b64url;
-use crate::tokens::claims::AccessClaims;
+use crate::tokens::claims::{AccessClaims, Audience};
 
 fn invalid_token() -> OAuthError {
     OAuthError::new(
@@ -46,6 +46,10 @@ pub async fn deny_access_token(p: &Provider, claims: &AccessClaims) -> anyhow::R
 pub async fn userinfo(p: &Provider, token: &str) -> Result<Map<String, Value>, OAuthError> {
     let now = p.now();
     let claims = live_access_token(p, token, now).await?;
+    if !claims.aud.contains(&p.issuer) {
+        // RFC 9068 §4: a token meant for another API is not one for userinfo.
+        return Err(invalid_token());
+    }
     if !claims.has_scope("openid") || claims.gid.is_none() {
         return Err(OAuthError::new(
             ErrorCode::InsufficientScope,
@@ -58,6 +62,11 @@ pub async fn userinfo(p: &Provider, token: &str) -> Result<Map<String, Value>, O
         .await?
         .ok_or_else(invalid_token)?;
     let mut out = profile_claims(&account, &claims.scope);
+    // A token that also goes to an API never releases the personal ID number here: that API
+    // could otherwise pull it. The RP gets it in its ID token.
+    if claims.aud != Audience::One(p.issuer.to_string()) {
+        out.remove("personal_id");
+    }
     out.insert("sub".into(), Value::String(account.id));
     Ok(out)
 }

@@ -29,10 +29,11 @@ fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
 
 #[async_trait::async_trait]
 impl GrantStore for Db {
-    async fn create_grant(&self, g: &GrantRecord) -> anyhow::Result<()> {
-        sqlx::query(
+    async fn create_grant(&self, g: &GrantRecord) -> anyhow::Result<bool> {
+        let result = sqlx::query(
             "INSERT INTO grants (id, client_id, account_id, sid, scope, resource, acr, auth_time, created_at, \
-             refresh_generation, refresh_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             refresh_generation, refresh_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(&g.id)
         .bind(&g.client_id)
@@ -47,7 +48,7 @@ impl GrantStore for Db {
         .bind(g.refresh_expires_at)
         .execute(self.pool())
         .await?;
-        Ok(())
+        Ok(result.rows_affected() == 1)
     }
 
     async fn find_grant(&self, grant_id: &str) -> anyhow::Result<Option<GrantRecord>> {

@@ -87,8 +87,9 @@ pub enum RotateOutcome {
 
 #[async_trait]
 pub trait GrantStore: Send + Sync {
-    /// Records a grant (with its first refresh token hash, if any).
-    async fn create_grant(&self, grant: &GrantRecord) -> anyhow::Result<()>;
+    /// Records a grant (with its refresh family, if any). False when a grant with this id exists
+    /// already: the code it comes from is being redeemed twice at once.
+    async fn create_grant(&self, grant: &GrantRecord) -> anyhow::Result<bool>;
     async fn find_grant(&self, grant_id: &str) -> anyhow::Result<Option<GrantRecord>>;
     /// Moves the family from `generation` to the next in one atomic statement, only if the grant
     /// is live, belongs to `client_id`, is at that generation and its refresh token has not expired.

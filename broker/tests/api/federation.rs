@@ -230,7 +230,22 @@ on_both_backends!(sso_session_prompt_and_max_age, |app: TestApp| async move {
         .authorize(&app, &[&base[..], &[("prompt", "login")]].concat())
         .await;
     assert_eq!(forced.status(), 200, "prompt=login goes to the login page");
+    let upstream =
+        crate::support::browser::login_button(&forced.text().await.expect("page")).expect("button");
+    assert!(
+        upstream.contains("prompt=login"),
+        "re-authentication is demanded of VNeID too: {upstream}"
+    );
     app.clock.advance(120);
+    let aged_page = browser
+        .authorize(&app, &[&base[..], &[("max_age", "60")]].concat())
+        .await;
+    let upstream = crate::support::browser::login_button(&aged_page.text().await.expect("page"))
+        .expect("a session older than max_age goes to the login page");
+    assert!(
+        upstream.contains("max_age=60"),
+        "max_age goes upstream: {upstream}"
+    );
     let aged = browser
         .authorize(
             &app,
@@ -377,6 +392,7 @@ on_both_backends!(
             loa: 1,
             account_type: "1".into(),
             phone: None,
+            auth_time: None,
         };
         let LoginOutcome::Authenticated {
             account: first,
@@ -417,5 +433,57 @@ on_both_backends!(
             ("Võ Hữu Tài Em", 2, 3_000)
         );
         assert_eq!(stored.personal_id.as_deref(), Some("046085690467"));
+    }
+);
+
+on_both_backends!(
+    a_hint_from_another_session_only_asks,
+    |app: TestApp| async move {
+        let client = app
+        .client_with(serde_json::json!({"client_name": "portal", "redirect_uris": ["https://portal.example/cb"], "post_logout_redirect_uris": ["https://portal.example/bye"], "scope": "openid profile"}))
+        .await;
+        // The attacker logs in as themselves and keeps their own ID token.
+        let attacker = Browser::new();
+        let pkce = Pkce::new();
+        let cb = attacker.login(&app, &client, "C02", &pkce, &[]).await;
+        let (_, theirs) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        // The victim is logged in in another browser.
+        let victim = Browser::new();
+        let pkce = Pkce::new();
+        let cb = victim.login(&app, &client, "C01", &pkce, &[]).await;
+        let (_, victims) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        // A link with the attacker's hint, opened by the victim, must not log the victim out.
+        let url = url::Url::parse_with_params(
+            &app.endpoint("/end_session"),
+            &[
+                ("id_token_hint", theirs["id_token"].as_str().expect("id")),
+                ("post_logout_redirect_uri", "https://portal.example/bye"),
+            ],
+        )
+        .expect("url");
+        let r = victim.get(url.as_str()).await;
+        assert_eq!(r.status(), 200, "a confirmation page, not a logout");
+        assert!(r.text().await.expect("page").contains("confirm-logout"));
+        assert!(
+            silent(&app, &client, &victim).await.contains_key("code"),
+            "still logged in"
+        );
+        let (status, _) = app
+            .token(
+                &client,
+                &[
+                    ("grant_type", "refresh_token"),
+                    (
+                        "refresh_token",
+                        victims["refresh_token"].as_str().expect("rt"),
+                    ),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200, "the victim's grant is untouched");
+        let (status, _) = app
+            .userinfo(victims["access_token"].as_str().expect("at"))
+            .await;
+        assert_eq!(status, 200);
     }
 );

@@ -26,8 +26,9 @@ on_both_backends!(
         assert_eq!(header["typ"], "at+jwt");
         assert_eq!(header["alg"], "ES256");
         assert_eq!(
-            claims["aud"], "https://api.example",
-            "the client's API audience"
+            claims["aud"],
+            json!(["https://api.example", app.url]),
+            "the client's API audience, and the broker for userinfo"
         );
         assert!(claims["sid"].is_string());
         let (id_header, _) = jwt_parts(tokens["id_token"].as_str().expect("id"));
@@ -193,14 +194,10 @@ on_both_backends!(
         let (status, _) = app
             .token(
                 &client,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", &first),
-                    ("scope", "openid profile api.read"),
-                ],
+                &[("grant_type", "refresh_token"), ("refresh_token", &first)],
             )
             .await;
-        assert_eq!(status, 400);
+        assert_eq!(status, 400, "the first token again: a replay");
         // Reusing the first token revoked the family: the second one is dead too.
         let (status, body) = app
             .token(
@@ -455,7 +452,7 @@ on_both_backends!(
         .client_with(json!({"client_name": "stranger", "redirect_uris": ["https://stranger.example/cb"], "grant_types": ["client_credentials"], "scope": "api.read"}))
         .await;
         let resource_server = app
-        .client_with(json!({"client_name": "api", "redirect_uris": ["https://api.example/cb"], "grant_types": ["client_credentials"], "audience": "https://api.example", "scope": "api.read"}))
+        .client_with(json!({"client_name": "api", "redirect_uris": ["https://api.example/cb"], "grant_types": ["client_credentials"], "introspection_audiences": ["https://api.example"], "scope": "api.read"}))
         .await;
         let pkce = Pkce::new();
         let (_, tokens) = app
@@ -674,5 +671,124 @@ on_both_backends!(
             )
             .await;
         assert_eq!(status, 200, "the family is intact");
+    }
+);
+
+on_both_backends!(
+    userinfo_accepts_only_tokens_meant_for_it,
+    |app: TestApp| async move {
+        // A token for another API (client_credentials, aud = the API) is refused at userinfo.
+        let client = app.confidential_client().await;
+        let (_, cc) = app
+            .token(&client, &[("grant_type", "client_credentials")])
+            .await;
+        assert_eq!(
+            app.userinfo(cc["access_token"].as_str().expect("at"))
+                .await
+                .0,
+            401
+        );
+        // A user token that also goes to an API works at userinfo, without the personal ID number.
+        let pkce = Pkce::new();
+        let cb = Browser::new()
+            .login(
+                &app,
+                &client,
+                "C01",
+                &pkce,
+                &[("scope", "openid profile personal_id")],
+            )
+            .await;
+        let (_, shared) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        let (status, info) = app
+            .userinfo(shared["access_token"].as_str().expect("at"))
+            .await;
+        assert_eq!(status, 200);
+        assert!(
+            info.get("personal_id").is_none(),
+            "not released through a token an API also holds: {info}"
+        );
+        assert_eq!(
+            jwt_parts(shared["id_token"].as_str().expect("id")).1["personal_id"],
+            "046085690467",
+            "the RP has it in its ID token"
+        );
+        // A client without an API audience gets a token only for the broker, and userinfo releases it.
+        let own = app
+        .client_with(json!({"client_name": "own", "redirect_uris": ["https://own.example/cb"], "scope": "openid profile personal_id"}))
+        .await;
+        let pkce = Pkce::new();
+        let cb = Browser::new()
+            .login(
+                &app,
+                &own,
+                "C01",
+                &pkce,
+                &[("scope", "openid profile personal_id")],
+            )
+            .await;
+        let (_, tokens) = app.exchange(&own, cb.code(), &pkce.verifier).await;
+        let (status, info) = app
+            .userinfo(tokens["access_token"].as_str().expect("at"))
+            .await;
+        assert_eq!(
+            (status, info["personal_id"].as_str()),
+            (200, Some("046085690467"))
+        );
+    }
+);
+
+on_both_backends!(
+    requests_the_grant_cannot_satisfy_change_nothing,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        let pkce = Pkce::new();
+        let code = code_for(&app, &client, &pkce).await;
+        let (status, body) = app
+            .token(
+                &client,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", &client.redirect_uri),
+                    ("code_verifier", &pkce.verifier),
+                    ("resource", "https://other-api.example"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_target")),
+            "not the resource of the authorization"
+        );
+        let (status, tokens) = app.exchange(&client, &code, &pkce.verifier).await;
+        assert_eq!(status, 200, "the code was not spent");
+        let rt = tokens["refresh_token"].as_str().expect("rt").to_string();
+        for (key, value, error) in [
+            ("scope", "openid admin", "invalid_scope"),
+            ("resource", "https://other-api.example", "invalid_target"),
+        ] {
+            let (status, body) = app
+                .token(
+                    &client,
+                    &[
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", &rt),
+                        (key, value),
+                    ],
+                )
+                .await;
+            assert_eq!((status, body["error"].as_str()), (400, Some(error)));
+        }
+        let (status, _) = app
+            .token(
+                &client,
+                &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+            )
+            .await;
+        assert_eq!(
+            status, 200,
+            "the family did not move on, so this is not a replay"
+        );
     }
 );

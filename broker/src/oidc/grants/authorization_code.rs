@@ -36,6 +36,7 @@ pub async fn exchange(
         Redemption::Unknown => return Err(OAuthError::invalid_grant(BAD_CODE)),
     };
     check_bindings(&record, redirect_uri, params.get("code_verifier"))?;
+    super::same_resource(params.get("resource"), record.resource.as_deref())?;
 
     // The grant row exists before the code is consumed, so a replay that races us always
     // finds something to revoke.
@@ -55,7 +56,10 @@ pub async fn exchange(
         refresh_generation: refresh.then_some(0),
         refresh_expires_at: refresh.then_some(now + p.tokens.refresh_token_ttl_secs),
     };
-    p.grants.create_grant(&grant).await?;
+    if !p.grants.create_grant(&grant).await? {
+        // Another request is redeeming the same code right now: a replay.
+        return Err(replayed(p, &grant.id, now).await);
+    }
     match p.codes.redeem(&client.client_id, code, &grant.id).await? {
         Redemption::Fresh(_) => {}
         Redemption::Replayed { grant_id } => return Err(replayed(p, &grant_id, now).await),
@@ -79,7 +83,7 @@ pub async fn exchange(
         acr: grant.acr.as_deref(),
         grant_id: Some(&grant.id),
     };
-    let aud = issue::audience(p, client, record.resource.as_deref());
+    let aud = issue::audience(p, client, record.resource.as_deref(), &scope);
     let access_token = issue::access_token(p, client, &account.id, &scope, aud, Some(&user), now)?;
     let id_token = issue::id_token(
         p,

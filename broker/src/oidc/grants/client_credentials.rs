@@ -52,7 +52,7 @@ pub async fn grant(
         }
     }
     let scope = requested.join(" ");
-    let aud = issue::audience(p, client, resource.map(String::as_str));
+    let aud = issue::audience(p, client, resource.map(String::as_str), &scope);
     let access_token = issue::access_token(p, client, &client.client_id, &scope, aud, None, now)?;
     Ok(TokenResponse {
         access_token,

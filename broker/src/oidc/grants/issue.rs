@@ -17,11 +17,17 @@ pub struct UserContext<'a> {
 }
 
 /// The `aud` of an access token (RFC 9068 §2.2): the resource asked for, else the client's
-/// configured API audience, else the broker itself (its userinfo endpoint).
-pub fn audience(p: &Provider, client: &Client, resource: Option<&str>) -> Audience {
-    match resource.or(client.metadata.audience.as_deref()) {
-        Some(aud) => Audience::One(aud.to_string()),
-        None => Audience::One(p.issuer.to_string()),
+/// configured API audience, else the broker itself. A token with the `openid` scope also names
+/// the broker, whose userinfo endpoint accepts only tokens that name it.
+pub fn audience(p: &Provider, client: &Client, resource: Option<&str>, scope: &str) -> Audience {
+    let api = resource.or(client.metadata.audience.as_deref());
+    let for_userinfo = scope.split(' ').any(|s| s == "openid");
+    match (api, for_userinfo) {
+        (Some(api), true) if api != &*p.issuer => {
+            Audience::Many(vec![api.to_string(), p.issuer.to_string()])
+        }
+        (Some(api), _) => Audience::One(api.to_string()),
+        (None, _) => Audience::One(p.issuer.to_string()),
     }
 }
 

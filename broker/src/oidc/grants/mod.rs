@@ -30,6 +30,20 @@ pub async fn token(
     }
 }
 
+/// RFC 8707 §2.2: a `resource` at the token endpoint must be the one the grant was made for.
+pub(crate) fn same_resource(
+    requested: Option<&String>,
+    granted: Option<&str>,
+) -> Result<(), OAuthError> {
+    match requested {
+        Some(r) if Some(r.as_str()) != granted => Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "resource does not match the authorization",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Checks a requested scope against what is allowed; returns the granted scope string.
 pub(crate) fn narrow_scope(
     requested: Option<&String>,

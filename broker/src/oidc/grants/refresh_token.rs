@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use super::issue::{self, UserContext};
-use super::narrow_scope;
+use super::{narrow_scope, same_resource};
 use crate::clients::{Client, GrantType};
 use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::oidc::{Provider, TokenResponse};
@@ -34,6 +34,15 @@ pub async fn refresh(
         .refresh
         .verify(offered)
         .ok_or_else(|| OAuthError::invalid_grant(BAD_TOKEN))?;
+    // A request the grant cannot satisfy must fail before the family moves on.
+    if params.contains_key("scope") || params.contains_key("resource") {
+        if let Some(grant) = p.grants.find_grant(&token.grant_id).await? {
+            if grant.client_id == client.client_id {
+                narrow_scope(params.get("scope"), &grant.scope)?;
+                same_resource(params.get("resource"), grant.resource.as_deref())?;
+            }
+        }
+    }
     let outcome = p
         .grants
         .rotate_refresh(&token.grant_id, &client.client_id, token.generation, now)
@@ -58,7 +67,7 @@ pub async fn refresh(
         acr: grant.acr.as_deref(),
         grant_id: Some(&grant.id),
     };
-    let aud = issue::audience(p, client, grant.resource.as_deref());
+    let aud = issue::audience(p, client, grant.resource.as_deref(), &scope);
     let access_token = issue::access_token(p, client, &account_id, &scope, aud, Some(&user), now)?;
     Ok(TokenResponse {
         access_token,

@@ -23,8 +23,20 @@ pub enum RotationError {
 }
 
 pub struct RotationTimings {
+    /// How long a new key is published before it signs.
     pub jwks_max_age: i64,
     pub longest_token: i64,
+}
+
+impl RotationTimings {
+    /// The advertised JWKS cache lifetime plus the ring reload interval: another instance may
+    /// start publishing the new key up to one reload later than the one that rotated.
+    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        Self {
+            jwks_max_age: (settings.keys.jwks_max_age_secs + settings.keys.reload_secs) as i64,
+            longest_token: settings.tokens.longest_signed_token_secs(),
+        }
+    }
 }
 
 pub async fn rotate(

@@ -126,6 +126,8 @@ impl Browser {
             ("code_challenge_method", "S256"),
             ("login_hint", hint),
         ];
+        // `extra` adds parameters or replaces the defaults above.
+        params.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
         params.extend_from_slice(extra);
         let first = self.authorize(app, &params).await;
         let back = if first.status() == 303 && location(&first).starts_with(&client.redirect_uri) {
