@@ -161,11 +161,13 @@ async fn end_session(
     if let Some(secret) = secret {
         match p.sso.end(&secret).await {
             Ok(Some(session)) => {
-                if let Err(e) = p
-                    .grants
-                    .revoke_session(&session.sid, "logged out", now)
-                    .await
-                {
+                let ended = async {
+                    p.codes.end_session(&session.sid).await?;
+                    p.grants
+                        .revoke_session(&session.sid, "logged out", now)
+                        .await
+                };
+                if let Err(e) = ended.await {
                     let _ = OAuthError::unavailable(&e);
                     return unavailable_page();
                 }

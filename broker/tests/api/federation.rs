@@ -294,6 +294,25 @@ on_both_backends!(
             ))
             .await;
         assert_eq!(bad.status(), 400);
+        // A code issued just before the logout (not yet redeemed).
+        let late = Pkce::new();
+        let pending_code = {
+            let r = browser
+                .authorize(
+                    &app,
+                    &[
+                        ("response_type", "code"),
+                        ("client_id", &client.id),
+                        ("redirect_uri", &client.redirect_uri),
+                        ("scope", "openid"),
+                        ("code_challenge", &late.challenge),
+                        ("code_challenge_method", "S256"),
+                        ("prompt", "none"),
+                    ],
+                )
+                .await;
+            query_of(&location(&r))["code"].clone()
+        };
         // With a valid id_token_hint it logs out and returns to the registered URI.
         let url = url::Url::parse_with_params(
             &app.endpoint("/end_session"),
@@ -329,6 +348,12 @@ on_both_backends!(
         assert_eq!(
             refreshed["error"], "invalid_grant",
             "logout revokes the session's grants"
+        );
+        let (status, body) = app.exchange(&client, &pending_code, &late.verifier).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "a code of the ended session is worthless"
         );
         // The confirmed POST works too.
         let other = Browser::new();

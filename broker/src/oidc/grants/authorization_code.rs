@@ -37,6 +37,11 @@ pub async fn exchange(
     };
     check_bindings(&record, redirect_uri, params.get("code_verifier"))?;
     super::same_resource(params.get("resource"), record.resource.as_deref())?;
+    if p.codes.session_ended(&record.sid).await? {
+        return Err(OAuthError::invalid_grant(
+            "the session this code was issued in has ended",
+        ));
+    }
 
     // The grant row exists before the code is consumed, so a replay that races us always
     // finds something to revoke.
