@@ -792,3 +792,57 @@ on_both_backends!(
         );
     }
 );
+
+on_both_backends!(public_native_client_with_pkce, |app: TestApp| async move {
+    let client = app.public_client().await;
+    assert!(client.secret.is_none(), "public clients get no secret");
+    let pkce = Pkce::new();
+    let cb = Browser::new().login(&app, &client, "C01", &pkce, &[]).await;
+    // Without the verifier the code is worthless to whoever intercepted the redirect.
+    let (status, body) = app
+        .token(
+            &client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", cb.code()),
+                ("redirect_uri", &client.redirect_uri),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, tokens) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let (status, refreshed) = app
+        .token(
+            &client,
+            &[
+                ("grant_type", "refresh_token"),
+                (
+                    "refresh_token",
+                    tokens["refresh_token"].as_str().expect("rt"),
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{refreshed}");
+    // A public client cannot ask for client_credentials, nor pretend to have a secret.
+    let (status, body) = app
+        .token(&client, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unauthorized_client"))
+    );
+    let r = app
+        .http
+        .post(app.endpoint("/token"))
+        .basic_auth(&client.id, Some("made-up"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(r.status(), 401);
+});
