@@ -148,6 +148,7 @@ impl Upstream {
     }
 
     /// The URL that sends the browser to the upstream.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn authorization_url(
         &self,
         state: &str,
@@ -190,6 +191,7 @@ impl Upstream {
     }
 
     /// Exchanges the code server-side and returns the verified, normalised identity.
+    #[tracing::instrument(level = "debug", skip_all, fields(upstream = %self.profile.name))]
     pub async fn complete(
         &self,
         code: &str,

@@ -40,6 +40,7 @@ fn millis(ttl: Duration) -> u64 {
 
 #[async_trait]
 impl SessionStore for RedisStore {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let _: () = redis::cmd("SET")
@@ -52,6 +53,7 @@ impl SessionStore for RedisStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn put_new(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<bool> {
         let mut conn = self.conn.clone();
         let set: Option<String> = redis::cmd("SET")
@@ -65,11 +67,13 @@ impl SessionStore for RedisStore {
         Ok(set.is_some())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let mut conn = self.conn.clone();
         Ok(conn.get(self.key(key)).await?)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn take(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let mut conn = self.conn.clone();
         Ok(redis::cmd("GETDEL")
@@ -78,6 +82,7 @@ impl SessionStore for RedisStore {
             .await?)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn swap(&self, key: &str, value: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
         let mut conn = self.conn.clone();
         Ok(redis::cmd("SET")
@@ -90,12 +95,14 @@ impl SessionStore for RedisStore {
             .await?)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let _: () = conn.del(self.key(key)).await?;
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn ping(&self) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;

@@ -29,6 +29,7 @@ fn from_row(row: &AnyRow) -> anyhow::Result<AccountRecord> {
 
 #[async_trait::async_trait]
 impl AccountStore for Db {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn find(&self, id: &str) -> anyhow::Result<Option<AccountRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM accounts a WHERE a.id = $1");
         let row = sqlx::query(&sql)
@@ -38,6 +39,7 @@ impl AccountStore for Db {
         row.as_ref().map(from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn find_by_link(&self, iss: &str, sub: &str) -> anyhow::Result<Option<AccountRecord>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM account_links l JOIN accounts a ON a.id = l.account_id \
@@ -51,6 +53,7 @@ impl AccountStore for Db {
         row.as_ref().map(from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn create_linked(
         &self,
         r: &AccountRecord,
@@ -96,6 +99,7 @@ impl AccountStore for Db {
         Ok(r.clone())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn refresh_profile(&self, r: &AccountRecord) -> anyhow::Result<()> {
         sqlx::query(
             "UPDATE accounts SET personal_id_enc = $1, personal_id_lookup = $2, personal_id_flag = $3, full_name = $4, \
@@ -116,6 +120,7 @@ impl AccountStore for Db {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn audit(
         &self,
         at: i64,

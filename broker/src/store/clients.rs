@@ -19,6 +19,7 @@ fn from_row(row: &AnyRow) -> anyhow::Result<Client> {
 
 #[async_trait::async_trait]
 impl ClientStore for Db {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn insert(&self, client: &Client) -> Result<(), ClientStoreError> {
         let metadata = serde_json::to_string(&client.metadata).map_err(anyhow::Error::from)?;
         let result = sqlx::query(
@@ -39,6 +40,7 @@ impl ClientStore for Db {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn find(&self, client_id: &str) -> anyhow::Result<Option<Client>> {
         if !storable(client_id) {
             return Ok(None);
@@ -50,6 +52,7 @@ impl ClientStore for Db {
         row.as_ref().map(from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn list(&self) -> anyhow::Result<Vec<Client>> {
         let rows = sqlx::query("SELECT client_id, secret_hash, metadata, created_at, updated_at FROM clients ORDER BY created_at, client_id")
             .fetch_all(self.pool())
@@ -57,6 +60,7 @@ impl ClientStore for Db {
         rows.iter().map(from_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn update(&self, client: &Client) -> anyhow::Result<bool> {
         let result = sqlx::query("UPDATE clients SET secret_hash = $1, metadata = $2, updated_at = $3 WHERE client_id = $4")
             .bind(&client.secret_hash)
@@ -68,6 +72,7 @@ impl ClientStore for Db {
         Ok(result.rows_affected() > 0)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn delete(&self, client_id: &str) -> anyhow::Result<bool> {
         if !storable(client_id) {
             return Ok(false);

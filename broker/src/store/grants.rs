@@ -29,6 +29,7 @@ fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
 
 #[async_trait::async_trait]
 impl GrantStore for Db {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn create_grant(&self, g: &GrantRecord) -> anyhow::Result<bool> {
         let result = sqlx::query(
             "INSERT INTO grants (id, client_id, account_id, sid, scope, resource, acr, auth_time, created_at, \
@@ -51,6 +52,7 @@ impl GrantStore for Db {
         Ok(result.rows_affected() == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn find_grant(&self, grant_id: &str) -> anyhow::Result<Option<GrantRecord>> {
         let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1");
         let row = sqlx::query(&sql)
@@ -60,6 +62,7 @@ impl GrantStore for Db {
         row.as_ref().map(grant_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn rotate_refresh(
         &self,
         grant_id: &str,
@@ -85,6 +88,7 @@ impl GrantStore for Db {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn revoke_grant(&self, grant_id: &str, reason: &str, now: i64) -> anyhow::Result<bool> {
         let result = sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
             .bind(now)
@@ -95,6 +99,7 @@ impl GrantStore for Db {
         Ok(result.rows_affected() > 0)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn deny_access_token(&self, jti_hash: &str, expires_at: i64) -> anyhow::Result<()> {
         sqlx::query(
             "INSERT INTO revoked_access_tokens (jti_hash, expires_at) VALUES ($1, $2) \
@@ -107,6 +112,7 @@ impl GrantStore for Db {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn access_token_live(
         &self,
         jti_hash: &str,
@@ -126,6 +132,7 @@ impl GrantStore for Db {
         Ok(denied == 0 && (grant_id.is_none() || live_grants > 0))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn purge_expired(&self, now: i64) -> anyhow::Result<u64> {
         let credentials = sqlx::query(
             "UPDATE grants SET refresh_generation = NULL WHERE refresh_generation IS NOT NULL AND refresh_expires_at < $1",
@@ -140,6 +147,7 @@ impl GrantStore for Db {
         Ok(credentials.rows_affected() + denied.rows_affected())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn revoke_session(&self, sid: &str, reason: &str, now: i64) -> anyhow::Result<u64> {
         let result = sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE sid = $3 AND revoked_at IS NULL")
             .bind(now)

@@ -7,6 +7,7 @@ use crate::tokens::keys::{Alg, KeyStore, StoredKey};
 
 #[async_trait::async_trait]
 impl KeyStore for Db {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn list(&self) -> anyhow::Result<Vec<StoredKey>> {
         let rows = sqlx::query(
             "SELECT kid, alg, private_enc, public_jwk, created_at, activates_at, retires_at, removes_at \
@@ -33,6 +34,7 @@ impl KeyStore for Db {
             .collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn insert(&self, key: &StoredKey) -> anyhow::Result<()> {
         sqlx::query(
             "INSERT INTO signing_keys (kid, alg, private_enc, public_jwk, created_at, activates_at, retires_at, removes_at) \
@@ -51,6 +53,7 @@ impl KeyStore for Db {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn set_schedule(
         &self,
         kid: &str,

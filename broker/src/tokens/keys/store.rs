@@ -48,6 +48,7 @@ fn restrict_permissions(_path: &std::path::Path) {}
 
 #[async_trait::async_trait]
 impl KeyStore for FileKeyStore {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn list(&self) -> anyhow::Result<Vec<StoredKey>> {
         let _guard = self.lock.lock().await;
         let mut keys = Vec::new();
@@ -67,6 +68,7 @@ impl KeyStore for FileKeyStore {
         Ok(keys)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn insert(&self, key: &StoredKey) -> anyhow::Result<()> {
         let _guard = self.lock.lock().await;
         anyhow::ensure!(
@@ -77,6 +79,7 @@ impl KeyStore for FileKeyStore {
         self.write(key)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn set_schedule(
         &self,
         kid: &str,
