@@ -152,7 +152,6 @@ impl Application {
                 sessions.clone(),
                 Duration::from_secs(settings.sessions.sso_ttl_secs),
             ),
-            sessions: sessions.clone(),
             accounts: AccountResolver::new(Arc::new(db.clone()), master.clone()),
             acr: AcrPolicy::new(&settings.acr),
             tokens: settings.tokens.clone(),

@@ -22,7 +22,6 @@ use crate::clients::ClientDirectory;
 use crate::clock::SharedClock;
 use crate::config::TokenSettings;
 use crate::sessions::sso::SsoSessions;
-use crate::sessions::SessionStore;
 use crate::tokens::grants::{GrantStore, RefreshTokens};
 use crate::tokens::TokenSigner;
 use acr::AcrPolicy;
@@ -39,7 +38,6 @@ pub struct Provider {
     pub refresh: RefreshTokens,
     pub codes: Codes,
     pub sso: SsoSessions,
-    pub sessions: Arc<dyn SessionStore>,
     pub accounts: AccountResolver,
     pub acr: AcrPolicy,
     pub tokens: TokenSettings,
