@@ -71,11 +71,13 @@ pub enum KeysCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum ClientsCommand {
+    /// Register a client; prints it with its secret (shown only this once).
     Create(ClientArgs),
+    /// One line per client.
     List,
-    Show {
-        client_id: String,
-    },
+    /// A client's registration (never its secret).
+    Show { client_id: String },
+    /// Replace a client's registration; --rotate-secret issues a new secret.
     Update {
         client_id: String,
         #[command(flatten)]
@@ -83,9 +85,8 @@ pub enum ClientsCommand {
         #[arg(long)]
         rotate_secret: bool,
     },
-    Delete {
-        client_id: String,
-    },
+    /// Delete a client.
+    Delete { client_id: String },
 }
 
 #[derive(Args, Debug)]
@@ -93,18 +94,25 @@ pub struct ClientArgs {
     /// Full registration as JSON (RFC 7591 names); other flags are ignored when given.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Choose the client id (letters, digits, -._~); a UUID otherwise.
     #[arg(long)]
     pub client_id: Option<String>,
+    /// Display name of the application.
     #[arg(long)]
     pub name: Option<String>,
+    /// A redirect URI, matched exactly (repeat for several).
     #[arg(long = "redirect-uri")]
     pub redirect_uris: Vec<String>,
+    /// authorization_code, refresh_token or client_credentials (repeat; default: the first two).
     #[arg(long = "grant-type", value_parser = parse_grant)]
     pub grant_types: Vec<GrantType>,
+    /// client_secret_basic (default for web apps), client_secret_post, private_key_jwt or none.
     #[arg(long, value_parser = parse_method)]
     pub auth_method: Option<AuthMethod>,
+    /// Space-separated scopes the client may ask for (default "openid profile").
     #[arg(long)]
     pub scope: Option<String>,
+    /// A native (mobile or desktop) app: public, PKCE, private-use or loopback redirects.
     #[arg(long)]
     pub native: bool,
 }
