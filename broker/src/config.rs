@@ -79,6 +79,7 @@ pub struct Settings {
     pub upstream: UpstreamProfile,
     pub acr: AcrSettings,
     pub login: LoginSettings,
+    pub rate_limit: RateLimitSettings,
 }
 
 impl Default for Settings {
@@ -97,6 +98,7 @@ impl Default for Settings {
             upstream: UpstreamProfile::default(),
             acr: AcrSettings::default(),
             login: LoginSettings::default(),
+            rate_limit: RateLimitSettings::default(),
         }
     }
 }
@@ -271,6 +273,32 @@ impl Default for AcrSettings {
         Self {
             level1: "urn:vn:hue:broker:loa:1".into(),
             level2: "urn:vn:hue:broker:loa:2".into(),
+        }
+    }
+}
+
+/// Per-address limits on `/authorize`, `/callback/…`, `/end_session` and the admin API.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// Sustained requests per second per client address.
+    pub per_second: u32,
+    /// Requests allowed at once before the sustained rate applies.
+    pub burst: u32,
+    /// Behind a reverse proxy: the header that carries the client address (its first entry),
+    /// e.g. `x-forwarded-for`. Only set it when the proxy overwrites that header, or clients can
+    /// choose their own address.
+    pub client_ip_header: Option<String>,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_second: 10,
+            burst: 60,
+            client_ip_header: None,
         }
     }
 }

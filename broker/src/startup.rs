@@ -177,17 +177,25 @@ impl Application {
 
         let port = listener.local_addr()?.port();
         let data = broker.clone();
+        let limits = web::Data::new(crate::http::limits::Limits::new(&settings.rate_limit)?);
+        limits.spawn_cleanup();
         let mut server = HttpServer::new(move || {
+            // The last `wrap` is the outermost: requests meet the logger first, then the
+            // default headers, then the rate limit.
             App::new()
-                .wrap(tracing_actix_web::TracingLogger::<
-                    crate::http::logging::RequestSpan,
-                >::new())
+                .wrap(actix_web::middleware::from_fn(
+                    crate::http::limits::rate_limit,
+                ))
                 .wrap(
                     actix_web::middleware::DefaultHeaders::new()
                         .add(("X-Content-Type-Options", "nosniff"))
                         .add(("Referrer-Policy", "no-referrer")),
                 )
+                .wrap(tracing_actix_web::TracingLogger::<
+                    crate::http::logging::RequestSpan,
+                >::new())
                 .app_data(data.clone())
+                .app_data(limits.clone())
                 .configure(crate::http::configure)
         });
         if settings.http.workers > 0 {

@@ -38,7 +38,7 @@ MOCK_PID=$!
 common=(BROKER_ENVIRONMENT=development BROKER_ISSUER="http://127.0.0.1:$BPORT" BROKER_HTTP__PORT="$BPORT"
   BROKER_KEYS__MASTER_KEY_FILE="$WORK/master.key" BROKER_ADMIN__TOKEN="$ADMIN"
   BROKER_UPSTREAM__ISSUER="http://127.0.0.1:$MPORT" BROKER_UPSTREAM__CLIENT_SECRET="$SECRET"
-  BROKER_LOG=warn)
+  BROKER_LOG=warn BROKER_RATE_LIMIT__ENABLED=false)
 if [ "$PAIR" = postgres ]; then
   DB="bench_$(date +%s)"
   psql postgres://postgres@127.0.0.1:5432/test -qc "CREATE DATABASE $DB" >/dev/null

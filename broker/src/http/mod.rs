@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod callback;
 pub mod errors;
 pub mod front;
+pub mod limits;
 pub mod logging;
 pub mod logout;
 pub mod pages;

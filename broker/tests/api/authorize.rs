@@ -165,3 +165,38 @@ on_both_backends!(
         }
     }
 );
+
+/// One address cannot make the broker hold unbounded pending logins: past the burst it gets 429
+/// with Retry-After, while the back channel (client-authenticated) is not limited here.
+#[tokio::test]
+async fn authorize_is_rate_limited_per_address() {
+    let app = TestApp::spawn_with(crate::support::Backends::SqliteMemory, |s| {
+        s.rate_limit.per_second = 1;
+        s.rate_limit.burst = 5;
+    })
+    .await;
+    let client = app.confidential_client().await;
+    let b = Browser::new();
+    let pkce = Pkce::new();
+    let params = [
+        ("response_type", "code"),
+        ("client_id", client.id.as_str()),
+        ("redirect_uri", client.redirect_uri.as_str()),
+        ("scope", "openid"),
+        ("code_challenge", pkce.challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(b.authorize(&app, &params).await.status().as_u16());
+    }
+    assert_eq!(&statuses[..4], &[200, 200, 200, 200], "within the burst");
+    assert!(statuses.contains(&429), "past the burst: {statuses:?}");
+    let r = b.authorize(&app, &params).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+    let (status, _) = app
+        .token(&client, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(status, 200, "the token endpoint is not limited by address");
+}

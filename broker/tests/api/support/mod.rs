@@ -78,6 +78,11 @@ impl TestApp {
     }
 
     pub async fn spawn(backends: Backends) -> TestApp {
+        Self::spawn_with(backends, |_| {}).await
+    }
+
+    /// Like `spawn`, with a last word on the settings.
+    pub async fn spawn_with(backends: Backends, adjust: impl FnOnce(&mut Settings)) -> TestApp {
         broker::startup::install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind broker");
@@ -132,6 +137,7 @@ impl TestApp {
                 settings.keys.store = KeyStoreKind::Sql;
             }
         }
+        adjust(&mut settings);
         let clock = Arc::new(ManualClock::new(SystemClock.now()));
         let app = Application::build_with_clock(settings, listener, clock.clone())
             .await
