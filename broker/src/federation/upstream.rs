@@ -84,10 +84,6 @@ impl Upstream {
         })
     }
 
-    pub fn redirect_uri(&self) -> &Url {
-        &self.redirect_uri
-    }
-
     fn issuer(&self) -> String {
         self.profile
             .issuer

@@ -93,16 +93,8 @@ impl Db {
         Ok(Self { pool, backend })
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
     pub fn pool(&self) -> &AnyPool {
         &self.pool
-    }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
     }
 }
 

@@ -2,7 +2,7 @@
 //! never redirected.
 
 use crate::on_both_backends;
-use crate::support::browser::{location, query_of, Browser, Pkce};
+use crate::support::browser::{code_request, location, query_of, Browser, Pkce};
 use crate::support::TestApp;
 
 on_both_backends!(bad_authorization_requests, |app: TestApp| async move {
@@ -105,14 +105,11 @@ on_both_backends!(bad_authorization_requests, |app: TestApp| async move {
     let r = b
         .authorize(
             &app,
-            &[
-                ("response_type", "code"),
-                ("client_id", &public.id),
-                ("redirect_uri", "http://127.0.0.1:49152/cb"),
-                ("scope", "openid"),
-                ("code_challenge", &pkce.challenge),
-                ("code_challenge_method", "S256"),
-            ],
+            &code_request(
+                &public,
+                &pkce,
+                &[("redirect_uri", "http://127.0.0.1:49152/cb")],
+            ),
         )
         .await;
     assert_eq!(
@@ -132,15 +129,7 @@ on_both_backends!(
         let r = b
             .http
             .post(app.endpoint("/authorize"))
-            .form(&[
-                ("response_type", "code"),
-                ("client_id", &client.id),
-                ("redirect_uri", &client.redirect_uri),
-                ("scope", "openid"),
-                ("code_challenge", &pkce.challenge),
-                ("code_challenge_method", "S256"),
-                ("ui_locales", "en"),
-            ])
+            .form(&code_request(&client, &pkce, &[("ui_locales", "en")]))
             .send()
             .await
             .expect("post");
@@ -178,14 +167,7 @@ async fn authorize_is_rate_limited_per_address() {
     let client = app.confidential_client().await;
     let b = Browser::new();
     let pkce = Pkce::new();
-    let params = [
-        ("response_type", "code"),
-        ("client_id", client.id.as_str()),
-        ("redirect_uri", client.redirect_uri.as_str()),
-        ("scope", "openid"),
-        ("code_challenge", pkce.challenge.as_str()),
-        ("code_challenge_method", "S256"),
-    ];
+    let params = code_request(&client, &pkce, &[]);
     let mut statuses = Vec::new();
     for _ in 0..8 {
         statuses.push(b.authorize(&app, &params).await.status().as_u16());

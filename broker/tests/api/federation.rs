@@ -4,7 +4,7 @@
 use broker_devkit::mock_vneid::Tamper;
 
 use crate::on_both_backends;
-use crate::support::browser::{location, query_of, Browser, Pkce};
+use crate::support::browser::{code_request, location, query_of, Browser, Pkce};
 use crate::support::TestApp;
 
 async fn start_login(app: &TestApp, browser: &Browser, hint: &str) -> String {
@@ -13,16 +13,7 @@ async fn start_login(app: &TestApp, browser: &Browser, hint: &str) -> String {
     let response = browser
         .authorize(
             app,
-            &[
-                ("response_type", "code"),
-                ("client_id", &client.id),
-                ("redirect_uri", &client.redirect_uri),
-                ("scope", "openid"),
-                ("state", "s1"),
-                ("code_challenge", &pkce.challenge),
-                ("code_challenge_method", "S256"),
-                ("login_hint", hint),
-            ],
+            &code_request(&client, &pkce, &[("state", "s1"), ("login_hint", hint)]),
         )
         .await;
     assert_eq!(response.status(), 200, "the login page");
@@ -182,15 +173,7 @@ on_both_backends!(
         let again = browser
             .authorize(
                 &app,
-                &[
-                    ("response_type", "code"),
-                    ("client_id", &client.id),
-                    ("redirect_uri", &client.redirect_uri),
-                    ("scope", "openid"),
-                    ("code_challenge", &pkce.challenge),
-                    ("code_challenge_method", "S256"),
-                    ("acr_values", "urn:vn:hue:broker:loa:2"),
-                ],
+                &code_request(&client, &pkce, &[("acr_values", "urn:vn:hue:broker:loa:2")]),
             )
             .await;
         assert_eq!(again.status(), 200, "back to the login page, not a code");
@@ -210,14 +193,7 @@ on_both_backends!(sso_session_prompt_and_max_age, |app: TestApp| async move {
     let browser = Browser::new();
     browser.login(&app, &client, "C01", &Pkce::new(), &[]).await;
     let pkce = Pkce::new();
-    let base = [
-        ("response_type", "code"),
-        ("client_id", client.id.as_str()),
-        ("redirect_uri", client.redirect_uri.as_str()),
-        ("scope", "openid"),
-        ("code_challenge", pkce.challenge.as_str()),
-        ("code_challenge_method", "S256"),
-    ];
+    let base = code_request(&client, &pkce, &[]);
     let silent = browser
         .authorize(&app, &[&base[..], &[("prompt", "none")]].concat())
         .await;
@@ -298,18 +274,7 @@ on_both_backends!(
         let late = Pkce::new();
         let pending_code = {
             let r = browser
-                .authorize(
-                    &app,
-                    &[
-                        ("response_type", "code"),
-                        ("client_id", &client.id),
-                        ("redirect_uri", &client.redirect_uri),
-                        ("scope", "openid"),
-                        ("code_challenge", &late.challenge),
-                        ("code_challenge_method", "S256"),
-                        ("prompt", "none"),
-                    ],
-                )
+                .authorize(&app, &code_request(&client, &late, &[("prompt", "none")]))
                 .await;
             query_of(&location(&r))["code"].clone()
         };
@@ -384,18 +349,7 @@ async fn silent(
 ) -> std::collections::HashMap<String, String> {
     let pkce = Pkce::new();
     let response = b
-        .authorize(
-            app,
-            &[
-                ("response_type", "code"),
-                ("client_id", &client.id),
-                ("redirect_uri", &client.redirect_uri),
-                ("scope", "openid"),
-                ("code_challenge", &pkce.challenge),
-                ("code_challenge_method", "S256"),
-                ("prompt", "none"),
-            ],
-        )
+        .authorize(app, &code_request(client, &pkce, &[("prompt", "none")]))
         .await;
     query_of(&location(&response))
 }

@@ -57,6 +57,26 @@ pub fn query_of(url: &str) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
+/// An authorization-code request of `client` with PKCE (scope `openid`); `extra` adds
+/// parameters or replaces these.
+pub fn code_request<'a>(
+    client: &'a Client,
+    pkce: &'a Pkce,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut params = vec![
+        ("response_type", "code"),
+        ("client_id", client.id.as_str()),
+        ("redirect_uri", client.redirect_uri.as_str()),
+        ("scope", "openid"),
+        ("code_challenge", pkce.challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    params.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+    params.extend_from_slice(extra);
+    params
+}
+
 /// The href of the login button on the broker's login page.
 pub fn login_button(html: &str) -> Option<String> {
     let start = html.find("id=\"vneid-login\" href=\"")? + "id=\"vneid-login\" href=\"".len();
@@ -115,20 +135,16 @@ impl Browser {
         extra: &[(&str, &str)],
     ) -> Callback {
         let state = random_token();
-        let mut params = vec![
-            ("response_type", "code"),
-            ("client_id", client.id.as_str()),
-            ("redirect_uri", client.redirect_uri.as_str()),
+        let mut defaults = vec![
             ("scope", "openid profile"),
             ("state", state.as_str()),
             ("nonce", "n-0S6_WzA2Mj"),
-            ("code_challenge", pkce.challenge.as_str()),
-            ("code_challenge_method", "S256"),
             ("login_hint", hint),
         ];
         // `extra` adds parameters or replaces the defaults above.
-        params.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
-        params.extend_from_slice(extra);
+        defaults.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+        defaults.extend_from_slice(extra);
+        let params = code_request(client, pkce, &defaults);
         let first = self.authorize(app, &params).await;
         let back = if first.status() == 303 && location(&first).starts_with(&client.redirect_uri) {
             first
