@@ -277,10 +277,12 @@ impl Default for AcrSettings {
     }
 }
 
-/// Per-address limits on `/authorize`, `/callback/…`, `/end_session` and the admin API.
+/// Per-address limits on `/authorize`, `/callback/…`, `/end_session` and the admin API, and
+/// the budgets of pending logins and failed upstream exchanges.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitSettings {
+    /// Per-address limits on or off (the per-instance pending-login cap always applies).
     pub enabled: bool,
     /// Sustained requests per second per client address.
     pub per_second: u32,
@@ -290,6 +292,14 @@ pub struct RateLimitSettings {
     /// e.g. `x-forwarded-for`. Only set it when the proxy overwrites that header, or clients can
     /// choose their own address.
     pub client_ip_header: Option<String>,
+    /// Pending logins one address (one IPv6 /64) may start per pending-login lifetime; generous,
+    /// because carrier-grade NAT puts many citizens behind one address. 0: no cap.
+    pub pending_logins_per_address: u32,
+    /// Pending logins one instance holds at once (about 3 KB each). 0: no cap.
+    pub pending_logins_per_instance: u32,
+    /// Failed upstream code exchanges one address may cause per pending-login lifetime before
+    /// its callbacks stop reaching VNeID. 0: no cap.
+    pub upstream_failures_per_address: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -299,6 +309,9 @@ impl Default for RateLimitSettings {
             per_second: 10,
             burst: 60,
             client_ip_header: None,
+            pending_logins_per_address: 600,
+            pending_logins_per_instance: 20_000,
+            upstream_failures_per_address: 30,
         }
     }
 }
@@ -310,8 +323,20 @@ pub struct LoginSettings {
     pub auto_redirect: bool,
 }
 
-/// Environment variables with the `BROKER_` prefix that are not settings.
+/// Environment variables with the `BROKER_` prefix that are not settings, and are known so.
 const NOT_SETTINGS: &[&str] = &["log", "test_database_url", "test_redis_url", "config"];
+
+/// Top-level settings that take a plain value (the rest are sections, set as `BROKER_X__Y`).
+const TOP_LEVEL_VALUES: &[&str] = &["environment", "issuer"];
+
+/// Whether a `BROKER_*` variable (name without the prefix, lower case) is meant as a setting.
+/// Nested names (`http__port`) and the top-level values are: a typo there stops the start-up.
+/// Anything else is someone else's variable: Kubernetes gives every pod of a namespace with a
+/// Service named `broker` `BROKER_PORT`, `BROKER_SERVICE_HOST`, `BROKER_PORT_8080_TCP…`, and
+/// scripts set `BROKER_BIN`. Those are ignored with a warning.
+fn is_setting_variable(name: &str) -> bool {
+    name.contains("__") || TOP_LEVEL_VALUES.contains(&name)
+}
 
 impl Settings {
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
@@ -324,10 +349,53 @@ impl Settings {
             );
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed("BROKER_").split("__").ignore(NOT_SETTINGS));
+        let env = Env::prefixed("BROKER_").ignore(NOT_SETTINGS);
+        let ignored: Vec<String> = env
+            .iter()
+            .map(|(name, _)| name.as_str().to_ascii_lowercase())
+            .filter(|name| !is_setting_variable(name))
+            .collect();
+        for name in &ignored {
+            tracing::warn!(
+                variable = format!("BROKER_{}", name.to_ascii_uppercase()),
+                "environment variable is not a setting; ignored"
+            );
+        }
+        figment = figment.merge(
+            Env::prefixed("BROKER_")
+                .ignore(NOT_SETTINGS)
+                .filter(|name| is_setting_variable(&name.as_str().to_ascii_lowercase()))
+                .split("__"),
+        );
         let settings: Settings = figment.extract().context("invalid configuration")?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// What serving in production needs beyond `validate`: an explicit upstream over https,
+    /// with credentials. Only `serve` checks it; the CLI's client and key commands need no
+    /// upstream.
+    pub fn check_upstream_for_production(&self) -> anyhow::Result<()> {
+        if self.environment != Environment::Production {
+            return Ok(());
+        }
+        let upstream = &self.upstream;
+        anyhow::ensure!(
+            upstream.issuer.scheme() == "https",
+            "in production upstream.issuer must be the identity provider's https issuer \
+             (set [upstream] issuer, or BROKER_UPSTREAM__ISSUER); it is {}",
+            upstream.issuer
+        );
+        anyhow::ensure!(
+            upstream.client_secret.is_some() || upstream.client_secret_file.is_some(),
+            "in production the upstream needs credentials: set upstream.client_secret_file \
+             (or BROKER_UPSTREAM__CLIENT_SECRET)"
+        );
+        anyhow::ensure!(
+            !upstream.client_id.trim().is_empty(),
+            "in production upstream.client_id must be set"
+        );
+        Ok(())
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {

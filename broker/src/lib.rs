@@ -1,6 +1,7 @@
 //! The identity broker: an OpenID Connect provider for the province's apps that logs people in
 //! through VNeID. `startup` builds the whole application; everything else is a domain module.
 
+pub mod abuse;
 pub mod accounts;
 pub mod cli;
 pub mod clients;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
+use crate::abuse::LoginBudget;
 use crate::accounts::login::AccountResolver;
 use crate::clients::auth::ClientAuthenticator;
 use crate::clients::registration::Registrar;
@@ -118,6 +119,7 @@ impl Application {
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
         install_crypto_provider();
+        settings.check_upstream_for_production()?;
         let master = master_key(&settings)?;
         let db = connect_db(&settings).await?;
         let sessions = session_store(&settings).await?;
@@ -158,6 +160,13 @@ impl Application {
             jwks_max_age: settings.keys.jwks_max_age_secs,
             clock: clock.clone(),
         };
+        let limits = crate::http::limits::Limits::new(&settings.rate_limit)?;
+        limits.spawn_cleanup();
+        let budget = LoginBudget::new(
+            &settings.rate_limit,
+            Duration::from_secs(settings.sessions.pending_login_ttl_secs),
+        );
+        budget.spawn_cleanup(clock.clone());
         let broker = web::Data::new(Broker {
             provider,
             upstream: Arc::new(Upstream::new(settings.upstream.clone(), &issuer)?),
@@ -165,6 +174,8 @@ impl Application {
                 sessions.clone(),
                 Duration::from_secs(settings.sessions.pending_login_ttl_secs),
             ),
+            budget: budget.clone(),
+            limits: limits.clone(),
             registrar: Registrar { directory, master },
             admin_token: admin_token(&settings)?,
             auto_redirect: settings.login.auto_redirect,
@@ -177,25 +188,23 @@ impl Application {
 
         let port = listener.local_addr()?.port();
         let data = broker.clone();
-        let limits = web::Data::new(crate::http::limits::Limits::new(&settings.rate_limit)?);
-        limits.spawn_cleanup();
+        let https_issuer = settings.issuer.scheme() == "https";
         let mut server = HttpServer::new(move || {
             // The last `wrap` is the outermost: requests meet the logger first, then the
-            // default headers, then the rate limit.
+            // default headers. Rate limits sit on the limited resources themselves.
+            let mut headers = actix_web::middleware::DefaultHeaders::new()
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("Referrer-Policy", "no-referrer"));
+            if https_issuer {
+                // RFC 6797: browsers that once reached the broker over https never try http.
+                headers = headers.add(("Strict-Transport-Security", "max-age=31536000"));
+            }
             App::new()
-                .wrap(actix_web::middleware::from_fn(
-                    crate::http::limits::rate_limit,
-                ))
-                .wrap(
-                    actix_web::middleware::DefaultHeaders::new()
-                        .add(("X-Content-Type-Options", "nosniff"))
-                        .add(("Referrer-Policy", "no-referrer")),
-                )
+                .wrap(headers)
                 .wrap(tracing_actix_web::TracingLogger::<
                     crate::http::logging::RequestSpan,
                 >::new())
                 .app_data(data.clone())
-                .app_data(limits.clone())
                 .configure(crate::http::configure)
         });
         if settings.http.workers > 0 {

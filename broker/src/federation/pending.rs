@@ -1,5 +1,10 @@
 //! Pending upstream logins: single use, with a TTL, bound to the browser that started them by
 //! a cookie as well as `state` (RFC 6749 §10.12), and carrying the original downstream request.
+//!
+//! Each pending login has its own binding cookie, named after its `state`, holding a fresh
+//! random secret. Two tabs logging in at once each keep their own cookie, and a cookie planted
+//! from a sibling subdomain (cookie tossing) cannot fix the binding: the broker never adopts a
+//! secret it finds in the browser, it only checks one it set itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +15,14 @@ use crate::crypto::{random_token, sha256_b64url};
 use crate::oidc::authorize::AuthorizeRequest;
 use crate::sessions::SessionStore;
 
-pub const COOKIE: &str = "broker_login";
+/// Prefix of the binding cookies' names; the rest of the name comes from the login's `state`.
+pub const COOKIE_PREFIX: &str = "broker_login_";
+
+/// The name of the binding cookie of the login with this `state` (before any `__Host-`).
+pub fn cookie_name(state: &str) -> String {
+    let digest = sha256_b64url(state);
+    format!("{COOKIE_PREFIX}{}", &digest[..16])
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PendingLogin {
@@ -18,6 +30,10 @@ pub struct PendingLogin {
     pub nonce: Option<String>,
     pub pkce_verifier: Option<String>,
     pub created_at: i64,
+    /// The broker asked the upstream for a fresh authentication (`prompt=login`), so the time of
+    /// the callback may stand for `auth_time` when the upstream does not send one.
+    #[serde(default)]
+    pub forced_login: bool,
 }
 
 /// Unknown, expired or already used `state`, or a callback from another browser than the one
@@ -55,30 +71,27 @@ impl PendingLogins {
         )
     }
 
-    /// Stores a pending login. Reuses the browser's binding secret when it already has one, so
-    /// that two tabs logging in at once do not overwrite each other's cookie.
+    /// Stores a pending login with a fresh state and binding secret.
     pub async fn start(
         &self,
         request: AuthorizeRequest,
-        browser_secret: Option<String>,
+        forced_login: bool,
         use_nonce: bool,
         use_pkce: bool,
         now: i64,
     ) -> anyhow::Result<Started> {
-        let browser_secret = browser_secret
-            .filter(|s| s.len() == 43)
-            .unwrap_or_else(random_token);
         let started = Started {
             state: random_token(),
             nonce: use_nonce.then(random_token),
             pkce_verifier: use_pkce.then(random_token),
-            browser_secret,
+            browser_secret: random_token(),
         };
         let pending = PendingLogin {
             request,
             nonce: started.nonce.clone(),
             pkce_verifier: started.pkce_verifier.clone(),
             created_at: now,
+            forced_login,
         };
         self.store
             .put(

@@ -84,6 +84,9 @@ pub struct UpstreamProfile {
     pub use_id_token: bool,
     /// Forward the RP's `login_hint` to the upstream.
     pub forward_login_hint: bool,
+    /// The upstream returns `auth_time` when asked with `max_age`. When false, an RP's
+    /// `max_age` is honoured by asking the upstream for a fresh login (`prompt=login`).
+    pub sends_auth_time: bool,
     pub claims: ClaimNames,
     pub birthdate_format: DateFormat,
     /// Upstream assurance values → VNeID level (1 or 2).
@@ -123,6 +126,7 @@ impl Default for UpstreamProfile {
             use_pkce: true,
             use_id_token: true,
             forward_login_hint: true,
+            sends_auth_time: true,
             claims: ClaimNames::default(),
             birthdate_format: DateFormat::Compact,
             assurance_levels,

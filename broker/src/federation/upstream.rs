@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use openidconnect::core::{CoreClient, CoreJsonWebKeySet, CoreProviderMetadata};
+use openidconnect::core::{CoreClient, CoreJsonWebKeySet};
 use openidconnect::{
     AuthType, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, IssuerUrl, Nonce,
     NonceVerifier, PkceCodeVerifier, RedirectUrl, SignatureVerificationError,
@@ -31,6 +31,8 @@ pub enum UpstreamError {
     IdToken(String),
     #[error(transparent)]
     Claims(#[from] ClaimsError),
+    #[error("the authorization response failed the issuer check (RFC 9207): {0}")]
+    MixUp(&'static str),
 }
 
 /// What the RP's request asks of the upstream login.
@@ -48,8 +50,44 @@ pub struct Upstream {
     redirect_uri: Url,
     http: reqwest::Client,
     /// Discovery document and JWKS, with when they were fetched.
-    metadata: RwLock<Option<(std::time::Instant, Arc<CoreProviderMetadata>)>>,
+    metadata: RwLock<Option<(std::time::Instant, Arc<Metadata>)>>,
+    /// Held by the one request that refetches the metadata.
+    refresh_lock: tokio::sync::Mutex<()>,
+    backoff: std::sync::Mutex<Backoff>,
 }
+
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    retry_at: Option<std::time::Instant>,
+}
+
+/// The discovery members the broker reads beyond OpenID Connect Discovery's own.
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+pub struct ExtraMetadata {
+    /// RFC 9207 §3.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
+}
+
+impl openidconnect::AdditionalProviderMetadata for ExtraMetadata {}
+
+type Metadata = openidconnect::ProviderMetadata<
+    ExtraMetadata,
+    openidconnect::core::CoreAuthDisplay,
+    openidconnect::core::CoreClientAuthMethod,
+    openidconnect::core::CoreClaimName,
+    openidconnect::core::CoreClaimType,
+    openidconnect::core::CoreGrantType,
+    openidconnect::core::CoreJweContentEncryptionAlgorithm,
+    openidconnect::core::CoreJweKeyManagementAlgorithm,
+    openidconnect::core::CoreJsonWebKey,
+    openidconnect::core::CoreResponseMode,
+    openidconnect::core::CoreResponseType,
+    openidconnect::core::CoreSubjectIdentifierType,
+>;
 
 impl Upstream {
     pub fn new(profile: UpstreamProfile, broker_issuer: &str) -> anyhow::Result<Self> {
@@ -81,6 +119,8 @@ impl Upstream {
             redirect_uri,
             http,
             metadata: RwLock::new(None),
+            refresh_lock: tokio::sync::Mutex::new(()),
+            backoff: std::sync::Mutex::new(Backoff::default()),
         })
     }
 
@@ -93,39 +133,74 @@ impl Upstream {
     }
 
     /// The discovery document and JWKS, refetched after `upstream.metadata_max_age_secs` so
-    /// that a key the upstream withdrew stops being trusted. If a refetch fails, the previous
-    /// copy keeps serving (and the failure is logged) rather than stopping every login.
-    async fn metadata(&self) -> Result<Arc<CoreProviderMetadata>, UpstreamError> {
+    /// that a key the upstream withdrew stops being trusted. Only one request refetches at a
+    /// time; the others keep using the previous copy meanwhile. A failed refetch is logged, the
+    /// previous copy keeps serving, and the next attempt waits (1 s, doubling to 5 min), so that
+    /// a slow or failing VNeID does not make every login wait for its timeout.
+    async fn metadata(&self) -> Result<Arc<Metadata>, UpstreamError> {
         let max_age = Duration::from_secs(self.profile.metadata_max_age_secs);
         let cached = self.metadata.read().await.clone();
-        if let Some((fetched, m)) = &cached {
-            if fetched.elapsed() < max_age {
-                return Ok(m.clone());
+        match cached {
+            Some((fetched, m)) if fetched.elapsed() < max_age => Ok(m),
+            Some((_, stale)) => {
+                if self.backing_off() {
+                    return Ok(stale);
+                }
+                let Ok(_refreshing) = self.refresh_lock.try_lock() else {
+                    return Ok(stale);
+                };
+                Ok(self.refetch().await.unwrap_or(stale))
+            }
+            None => {
+                let _refreshing = self.refresh_lock.lock().await;
+                if let Some((_, m)) = self.metadata.read().await.clone() {
+                    return Ok(m);
+                }
+                if self.backing_off() {
+                    return Err(UpstreamError::Unavailable(anyhow::anyhow!(
+                        "upstream discovery failed recently; waiting before the next attempt"
+                    )));
+                }
+                self.refetch().await.ok_or_else(|| {
+                    UpstreamError::Unavailable(anyhow::anyhow!("upstream discovery failed"))
+                })
             }
         }
+    }
+
+    fn backing_off(&self) -> bool {
+        let backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        backoff.retry_at.is_some_and(|t| std::time::Instant::now() < t)
+    }
+
+    /// Fetches the metadata once; the caller holds `refresh_lock`.
+    async fn refetch(&self) -> Option<Arc<Metadata>> {
         match self.load_metadata().await {
             Ok(fresh) => {
                 let fresh = Arc::new(fresh);
                 *self.metadata.write().await = Some((std::time::Instant::now(), fresh.clone()));
-                Ok(fresh)
+                *self.backoff.lock().unwrap_or_else(|e| e.into_inner()) = Backoff::default();
+                Some(fresh)
             }
-            Err(e) => match cached {
-                Some((_, stale)) => {
-                    tracing::warn!(
-                        error = format!("{e:#}"),
-                        "upstream discovery refetch failed; using the previous copy"
-                    );
-                    Ok(stale)
-                }
-                None => Err(UpstreamError::Unavailable(e)),
-            },
+            Err(e) => {
+                let mut backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+                backoff.failures = backoff.failures.saturating_add(1);
+                let wait = Duration::from_secs(1u64 << backoff.failures.min(9)).min(MAX_BACKOFF);
+                backoff.retry_at = Some(std::time::Instant::now() + wait);
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    retry_in_secs = wait.as_secs(),
+                    "upstream discovery fetch failed"
+                );
+                None
+            }
         }
     }
 
-    async fn load_metadata(&self) -> anyhow::Result<CoreProviderMetadata> {
+    async fn load_metadata(&self) -> anyhow::Result<Metadata> {
         let issuer = IssuerUrl::new(self.issuer())?;
         if self.profile.discovery {
-            return CoreProviderMetadata::discover_async(issuer, &self.http)
+            return Metadata::discover_async(issuer, &self.http)
                 .await
                 .context("upstream discovery failed");
         }
@@ -133,7 +208,7 @@ impl Upstream {
     }
 
     /// Refetches the upstream JWKS (after an unknown `kid`: the upstream rotated its keys).
-    async fn refresh_jwks(&self) -> Result<Arc<CoreProviderMetadata>, UpstreamError> {
+    async fn refresh_jwks(&self) -> Result<Arc<Metadata>, UpstreamError> {
         let current = self.metadata().await?;
         let jwks = CoreJsonWebKeySet::fetch_async(current.jwks_uri(), &self.http)
             .await
@@ -141,6 +216,21 @@ impl Upstream {
         let updated = Arc::new((*current).clone().set_jwks(jwks));
         *self.metadata.write().await = Some((std::time::Instant::now(), updated.clone()));
         Ok(updated)
+    }
+
+    /// RFC 9207 §2.4: when the upstream says it puts `iss` in its authorization responses, the
+    /// response must carry its issuer exactly; otherwise `iss`, if present, must still match.
+    pub async fn check_response_issuer(&self, iss: Option<&str>) -> Result<(), UpstreamError> {
+        let metadata = self.metadata().await?;
+        let promised = metadata
+            .additional_metadata()
+            .authorization_response_iss_parameter_supported;
+        match iss {
+            Some(iss) if iss == self.issuer() => Ok(()),
+            Some(_) => Err(UpstreamError::MixUp("the response names another issuer")),
+            None if promised => Err(UpstreamError::MixUp("the response carries no issuer")),
+            None => Ok(()),
+        }
     }
 
     /// The URL that sends the browser to the upstream.
@@ -229,7 +319,7 @@ impl Upstream {
 
     fn client(
         &self,
-        metadata: &CoreProviderMetadata,
+        metadata: &Metadata,
     ) -> openidconnect::core::CoreClient<
         openidconnect::EndpointSet,
         openidconnect::EndpointNotSet,

@@ -4,7 +4,10 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+use actix_web::middleware::from_fn;
+
 use super::errors::no_store;
+use super::limits::rate_limit;
 use super::Broker;
 use crate::clients::registration::{ClientRequest, RegistrationError};
 use crate::clients::Client;
@@ -13,6 +16,7 @@ use crate::crypto::{ct_eq, sha256};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin/clients")
+            .wrap(from_fn(rate_limit))
             .route("", web::get().to(clients_list))
             .route("", web::post().to(clients_create))
             .route("/{client_id}", web::get().to(clients_show))

@@ -6,10 +6,16 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::front::{bad_request_page, cookie, redirect_to_client, unavailable_page};
+use actix_web::middleware::from_fn;
+
+use super::limits::rate_limit;
+use super::front::{
+    bad_request_page, cookie, cookie_name, redirect_to_client, too_many_logins_page,
+    unavailable_page, wants_english,
+};
 use super::pages::{html, LoginPage};
 use super::{form_pairs, Broker};
-use crate::federation::pending::COOKIE as PENDING_COOKIE;
+use crate::federation::pending::cookie_name as pending_cookie_name;
 use crate::federation::upstream::UpstreamHints;
 use crate::oidc::authorize::{self, AuthorizeError, AuthorizeRequest};
 use crate::oidc::codes::CodeRecord;
@@ -17,8 +23,12 @@ use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::sessions::sso::{SsoSession, COOKIE as SSO_COOKIE};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/authorize", web::get().to(authorize_get))
-        .route("/authorize", web::post().to(authorize_post));
+    cfg.service(
+        web::resource("/authorize")
+            .wrap(from_fn(rate_limit))
+            .route(web::get().to(authorize_get))
+            .route(web::post().to(authorize_post)),
+    );
 }
 
 async fn authorize_get(broker: web::Data<Broker>, req: HttpRequest) -> HttpResponse {
@@ -40,13 +50,15 @@ async fn authorize(
     pairs: Option<Vec<(String, String)>>,
 ) -> HttpResponse {
     let p = &broker.provider;
+    let english = wants_english(req, None);
     let Some(pairs) = pairs else {
-        return bad_request_page(&OAuthError::invalid_request("malformed parameters"));
+        return bad_request_page(&OAuthError::invalid_request("malformed parameters"), english);
     };
     let params = match authorize::collect_params(pairs) {
         Ok(params) => params,
-        Err(e) => return bad_request_page(&e),
+        Err(e) => return bad_request_page(&e, english),
     };
+    let english = wants_english(req, params.get("ui_locales").map(String::as_str));
     let client = match p
         .clients
         .get(
@@ -60,7 +72,7 @@ async fn authorize(
         Ok(client) => client,
         Err(e) => {
             let _ = OAuthError::unavailable(&e);
-            return unavailable_page();
+            return unavailable_page(english);
         }
     };
     let parsed =
@@ -72,7 +84,7 @@ async fn authorize(
         );
     let request = match parsed {
         Ok(request) => request,
-        Err(AuthorizeError::Page(e)) => return bad_request_page(&e),
+        Err(AuthorizeError::Page(e)) => return bad_request_page(&e, english),
         Err(AuthorizeError::Redirect {
             redirect_uri,
             state,
@@ -82,28 +94,66 @@ async fn authorize(
         }
     };
     let now = p.now();
-    let session = match req.cookie(SSO_COOKIE) {
+    let fail = |error: OAuthError| {
+        redirect_to_client(
+            &request.redirect_uri,
+            request.state.as_deref(),
+            &p.issuer,
+            Err(&error),
+        )
+    };
+    // OIDC Core §3.1.2.1: the hint names who the RP expects; it must be our ID token for this
+    // client (expired is fine), and a session of someone else cannot answer the request.
+    let hinted_subject = match params.get("id_token_hint") {
+        Some(token) => match hint_subject(broker, token, &request.client_id, now) {
+            Some(sub) => Some(sub),
+            None => {
+                return fail(OAuthError::invalid_request(
+                    "id_token_hint is not a valid ID token of this broker for this client",
+                ))
+            }
+        },
+        None => None,
+    };
+    let session = match req.cookie(&cookie_name(broker, SSO_COOKIE)) {
         Some(cookie) => p.sso.find(cookie.value()).await.unwrap_or_else(|e| {
             let _ = OAuthError::unavailable(&e);
             None
         }),
         None => None,
     };
+    let session = session.filter(|s| {
+        hinted_subject
+            .as_deref()
+            .is_none_or(|sub| sub == s.account_id)
+    });
     if let Some(session) =
         session.filter(|s| authorize::session_satisfies(&request, s.auth_time, s.loa, now))
     {
         return issue_code(broker, &request, &session, now).await;
     }
     if request.prompt_none {
-        let error = OAuthError::new(ErrorCode::LoginRequired, "the user must log in");
-        return redirect_to_client(
-            &request.redirect_uri,
-            request.state.as_deref(),
-            &p.issuer,
-            Err(&error),
-        );
+        return fail(OAuthError::new(
+            ErrorCode::LoginRequired,
+            "the user must log in",
+        ));
     }
     start_upstream_login(broker, req, &params, request, now).await
+}
+
+/// The subject of a valid `id_token_hint` issued by this broker to `client_id`.
+fn hint_subject(broker: &Broker, token: &str, client_id: &str, now: i64) -> Option<String> {
+    let claims = broker
+        .provider
+        .signer
+        .verify::<serde_json::Value>(token, "JWT", now, false)
+        .ok()?;
+    let aud_matches = match claims.get("aud")? {
+        serde_json::Value::String(a) => a == client_id,
+        serde_json::Value::Array(list) => list.iter().any(|a| a.as_str() == Some(client_id)),
+        _ => false,
+    };
+    aud_matches.then(|| claims.get("sub")?.as_str().map(str::to_string))?
 }
 
 pub async fn issue_code(
@@ -125,6 +175,7 @@ pub async fn issue_code(
         auth_time: session.auth_time,
         loa: session.loa,
         amr: session.amr.clone(),
+        id_token_claims: request.id_token_claims.clone(),
         grant_id: uuid::Uuid::now_v7().to_string(),
         expires_at: now + p.tokens.code_ttl_secs as i64,
     };
@@ -155,15 +206,25 @@ async fn start_upstream_login(
     now: i64,
 ) -> HttpResponse {
     let profile = &broker.upstream.profile;
-    let english = request.english();
-    let existing = req.cookie(PENDING_COOKIE).map(|c| c.value().to_string());
+    let english = wants_english(req, request.ui_locales.as_deref());
+    if let Err(refusal) = broker.budget.admit(broker.limits.client_key(req), now) {
+        tracing::debug!(?refusal, "pending login refused");
+        return too_many_logins_page(refusal, english);
+    }
+    // The upstream must tell when the person authenticated: max_age makes VNeID send auth_time
+    // (OIDC Core §3.1.2.1). An upstream known not to send it is asked for a fresh login
+    // whenever the RP bounds the age, so that the callback time is the authentication time.
+    let max_age = request
+        .max_age
+        .unwrap_or(broker.provider.sso.ttl().as_secs() as i64);
+    let force_login =
+        request.prompt_login || (request.max_age.is_some() && !profile.sends_auth_time);
     let (login_hint, ui_locales) = (request.login_hint.clone(), request.ui_locales.clone());
-    let (force_login, max_age) = (request.prompt_login, request.max_age);
     let started = match broker
         .pending
         .start(
-            request.clone(),
-            existing,
+            request,
+            force_login,
             profile.use_nonce,
             profile.use_pkce,
             now,
@@ -172,8 +233,9 @@ async fn start_upstream_login(
     {
         Ok(started) => started,
         Err(e) => {
+            broker.budget.finished(now, now);
             let _ = OAuthError::unavailable(&e);
-            return unavailable_page();
+            return unavailable_page(english);
         }
     };
     let url = match broker
@@ -186,7 +248,7 @@ async fn start_upstream_login(
                 login_hint: login_hint.as_deref(),
                 ui_locales: ui_locales.as_deref(),
                 force_login,
-                max_age,
+                max_age: Some(max_age),
             },
         )
         .await
@@ -194,14 +256,13 @@ async fn start_upstream_login(
         Ok(url) => url,
         Err(e) => {
             tracing::error!(error = %e, "upstream unavailable");
-            return unavailable_page();
+            return unavailable_page(english);
         }
     };
     let binding = cookie(
         broker,
-        PENDING_COOKIE,
+        &pending_cookie_name(&started.state),
         started.browser_secret,
-        "/callback",
         broker.pending.ttl().as_secs() as i64,
     );
     if broker.auto_redirect {

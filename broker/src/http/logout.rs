@@ -5,16 +5,24 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use url::Url;
 
-use super::front::{bad_request_page, cookie, unavailable_page};
-use super::pages::{error_page, html, LogoutPage};
+use actix_web::middleware::from_fn;
+
+use super::limits::rate_limit;
+use super::front::{bad_request_page, cookie, cookie_name, unavailable_page, wants_english};
+use super::pages::{html, message_page, LogoutPage};
 use super::{form_pairs, Broker};
+use crate::crypto::{ct_eq, sha256_b64url};
 use crate::oidc::authorize;
 use crate::oidc::error::OAuthError;
 use crate::sessions::sso::COOKIE as SSO_COOKIE;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/end_session", web::get().to(end_session_get))
-        .route("/end_session", web::post().to(end_session_post));
+    cfg.service(
+        web::resource("/end_session")
+            .wrap(from_fn(rate_limit))
+            .route(web::get().to(end_session_get))
+            .route(web::post().to(end_session_post)),
+    );
 }
 
 /// RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0). Without a valid
@@ -46,11 +54,18 @@ async fn end_session(
     posted: bool,
 ) -> HttpResponse {
     let p = &broker.provider;
+    let english = wants_english(req, None);
     let params = match pairs.map(authorize::collect_params) {
         Some(Ok(params)) => params,
-        Some(Err(e)) => return bad_request_page(&e),
-        None => return bad_request_page(&OAuthError::invalid_request("malformed parameters")),
+        Some(Err(e)) => return bad_request_page(&e, english),
+        None => {
+            return bad_request_page(
+                &OAuthError::invalid_request("malformed parameters"),
+                english,
+            )
+        }
     };
+    let english = wants_english(req, params.get("ui_locales").map(String::as_str));
     let now = p.now();
     let hint = match params.get("id_token_hint") {
         Some(token) => match p
@@ -59,9 +74,12 @@ async fn end_session(
         {
             Ok(claims) => Some(claims),
             Err(_) => {
-                return bad_request_page(&OAuthError::invalid_request(
-                    "id_token_hint is not a valid ID token of this broker",
-                ))
+                return bad_request_page(
+                    &OAuthError::invalid_request(
+                        "id_token_hint is not a valid ID token of this broker",
+                    ),
+                    english,
+                )
             }
         },
         None => None,
@@ -73,9 +91,10 @@ async fn end_session(
         .map(str::to_string);
     if let (Some(a), Some(b)) = (&hinted_client, params.get("client_id")) {
         if a != b {
-            return bad_request_page(&OAuthError::invalid_request(
-                "client_id does not match id_token_hint",
-            ));
+            return bad_request_page(
+                &OAuthError::invalid_request("client_id does not match id_token_hint"),
+                english,
+            );
         }
     }
     let client_id = hinted_client.or_else(|| params.get("client_id").cloned());
@@ -91,35 +110,49 @@ async fn end_session(
                     Ok(None) => false,
                     Err(e) => {
                         let _ = OAuthError::unavailable(&e);
-                        return unavailable_page();
+                        return unavailable_page(english);
                     }
                 },
                 None => false,
             };
             if !registered {
-                return bad_request_page(&OAuthError::invalid_request(
-                    "post_logout_redirect_uri is not registered for this client",
-                ));
+                return bad_request_page(
+                    &OAuthError::invalid_request(
+                        "post_logout_redirect_uri is not registered for this client",
+                    ),
+                    english,
+                );
             }
             Some(uri.clone())
         }
         None => None,
     };
-    let english = params
-        .get("ui_locales")
-        .is_some_and(|l| l.starts_with("en"));
-    let confirmed = posted && params.get("confirm").map(String::as_str) == Some("yes");
-    let secret = req.cookie(SSO_COOKIE).map(|c| c.value().to_string());
+    let secret = req
+        .cookie(&cookie_name(broker, SSO_COOKIE))
+        .map(|c| c.value().to_string());
     let session = match &secret {
         Some(secret) => match p.sso.find(secret).await {
             Ok(session) => session,
             Err(e) => {
                 let _ = OAuthError::unavailable(&e);
-                return unavailable_page();
+                return unavailable_page(english);
             }
         },
         None => None,
     };
+    // A confirmation counts only when posted from our own page: the CSRF token bound to this
+    // browser's SSO session, and no cross-site Origin or Sec-Fetch-Site. Province apps share a
+    // registrable domain with the broker, so SameSite alone would let a sibling site post it.
+    let expected_csrf = secret.as_deref().map(logout_csrf);
+    let confirmed = posted
+        && params.get("confirm").map(String::as_str) == Some("yes")
+        && same_origin(req, &p.issuer)
+        && match &expected_csrf {
+            Some(expected) => params
+                .get("csrf")
+                .is_some_and(|c| ct_eq(c.as_bytes(), expected.as_bytes())),
+            None => true,
+        };
     // The hint proves the RP's wish only for the session it was issued in: someone else's ID
     // token (an attacker's own, say) must not log this browser out without asking.
     let hint_sid = hint
@@ -131,11 +164,15 @@ async fn end_session(
         None => hint.is_some(),
     };
     if !hint_is_for_this_session && !confirmed {
-        let fields: Vec<(String, String)> = params
+        let mut fields: Vec<(String, String)> = params
             .iter()
-            .filter(|(k, _)| k.as_str() != "confirm")
+            .filter(|(k, _)| !matches!(k.as_str(), "confirm" | "csrf"))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        fields.sort_unstable();
+        if let Some(csrf) = expected_csrf {
+            fields.push(("csrf".into(), csrf));
+        }
         let action = p.endpoint("/end_session");
         let page = if english {
             LogoutPage {
@@ -169,17 +206,17 @@ async fn end_session(
                 };
                 if let Err(e) = ended.await {
                     let _ = OAuthError::unavailable(&e);
-                    return unavailable_page();
+                    return unavailable_page(english);
                 }
             }
             Ok(None) => {}
             Err(e) => {
                 let _ = OAuthError::unavailable(&e);
-                return unavailable_page();
+                return unavailable_page(english);
             }
         }
     }
-    let mut removal = cookie(broker, SSO_COOKIE, String::new(), "/", 0);
+    let mut removal = cookie(broker, SSO_COOKIE, String::new(), 0);
     removal.make_removal();
     match target.and_then(|uri| Url::parse(&uri).ok()) {
         Some(mut url) => {
@@ -192,15 +229,37 @@ async fn end_session(
                 .finish()
         }
         None => {
-            let mut response = error_page(
+            let mut response = message_page(
                 StatusCode::OK,
                 english,
                 "logged_out",
-                "Bạn đã đăng xuất.",
-                "You have been signed out.",
+                ("Đã đăng xuất", "Signed out"),
+                ("Bạn đã đăng xuất.", "You have been signed out."),
             );
             let _ = response.add_cookie(&removal);
             response
         }
     }
+}
+
+/// The logout form's CSRF token: derived from the SSO cookie's secret, which only this browser
+/// holds (HttpOnly), under its own label so that it reveals nothing usable elsewhere.
+fn logout_csrf(sso_secret: &str) -> String {
+    sha256_b64url(&format!("logout-csrf:{sso_secret}"))
+}
+
+/// No sign of a cross-site request: `Sec-Fetch-Site` (when the browser sends it) is
+/// same-origin or none, and `Origin` (when present) is the broker's own.
+fn same_origin(req: &HttpRequest, issuer: &str) -> bool {
+    let fetch_site_ok = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v == "same-origin" || v == "none");
+    let origin_ok = match req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(origin) => Url::parse(issuer)
+            .is_ok_and(|u| u.origin().ascii_serialization() == origin),
+    };
+    fetch_site_ok && origin_ok
 }

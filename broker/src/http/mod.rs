@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use actix_web::web;
 
+use crate::abuse::LoginBudget;
 use crate::clients::registration::Registrar;
 use crate::config::Secret;
 use crate::federation::pending::PendingLogins;
@@ -26,6 +27,10 @@ pub struct Broker {
     pub provider: Provider,
     pub upstream: Arc<Upstream>,
     pub pending: PendingLogins,
+    /// Pending logins and failed upstream exchanges per address and per instance.
+    pub budget: LoginBudget,
+    /// Per-address request limits and the client-address rule they use.
+    pub limits: limits::Limits,
     pub registrar: Registrar,
     pub admin_token: Option<Secret>,
     pub auto_redirect: bool,

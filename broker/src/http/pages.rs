@@ -64,19 +64,31 @@ pub fn error_page(
     message_vi: &str,
     message_en: &str,
 ) -> HttpResponse {
+    let title = ("Không thể đăng nhập", "Sign-in failed");
+    message_page(status, english, code, title, (message_vi, message_en))
+}
+
+/// A page with a title and a message, each given as (Vietnamese, English).
+pub fn message_page(
+    status: StatusCode,
+    english: bool,
+    code: &str,
+    title: (&str, &str),
+    message: (&str, &str),
+) -> HttpResponse {
     let page = if english {
         ErrorPage {
             lang: "en",
-            title: "Sign-in failed",
-            message: message_en,
+            title: title.1,
+            message: message.1,
             code,
             hotline_text: "Need help? Call",
         }
     } else {
         ErrorPage {
             lang: "vi",
-            title: "Không thể đăng nhập",
-            message: message_vi,
+            title: title.0,
+            message: message.0,
             code,
             hotline_text: "Cần hỗ trợ, vui lòng gọi",
         }

@@ -24,6 +24,7 @@ const SHORT_PARAMS: &[&str] = &[
     "prompt",
     "max_age",
     "scope",
+    "claims",
 ];
 const MAX_SHORT_PARAM_LEN: usize = 512;
 
@@ -43,6 +44,10 @@ pub struct AuthorizeRequest {
     pub login_hint: Option<String>,
     pub ui_locales: Option<String>,
     pub resource: Option<String>,
+    /// Individual claims the RP asked for in the ID token (`claims` parameter, OIDC Core §5.5),
+    /// already limited to what the client may receive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub id_token_claims: Vec<String>,
 }
 
 impl AuthorizeRequest {
@@ -256,6 +261,22 @@ pub fn parse(
         },
         None => None,
     };
+    let claims = match params.get("claims") {
+        Some(raw) => ClaimsRequest::parse(raw, acr).map_err(&fail)?,
+        None => ClaimsRequest::default(),
+    };
+    let required_loa = match (
+        params.get("acr_values").and_then(|v| acr.required_level(v)),
+        claims.acr_level,
+    ) {
+        (_, Some(level)) => Some(level),
+        (from_values, None) => from_values,
+    };
+    let id_token_claims = claims
+        .id_token
+        .into_iter()
+        .filter(|c| claim_scope(c).is_some_and(|s| client.metadata.allows_scope(s)))
+        .collect();
     let resource = match params.get("resource") {
         Some(r) => {
             if !client.metadata.allows_resource(r) {
@@ -278,20 +299,122 @@ pub fn parse(
         prompt_login: prompts.contains(&"login"),
         prompt_none,
         max_age,
-        required_loa: params.get("acr_values").and_then(|v| acr.required_level(v)),
+        required_loa,
         login_hint: params.get("login_hint").cloned(),
         ui_locales: params.get("ui_locales").cloned(),
         resource,
+        id_token_claims,
     })
 }
 
+/// The scope under which a user claim is released (OIDC Core §5.4), if the broker has it.
+pub fn claim_scope(claim: &str) -> Option<&'static str> {
+    match claim {
+        "name" | "birthdate" | "gender" => Some("profile"),
+        "personal_id" => Some("personal_id"),
+        _ => None,
+    }
+}
+
+/// What the broker takes from the `claims` request parameter (OIDC Core §5.5).
+#[derive(Debug, Default, PartialEq)]
+pub struct ClaimsRequest {
+    /// Individual claims asked for in the ID token.
+    pub id_token: Vec<String>,
+    /// The lowest level that satisfies an `acr` request with `value`/`values`.
+    pub acr_level: Option<u8>,
+}
+
+impl ClaimsRequest {
+    /// Parses the JSON; a malformed request is `invalid_request`, and an essential `acr` that
+    /// names none of the broker's values is `unmet_authentication_requirements` (§5.5.1.1).
+    pub fn parse(raw: &str, acr: &AcrPolicy) -> Result<Self, OAuthError> {
+        let malformed = || OAuthError::invalid_request("claims is not a valid claims request");
+        let value: serde_json::Value = serde_json::from_str(raw).map_err(|_| malformed())?;
+        let top = value.as_object().ok_or_else(malformed)?;
+        let mut out = ClaimsRequest::default();
+        for (member, requests) in top {
+            // §5.5: members other than these two are ignored when not understood.
+            if member != "id_token" && member != "userinfo" {
+                continue;
+            }
+            let requests = requests.as_object().ok_or_else(malformed)?;
+            for (name, request) in requests {
+                let request = match request {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::Object(o) => Some(o),
+                    _ => return Err(malformed()),
+                };
+                if name == "acr" {
+                    if let Some(level) = Self::acr_request(request, acr)? {
+                        out.acr_level = Some(out.acr_level.map_or(level, |l| l.max(level)));
+                    }
+                    continue;
+                }
+                if member == "id_token" && !out.id_token.contains(name) {
+                    out.id_token.push(name.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn acr_request(
+        request: Option<&serde_json::Map<String, serde_json::Value>>,
+        acr: &AcrPolicy,
+    ) -> Result<Option<u8>, OAuthError> {
+        let malformed = || OAuthError::invalid_request("claims: acr request is malformed");
+        let Some(request) = request else {
+            return Ok(None);
+        };
+        let essential = match request.get("essential") {
+            None => false,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(_) => return Err(malformed()),
+        };
+        let mut wanted: Vec<&str> = Vec::new();
+        match request.get("value") {
+            None => {}
+            Some(serde_json::Value::String(v)) => wanted.push(v),
+            Some(_) => return Err(malformed()),
+        }
+        match request.get("values") {
+            None => {}
+            Some(serde_json::Value::Array(list)) => {
+                for v in list {
+                    wanted.push(v.as_str().ok_or_else(malformed)?);
+                }
+            }
+            Some(_) => return Err(malformed()),
+        }
+        if wanted.is_empty() {
+            return Ok(None);
+        }
+        let level = wanted.iter().filter_map(|v| acr.level(v)).min();
+        match level {
+            Some(level) => Ok(Some(level)),
+            None if essential => Err(OAuthError::new(
+                ErrorCode::UnmetAuthenticationRequirements,
+                "none of the requested acr values can be met",
+            )),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Whether an existing SSO session can answer this request without a new upstream login.
-pub fn session_satisfies(req: &AuthorizeRequest, auth_time: i64, loa: u8, now: i64) -> bool {
+pub fn session_satisfies(
+    req: &AuthorizeRequest,
+    auth_time: Option<i64>,
+    loa: u8,
+    now: i64,
+) -> bool {
     if req.prompt_login {
         return false;
     }
     if let Some(max_age) = req.max_age {
-        if now - auth_time > max_age {
+        // An unknown authentication time cannot be shown to be recent enough.
+        if auth_time.is_none_or(|t| now - t > max_age) {
             return false;
         }
     }

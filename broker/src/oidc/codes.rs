@@ -21,9 +21,12 @@ pub struct CodeRecord {
     pub resource: Option<String>,
     pub account_id: String,
     pub sid: String,
-    pub auth_time: i64,
+    pub auth_time: Option<i64>,
     pub loa: u8,
     pub amr: Vec<String>,
+    /// Claims the RP asked for in the ID token (`claims` parameter).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub id_token_claims: Vec<String>,
     /// Decided when the code is issued, so a replay can revoke what the first redemption got.
     pub grant_id: String,
     pub expires_at: i64,

@@ -30,7 +30,7 @@ pub fn metadata(p: &Provider) -> Value {
         "acr_values_supported": p.acr.all(),
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", "at_hash",
                              "name", "birthdate", "gender", "personal_id"],
-        "claims_parameter_supported": false,
+        "claims_parameter_supported": true,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,

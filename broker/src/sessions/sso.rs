@@ -16,7 +16,9 @@ pub const COOKIE: &str = "broker_session";
 pub struct SsoSession {
     pub sid: String,
     pub account_id: String,
-    pub auth_time: i64,
+    /// When the person authenticated, if known. Unknown (the upstream answered from its own
+    /// session without saying when) never satisfies an RP's `max_age`.
+    pub auth_time: Option<i64>,
     /// The VNeID assurance level this session was authenticated at (1 or 2).
     pub loa: u8,
     pub amr: Vec<String>,

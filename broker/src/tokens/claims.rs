@@ -56,7 +56,8 @@ pub struct IdClaims {
     pub azp: String,
     pub exp: i64,
     pub iat: i64,
-    pub auth_time: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
     pub acr: String,

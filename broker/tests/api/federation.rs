@@ -42,7 +42,11 @@ on_both_backends!(
             let response = browser.get(&callback).await;
             assert_eq!(response.status(), 400, "{tamper:?} must be refused");
             assert!(
-                response.headers().get("set-cookie").is_none(),
+                !response
+                    .headers()
+                    .get_all("set-cookie")
+                    .iter()
+                    .any(|c| c.to_str().unwrap_or_default().starts_with("broker_session=")),
                 "{tamper:?}: no session may start"
             );
             let body = response.text().await.expect("page");
@@ -320,17 +324,27 @@ on_both_backends!(
             (400, Some("invalid_grant")),
             "a code of the ended session is worthless"
         );
-        // The confirmed POST works too.
+        // The confirmed POST works too, with the form's CSRF token.
         let other = Browser::new();
         other.login(&app, &client, "C02", &Pkce::new(), &[]).await;
+        let page = other
+            .get(&app.endpoint("/end_session"))
+            .await
+            .text()
+            .await
+            .expect("page");
+        let csrf = hidden_field(&page, "csrf").expect("the form carries a CSRF token");
         let r = other
             .http
             .post(app.endpoint("/end_session"))
-            .form(&[("confirm", "yes")])
+            .form(&[("confirm", "yes"), ("csrf", csrf.as_str())])
             .send()
             .await
             .expect("post");
         assert_eq!(r.status(), 200);
+        let page = r.text().await.expect("page");
+        assert!(page.contains("Đã đăng xuất"), "a signed-out page: {page}");
+        assert!(!page.contains("Không thể đăng nhập"), "not a failure page");
         assert_eq!(
             silent(&app, &client, &other)
                 .await
@@ -466,3 +480,11 @@ on_both_backends!(
         assert_eq!(status, 200);
     }
 );
+
+/// The value of a hidden form field on a page.
+pub fn hidden_field(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_string())
+}

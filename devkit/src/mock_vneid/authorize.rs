@@ -4,6 +4,7 @@
 use url::Url;
 
 use super::grants::CodeGrant;
+use super::id_token::Tamper;
 use super::{citizens, Inner};
 use crate::params::Params;
 
@@ -69,7 +70,7 @@ pub(crate) fn start(inner: &Inner, params: &Params, now: u64) -> anyhow::Result<
         Err(outcome) => return Ok(outcome),
     };
     match request.login_hint.as_deref() {
-        Some(DENY_HINT) => Ok(deny(&request)),
+        Some(DENY_HINT) => Ok(deny(inner, &request)),
         Some(hint) => match citizens::find(&inner.citizens, hint) {
             Some(citizen) => issue(inner, &request, citizen, now),
             None => Ok(AuthorizeOutcome::Choose(Box::new(request))),
@@ -87,7 +88,7 @@ pub(crate) fn choose(inner: &Inner, params: &Params, now: u64) -> anyhow::Result
     };
     let pick = params.get("citizen").unwrap_or(DENY_HINT);
     if pick == DENY_HINT {
-        return Ok(deny(&request));
+        return Ok(deny(inner, &request));
     }
     match citizens::find(&inner.citizens, pick) {
         Some(citizen) => issue(inner, &request, citizen, now),
@@ -115,7 +116,13 @@ fn validate(inner: &Inner, params: &Params) -> Result<ValidRequest, AuthorizeOut
     };
     let state = params.owned("state");
     let fail = |error: &str, description: &str| {
-        AuthorizeOutcome::Redirect(error_redirect(&redirect_url, error, description, &state))
+        AuthorizeOutcome::Redirect(error_redirect(
+            &redirect_url,
+            &inner.issuer,
+            error,
+            description,
+            &state,
+        ))
     };
     if params.get("response_type") != Some("code") {
         return Err(fail("unsupported_response_type", "only response_type=code"));
@@ -181,13 +188,25 @@ fn issue(
     if let Some(state) = &request.state {
         url.query_pairs_mut().append_pair("state", state);
     }
+    // RFC 9207: the issuer in the authorization response, as discovery promises.
+    match inner.tamper() {
+        Tamper::CallbackNoIss => {}
+        Tamper::CallbackWrongIss => {
+            url.query_pairs_mut()
+                .append_pair("iss", "http://wrong-issuer.invalid");
+        }
+        _ => {
+            url.query_pairs_mut().append_pair("iss", &inner.issuer);
+        }
+    }
     Ok(AuthorizeOutcome::Redirect(url))
 }
 
-fn deny(request: &ValidRequest) -> AuthorizeOutcome {
+fn deny(inner: &Inner, request: &ValidRequest) -> AuthorizeOutcome {
     match Url::parse(&request.redirect_uri) {
         Ok(url) => AuthorizeOutcome::Redirect(error_redirect(
             &url,
+            &inner.issuer,
             "access_denied",
             "the citizen cancelled the login",
             &request.state,
@@ -196,7 +215,13 @@ fn deny(request: &ValidRequest) -> AuthorizeOutcome {
     }
 }
 
-fn error_redirect(base: &Url, error: &str, description: &str, state: &Option<String>) -> Url {
+fn error_redirect(
+    base: &Url,
+    issuer: &str,
+    error: &str,
+    description: &str,
+    state: &Option<String>,
+) -> Url {
     let mut url = base.clone();
     url.query_pairs_mut()
         .append_pair("error", error)
@@ -204,5 +229,6 @@ fn error_redirect(base: &Url, error: &str, description: &str, state: &Option<Str
     if let Some(state) = state {
         url.query_pairs_mut().append_pair("state", state);
     }
+    url.query_pairs_mut().append_pair("iss", issuer);
     url
 }

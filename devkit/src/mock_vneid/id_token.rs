@@ -34,6 +34,14 @@ pub enum Tamper {
     AlgNone,
     /// No `nonce` claim although one was sent.
     MissingNonce,
+    /// No `auth_time` claim (some VNeID variants never send it).
+    NoAuthTime,
+    /// `auth_time` two hours ago: VNeID answered from its own, older session.
+    StaleAuthTime,
+    /// The authorization response carries no `iss` (RFC 9207) although discovery promises it.
+    CallbackNoIss,
+    /// The authorization response's `iss` names another issuer (a mix-up).
+    CallbackWrongIss,
 }
 
 /// What the ID token says, before any tampering.
@@ -95,7 +103,15 @@ fn claims(facts: &IdTokenFacts<'_>, tamper: Tamper) -> Value {
     claims.insert("aud".into(), json!(audience));
     claims.insert("iat".into(), json!(iat));
     claims.insert("exp".into(), json!(exp));
-    claims.insert("auth_time".into(), json!(auth_time));
+    match tamper {
+        Tamper::NoAuthTime => {}
+        Tamper::StaleAuthTime => {
+            claims.insert("auth_time".into(), json!(auth_time.saturating_sub(7200)));
+        }
+        _ => {
+            claims.insert("auth_time".into(), json!(auth_time));
+        }
+    }
     match nonce {
         Some(nonce) => claims.insert("nonce".into(), json!(nonce)),
         None => claims.remove("nonce"),

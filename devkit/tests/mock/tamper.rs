@@ -21,6 +21,8 @@ async fn every_tamper_mode_produces_its_defect() {
         Tamper::Expired,
         Tamper::AlgNone,
         Tamper::MissingNonce,
+        Tamper::NoAuthTime,
+        Tamper::StaleAuthTime,
     ];
     for mode in modes {
         t.mock.set_tamper(mode);
@@ -91,6 +93,18 @@ async fn check_defect(t: &TestMock, mode: Tamper, id_token: &str) {
         Tamper::MissingNonce => {
             assert!(verified.is_ok());
             assert!(claims.get("nonce").is_none());
+        }
+        Tamper::NoAuthTime => {
+            assert!(verified.is_ok());
+            assert!(claims.get("auth_time").is_none());
+        }
+        Tamper::StaleAuthTime => {
+            assert!(verified.is_ok());
+            assert!(claims["auth_time"].as_u64().unwrap() + 3600 < now());
+        }
+        // These change the authorization response, not the ID token.
+        Tamper::CallbackNoIss | Tamper::CallbackWrongIss => {
+            assert!(verified.is_ok());
         }
         Tamper::None => unreachable!(),
     }

@@ -55,7 +55,7 @@ pub async fn exchange(
         scope: scope.clone(),
         resource: record.resource.clone(),
         acr: Some(p.acr.value(record.loa).to_string()),
-        auth_time: Some(record.auth_time),
+        auth_time: record.auth_time,
         created_at: now,
         revoked_at: None,
         refresh_generation: refresh.then_some(0),
@@ -75,6 +75,16 @@ pub async fn exchange(
             return Err(OAuthError::invalid_grant(BAD_CODE));
         }
     }
+    // A logout between the first check and the grant row's creation revoked the session's
+    // grants without seeing this one; checking again now that the row exists closes the gap.
+    if p.codes.session_ended(&record.sid).await? {
+        p.grants
+            .revoke_grant(&grant.id, "session ended", now)
+            .await?;
+        return Err(OAuthError::invalid_grant(
+            "the session this code was issued in has ended",
+        ));
+    }
 
     let account = p
         .accounts
@@ -84,7 +94,7 @@ pub async fn exchange(
     let user = UserContext {
         account_id: &account.id,
         sid: Some(&record.sid),
-        auth_time: Some(record.auth_time),
+        auth_time: record.auth_time,
         acr: grant.acr.as_deref(),
         grant_id: Some(&grant.id),
     };
@@ -102,6 +112,7 @@ pub async fn exchange(
             loa: record.loa,
             amr: &record.amr,
             access_token: &access_token,
+            requested_claims: &record.id_token_claims,
         },
         now,
     )?;

@@ -88,10 +88,12 @@ pub struct IdTokenInput<'a> {
     pub scope: &'a str,
     pub nonce: Option<&'a str>,
     pub sid: &'a str,
-    pub auth_time: i64,
+    pub auth_time: Option<i64>,
     pub loa: u8,
     pub amr: &'a [String],
     pub access_token: &'a str,
+    /// Individual claims the RP asked for (`claims` parameter), released with the scope's.
+    pub requested_claims: &'a [String],
 }
 
 pub fn id_token(
@@ -114,9 +116,26 @@ pub fn id_token(
         amr: input.amr.to_vec(),
         sid: input.sid.to_string(),
         at_hash: Some(half_hash(alg, input.access_token)),
-        profile: profile_claims(input.account, input.scope),
+        profile: id_token_profile(input),
     };
     p.signer
         .sign(alg, "JWT", &claims, now)
         .map_err(|e| OAuthError::unavailable(&anyhow::Error::from(e)))
+}
+
+/// The scope's claims plus the individually requested ones (already limited to the client's
+/// registered scopes when the request was accepted).
+fn id_token_profile(input: &IdTokenInput<'_>) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = profile_claims(input.account, input.scope);
+    for claim in input.requested_claims {
+        if out.contains_key(claim) {
+            continue;
+        }
+        if let Some(scope) = crate::oidc::authorize::claim_scope(claim) {
+            if let Some(v) = profile_claims(input.account, scope).remove(claim) {
+                out.insert(claim.clone(), v);
+            }
+        }
+    }
+    out
 }
