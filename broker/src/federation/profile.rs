@@ -1,4 +1,4 @@
-//! An upstream profile: everything that varies between VNeID variants (VNEID.md §1–2) and any
+//! An upstream profile: everything that varies between VNeID variants (docs/vneid.md) and any
 //! other standard OpenID provider, as configuration.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! A mock of VNeID as a standard OIDC upstream (variant A in VNEID.md: discovery, code flow,
+//! A mock of VNeID as a standard OIDC upstream (docs/vneid.md variant A: discovery, code flow,
 //! RS256 ID token, client secret). It signs in whichever test citizen a tester picks, and can be
 //! told to break its ID tokens in specific ways so the broker's verification can be tested.
 
