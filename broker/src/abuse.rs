@@ -78,13 +78,14 @@ impl LoginBudget {
             .and_then(|n| {
                 Quota::with_period(ttl / n.get()).map(|q| RateLimiter::keyed(q.allow_burst(n)))
             });
-        let failures = (settings.enabled && settings.upstream_failures_per_address > 0).then(|| {
-            FailureWindows {
-                limit: settings.upstream_failures_per_address,
-                window: ttl.as_secs() as i64,
-                counts: Mutex::new(HashMap::new()),
-            }
-        });
+        let failures =
+            (settings.enabled && settings.upstream_failures_per_address > 0).then(|| {
+                FailureWindows {
+                    limit: settings.upstream_failures_per_address,
+                    window: ttl.as_secs() as i64,
+                    counts: Mutex::new(HashMap::new()),
+                }
+            });
         Self {
             inner: Arc::new(Inner {
                 per_address,

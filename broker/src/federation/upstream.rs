@@ -170,7 +170,9 @@ impl Upstream {
 
     fn backing_off(&self) -> bool {
         let backoff = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
-        backoff.retry_at.is_some_and(|t| std::time::Instant::now() < t)
+        backoff
+            .retry_at
+            .is_some_and(|t| std::time::Instant::now() < t)
     }
 
     /// Fetches the metadata once; the caller holds `refresh_lock`.

@@ -8,11 +8,11 @@ use askama::Template;
 
 use actix_web::middleware::from_fn;
 
-use super::limits::rate_limit;
 use super::front::{
     bad_request_page, cookie, cookie_name, redirect_to_client, too_many_logins_page,
     unavailable_page, wants_english,
 };
+use super::limits::rate_limit;
 use super::pages::{html, LoginPage};
 use super::{form_pairs, Broker};
 use crate::federation::pending::cookie_name as pending_cookie_name;
@@ -52,7 +52,10 @@ async fn authorize(
     let p = &broker.provider;
     let english = wants_english(req, None);
     let Some(pairs) = pairs else {
-        return bad_request_page(&OAuthError::invalid_request("malformed parameters"), english);
+        return bad_request_page(
+            &OAuthError::invalid_request("malformed parameters"),
+            english,
+        );
     };
     let params = match authorize::collect_params(pairs) {
         Ok(params) => params,

@@ -7,11 +7,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web::middleware::from_fn;
 
 use super::authorize::issue_code;
-use super::limits::rate_limit;
 use super::front::{
     bad_request_page, cookie, cookie_name, redirect_to_client, too_many_logins_page,
     unavailable_page, wants_english,
 };
+use super::limits::rate_limit;
 use super::pages::error_page;
 use super::Broker;
 use crate::accounts::login::LoginOutcome;

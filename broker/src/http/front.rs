@@ -61,7 +61,13 @@ pub fn too_many_logins_page(refusal: Refusal, english: bool) -> HttpResponse {
 pub fn wants_english(req: &HttpRequest, ui_locales: Option<&str>) -> bool {
     let first = |list: &str| {
         list.split([' ', ','])
-            .map(|t| t.trim().split(';').next().unwrap_or_default().to_ascii_lowercase())
+            .map(|t| {
+                t.trim()
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase()
+            })
             .find(|t| !t.is_empty())
     };
     let tag = ui_locales.and_then(first).or_else(|| {

@@ -96,9 +96,8 @@ impl Limits {
     /// `Some(seconds to wait)` when this request is over the limit.
     fn check(&self, req: &ServiceRequest) -> Option<u64> {
         let limiter = self.limiter.as_ref()?;
-        let key = ClientKey::from_ip(
-            self.client_ip(req.headers(), req.peer_addr().map(|a| a.ip()))?,
-        );
+        let key =
+            ClientKey::from_ip(self.client_ip(req.headers(), req.peer_addr().map(|a| a.ip()))?);
         match limiter.check_key(&key) {
             Ok(()) => None,
             Err(not_until) => Some(

@@ -7,8 +7,8 @@ use url::Url;
 
 use actix_web::middleware::from_fn;
 
-use super::limits::rate_limit;
 use super::front::{bad_request_page, cookie, cookie_name, unavailable_page, wants_english};
+use super::limits::rate_limit;
 use super::pages::{html, message_page, LogoutPage};
 use super::{form_pairs, Broker};
 use crate::crypto::{ct_eq, sha256_b64url};
@@ -256,10 +256,15 @@ fn same_origin(req: &HttpRequest, issuer: &str) -> bool {
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
         .is_none_or(|v| v == "same-origin" || v == "none");
-    let origin_ok = match req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+    let origin_ok = match req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    {
         None => true,
-        Some(origin) => Url::parse(issuer)
-            .is_ok_and(|u| u.origin().ascii_serialization() == origin),
+        Some(origin) => {
+            Url::parse(issuer).is_ok_and(|u| u.origin().ascii_serialization() == origin)
+        }
     };
     fetch_site_ok && origin_ok
 }

@@ -42,11 +42,10 @@ on_both_backends!(
             let response = browser.get(&callback).await;
             assert_eq!(response.status(), 400, "{tamper:?} must be refused");
             assert!(
-                !response
-                    .headers()
-                    .get_all("set-cookie")
-                    .iter()
-                    .any(|c| c.to_str().unwrap_or_default().starts_with("broker_session=")),
+                !response.headers().get_all("set-cookie").iter().any(|c| c
+                    .to_str()
+                    .unwrap_or_default()
+                    .starts_with("broker_session=")),
                 "{tamper:?}: no session may start"
             );
             let body = response.text().await.expect("page");

@@ -10,6 +10,7 @@ mod admin;
 mod authorize;
 mod cli;
 mod federation;
+mod hardening;
 mod keys;
 mod rp;
 mod tls;

@@ -94,6 +94,20 @@ impl Browser {
         Self { http }
     }
 
+    /// A browser whose requests arrive through a proxy that names `address` as the client
+    /// (the broker must be configured with `rate_limit.client_ip_header = "x-forwarded-for"`).
+    pub fn from_address(address: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", address.parse().expect("header value"));
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("browser client");
+        Self { http }
+    }
+
     pub async fn get(&self, url: &str) -> reqwest::Response {
         self.http.get(url).send().await.expect("GET")
     }

@@ -56,6 +56,35 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Like `on_both_backends!`, with a last word on the settings of both apps.
+#[macro_export]
+macro_rules! on_both_backends_with {
+    ($name:ident, $adjust:expr, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite_memory() {
+                let app = $crate::support::TestApp::spawn_with(
+                    $crate::support::Backends::SqliteMemory,
+                    $adjust,
+                )
+                .await;
+                let _dir = app.guard();
+                ($body)(app).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_redis() {
+                let Some(app) = $crate::support::TestApp::spawn_production_with($adjust).await
+                else {
+                    return;
+                };
+                let _dir = app.guard();
+                ($body)(app).await;
+            }
+        }
+    };
+}
+
 pub struct Client {
     pub id: String,
     pub secret: Option<String>,
@@ -64,6 +93,10 @@ pub struct Client {
 
 impl TestApp {
     pub async fn spawn_production() -> Option<TestApp> {
+        Self::spawn_production_with(|_| {}).await
+    }
+
+    pub async fn spawn_production_with(adjust: impl FnOnce(&mut Settings)) -> Option<TestApp> {
         let db = std::env::var("BROKER_TEST_DATABASE_URL").ok();
         let redis = std::env::var("BROKER_TEST_REDIS_URL").ok();
         if db.is_none() || redis.is_none() {
@@ -74,7 +107,7 @@ impl TestApp {
             eprintln!("NOT RUN: PostgreSQL + Redis (set BROKER_TEST_DATABASE_URL and BROKER_TEST_REDIS_URL)");
             return None;
         }
-        Some(Self::spawn(Backends::PostgresRedis).await)
+        Some(Self::spawn_with(Backends::PostgresRedis, adjust).await)
     }
 
     pub async fn spawn(backends: Backends) -> TestApp {

@@ -1,0 +1,592 @@
+//! Issue 5's hardening: limits that follow the router, login budgets, honest `auth_time`, hints,
+//! logout CSRF, binding cookies, the callback's issuer check, and localized pages.
+
+use broker::config::Settings;
+use broker_devkit::mock_vneid::Tamper;
+
+use crate::support::browser::{code_request, location, login_button, query_of, Browser, Pkce};
+use crate::support::{Client, TestApp};
+use crate::{on_both_backends, on_both_backends_with};
+
+fn behind_proxy(s: &mut Settings) {
+    s.rate_limit.client_ip_header = Some("x-forwarded-for".into());
+}
+
+/// The upstream URL of a fresh login page for `client` with `extra` parameters.
+async fn login_page(
+    app: &TestApp,
+    browser: &Browser,
+    client: &Client,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let pkce = Pkce::new();
+    let mut params = code_request(client, &pkce, &[("login_hint", "C01"), ("state", "s")]);
+    params.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+    params.extend_from_slice(extra);
+    browser.authorize(app, &params).await
+}
+
+async fn upstream_url(
+    app: &TestApp,
+    browser: &Browser,
+    client: &Client,
+    extra: &[(&str, &str)],
+) -> String {
+    let page = login_page(app, browser, client, extra).await;
+    assert_eq!(page.status(), 200, "the login page");
+    login_button(&page.text().await.expect("page")).expect("button")
+}
+
+/// Goes through the mock VNeID from an upstream URL; returns the broker's answer to the callback.
+async fn through_mock(browser: &Browser, upstream: &str) -> reqwest::Response {
+    let at_mock = browser.get(upstream).await;
+    assert_eq!(at_mock.status(), 303, "the mock answers at once");
+    browser.get(&location(&at_mock)).await
+}
+
+on_both_backends_with!(
+    encoded_paths_are_limited_like_plain_ones,
+    |s: &mut Settings| {
+        behind_proxy(s);
+        s.rate_limit.per_second = 1;
+        s.rate_limit.burst = 3;
+    },
+    |app: TestApp| async move {
+        let paths = [
+            "/auth%6Frize",
+            "/%61dmin/clients",
+            "/end_sessio%6E",
+            "/callback/vnei%64",
+        ];
+        // One address per path, so that each path must spend its own budget to be refused.
+        for (i, path) in paths.into_iter().enumerate() {
+            let address = format!("192.0.2.{}", i + 1);
+            let mut limited = false;
+            for _ in 0..6 {
+                let r = app
+                    .http
+                    .get(app.endpoint(path))
+                    .header("x-forwarded-for", address.as_str())
+                    .bearer_auth(&app.admin_token)
+                    .send()
+                    .await
+                    .expect("request");
+                assert!(r.status().as_u16() < 500, "{path}: {}", r.status());
+                if r.status() == 429 {
+                    assert!(r.headers().get("retry-after").is_some());
+                    limited = true;
+                }
+            }
+            assert!(limited, "{path} reaches its handler, so it must be counted");
+        }
+    }
+);
+
+on_both_backends_with!(
+    ipv6_clients_are_counted_by_their_64,
+    |s: &mut Settings| {
+        behind_proxy(s);
+        s.rate_limit.per_second = 1;
+        s.rate_limit.burst = 2;
+    },
+    |app: TestApp| async move {
+        let status = |ip: &'static str| {
+            let app = &app;
+            async move {
+                Browser::from_address(ip)
+                    .get(&app.endpoint("/authorize"))
+                    .await
+                    .status()
+                    .as_u16()
+            }
+        };
+        assert_eq!(status("2001:db8:1:2::1").await, 400);
+        assert_eq!(status("2001:db8:1:2::2").await, 400);
+        assert_eq!(
+            status("2001:db8:1:2:ffff::3").await,
+            429,
+            "another address of the same /64 shares the bucket"
+        );
+        assert_eq!(
+            status("2001:db8:1:3::1").await,
+            400,
+            "the next /64 does not"
+        );
+        assert_eq!(status("10.0.0.1").await, 400);
+    }
+);
+
+on_both_backends_with!(
+    pending_logins_are_capped_per_address_and_per_instance,
+    |s: &mut Settings| {
+        behind_proxy(s);
+        s.rate_limit.pending_logins_per_address = 3;
+        s.rate_limit.pending_logins_per_instance = 5;
+    },
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        let busy = Browser::from_address("203.0.113.7");
+        for _ in 0..3 {
+            assert_eq!(login_page(&app, &busy, &client, &[]).await.status(), 200);
+        }
+        let refused = login_page(&app, &busy, &client, &[]).await;
+        assert_eq!(refused.status(), 429, "the address's budget is spent");
+        assert!(refused.headers().get("retry-after").is_some());
+        let page = refused.text().await.expect("page");
+        assert!(page.contains("Có quá nhiều lượt đăng nhập"), "{page}");
+        // Another address still logs in, and finishing a login frees its place.
+        let other = Browser::from_address("198.51.100.1");
+        let upstream = upstream_url(&app, &other, &client, &[]).await;
+        assert_eq!(through_mock(&other, &upstream).await.status(), 303);
+        // The instance holds 3 live logins; two more fit, the sixth does not.
+        let third = Browser::from_address("198.51.100.2");
+        assert_eq!(login_page(&app, &third, &client, &[]).await.status(), 200);
+        assert_eq!(login_page(&app, &third, &client, &[]).await.status(), 200);
+        let full = login_page(&app, &Browser::from_address("198.51.100.3"), &client, &[]).await;
+        assert_eq!(
+            full.status(),
+            429,
+            "the instance cap holds across addresses"
+        );
+    }
+);
+
+on_both_backends_with!(
+    failed_upstream_exchanges_stop_an_address_reaching_vneid,
+    |s: &mut Settings| {
+        behind_proxy(s);
+        s.rate_limit.upstream_failures_per_address = 2;
+    },
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        let attacker = Browser::from_address("203.0.113.9");
+        app.mock.set_tamper(Tamper::BadSignature);
+        for _ in 0..2 {
+            let upstream = upstream_url(&app, &attacker, &client, &[]).await;
+            assert_eq!(through_mock(&attacker, &upstream).await.status(), 400);
+        }
+        app.mock.set_tamper(Tamper::None);
+        // Even a good code from this address is no longer exchanged for now.
+        let upstream = upstream_url(&app, &attacker, &client, &[]).await;
+        let refused = through_mock(&attacker, &upstream).await;
+        assert_eq!(refused.status(), 429);
+        assert_eq!(app.count("accounts").await, 0, "nothing was exchanged");
+        // Other addresses are unaffected.
+        let citizen = Browser::from_address("198.51.100.1");
+        let upstream = upstream_url(&app, &citizen, &client, &[]).await;
+        assert_eq!(through_mock(&citizen, &upstream).await.status(), 303);
+    }
+);
+
+on_both_backends!(
+    max_age_always_goes_upstream_and_is_enforced,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        // Without an RP max_age the SSO lifetime bounds the upstream session.
+        let url = upstream_url(&app, &Browser::new(), &client, &[]).await;
+        assert_eq!(
+            query_of(&url).get("max_age").map(String::as_str),
+            Some("28800")
+        );
+        let url = upstream_url(&app, &Browser::new(), &client, &[("max_age", "300")]).await;
+        assert_eq!(
+            query_of(&url).get("max_age").map(String::as_str),
+            Some("300")
+        );
+        // VNeID answers from a session two hours old: max_age=300 is not met.
+        app.mock.set_tamper(Tamper::StaleAuthTime);
+        let browser = Browser::new();
+        let url = upstream_url(&app, &browser, &client, &[("max_age", "300")]).await;
+        let back = through_mock(&browser, &url).await;
+        assert_eq!(back.status(), 303);
+        assert_eq!(
+            query_of(&location(&back)).get("error").map(String::as_str),
+            Some("login_required")
+        );
+        // After prompt=login, an auth_time from before the login started is refused too.
+        let browser = Browser::new();
+        let url = upstream_url(&app, &browser, &client, &[("prompt", "login")]).await;
+        assert_eq!(
+            query_of(&url).get("prompt").map(String::as_str),
+            Some("login")
+        );
+        let back = through_mock(&browser, &url).await;
+        assert_eq!(
+            query_of(&location(&back)).get("error").map(String::as_str),
+            Some("login_required")
+        );
+        app.mock.set_tamper(Tamper::None);
+    }
+);
+
+on_both_backends!(
+    an_unknown_auth_time_never_satisfies_max_age,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        app.mock.set_tamper(Tamper::NoAuthTime);
+        let browser = Browser::new();
+        let pkce = Pkce::new();
+        let cb = browser.login(&app, &client, "C01", &pkce, &[]).await;
+        let (_, tokens) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        let (_, claims) = crate::support::jwt_parts(tokens["id_token"].as_str().expect("id"));
+        assert!(
+            claims.get("auth_time").is_none(),
+            "no invented auth_time: {claims}"
+        );
+        // The session answers requests without max_age, but not one with it.
+        let silent = |extra: &'static [(&'static str, &'static str)]| {
+            let (app, client, browser) = (&app, &client, &browser);
+            async move {
+                let pkce = Pkce::new();
+                let mut params = code_request(client, &pkce, &[("prompt", "none")]);
+                params.extend_from_slice(extra);
+                query_of(&location(&browser.authorize(app, &params).await))
+            }
+        };
+        assert!(silent(&[]).await.contains_key("code"));
+        assert_eq!(
+            silent(&[("max_age", "3600")])
+                .await
+                .get("error")
+                .map(String::as_str),
+            Some("login_required")
+        );
+        // With prompt=login sent upstream, the callback time stands for auth_time.
+        let pkce = Pkce::new();
+        let cb = browser
+            .login(
+                &app,
+                &client,
+                "C01",
+                &pkce,
+                &[("prompt", "login"), ("max_age", "60")],
+            )
+            .await;
+        let (_, tokens) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        let (_, claims) = crate::support::jwt_parts(tokens["id_token"].as_str().expect("id"));
+        assert!(claims["auth_time"].as_i64().is_some(), "{claims}");
+        app.mock.set_tamper(Tamper::None);
+    }
+);
+
+on_both_backends_with!(
+    an_upstream_without_auth_time_is_asked_for_a_fresh_login_under_max_age,
+    |s: &mut Settings| s.upstream.sends_auth_time = false,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        let url = upstream_url(&app, &Browser::new(), &client, &[("max_age", "600")]).await;
+        assert_eq!(
+            query_of(&url).get("prompt").map(String::as_str),
+            Some("login")
+        );
+        let url = upstream_url(&app, &Browser::new(), &client, &[]).await;
+        assert_eq!(query_of(&url).get("prompt"), None);
+    }
+);
+
+on_both_backends!(
+    id_token_hint_of_another_person_is_not_answered_by_the_session,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        let other = Browser::new();
+        let pkce = Pkce::new();
+        let cb = other.login(&app, &client, "C02", &pkce, &[]).await;
+        let (_, theirs) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        let browser = Browser::new();
+        let pkce = Pkce::new();
+        let cb = browser.login(&app, &client, "C01", &pkce, &[]).await;
+        let (_, mine) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        let ask = |hint: String, prompt: &'static str| {
+            let (app, client, browser) = (&app, &client, &browser);
+            async move {
+                let pkce = Pkce::new();
+                let params = code_request(
+                    client,
+                    &pkce,
+                    &[("prompt", prompt), ("id_token_hint", hint.as_str())],
+                );
+                browser.authorize(app, &params).await
+            }
+        };
+        let r = ask(theirs["id_token"].as_str().expect("id").into(), "none").await;
+        assert_eq!(
+            query_of(&location(&r)).get("error").map(String::as_str),
+            Some("login_required")
+        );
+        let r = ask(mine["id_token"].as_str().expect("id").into(), "none").await;
+        assert!(
+            query_of(&location(&r)).contains_key("code"),
+            "the hinted person's session answers"
+        );
+        let r = ask("not-a-jwt".into(), "none").await;
+        assert_eq!(
+            query_of(&location(&r)).get("error").map(String::as_str),
+            Some("invalid_request")
+        );
+        // Without prompt=none, a hint for someone else starts a new login.
+        let r = ask(theirs["id_token"].as_str().expect("id").into(), "consent").await;
+        assert_eq!(r.status(), 200, "the login page");
+        // An ID token of another client is no hint for this one.
+        let stranger = app.confidential_client().await;
+        let pkce = Pkce::new();
+        let params = code_request(
+            &stranger,
+            &pkce,
+            &[
+                ("prompt", "none"),
+                ("id_token_hint", mine["id_token"].as_str().expect("id")),
+            ],
+        );
+        let r = browser.authorize(&app, &params).await;
+        assert_eq!(
+            query_of(&location(&r)).get("error").map(String::as_str),
+            Some("invalid_request")
+        );
+    }
+);
+
+on_both_backends!(
+    logout_confirmation_needs_its_csrf_token_and_our_origin,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        let browser = Browser::new();
+        browser.login(&app, &client, "C01", &Pkce::new(), &[]).await;
+        let still_in = || async {
+            let pkce = Pkce::new();
+            let r = browser
+                .authorize(&app, &code_request(&client, &pkce, &[("prompt", "none")]))
+                .await;
+            query_of(&location(&r)).contains_key("code")
+        };
+        let post = |form: Vec<(&'static str, String)>, headers: Vec<(&'static str, String)>| {
+            let (app, browser) = (&app, &browser);
+            async move {
+                let mut request = browser.http.post(app.endpoint("/end_session")).form(&form);
+                for (k, v) in headers {
+                    request = request.header(k, v);
+                }
+                request.send().await.expect("post")
+            }
+        };
+        // A forged form without the token only asks again.
+        let r = post(vec![("confirm", "yes".into())], vec![]).await;
+        assert!(r.text().await.expect("page").contains("confirm-logout"));
+        assert!(still_in().await, "no logout without the CSRF token");
+        let page = browser
+            .get(&app.endpoint("/end_session"))
+            .await
+            .text()
+            .await
+            .expect("page");
+        let csrf = crate::federation::hidden_field(&page, "csrf").expect("token");
+        let r = post(
+            vec![("confirm", "yes".into()), ("csrf", "A".repeat(43))],
+            vec![],
+        )
+        .await;
+        assert!(r.text().await.expect("page").contains("confirm-logout"));
+        // The right token from a sibling site is refused too.
+        let r = post(
+            vec![("confirm", "yes".into()), ("csrf", csrf.clone())],
+            vec![("origin", "https://evil.hue.gov.vn".into())],
+        )
+        .await;
+        assert!(r.text().await.expect("page").contains("confirm-logout"));
+        let r = post(
+            vec![("confirm", "yes".into()), ("csrf", csrf.clone())],
+            vec![("sec-fetch-site", "same-site".into())],
+        )
+        .await;
+        assert!(r.text().await.expect("page").contains("confirm-logout"));
+        assert!(still_in().await);
+        let r = post(
+            vec![("confirm", "yes".into()), ("csrf", csrf)],
+            vec![
+                ("origin", app.url.clone()),
+                ("sec-fetch-site", "same-origin".into()),
+            ],
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        assert!(!still_in().await, "logged out");
+    }
+);
+
+on_both_backends!(
+    binding_cookies_are_per_login_and_cannot_be_planted,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        let planted = "P".repeat(43);
+        // A sibling subdomain tosses a binding cookie into the victim's browser.
+        let victim = Browser::new();
+        let first = upstream_url(&app, &victim, &client, &[]).await;
+        let second = upstream_url(&app, &victim, &client, &[]).await;
+        let at_mock = victim.get(&first).await;
+        let callback = location(&at_mock);
+        // The attacker holds the planted secret under every name it could guess.
+        let attacker = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let state = query_of(&callback)["state"].clone();
+        let guessed = format!(
+            "broker_login={planted}; {}={planted}",
+            broker::federation::pending::cookie_name(&state)
+        );
+        let r = attacker
+            .get(&callback)
+            .header("cookie", guessed)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 400, "a planted secret binds nothing");
+        // Two tabs: both logins finish, in either order.
+        let back = through_mock(&victim, &second).await;
+        assert_eq!(back.status(), 303);
+        let back = victim.get(&callback).await;
+        assert_eq!(back.status(), 303, "the first tab still finishes");
+        assert!(query_of(&location(&back)).contains_key("code"));
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_issuers_get_host_prefixed_cookies_and_hsts() {
+    let app = TestApp::spawn_with(crate::support::Backends::SqliteMemory, |s| {
+        s.issuer = "https://id.hue.gov.vn".parse().expect("url");
+    })
+    .await;
+    let _dir = app.guard();
+    let client = app.confidential_client().await;
+    let r = login_page(&app, &Browser::new(), &client, &[]).await;
+    assert_eq!(
+        r.headers()
+            .get("strict-transport-security")
+            .and_then(|v| v.to_str().ok()),
+        Some("max-age=31536000")
+    );
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_string())
+        .find(|c| c.starts_with("__Host-broker_login_"))
+        .expect("a __Host- binding cookie");
+    assert!(cookie.contains("Secure"), "{cookie}");
+    assert!(
+        cookie.contains("Path=/;") || cookie.ends_with("Path=/"),
+        "{cookie}"
+    );
+    assert!(!cookie.to_ascii_lowercase().contains("domain="), "{cookie}");
+}
+
+on_both_backends!(
+    the_callback_checks_the_upstream_issuer,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        for tamper in [Tamper::CallbackNoIss, Tamper::CallbackWrongIss] {
+            app.mock.set_tamper(tamper);
+            let browser = Browser::new();
+            let url = upstream_url(&app, &browser, &client, &[]).await;
+            let r = through_mock(&browser, &url).await;
+            assert_eq!(r.status(), 400, "{tamper:?}: a mix-up is refused");
+        }
+        app.mock.set_tamper(Tamper::None);
+        assert_eq!(app.count("accounts").await, 0);
+    }
+);
+
+on_both_backends!(
+    pages_follow_the_language_asked_for,
+    |app: TestApp| async move {
+        let page = |url: String, lang: Option<&'static str>| {
+            let app = &app;
+            async move {
+                let mut request = app.http.get(url);
+                if let Some(lang) = lang {
+                    request = request.header("accept-language", lang);
+                }
+                request
+                    .send()
+                    .await
+                    .expect("get")
+                    .text()
+                    .await
+                    .expect("page")
+            }
+        };
+        let bad = app.endpoint("/authorize?client_id=nobody&ui_locales=en");
+        let text = page(bad, None).await;
+        assert!(
+            text.contains("lang=\"en\"") && text.contains("Sign-in failed"),
+            "{text}"
+        );
+        let text = page(
+            app.endpoint("/authorize?client_id=nobody"),
+            Some("en-US,en;q=0.9"),
+        )
+        .await;
+        assert!(
+            text.contains("lang=\"en\""),
+            "Accept-Language is honoured: {text}"
+        );
+        let text = page(app.endpoint("/authorize?client_id=nobody"), None).await;
+        assert!(text.contains("lang=\"vi\""), "Vietnamese first");
+    }
+);
+
+on_both_backends!(
+    claims_parameter_acr_and_individual_claims,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        let discovery: serde_json::Value = app
+            .http
+            .get(app.endpoint("/.well-known/openid-configuration"))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(discovery["claims_parameter_supported"], true);
+        let browser = Browser::new();
+        // Essential acr with a value the broker never issues: unmet at once.
+        let pkce = Pkce::new();
+        let claims = r#"{"id_token":{"acr":{"essential":true,"values":["urn:other:loa"]}}}"#;
+        let r = browser
+            .authorize(&app, &code_request(&client, &pkce, &[("claims", claims)]))
+            .await;
+        assert_eq!(
+            query_of(&location(&r)).get("error").map(String::as_str),
+            Some("unmet_authentication_requirements")
+        );
+        let r = browser
+            .authorize(
+                &app,
+                &code_request(&client, &pkce, &[("claims", "{not json")]),
+            )
+            .await;
+        assert_eq!(
+            query_of(&location(&r)).get("error").map(String::as_str),
+            Some("invalid_request")
+        );
+        // A named claim in the ID token with scope openid only, and an acr the login meets.
+        let pkce = Pkce::new();
+        let claims = r#"{"id_token":{"name":{"essential":true},"acr":{"essential":true,"values":["urn:vn:hue:broker:loa:1"]}}}"#;
+        let cb = browser
+            .login(
+                &app,
+                &client,
+                "C01",
+                &pkce,
+                &[("scope", "openid"), ("claims", claims)],
+            )
+            .await;
+        let (_, tokens) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        let (_, id) = crate::support::jwt_parts(tokens["id_token"].as_str().expect("id"));
+        assert!(
+            id["name"].is_string(),
+            "the requested claim is released: {id}"
+        );
+        assert!(id.get("personal_id").is_none());
+    }
+);
