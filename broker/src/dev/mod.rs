@@ -22,7 +22,8 @@ use crate::startup::Application;
 
 #[derive(Args, Debug)]
 pub struct DevArgs {
-    /// Where the SQLite database and the master key live.
+    /// Where everything of this dev instance lives: the SQLite database, the master key and the
+    /// encrypted key files (`keys/`), so that two data directories never share a key directory.
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
     #[arg(long, default_value_t = 8080)]
@@ -107,6 +108,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
         keys: KeySettings {
             store: KeyStoreKind::File,
+            dir: args.data_dir.join("keys"),
             master_key_file: Some(dev_master_key(&args.data_dir)?),
             ..Default::default()
         },
@@ -161,7 +163,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     )?;
 
     println!(
-        "Broker (embedded: SQLite in {}, in-process sessions, keys in keys/):",
+        "Broker (embedded: SQLite, master key and keys/ in {}, in-process sessions):",
         args.data_dir.display()
     );
     println!(

@@ -123,6 +123,8 @@ fn an_empty_admin_token_is_refused() {
         .env("BROKER_KEYS__STORE", "file")
         .env("BROKER_KEYS__DIR", cli.dir.path().join("keys"))
         .env("BROKER_HTTP__PORT", "0")
+        .env("BROKER_UPSTREAM__ISSUER", "https://vneid.example")
+        .env("BROKER_UPSTREAM__CLIENT_SECRET", "upstream-secret")
         .env("BROKER_ADMIN__TOKEN", "")
         .output()
         .expect("run broker");
@@ -131,4 +133,113 @@ fn an_empty_admin_token_is_refused() {
         "an empty admin token must not start an open admin API"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("empty"));
+}
+
+/// Runs `broker serve` with `env` on top of a working embedded configuration; a start-up that
+/// does not fail within 20 s is stopped and reported as `None`.
+fn serve_exit(cli: &Cli, env: &[(&str, &str)]) -> Option<(bool, String)> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_broker"));
+    command
+        .args(["serve"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "BROKER_DATABASE__URL",
+            format!("sqlite://{}/s.db?mode=rwc", cli.dir.path().display()),
+        )
+        .env("BROKER_KEYS__MASTER_KEY", &cli.master)
+        .env("BROKER_KEYS__STORE", "file")
+        .env("BROKER_KEYS__DIR", cli.dir.path().join("keys"))
+        .env("BROKER_HTTP__PORT", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("run broker");
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            use std::io::Read;
+            if let Some(mut stderr) = child.stderr.take() {
+                let _ = stderr.read_to_string(&mut err);
+            }
+            return Some((status.success(), err));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn production_needs_an_explicit_https_upstream_with_credentials() {
+    let cli = Cli::new();
+    let (ok, err) = serve_exit(&cli, &[]).expect("the start-up must stop");
+    assert!(!ok && err.contains("upstream.issuer"), "{err}");
+    let (ok, err) = serve_exit(
+        &cli,
+        &[("BROKER_UPSTREAM__ISSUER", "https://vneid.example")],
+    )
+    .expect("the start-up must stop");
+    assert!(!ok && err.contains("upstream.client_secret"), "{err}");
+    // The development upstream is fine in development.
+    assert!(
+        serve_exit(
+            &cli,
+            &[
+                ("BROKER_ENVIRONMENT", "development"),
+                ("BROKER_UPSTREAM__CLIENT_SECRET", "x")
+            ]
+        )
+        .is_none(),
+        "a development broker starts"
+    );
+}
+
+#[test]
+fn foreign_broker_variables_are_ignored_but_nested_typos_are_not() {
+    let cli = Cli::new();
+    let foreign = [
+        ("BROKER_PORT", "tcp://10.0.0.12:8080"),
+        ("BROKER_PORT_8080_TCP", "tcp://10.0.0.12:8080"),
+        ("BROKER_PORT_8080_TCP_ADDR", "10.0.0.12"),
+        ("BROKER_SERVICE_HOST", "10.0.0.12"),
+        ("BROKER_SERVICE_PORT", "8080"),
+        ("BROKER_BIN", "/usr/local/bin/broker"),
+    ];
+    let mut command = Command::new(env!("CARGO_BIN_EXE_broker"));
+    command
+        .args(["clients", "list"])
+        .env_clear()
+        .env(
+            "BROKER_DATABASE__URL",
+            format!("sqlite://{}/cli.db?mode=rwc", cli.dir.path().display()),
+        )
+        .env("BROKER_KEYS__MASTER_KEY", &cli.master);
+    for (k, v) in foreign {
+        command.env(k, v);
+    }
+    let out = command.output().expect("run broker");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "Kubernetes' variables must not stop the broker: {err}"
+    );
+    assert!(
+        err.contains("BROKER_SERVICE_HOST"),
+        "they are named in a warning: {err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_broker"))
+        .args(["clients", "list"])
+        .env_clear()
+        .env("BROKER_HTTP__PROT", "8080")
+        .output()
+        .expect("run broker");
+    assert!(
+        !out.status.success(),
+        "a typo in a nested setting still stops it"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid configuration"));
 }

@@ -590,3 +590,123 @@ on_both_backends!(
         assert!(id.get("personal_id").is_none());
     }
 );
+
+/// A stand-in upstream that only serves discovery and an empty JWKS, slowly, counting the
+/// discovery requests; `failing` makes it answer 500.
+struct SlowUpstream {
+    url: String,
+    discoveries: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SlowUpstream {
+    async fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let discoveries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (d, f, issuer) = (discoveries.clone(), failing.clone(), url.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let (d, f, issuer) = (d.clone(), f.clone(), issuer.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let body = if head.starts_with("GET /.well-known/openid-configuration") {
+                        d.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        serde_json::json!({
+                            "issuer": issuer,
+                            "authorization_endpoint": format!("{issuer}/authorize"),
+                            "token_endpoint": format!("{issuer}/token"),
+                            "jwks_uri": format!("{issuer}/jwks"),
+                            "response_types_supported": ["code"],
+                            "subject_types_supported": ["public"],
+                            "id_token_signing_alg_values_supported": ["RS256"],
+                        })
+                        .to_string()
+                    } else {
+                        r#"{"keys":[]}"#.to_string()
+                    };
+                    let status = if f.load(Ordering::SeqCst) {
+                        "500 Internal Server Error"
+                    } else {
+                        "200 OK"
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        Self {
+            url,
+            discoveries,
+            failing,
+        }
+    }
+
+    fn discoveries(&self) -> usize {
+        self.discoveries.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_metadata_is_fetched_by_one_request_and_backs_off_after_failure() {
+    let upstream = SlowUpstream::start().await;
+    let issuer = upstream.url.clone();
+    let app = TestApp::spawn_with(crate::support::Backends::SqliteMemory, |s| {
+        s.upstream.issuer = issuer.parse().expect("url");
+        s.upstream.metadata_max_age_secs = 1;
+    })
+    .await;
+    let _dir = app.guard();
+    let client = app.confidential_client().await;
+    let burst = |n: usize| {
+        let (app, client) = (&app, &client);
+        async move {
+            let pages = (0..n).map(|_| async move {
+                login_page(app, &Browser::new(), client, &[])
+                    .await
+                    .status()
+                    .as_u16()
+            });
+            futures_util::future::join_all(pages).await
+        }
+    };
+    assert!(burst(8).await.iter().all(|s| *s == 200));
+    assert_eq!(
+        upstream.discoveries(),
+        1,
+        "concurrent first logins share one fetch"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    upstream
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        burst(8).await.iter().all(|s| *s == 200),
+        "a failed refetch keeps the previous copy serving"
+    );
+    assert_eq!(
+        upstream.discoveries(),
+        2,
+        "one refetch for the stale copy, not one per login"
+    );
+    assert!(burst(4).await.iter().all(|s| *s == 200));
+    assert_eq!(
+        upstream.discoveries(),
+        2,
+        "after a failure the next attempt waits"
+    );
+}
