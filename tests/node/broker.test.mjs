@@ -246,14 +246,15 @@ describe('broker with openid-client', () => {
     assert.equal(upstream.searchParams.get('login_hint'), LOGIN_HINT, 'login_hint forwarded to the upstream')
 
     // The pending-login binding cookie, then the SSO session cookie.
-    const binding = hops[0].cookies.find((c) => c.name === 'broker_login')
-    assert.ok(binding, `/authorize must set broker_login; Set-Cookie: ${JSON.stringify(hops[0].cookies)}`)
-    assert.equal(binding.attributes.path, '/callback', 'broker_login Path')
-    assert.ok(binding.attributes.httponly, 'broker_login must be HttpOnly')
-    assert.match(String(binding.attributes.samesite), /^lax$/i, 'broker_login SameSite=Lax')
+    // One binding cookie per pending login, named after its state (cookie tossing cannot fix it).
+    const binding = hops[0].cookies.find((c) => c.name.startsWith('broker_login_'))
+    assert.ok(binding, `/authorize must set broker_login_…; Set-Cookie: ${JSON.stringify(hops[0].cookies)}`)
+    assert.equal(binding.attributes.path, '/', 'binding cookie Path')
+    assert.ok(binding.attributes.httponly, 'binding cookie must be HttpOnly')
+    assert.match(String(binding.attributes.samesite), /^lax$/i, 'binding cookie SameSite=Lax')
     assert.ok(
-      hops[2].sentCookies.includes(`broker_login=${binding.value}`),
-      `the callback request must carry broker_login (sent: "${hops[2].sentCookies}")`,
+      hops[2].sentCookies.includes(`${binding.name}=${binding.value}`),
+      `the callback request must carry ${binding.name} (sent: "${hops[2].sentCookies}")`,
     )
     const session = hops[2].cookies.find((c) => c.name === 'broker_session')
     assert.ok(session, `/callback/vneid must set broker_session; Set-Cookie: ${JSON.stringify(hops[2].cookies)}`)
