@@ -139,7 +139,7 @@ impl Application {
                 directory: directory.clone(),
                 master: master.clone(),
                 replay: sessions.clone(),
-                audiences: vec![format!("{issuer}/token"), issuer.clone()],
+                audience: issuer.clone(),
             },
             signer: TokenSigner::new(ring, &issuer, settings.tokens.access_token_alg),
             grants: Arc::new(db.clone()),
@@ -165,7 +165,12 @@ impl Application {
                 sessions.clone(),
                 Duration::from_secs(settings.sessions.pending_login_ttl_secs),
             ),
-            registrar: Registrar { directory, master },
+            registrar: Registrar {
+                directory,
+                master,
+                grants: Arc::new(db.clone()),
+                issuer: issuer.clone(),
+            },
             admin_token: admin_token(&settings)?,
             auto_redirect: settings.login.auto_redirect,
             secure_cookies: settings.issuer.scheme() == "https",
@@ -185,6 +190,9 @@ impl Application {
             App::new()
                 .wrap(actix_web::middleware::from_fn(
                     crate::http::limits::rate_limit,
+                ))
+                .wrap(actix_web::middleware::from_fn(
+                    crate::http::host::require_valid_host,
                 ))
                 .wrap(
                     actix_web::middleware::DefaultHeaders::new()
