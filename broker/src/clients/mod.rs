@@ -1,8 +1,10 @@
 //! Relying-party registrations: the model, its store, a short-lived cache for the hot paths,
-//! registration rules (`registration`), redirect matching (`redirect`) and client
-//! authentication at the token, introspection and revocation endpoints (`auth`).
+//! registration rules (`registration`, with `uri` for URI strings and `jwks` for registered
+//! keys), redirect matching (`redirect`) and client authentication at the token, introspection
+//! and revocation endpoints (`auth`).
 
 pub mod auth;
+pub mod jwks;
 pub mod redirect;
 pub mod registration;
 pub mod uri;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::jwks::check_public_jwks;
 use super::redirect::validate_for_registration;
 use super::uri::check_uri;
 use super::{
@@ -117,7 +118,7 @@ pub fn validate(req: &ClientRequest, issuer: &str) -> Result<ClientMetadata, Reg
         }
     }
     if let Some(jwks) = &req.jwks {
-        check_public_jwks(jwks)?;
+        check_public_jwks(jwks).map_err(|e| RegistrationError::Metadata(e.to_string()))?;
     }
     if grant_types.contains(&GrantType::AuthorizationCode) && req.redirect_uris.is_empty() {
         return Err(RegistrationError::RedirectUri(
@@ -192,30 +193,6 @@ fn names_issuer(value: &str, issuer: &str) -> bool {
         (Ok(v), Ok(i)) => trim(v.as_str()) == trim(i.as_str()),
         _ => false,
     }
-}
-
-/// JWK members that hold private or symmetric key material (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
-const PRIVATE_JWK_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
-
-/// A registered JWK Set must hold public keys only: it is stored in clear and shown back by the
-/// admin API, and a symmetric key would let anyone who reads it sign as the client.
-fn check_public_jwks(jwks: &serde_json::Value) -> Result<(), RegistrationError> {
-    let keys = jwks
-        .get("keys")
-        .and_then(|k| k.as_array())
-        .ok_or_else(|| meta_err("jwks must be a JWK Set with a keys array"))?;
-    for key in keys {
-        let Some(key) = key.as_object() else {
-            return Err(meta_err("every key in jwks must be a JSON object"));
-        };
-        if key.get("kty").and_then(|k| k.as_str()) == Some("oct") {
-            return Err(meta_err("jwks must not contain symmetric (oct) keys"));
-        }
-        if PRIVATE_JWK_MEMBERS.iter().any(|m| key.contains_key(*m)) {
-            return Err(meta_err("jwks must contain public keys only"));
-        }
-    }
-    Ok(())
 }
 
 /// RFC 6749 §3.3 scope-token characters.
