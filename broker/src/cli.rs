@@ -239,6 +239,9 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
             let registrar = Registrar {
                 directory: ClientDirectory::new(Arc::new(db.clone()), 0, Arc::new(SystemClock)),
                 master: master_key(&settings)?,
+                grants: Arc::new(db.clone()),
+                issuer: settings.issuer_str(),
+                production: settings.environment == crate::config::Environment::Production,
             };
             clients_command(&registrar, cmd, clock.now()).await
         }
@@ -296,7 +299,7 @@ async fn clients_command(
             print(&client, secret.as_deref())?;
         }
         ClientsCommand::Delete { client_id } => {
-            registrar.delete(&client_id).await?;
+            registrar.delete(&client_id, now).await?;
             println!("deleted {client_id}");
         }
     }

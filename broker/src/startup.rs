@@ -141,7 +141,7 @@ impl Application {
                 directory: directory.clone(),
                 master: master.clone(),
                 replay: sessions.clone(),
-                audiences: vec![format!("{issuer}/token"), issuer.clone()],
+                audience: issuer.clone(),
             },
             signer: TokenSigner::new(ring, &issuer, settings.tokens.access_token_alg),
             grants: Arc::new(db.clone()),
@@ -176,7 +176,13 @@ impl Application {
             ),
             budget: budget.clone(),
             limits: limits.clone(),
-            registrar: Registrar { directory, master },
+            registrar: Registrar {
+                directory,
+                master,
+                grants: Arc::new(db.clone()),
+                issuer: issuer.clone(),
+                production: settings.environment == crate::config::Environment::Production,
+            },
             admin_token: admin_token(&settings)?,
             auto_redirect: settings.login.auto_redirect,
             secure_cookies: settings.issuer.scheme() == "https",
@@ -200,6 +206,9 @@ impl Application {
                 headers = headers.add(("Strict-Transport-Security", "max-age=31536000"));
             }
             App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    crate::http::host::require_valid_host,
+                ))
                 .wrap(headers)
                 .wrap(tracing_actix_web::TracingLogger::<
                     crate::http::logging::RequestSpan,

@@ -53,15 +53,20 @@ pub struct ClientAuthenticator {
     pub directory: ClientDirectory,
     pub master: MasterKey,
     pub replay: Arc<dyn SessionStore>,
-    /// Audiences a client assertion may name: the token endpoint URL and the issuer.
-    pub audiences: Vec<String>,
+    /// The only audience a client assertion may name: the issuer, as a single string. Neither
+    /// an endpoint URL nor an array is accepted, so an assertion made for another server cannot
+    /// be replayed here (the OpenID Foundation's audience-injection advisory, February 2025).
+    pub audience: String,
 }
 
 #[derive(Deserialize)]
 struct AssertionClaims {
     iss: String,
     sub: String,
+    aud: serde_json::Value,
     exp: i64,
+    #[serde(default)]
+    nbf: Option<i64>,
     jti: String,
 }
 
@@ -196,18 +201,23 @@ impl ClientAuthenticator {
         .ok_or_else(OAuthError::invalid_client)?;
         let key = DecodingKey::from_jwk(jwk).map_err(|_| OAuthError::invalid_client())?;
         let mut validation = Validation::new(header.alg);
-        validation.set_audience(&self.audiences);
         validation.set_issuer(&[&client.client_id]);
         validation.set_required_spec_claims(&["iss", "sub", "aud", "exp"]);
+        // `aud`, `exp` and `nbf` are checked below, against the injected clock.
+        validation.validate_aud = false;
         validation.validate_exp = false;
+        validation.validate_nbf = false;
         let claims: AssertionClaims = jsonwebtoken::decode(assertion, &key, &validation)
             .map_err(|_| OAuthError::invalid_client())?
             .claims;
-        // Short-lived, single-use assertions only.
+        // Short-lived, single-use assertions for this issuer only. `nbf` gets the same
+        // tolerance as `exp`: none.
         if claims.sub != client.client_id
             || claims.iss != client.client_id
+            || claims.aud.as_str() != Some(self.audience.as_str())
             || claims.exp <= now
             || claims.exp > now + 600
+            || claims.nbf.is_some_and(|nbf| nbf > now)
             || claims.jti.is_empty()
         {
             return Err(OAuthError::invalid_client());

@@ -1,10 +1,13 @@
 //! Relying-party registrations: the model, its store, a short-lived cache for the hot paths,
-//! registration rules (`registration`), redirect matching (`redirect`) and client
-//! authentication at the token, introspection and revocation endpoints (`auth`).
+//! registration rules (`registration`, with `uri` for URI strings and `jwks` for registered
+//! keys), redirect matching (`redirect`) and client authentication at the token, introspection
+//! and revocation endpoints (`auth`).
 
 pub mod auth;
+pub mod jwks;
 pub mod redirect;
 pub mod registration;
+pub mod uri;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -13,6 +16,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::SharedClock;
+use crate::tokens::grants::GrantRecord;
 use crate::tokens::keys::Alg;
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -86,6 +90,13 @@ pub struct ClientMetadata {
     /// The client's public keys for `private_key_jwt` (a JWK Set).
     #[serde(default)]
     pub jwks: Option<serde_json::Value>,
+    /// A new ID token in every refresh response (OIDC Core §12.2), off by default so that
+    /// refresh stays cheap.
+    #[serde(default)]
+    pub id_token_on_refresh: bool,
+    /// Treated as unknown everywhere; its grants are revoked.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 fn default_id_token_alg() -> Alg {
@@ -108,6 +119,22 @@ impl ClientMetadata {
     }
     pub fn allows_scope(&self, scope: &str) -> bool {
         self.scope.split(' ').any(|s| s == scope)
+    }
+    /// Whether a grant made earlier still fits this registration: the client is enabled, the
+    /// grant's scopes and resource are still registered, and a grant with a refresh family still
+    /// has the refresh_token grant type.
+    pub fn admits_grant(&self, grant: &GrantRecord) -> bool {
+        !self.disabled
+            && grant
+                .scope
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .all(|s| self.allows_scope(s))
+            && grant
+                .resource
+                .as_deref()
+                .is_none_or(|r| self.allows_resource(r))
+            && (grant.refresh_generation.is_none() || self.allows_grant(GrantType::RefreshToken))
     }
 }
 
@@ -178,7 +205,13 @@ impl ClientDirectory {
                 }
             }
         }
-        let client = self.store.find(client_id).await?.map(Arc::new);
+        // A disabled client is served as no client at all.
+        let client = self
+            .store
+            .find(client_id)
+            .await?
+            .filter(|c| !c.metadata.disabled)
+            .map(Arc::new);
         if let Ok(mut cache) = self.cache.write() {
             if cache.len() > 100_000 {
                 cache.clear();

@@ -1,14 +1,21 @@
 //! Redirect URI rules: registration (https, loopback http, private-use schemes for native apps)
-//! and matching (exact, except the port of a native app's loopback IP redirect, RFC 8252 §7.3).
+//! and matching (exact string comparison, except the port of a native app's loopback IP redirect,
+//! RFC 8252 §7.3). Matching never normalises a URL: `HTTP://`, dot segments, `127.1` or
+//! full-width digits are other strings, so they do not match (RFC 9700 §4.1.3).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 
+use super::uri::{check_uri, UriError};
 use super::{ApplicationType, ClientMetadata};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RedirectUriError {
     #[error("redirect_uri is not an absolute URI")]
     NotAbsolute,
+    #[error("redirect_uri is not a valid URI: {0}")]
+    Invalid(UriError),
     #[error("redirect_uri must not contain a fragment")]
     Fragment,
     #[error("redirect_uri must use https (http only on a loopback address)")]
@@ -21,13 +28,11 @@ pub enum RedirectUriError {
 
 /// Checks a URI offered at registration.
 pub fn validate_for_registration(uri: &str, app: ApplicationType) -> Result<(), RedirectUriError> {
-    if uri.len() > 2000 {
-        return Err(RedirectUriError::NotAbsolute);
-    }
-    let url = Url::parse(uri).map_err(|_| RedirectUriError::NotAbsolute)?;
-    if url.fragment().is_some() || uri.contains('#') {
+    if uri.contains('#') {
         return Err(RedirectUriError::Fragment);
     }
+    check_uri(uri).map_err(RedirectUriError::Invalid)?;
+    let url = Url::parse(uri).map_err(|_| RedirectUriError::NotAbsolute)?;
     match url.scheme() {
         "https" => Ok(()),
         "http" if is_loopback_host(&url) => Ok(()),
@@ -46,11 +51,6 @@ fn is_loopback_host(url: &Url) -> bool {
     }
 }
 
-fn is_loopback_ip(url: &Url) -> bool {
-    matches!(url.host(), Some(Host::Ipv4(ip)) if ip.is_loopback())
-        || matches!(url.host(), Some(Host::Ipv6(ip)) if ip.is_loopback())
-}
-
 /// Whether `requested` may be used as this client's redirect URI.
 pub fn is_registered(client: &ClientMetadata, requested: &str) -> bool {
     if client.redirect_uris.iter().any(|r| r == requested) {
@@ -59,24 +59,50 @@ pub fn is_registered(client: &ClientMetadata, requested: &str) -> bool {
     if client.application_type != ApplicationType::Native {
         return false;
     }
-    let Ok(req) = Url::parse(requested) else {
+    let Some(requested) = loopback_without_port(requested) else {
         return false;
     };
-    if req.scheme() != "http" || !is_loopback_ip(&req) {
-        return false;
+    client
+        .redirect_uris
+        .iter()
+        .filter_map(|registered| loopback_without_port(registered))
+        .any(|registered| registered == requested)
+}
+
+/// For `http://{loopback IP literal}[:{port}]{rest}`, the same string without `:{port}`;
+/// `None` for anything else. The IP literal must be written as the standard library writes
+/// it (`127.0.0.1`, `[::1]`): other spellings of the address are not accepted.
+fn loopback_without_port(uri: &str) -> Option<String> {
+    let after_scheme = uri.strip_prefix("http://")?;
+    let authority_end = after_scheme
+        .find(['/', '?', '#'])
+        .unwrap_or(after_scheme.len());
+    let (authority, rest) = after_scheme.split_at(authority_end);
+    let (host, port) = match authority.find(']') {
+        Some(close) if authority.starts_with('[') => authority.split_at(close + 1),
+        _ => authority.split_at(authority.find(':').unwrap_or(authority.len())),
+    };
+    let canonical_loopback = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6
+            .parse::<Ipv6Addr>()
+            .is_ok_and(|ip| ip.is_loopback() && host == format!("[{ip}]")),
+        None => host
+            .parse::<Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback() && host == ip.to_string()),
+    };
+    if !canonical_loopback {
+        return None;
     }
-    client.redirect_uris.iter().any(|registered| {
-        let Ok(mut reg) = Url::parse(registered) else {
-            return false;
-        };
-        if reg.scheme() != "http" || !is_loopback_ip(&reg) {
-            return false;
+    if !port.is_empty() {
+        let digits = port.strip_prefix(':')?;
+        let valid = (1..=5).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && digits.parse::<u16>().is_ok();
+        if !valid {
+            return None;
         }
-        let mut req = req.clone();
-        let _ = reg.set_port(None);
-        let _ = req.set_port(None);
-        reg == req
-    })
+    }
+    Some(format!("http://{host}{rest}"))
 }
 
 #[cfg(test)]
@@ -98,6 +124,8 @@ mod tests {
             introspection_audiences: vec![],
             id_token_signed_response_alg: crate::tokens::keys::Alg::RS256,
             jwks: None,
+            id_token_on_refresh: false,
+            disabled: false,
         }
     }
 
@@ -138,5 +166,37 @@ mod tests {
         assert!(!is_registered(&native, "http://127.0.0.1:51234/other"));
         assert!(!is_registered(&native, "http://localhost:51234/cb"));
         assert!(is_registered(&native, "vn.hue.s:/oauth"));
+    }
+
+    #[test]
+    fn loopback_port_is_the_only_difference_allowed() {
+        let native = client(
+            ApplicationType::Native,
+            &["http://127.0.0.1:9000/cb", "http://[::1]/cb"],
+        );
+        for ok in [
+            "http://127.0.0.1:9000/cb",
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:1/cb",
+            "http://[::1]:65535/cb",
+        ] {
+            assert!(is_registered(&native, ok), "{ok}");
+        }
+        for bad in [
+            "HTTP://127.0.0.1:9000/cb",
+            "http://127.0.0.1:9000/cb/../cb",
+            "http://127.1:9000/cb",
+            "http://127.0.0.01:9000/cb",
+            "http://\u{ff11}27.0.0.1:9000/cb",
+            "http://127.0.0.1:9\u{ff10}00/cb",
+            "http://127.0.0.1:/cb",
+            "http://127.0.0.1:65536/cb",
+            "http://127.0.0.1:9000/cb/x",
+            "http://127.0.0.1:9000@x.example/cb",
+            "http://[0::1]:9000/cb",
+            "http://[::1]:9000/cb/",
+        ] {
+            assert!(!is_registered(&native, bad), "{bad}");
+        }
     }
 }

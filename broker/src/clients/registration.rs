@@ -1,14 +1,21 @@
 //! Creating, updating and deleting clients (admin API and CLI share this): validation of the
-//! requested metadata, generation of identifiers and secrets (256 bits, shown once).
+//! requested metadata, generation of identifiers and secrets (256 bits, shown once). Grants
+//! follow their client: deleting a client revokes all of its grants, and narrowing or disabling
+//! it revokes those that no longer fit, so a client re-created under the same id inherits nothing.
+
+use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::jwks::check_public_jwks;
 use super::redirect::validate_for_registration;
+use super::uri::check_uri;
 use super::{
     ApplicationType, AuthMethod, Client, ClientDirectory, ClientMetadata, ClientStoreError,
     GrantType,
 };
 use crate::crypto::{random_token, MasterKey};
+use crate::tokens::grants::GrantStore;
 use crate::tokens::keys::Alg;
 
 /// What an operator asks for; absent fields take safe defaults.
@@ -34,6 +41,12 @@ pub struct ClientRequest {
     pub introspection_audiences: Vec<String>,
     pub id_token_signed_response_alg: Option<Alg>,
     pub jwks: Option<serde_json::Value>,
+    /// A new ID token in every refresh response (OIDC Core §12.2); off by default.
+    #[serde(default)]
+    pub id_token_on_refresh: bool,
+    /// A disabled client is treated as unknown everywhere, and its grants are revoked.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +80,15 @@ fn meta_err(msg: &str) -> RegistrationError {
     RegistrationError::Metadata(msg.to_string())
 }
 
-pub fn validate(req: &ClientRequest) -> Result<ClientMetadata, RegistrationError> {
+/// Checks what an operator asked for; `issuer` is the broker's own identifier, which no client
+/// may claim as an API audience.
+/// `production`: plain-http (loopback) redirect URIs are refused for web clients, which only
+/// development needs; native apps keep their loopback redirects (RFC 8252 §7.3).
+pub fn validate(
+    req: &ClientRequest,
+    issuer: &str,
+    production: bool,
+) -> Result<ClientMetadata, RegistrationError> {
     let application_type = req.application_type.unwrap_or_default();
     let grant_types = req
         .grant_types
@@ -102,6 +123,9 @@ pub fn validate(req: &ClientRequest) -> Result<ClientMetadata, RegistrationError
             return Err(meta_err("private_key_jwt needs jwks with at least one key"));
         }
     }
+    if let Some(jwks) = &req.jwks {
+        check_public_jwks(jwks).map_err(|e| RegistrationError::Metadata(e.to_string()))?;
+    }
     if grant_types.contains(&GrantType::AuthorizationCode) && req.redirect_uris.is_empty() {
         return Err(RegistrationError::RedirectUri(
             "authorization_code needs at least one redirect_uri".into(),
@@ -114,6 +138,12 @@ pub fn validate(req: &ClientRequest) -> Result<ClientMetadata, RegistrationError
     {
         validate_for_registration(uri, application_type)
             .map_err(|e| RegistrationError::RedirectUri(e.to_string()))?;
+        if production && application_type == ApplicationType::Web && uri.starts_with("http:") {
+            return Err(RegistrationError::RedirectUri(
+                "web clients need https redirect URIs in production (http://localhost is for development)"
+                    .into(),
+            ));
+        }
     }
     let name = req.client_name.clone().unwrap_or_default();
     if name.chars().count() > 200 {
@@ -133,12 +163,16 @@ pub fn validate(req: &ClientRequest) -> Result<ClientMetadata, RegistrationError
         .chain(req.audience.iter())
         .chain(req.introspection_audiences.iter())
     {
-        let ok = url::Url::parse(resource)
-            .map(|u| u.fragment().is_none())
-            .unwrap_or(false);
+        let ok = check_uri(resource).is_ok()
+            && url::Url::parse(resource).is_ok_and(|u| u.fragment().is_none());
         if !ok {
             return Err(meta_err(
                 "audience and resources must be absolute URIs without fragment",
+            ));
+        }
+        if names_issuer(resource, issuer) {
+            return Err(meta_err(
+                "audience, resources and introspection_audiences must not name the broker itself",
             ));
         }
     }
@@ -155,7 +189,22 @@ pub fn validate(req: &ClientRequest) -> Result<ClientMetadata, RegistrationError
         introspection_audiences: req.introspection_audiences.clone(),
         id_token_signed_response_alg: req.id_token_signed_response_alg.unwrap_or(Alg::RS256),
         jwks: req.jwks.clone(),
+        id_token_on_refresh: req.id_token_on_refresh,
+        disabled: req.disabled,
     })
+}
+
+/// Whether `value` is the issuer, spelled exactly or as a URL parser would normalise it
+/// (`HTTPS://Broker.example/` is the issuer too).
+fn names_issuer(value: &str, issuer: &str) -> bool {
+    let trim = |s: &str| s.trim_end_matches('/').to_string();
+    if trim(value) == trim(issuer) {
+        return true;
+    }
+    match (url::Url::parse(value), url::Url::parse(issuer)) {
+        (Ok(v), Ok(i)) => trim(v.as_str()) == trim(i.as_str()),
+        _ => false,
+    }
 }
 
 /// RFC 6749 §3.3 scope-token characters.
@@ -163,12 +212,15 @@ pub fn is_scope_char(b: u8) -> bool {
     b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)
 }
 
+/// A client id is used as a path segment (`/admin/clients/{id}`): only unreserved characters,
+/// and never a dot-only segment such as `.` or `..`, which proxies and clients normalise away.
 fn valid_client_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        && !id.bytes().all(|b| b == b'.')
 }
 
 /// The registration service shared by the admin API and the CLI.
@@ -176,6 +228,10 @@ fn valid_client_id(id: &str) -> bool {
 pub struct Registrar {
     pub directory: ClientDirectory,
     pub master: MasterKey,
+    pub grants: Arc<dyn GrantStore>,
+    pub issuer: String,
+    /// The broker runs with `environment = "production"`.
+    pub production: bool,
 }
 
 impl Registrar {
@@ -185,16 +241,15 @@ impl Registrar {
         req: &ClientRequest,
         now: i64,
     ) -> Result<(Client, Option<String>), RegistrationError> {
-        let metadata = validate(req)?;
-        let client_id = match &req.client_id {
-            Some(id) if valid_client_id(id) => id.clone(),
-            Some(_) => {
-                return Err(meta_err(
-                    "client_id may hold only letters, digits and -._~ (at most 128)",
-                ))
-            }
-            None => uuid::Uuid::new_v4().to_string(),
-        };
+        let metadata = validate(req, &self.issuer, self.production)?;
+        let client_id =
+            match &req.client_id {
+                Some(id) if valid_client_id(id) => id.clone(),
+                Some(_) => return Err(meta_err(
+                    "client_id may hold only letters, digits and -._~ (at most 128), not only dots",
+                )),
+                None => uuid::Uuid::new_v4().to_string(),
+            };
         let secret = metadata
             .token_endpoint_auth_method
             .uses_secret()
@@ -231,7 +286,7 @@ impl Registrar {
             .find(client_id)
             .await?
             .ok_or(RegistrationError::NotFound)?;
-        let metadata = validate(req)?;
+        let metadata = validate(req, &self.issuer, self.production)?;
         let needs_secret = metadata.token_endpoint_auth_method.uses_secret();
         let secret =
             (needs_secret && (rotate_secret || existing.secret_hash.is_none())).then(random_token);
@@ -251,10 +306,36 @@ impl Registrar {
             return Err(RegistrationError::NotFound);
         }
         self.directory.forget(client_id);
+        self.revoke_unfitting(&client, now).await?;
         Ok((client, secret))
     }
 
-    pub async fn delete(&self, client_id: &str) -> Result<(), RegistrationError> {
+    /// Revokes the client's live grants that its registration no longer allows.
+    async fn revoke_unfitting(&self, client: &Client, now: i64) -> Result<(), RegistrationError> {
+        let grants = self.grants.live_grants_of_client(&client.client_id).await?;
+        let mut revoked = 0;
+        for grant in grants.iter().filter(|g| !client.metadata.admits_grant(g)) {
+            if self
+                .grants
+                .revoke_grant(&grant.id, "client registration changed", now)
+                .await?
+            {
+                revoked += 1;
+            }
+        }
+        if revoked > 0 {
+            tracing::info!(client = %client.client_id, revoked, "grants revoked: no longer allowed");
+        }
+        Ok(())
+    }
+
+    /// Deletes the client and revokes all of its grants. The grants go first: a failure in
+    /// between leaves a client without grants, never grants that a new client of the same id
+    /// could inherit.
+    pub async fn delete(&self, client_id: &str, now: i64) -> Result<(), RegistrationError> {
+        self.grants
+            .revoke_client(client_id, "client deleted", now)
+            .await?;
         let deleted = self.directory.store().delete(client_id).await?;
         self.directory.forget(client_id);
         if deleted {

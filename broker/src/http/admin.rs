@@ -181,7 +181,7 @@ async fn clients_delete(
     if !authorised(&broker, &req) {
         return denied();
     }
-    match broker.registrar.delete(&path).await {
+    match broker.registrar.delete(&path, broker.provider.now()).await {
         Ok(()) => HttpResponse::NoContent().finish(),
         Err(e) => registration_error(e),
     }

@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod callback;
 pub mod errors;
 pub mod front;
+pub mod host;
 pub mod limits;
 pub mod logging;
 pub mod logout;

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::errors::{bearer_error, json_error, no_store};
+use super::errors::{bearer_error, bearer_missing, json_error, no_store};
 use super::{form_pairs, Broker};
 use crate::clients::auth::Presented;
 use crate::oidc::authorize::collect_params;
-use crate::oidc::error::{ErrorCode, OAuthError};
+use crate::oidc::error::OAuthError;
 use crate::oidc::{discovery, grants, introspect, revoke, userinfo};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -87,34 +87,24 @@ fn read_form(req: &HttpRequest, body: &[u8]) -> Result<ClientRequest, OAuthError
     Ok(ClientRequest { params, presented })
 }
 
-fn uses_basic(req: &HttpRequest) -> bool {
-    req.headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.len() >= 6 && v[..6].eq_ignore_ascii_case("basic "))
-}
-
 async fn token_post(broker: web::Data<Broker>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let result = async {
         let form = read_form(&req, &body)?;
         grants::token(&broker.provider, &form.presented, &form.params).await
     }
     .await;
-    json_answer(&req, result)
+    json_answer(result)
 }
 
 /// A back-channel JSON answer: `no-store` on success, the RFC error otherwise.
-fn json_answer<T: serde::Serialize>(
-    req: &HttpRequest,
-    result: Result<T, OAuthError>,
-) -> HttpResponse {
+fn json_answer<T: serde::Serialize>(result: Result<T, OAuthError>) -> HttpResponse {
     match result {
         Ok(body) => {
             let mut builder = HttpResponse::Ok();
             no_store(&mut builder);
             builder.json(body)
         }
-        Err(e) => json_error(&e, uses_basic(req)),
+        Err(e) => json_error(&e),
     }
 }
 
@@ -151,10 +141,7 @@ async fn userinfo_post(
 
 async fn userinfo_answer(broker: &Broker, token: Option<String>) -> HttpResponse {
     let Some(token) = token else {
-        return bearer_error(&OAuthError::new(
-            ErrorCode::InvalidRequest,
-            "missing access token",
-        ));
+        return bearer_missing();
     };
     match userinfo::userinfo(&broker.provider, &token).await {
         Ok(claims) => {
@@ -180,7 +167,7 @@ async fn revoke_post(
         Ok(()) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .finish(),
-        Err(e) => json_error(&e, uses_basic(&req)),
+        Err(e) => json_error(&e),
     }
 }
 
@@ -194,5 +181,5 @@ async fn introspect_post(
         introspect::introspect(&broker.provider, &form.presented, &form.params).await
     }
     .await;
-    json_answer(&req, result)
+    json_answer(result)
 }

@@ -148,10 +148,17 @@ pub fn parse(
         state: state.clone(),
         error,
     };
-    if params.contains_key("request") || params.contains_key("request_uri") {
+    // OIDC Core §6.1–6.2: the codes of an OP that supports neither.
+    if params.contains_key("request") {
         return Err(fail(OAuthError::new(
-            ErrorCode::InvalidRequest,
+            ErrorCode::RequestNotSupported,
             "request objects are not supported",
+        )));
+    }
+    if params.contains_key("request_uri") {
+        return Err(fail(OAuthError::new(
+            ErrorCode::RequestUriNotSupported,
+            "request_uri is not supported",
         )));
     }
     match params.get("response_type").map(String::as_str) {

@@ -21,6 +21,8 @@ pub enum ErrorCode {
     InsufficientScope,
     UnsupportedTokenType,
     TemporarilyUnavailable,
+    RequestNotSupported,
+    RequestUriNotSupported,
 }
 
 impl ErrorCode {
@@ -42,6 +44,8 @@ impl ErrorCode {
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::RequestNotSupported => "request_not_supported",
+            ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
         }
     }
 

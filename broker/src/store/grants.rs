@@ -7,7 +7,7 @@ use super::{opt_text, Db};
 use crate::tokens::grants::{GrantRecord, GrantStore, RotateOutcome};
 
 const GRANT_COLUMNS: &str =
-    "id, client_id, account_id, sid, scope, resource, acr, auth_time, created_at, revoked_at, \
+    "id, client_id, account_id, sid, scope, resource, acr, auth_time, amr, created_at, revoked_at, \
                              refresh_generation, refresh_expires_at";
 
 fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
@@ -20,6 +20,10 @@ fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
         resource: opt_text(row, "resource")?,
         acr: opt_text(row, "acr")?,
         auth_time: row.try_get("auth_time")?,
+        amr: match opt_text(row, "amr")? {
+            Some(json) => serde_json::from_str(&json)?,
+            None => Vec::new(),
+        },
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
         refresh_generation: row.try_get("refresh_generation")?,
@@ -33,7 +37,7 @@ impl GrantStore for Db {
     async fn create_grant(&self, g: &GrantRecord) -> anyhow::Result<bool> {
         let result = sqlx::query(
             "INSERT INTO grants (id, client_id, account_id, sid, scope, resource, acr, auth_time, created_at, \
-             refresh_generation, refresh_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             refresh_generation, refresh_expires_at, amr) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&g.id)
@@ -47,6 +51,7 @@ impl GrantStore for Db {
         .bind(g.created_at)
         .bind(g.refresh_generation)
         .bind(g.refresh_expires_at)
+        .bind(serde_json::to_string(&g.amr)?)
         .execute(self.pool())
         .await?;
         Ok(result.rows_affected() == 1)
@@ -153,6 +158,29 @@ impl GrantStore for Db {
             .bind(now)
             .bind(reason)
             .bind(sid)
+            .execute(self.pool())
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn live_grants_of_client(&self, client_id: &str) -> anyhow::Result<Vec<GrantRecord>> {
+        let sql = format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE client_id = $1 AND revoked_at IS NULL"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(client_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn revoke_client(&self, client_id: &str, reason: &str, now: i64) -> anyhow::Result<u64> {
+        let result = sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE client_id = $3 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(reason)
+            .bind(client_id)
             .execute(self.pool())
             .await?;
         Ok(result.rows_affected())

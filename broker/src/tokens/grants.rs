@@ -21,6 +21,8 @@ pub struct GrantRecord {
     pub resource: Option<String>,
     pub acr: Option<String>,
     pub auth_time: Option<i64>,
+    /// How the person authenticated (OIDC Core §2 `amr`), for ID tokens issued on refresh.
+    pub amr: Vec<String>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
     /// The generation of the current refresh token; `None` when the grant has none (any more).
@@ -114,6 +116,10 @@ pub trait GrantStore: Send + Sync {
     async fn purge_expired(&self, now: i64) -> anyhow::Result<u64>;
     /// Revokes every live grant of a browser session (logout). Returns how many.
     async fn revoke_session(&self, sid: &str, reason: &str, now: i64) -> anyhow::Result<u64>;
+    /// The live (not revoked) grants of a client.
+    async fn live_grants_of_client(&self, client_id: &str) -> anyhow::Result<Vec<GrantRecord>>;
+    /// Revokes every live grant of a client (the client is being deleted). Returns how many.
+    async fn revoke_client(&self, client_id: &str, reason: &str, now: i64) -> anyhow::Result<u64>;
 }
 
 #[cfg(test)]

@@ -70,7 +70,11 @@ on_both_backends!(bad_authorization_requests, |app: TestApp| async move {
             "invalid_target",
         ),
         (with(&[("prompt", "none")]), "login_required"),
-        (with(&[("request", "eyJ")]), "invalid_request"),
+        (with(&[("request", "eyJ")]), "request_not_supported"),
+        (
+            with(&[("request_uri", "urn:example:r")]),
+            "request_uri_not_supported",
+        ),
     ];
     for (params, expected) in cases {
         let r = b.authorize(&app, &params).await;

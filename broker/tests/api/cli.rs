@@ -70,6 +70,22 @@ fn clients_and_keys_commands() {
         "http://insecure.example/cb",
     ]);
     assert!(!ok && err.contains("https"), "{err}");
+    // In production a web client cannot register a localhost redirect; a native app can.
+    let (ok, _, err) = cli.run(&[
+        "clients",
+        "create",
+        "--redirect-uri",
+        "http://localhost:3000/cb",
+    ]);
+    assert!(!ok && err.contains("production"), "{err}");
+    let (ok, _, err) = cli.run(&[
+        "clients",
+        "create",
+        "--native",
+        "--redirect-uri",
+        "http://127.0.0.1/cb",
+    ]);
+    assert!(ok, "{err}");
     let (ok, _, _) = cli.run(&["clients", "delete", "portal"]);
     assert!(ok);
     let (ok, _, _) = cli.run(&["clients", "show", "portal"]);

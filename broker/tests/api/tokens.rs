@@ -374,10 +374,13 @@ on_both_backends!(
             use broker::clock::Clock;
             app.clock.now()
         };
-        let assertion = |jti: &str, aud: &str| {
+        let assertion_with = |jti: &str, aud: Value, nbf: Option<i64>| {
             let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
             header.kid = Some("k1".into());
-            let claims = json!({"iss": jwt_client.id, "sub": jwt_client.id, "aud": aud, "exp": now + 60, "iat": now, "jti": jti});
+            let mut claims = json!({"iss": jwt_client.id, "sub": jwt_client.id, "aud": aud, "exp": now + 60, "iat": now, "jti": jti});
+            if let Some(nbf) = nbf {
+                claims["nbf"] = json!(nbf);
+            }
             jsonwebtoken::encode(
                 &header,
                 &claims,
@@ -385,6 +388,7 @@ on_both_backends!(
             )
             .expect("sign")
         };
+        let assertion = |jti: &str, aud: &str| assertion_with(jti, json!(aud), None);
         let send = |a: String| {
             let http = app.http.clone();
             let url = app.endpoint("/token");
@@ -406,9 +410,9 @@ on_both_backends!(
             }
         };
         let token_endpoint = app.endpoint("/token");
-        assert_eq!(send(assertion("j1", &token_endpoint)).await, 200);
+        assert_eq!(send(assertion("j1", &app.url)).await, 200);
         assert_eq!(
-            send(assertion("j1", &token_endpoint)).await,
+            send(assertion("j1", &app.url)).await,
             401,
             "a replayed assertion is refused"
         );
@@ -417,10 +421,41 @@ on_both_backends!(
             401,
             "wrong audience"
         );
+        // Only the issuer, as a single string (the audience-injection advisory of February 2025).
         assert_eq!(
-            send(assertion("j3", &app.url)).await,
+            send(assertion("j3", &token_endpoint)).await,
+            401,
+            "the token endpoint URL is not the audience"
+        );
+        assert_eq!(
+            send(assertion_with("j4", json!([app.url]), None)).await,
+            401,
+            "an array, even of the issuer alone"
+        );
+        assert_eq!(
+            send(assertion_with(
+                "j5",
+                json!([app.url, "https://elsewhere.example"]),
+                None
+            ))
+            .await,
+            401
+        );
+        // RFC 7519 §4.1.5: not before `nbf`.
+        assert_eq!(
+            send(assertion_with("j6", json!(app.url), Some(now + 3600))).await,
+            401,
+            "nbf an hour ahead"
+        );
+        assert_eq!(
+            send(assertion_with("j7", json!(app.url), Some(now + 1))).await,
+            401,
+            "nbf just ahead"
+        );
+        assert_eq!(
+            send(assertion_with("j8", json!(app.url), Some(now))).await,
             200,
-            "the issuer is an accepted audience"
+            "nbf now"
         );
 
         let post_client = app

@@ -89,7 +89,7 @@ pub struct IdTokenInput<'a> {
     pub nonce: Option<&'a str>,
     pub sid: &'a str,
     pub auth_time: Option<i64>,
-    pub loa: u8,
+    pub acr: &'a str,
     pub amr: &'a [String],
     pub access_token: &'a str,
     /// Individual claims the RP asked for (`claims` parameter), released with the scope's.
@@ -112,7 +112,7 @@ pub fn id_token(
         iat: now,
         auth_time: input.auth_time,
         nonce: input.nonce.map(str::to_string),
-        acr: p.acr.value(input.loa).to_string(),
+        acr: input.acr.to_string(),
         amr: input.amr.to_vec(),
         sid: input.sid.to_string(),
         at_hash: Some(half_hash(alg, input.access_token)),

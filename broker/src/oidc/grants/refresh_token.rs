@@ -1,12 +1,14 @@
 //! `grant_type=refresh_token` with rotation and reuse detection (RFC 6749 §6, RFC 9700 §4.14).
 //! The happy path is one conditional UPDATE (`GrantStore::rotate_refresh`); only a token that is
 //! not current is looked at further, to tell a replay (revoke the family) from garbage.
-//! No ID token is returned on refresh (OIDC Core §12.2 makes it optional): it would cost an
-//! RSA signature per refresh for a token the client already has.
+//! A grant is checked against the client's current registration: one made before the client
+//! was (re-)created, or that its registration no longer allows, is revoked instead of refreshed.
+//! An ID token is returned only to clients registered with `id_token_on_refresh` (OIDC Core
+//! §12.2 makes it optional; it costs a signature per refresh for a token the client has).
 
 use std::collections::HashMap;
 
-use super::issue::{self, UserContext};
+use super::issue::{self, IdTokenInput, UserContext};
 use super::{narrow_scope, same_resource};
 use crate::clients::{Client, GrantType};
 use crate::oidc::error::{ErrorCode, OAuthError};
@@ -54,6 +56,14 @@ pub async fn refresh(
             return Err(OAuthError::invalid_grant(BAD_TOKEN));
         }
     };
+    // Deleting or narrowing a client revokes what no longer fits at once; this catches what
+    // another instance's cached registration, or a grant made in between, let through.
+    if grant.created_at < client.created_at || !client.metadata.admits_grant(&grant) {
+        p.grants
+            .revoke_grant(&grant.id, "client registration changed", now)
+            .await?;
+        return Err(OAuthError::invalid_grant(BAD_TOKEN));
+    }
     let new_token = p
         .refresh
         .mint(&grant.id, grant.refresh_generation.unwrap_or_default());
@@ -69,14 +79,54 @@ pub async fn refresh(
     };
     let aud = issue::audience(p, client, grant.resource.as_deref(), &scope);
     let access_token = issue::access_token(p, client, &account_id, &scope, aud, Some(&user), now)?;
+    let id_token =
+        if client.metadata.id_token_on_refresh && grant.scope.split(' ').any(|s| s == "openid") {
+            Some(refreshed_id_token(p, client, &grant, &scope, &access_token, now).await?)
+        } else {
+            None
+        };
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
         expires_in: p.tokens.access_token_ttl_secs,
         refresh_token: Some(new_token),
-        id_token: None,
+        id_token,
         scope,
     })
+}
+
+/// OIDC Core §12.2: the same `iss`, `sub`, `aud` and `azp` as at login, the original
+/// `auth_time`, `acr`, `amr` and `sid`, a new `iat`, and no `nonce`.
+async fn refreshed_id_token(
+    p: &Provider,
+    client: &Client,
+    grant: &GrantRecord,
+    scope: &str,
+    access_token: &str,
+    now: i64,
+) -> Result<String, OAuthError> {
+    let account = p
+        .accounts
+        .find(grant.account_id.as_deref().unwrap_or_default())
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
+    issue::id_token(
+        p,
+        client,
+        &IdTokenInput {
+            account: &account,
+            scope,
+            nonce: None,
+            sid: grant.sid.as_deref().unwrap_or_default(),
+            // Never invented: a grant whose authentication time is unknown keeps it unknown.
+            auth_time: grant.auth_time,
+            acr: grant.acr.as_deref().unwrap_or_else(|| p.acr.value(1)),
+            amr: &grant.amr,
+            access_token,
+            requested_claims: &[],
+        },
+        now,
+    )
 }
 
 /// The authentic token was not the live current one. If it belongs to a live family of this

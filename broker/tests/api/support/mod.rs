@@ -28,6 +28,47 @@ pub struct TestApp {
     pub broker: actix_web::web::Data<broker::http::Broker>,
     pub http: reqwest::Client,
     dir: Arc<tempfile::TempDir>,
+    database: Option<Arc<TestDatabase>>,
+}
+
+/// What a test holds until its very end: the data directory and the PostgreSQL database.
+pub struct Guard {
+    _dir: Arc<tempfile::TempDir>,
+    _database: Option<Arc<TestDatabase>>,
+}
+
+/// A PostgreSQL database made for one test, dropped when the last holder lets go.
+pub struct TestDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for TestDatabase {
+    /// Runs on its own thread and runtime: the test's runtime may be shutting down, and blocking
+    /// one of its workers on itself would hang. `WITH (FORCE)` ends the broker's pooled
+    /// connections, which may still be open.
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        let dropped = std::thread::spawn(move || {
+            use sqlx::Connection;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("could not drop the test database {}", self.name);
+        }
+    }
 }
 
 /// Runs `body` against a fresh app on the given backends. PostgreSQL + Redis are skipped (with
@@ -138,6 +179,10 @@ impl TestApp {
         .expect("mock");
         tokio::spawn(mock_vneid::serve(mock.clone(), mock_listener).expect("mock server"));
 
+        let database = match backends {
+            Backends::PostgresRedis => Some(Arc::new(fresh_postgres_database().await)),
+            Backends::SqliteMemory => None,
+        };
         let admin_token = random_token();
         let mut settings = Settings {
             environment: Environment::Development,
@@ -161,7 +206,8 @@ impl TestApp {
                 settings.keys.dir = dir.path().join("keys");
             }
             Backends::PostgresRedis => {
-                settings.database.url = Secret::new(fresh_postgres_database().await);
+                let database = database.as_ref().expect("a database for PostgreSQL");
+                settings.database.url = Secret::new(database.url());
                 settings.sessions.backend = SessionBackend::Redis;
                 settings.sessions.redis_url = Some(Secret::new(
                     std::env::var("BROKER_TEST_REDIS_URL").expect("redis url"),
@@ -190,14 +236,18 @@ impl TestApp {
                 .build()
                 .expect("client"),
             dir: Arc::new(dir),
+            database,
         }
     }
 
     /// Keeps the data directory alive for as long as the caller holds it. A test body that only
     /// touches some fields of `TestApp` captures just those fields, which would otherwise drop
     /// (and delete) the directory while the test still runs.
-    pub fn guard(&self) -> Arc<tempfile::TempDir> {
-        self.dir.clone()
+    pub fn guard(&self) -> Guard {
+        Guard {
+            _dir: self.dir.clone(),
+            _database: self.database.clone(),
+        }
     }
 
     pub fn endpoint(&self, path: &str) -> String {
@@ -311,7 +361,7 @@ impl TestApp {
     }
 }
 
-async fn fresh_postgres_database() -> String {
+async fn fresh_postgres_database() -> TestDatabase {
     use sqlx::Connection;
     let base = std::env::var("BROKER_TEST_DATABASE_URL").expect("db url");
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
@@ -322,9 +372,18 @@ async fn fresh_postgres_database() -> String {
         .execute(&mut conn)
         .await
         .expect("create database");
-    let mut url = url::Url::parse(&base).expect("db url");
-    url.set_path(&format!("/{name}"));
-    url.to_string()
+    TestDatabase {
+        admin_url: base,
+        name,
+    }
+}
+
+impl TestDatabase {
+    pub fn url(&self) -> String {
+        let mut url = url::Url::parse(&self.admin_url).expect("db url");
+        url.set_path(&format!("/{}", self.name));
+        url.to_string()
+    }
 }
 
 /// Decodes a JWT's header and claims without verifying (to inspect what was issued).
