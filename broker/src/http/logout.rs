@@ -193,7 +193,16 @@ async fn end_session(
                 fields,
             }
         };
-        return html(StatusCode::OK, page.render());
+        // The broker's default `Referrer-Policy: no-referrer` makes browsers post this form with
+        // `Origin: null`, which `same_origin` refuses, so no real browser could ever confirm.
+        // `same-origin` still sends no referrer to other sites and lets the form's POST carry
+        // the broker's own origin.
+        let mut response = html(StatusCode::OK, page.render());
+        response.headers_mut().insert(
+            header::REFERRER_POLICY,
+            header::HeaderValue::from_static("same-origin"),
+        );
+        return response;
     }
     if let Some(secret) = secret {
         match p.sso.end(&secret).await {

@@ -372,12 +372,17 @@ on_both_backends!(
         let r = post(vec![("confirm", "yes".into())], vec![]).await;
         assert!(r.text().await.expect("page").contains("confirm-logout"));
         assert!(still_in().await, "no logout without the CSRF token");
-        let page = browser
-            .get(&app.endpoint("/end_session"))
-            .await
-            .text()
-            .await
-            .expect("page");
+        let confirmation = browser.get(&app.endpoint("/end_session")).await;
+        // Under the default no-referrer a browser posts the form with `Origin: null`, which is
+        // refused; the page must let it send the broker's origin (tests/browser caught this).
+        assert_eq!(
+            confirmation
+                .headers()
+                .get("referrer-policy")
+                .and_then(|v| v.to_str().ok()),
+            Some("same-origin")
+        );
+        let page = confirmation.text().await.expect("page");
         let csrf = crate::federation::hidden_field(&page, "csrf").expect("token");
         let r = post(
             vec![("confirm", "yes".into()), ("csrf", "A".repeat(43))],

@@ -1,0 +1,267 @@
+// Browser test of the broker's pages: Debian's Chromium (/usr/bin/chromium), driven by
+// playwright-core, clicks through the demo app, the broker's login, logout and error pages and the
+// mock VNeID the way a citizen would.
+//
+// Run through tests/browser/run.sh, which starts `broker dev` (broker + mock VNeID + demo app,
+// the demo app registered as client `demo-rp`) and exports BROKER_URL, MOCK_URL and DEMO_URL.
+// Each test gets its own browser with a fresh profile (--user-data-dir), so no cookie leaks from
+// one test into another. On a failure the page is saved as a PNG in SCREENSHOT_DIR.
+
+import assert from 'node:assert/strict'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, test } from 'node:test'
+
+import { chromium } from 'playwright-core'
+
+const env = (name) => {
+  const value = process.env[name]
+  if (!value) {
+    throw new Error(`${name} is not set: run this test through tests/browser/run.sh`)
+  }
+  return value
+}
+
+const BROKER_URL = env('BROKER_URL')
+const MOCK_URL = env('MOCK_URL')
+const DEMO_URL = env('DEMO_URL')
+const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium'
+const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || join(tmpdir(), 'broker-browser-failures')
+const DEMO_CLIENT_ID = 'demo-rp'
+
+// Test citizen C01 of devkit/data/citizens-vneid.json.
+const CITIZEN = 'C01'
+const C01_NAME = 'Võ Hữu Tài'
+const TIMEOUT = 20_000
+
+// The machine's network is closed: without these Chromium waits on connections it cannot make.
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+]
+
+/**
+ * Runs `body(page, context)` in a new Chromium with a fresh profile directory (Playwright passes
+ * it as --user-data-dir). `locale` sets the browser's language and so its Accept-Language. On
+ * failure the current page is saved to SCREENSHOT_DIR/<name>.png before the error is rethrown.
+ */
+async function inBrowser(name, { locale = 'vi-VN' } = {}, body) {
+  const profile = mkdtempSync(join(tmpdir(), 'broker-browser-profile-'))
+  let context
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      locale,
+      timeout: 60_000,
+    })
+    context.setDefaultTimeout(TIMEOUT)
+    context.setDefaultNavigationTimeout(TIMEOUT)
+    const page = context.pages()[0] ?? (await context.newPage())
+    try {
+      await body(page, context)
+    } catch (error) {
+      try {
+        mkdirSync(SCREENSHOT_DIR, { recursive: true })
+        const file = join(SCREENSHOT_DIR, `${name.replace(/[^A-Za-z0-9_-]+/g, '-')}.png`)
+        await page.screenshot({ path: file, fullPage: true, timeout: 5_000 })
+        console.error(`# screenshot of the failing page (${page.url()}): ${file}`)
+      } catch (shotError) {
+        console.error(`# no screenshot: ${shotError.message}`)
+      }
+      throw error
+    }
+  } finally {
+    await context?.close().catch(() => {})
+    rmSync(profile, { recursive: true, force: true })
+  }
+}
+
+const lang = (page) => page.locator('html').getAttribute('lang')
+const startsWith = (prefix) => (url) => url.href.startsWith(prefix)
+
+/** On the broker's login page (after the demo app's redirect): checks it and returns its button. */
+async function expectLoginPage(page, { language }) {
+  await page.waitForURL(startsWith(`${BROKER_URL}/authorize?`))
+  assert.equal(await lang(page), language, 'language of the login page')
+  const button = page.locator('#vneid-login')
+  const [title, text] =
+    language === 'vi' ? ['Đăng nhập', 'Đăng nhập bằng VNeID'] : ['Sign in', 'Sign in with VNeID']
+  assert.equal(await page.title(), title)
+  assert.equal((await button.textContent()).trim(), text)
+  assert.ok(await button.isVisible(), 'the VNeID button is visible')
+  const href = new URL(await button.getAttribute('href'))
+  assert.equal(href.origin, MOCK_URL, 'the VNeID button leads to (mock) VNeID')
+  return button
+}
+
+/** From the broker's login page: the VNeID button, the mock's chooser, citizen C01, the demo app. */
+async function completeLogin(page, button) {
+  await button.click()
+  await page.waitForURL(startsWith(`${MOCK_URL}/`))
+  assert.match(await page.title(), /VNeID/)
+  const choice = page.locator(`button[name="citizen"][value="${CITIZEN}"]`)
+  assert.equal(await choice.count(), 1, `the mock offers citizen ${CITIZEN}`)
+  await choice.click()
+  await page.waitForURL(startsWith(`${DEMO_URL}/callback?`))
+  const heading = (await page.locator('h1').textContent()).trim()
+  if (heading !== 'Đăng nhập thành công') {
+    const detail = await page.locator('body').innerText()
+    assert.fail(`the demo app did not sign in (h1 "${heading}"): ${detail}`)
+  }
+  // The first <pre> holds the ID token's claims as the demo app verified them.
+  const claims = JSON.parse(await page.locator('pre').first().textContent())
+  assert.equal(claims.iss, BROKER_URL)
+  assert.equal(claims.aud, DEMO_CLIENT_ID)
+  assert.equal(claims.name, C01_NAME)
+  assert.ok(claims.sub, 'a subject')
+  assert.match(await page.locator('body').innerText(), new RegExp(C01_NAME))
+  return claims
+}
+
+/** The whole login from the demo app's home page, in Vietnamese. */
+async function loginThroughDemo(page) {
+  await page.goto(`${DEMO_URL}/`)
+  await page.getByRole('link', { name: 'Đăng nhập bằng VNeID' }).click()
+  const button = await expectLoginPage(page, { language: 'vi' })
+  return completeLogin(page, button)
+}
+
+/** A prompt=none authorization request for the demo app; returns the redirect's query. */
+async function silentAuthorize(page) {
+  const url = new URL(`${BROKER_URL}/authorize`)
+  url.search = new URLSearchParams({
+    response_type: 'code',
+    client_id: DEMO_CLIENT_ID,
+    redirect_uri: `${DEMO_URL}/callback`,
+    scope: 'openid profile',
+    state: 'browser-test-state',
+    nonce: 'browser-test-nonce',
+    // S256 of the RFC 7636 example verifier; the code is never redeemed.
+    code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+    code_challenge_method: 'S256',
+    prompt: 'none',
+  })
+  // The demo app's callback then fails on the unknown state (it never redeems this code): only
+  // the broker's answer, the URL it redirected to, matters here.
+  await page.goto(url.href)
+  await page.waitForURL(startsWith(`${DEMO_URL}/callback?`))
+  const answered = new URL(page.url())
+  assert.equal(answered.searchParams.get('state'), 'browser-test-state')
+  assert.equal(answered.searchParams.get('iss'), BROKER_URL, 'RFC 9207 iss')
+  return answered.searchParams
+}
+
+describe('broker pages in Chromium', () => {
+  test('demo app → broker login page (vi) → mock VNeID → C01 → verified claims', async () => {
+    await inBrowser('login-vi', {}, async (page, context) => {
+      await page.goto(`${DEMO_URL}/`)
+      assert.match(await page.title(), /Ứng dụng mẫu/)
+      await page.getByRole('link', { name: 'Đăng nhập bằng VNeID' }).click()
+      const button = await expectLoginPage(page, { language: 'vi' })
+      assert.equal(await page.locator('h1').textContent(), 'Đăng nhập')
+      // The browser stored the pending login's binding cookie.
+      const binding = (await context.cookies(BROKER_URL)).filter((c) =>
+        /^(__Host-)?broker_login_/.test(c.name),
+      )
+      assert.equal(binding.length, 1, 'one pending-login binding cookie')
+      assert.match(binding[0].name, /^(__Host-)?broker_login_[A-Za-z0-9_-]{16}$/)
+      assert.ok(binding[0].httpOnly, 'the binding cookie is HttpOnly')
+      await completeLogin(page, button)
+    })
+  })
+
+  test('the language switch leads to the English login page, which still logs in', async () => {
+    await inBrowser('login-en', {}, async (page) => {
+      await page.goto(`${DEMO_URL}/login`)
+      await expectLoginPage(page, { language: 'vi' })
+      await page.getByRole('link', { name: 'English', exact: true }).click()
+      await page.waitForURL((url) => url.searchParams.get('ui_locales') === 'en')
+      const button = await expectLoginPage(page, { language: 'en' })
+      assert.equal(await page.locator('h1').textContent(), 'Sign in')
+      assert.equal(
+        await page.getByRole('link', { name: 'Tiếng Việt', exact: true }).count(),
+        1,
+        'a link back to Vietnamese',
+      )
+      await completeLogin(page, button)
+    })
+  })
+
+  test('logout: confirmation with CSRF field, signed-out page, no silent login afterwards', async () => {
+    await inBrowser('logout', {}, async (page) => {
+      await loginThroughDemo(page)
+
+      // Control: while the SSO session lives, prompt=none answers with a code.
+      const before = await silentAuthorize(page)
+      assert.equal(before.get('error'), null, `prompt=none before logout: ${before}`)
+      assert.ok(before.get('code'), 'prompt=none before logout issues a code')
+
+      await page.goto(`${BROKER_URL}/end_session`)
+      assert.equal(await lang(page), 'vi')
+      assert.equal(await page.title(), 'Đăng xuất')
+      const csrf = page.locator('form input[type="hidden"][name="csrf"]')
+      assert.equal(await csrf.count(), 1, 'a hidden csrf field')
+      assert.ok((await csrf.getAttribute('value')).length >= 16, 'a non-trivial csrf token')
+      const confirm = page.locator('#confirm-logout')
+      assert.ok(await confirm.isVisible(), 'the confirmation button is visible')
+      let posted
+      page.on('request', (request) => {
+        if (request.method() === 'POST' && request.url() === `${BROKER_URL}/end_session`) {
+          posted = request
+        }
+      })
+      await Promise.all([page.waitForNavigation(), confirm.click()])
+      const title = await page.title()
+      const sent = (await posted?.allHeaders()) ?? {}
+      assert.notEqual(title, 'Không thể đăng nhập', 'the logout was refused')
+      assert.notEqual(
+        title,
+        'Đăng xuất',
+        `the broker asked again instead of signing out: it refused this page's own POST ` +
+          `(Origin: ${sent.origin ?? 'none'}, Sec-Fetch-Site: ${sent['sec-fetch-site'] ?? 'none'})`,
+      )
+      assert.equal(title, 'Đã đăng xuất')
+      assert.equal(await page.locator('h1').textContent(), 'Đã đăng xuất')
+
+      // The SSO session is gone: prompt=none now needs a login ...
+      const after = await silentAuthorize(page)
+      assert.equal(after.get('error'), 'login_required', `prompt=none after logout: ${after}`)
+      assert.equal(after.get('code'), null)
+      // ... and the demo app's login shows the broker's login page again.
+      await page.goto(`${DEMO_URL}/login`)
+      await expectLoginPage(page, { language: 'vi' })
+    })
+  })
+
+  test('a bad authorization request shows the error page, in Vietnamese or English', async () => {
+    await inBrowser('error-vi', {}, async (page) => {
+      const response = await page.goto(`${BROKER_URL}/authorize?client_id=nobody`)
+      assert.equal(response.status(), 400)
+      assert.equal(await lang(page), 'vi')
+      assert.equal(await page.title(), 'Không thể đăng nhập')
+      assert.equal(await page.locator('h1').textContent(), 'Không thể đăng nhập')
+      assert.match(await page.locator('body').innerText(), /Cần hỗ trợ/)
+
+      const english = await page.goto(`${BROKER_URL}/authorize?client_id=nobody&ui_locales=en`)
+      assert.equal(english.status(), 400)
+      assert.equal(await lang(page), 'en')
+      assert.equal(await page.title(), 'Sign-in failed')
+      assert.match(await page.locator('body').innerText(), /Need help\?/)
+    })
+    // An English-speaking browser gets English without ui_locales (Accept-Language).
+    await inBrowser('error-en-browser', { locale: 'en-US' }, async (page) => {
+      await page.goto(`${BROKER_URL}/authorize?client_id=nobody`)
+      assert.equal(await lang(page), 'en')
+      assert.equal(await page.title(), 'Sign-in failed')
+    })
+  })
+})
