@@ -125,10 +125,13 @@ async fn authorize(
         }),
         None => None,
     };
+    // Neither a hinted person nor one the `claims` parameter requires may be replaced by the
+    // person who happens to be logged in.
     let session = session.filter(|s| {
-        hinted_subject
-            .as_deref()
-            .is_none_or(|sub| sub == s.account_id)
+        [hinted_subject.as_deref(), request.subject.as_deref()]
+            .into_iter()
+            .flatten()
+            .all(|sub| sub == s.account_id)
     });
     if let Some(session) =
         session.filter(|s| authorize::session_satisfies(&request, s.auth_time, s.loa, now))

@@ -179,6 +179,14 @@ async fn finish_login(
             return unavailable_page(english);
         }
     };
+    // OIDC Core §5.5.1: never a token for another person than the one the RP required. No SSO
+    // session starts either: the RP did not accept this person.
+    if request.subject.as_ref().is_some_and(|s| *s != account.id) {
+        return to_client(OAuthError::new(
+            ErrorCode::LoginRequired,
+            "a different person logged in than the one the application requires",
+        ));
+    }
     let session = SsoSession {
         sid: uuid::Uuid::new_v4().to_string(),
         account_id: account.id.clone(),

@@ -7,7 +7,7 @@ use url::Url;
 
 use actix_web::middleware::from_fn;
 
-use super::front::{bad_request_page, cookie, cookie_name, unavailable_page, wants_english};
+use super::front::{cookie, cookie_name, unavailable_page, wants_english};
 use super::limits::rate_limit;
 use super::pages::{html, message_page, LogoutPage};
 use super::{form_pairs, Broker};
@@ -57,9 +57,9 @@ async fn end_session(
     let english = wants_english(req, None);
     let params = match pairs.map(authorize::collect_params) {
         Some(Ok(params)) => params,
-        Some(Err(e)) => return bad_request_page(&e, english),
+        Some(Err(e)) => return bad_logout_page(&e, english),
         None => {
-            return bad_request_page(
+            return bad_logout_page(
                 &OAuthError::invalid_request("malformed parameters"),
                 english,
             )
@@ -74,7 +74,7 @@ async fn end_session(
         {
             Ok(claims) => Some(claims),
             Err(_) => {
-                return bad_request_page(
+                return bad_logout_page(
                     &OAuthError::invalid_request(
                         "id_token_hint is not a valid ID token of this broker",
                     ),
@@ -91,7 +91,7 @@ async fn end_session(
         .map(str::to_string);
     if let (Some(a), Some(b)) = (&hinted_client, params.get("client_id")) {
         if a != b {
-            return bad_request_page(
+            return bad_logout_page(
                 &OAuthError::invalid_request("client_id does not match id_token_hint"),
                 english,
             );
@@ -116,7 +116,7 @@ async fn end_session(
                 None => false,
             };
             if !registered {
-                return bad_request_page(
+                return bad_logout_page(
                     &OAuthError::invalid_request(
                         "post_logout_redirect_uri is not registered for this client",
                     ),
@@ -262,18 +262,62 @@ fn logout_csrf(sso_secret: &str) -> String {
 fn same_origin(req: &HttpRequest, issuer: &str) -> bool {
     let fetch_site_ok = req
         .headers()
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v == "same-origin" || v == "none");
-    let origin_ok = match req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-    {
-        None => true,
-        Some(origin) => {
-            Url::parse(issuer).is_ok_and(|u| u.origin().ascii_serialization() == origin)
-        }
-    };
+        .get_all("sec-fetch-site")
+        .all(|v| v.to_str().is_ok_and(|v| v == "same-origin" || v == "none"));
+    // Every `Origin` must be ours: a request carrying several is not one a browser made.
+    let own = Url::parse(issuer).map(|u| u.origin().ascii_serialization());
+    let origin_ok = req.headers().get_all(header::ORIGIN).all(|v| {
+        own.as_deref()
+            .is_ok_and(|own| v.to_str().is_ok_and(|o| o == own))
+    });
     fetch_site_ok && origin_ok
+}
+
+/// The logout's own error page: a sign-out request, not a sign-in, went wrong.
+fn bad_logout_page(error: &OAuthError, english: bool) -> HttpResponse {
+    message_page(
+        StatusCode::BAD_REQUEST,
+        english,
+        error.code.as_str(),
+        ("Không thể đăng xuất", "Sign-out failed"),
+        (
+            "Yêu cầu đăng xuất từ ứng dụng không hợp lệ. Vui lòng quay lại ứng dụng và thử lại.",
+            "The application's sign-out request is invalid. Please go back to the application and try again.",
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin;
+    use actix_web::test::TestRequest;
+
+    const ISSUER: &str = "https://id.hue.gov.vn";
+
+    #[test]
+    fn only_our_own_origin_confirms() {
+        let check = |headers: &[(&str, &str)]| {
+            let mut req = TestRequest::post();
+            for h in headers {
+                req = req.append_header(*h);
+            }
+            same_origin(&req.to_http_request(), ISSUER)
+        };
+        assert!(check(&[]));
+        assert!(check(&[
+            ("origin", ISSUER),
+            ("sec-fetch-site", "same-origin")
+        ]));
+        assert!(!check(&[("origin", "null")]));
+        assert!(!check(&[("origin", "https://evil.hue.gov.vn")]));
+        assert!(!check(&[
+            ("origin", ISSUER),
+            ("origin", "http://evil.example")
+        ]));
+        assert!(!check(&[("sec-fetch-site", "same-site")]));
+        assert!(!check(&[
+            ("sec-fetch-site", "same-origin"),
+            ("sec-fetch-site", "cross-site")
+        ]));
+    }
 }

@@ -24,7 +24,6 @@ const SHORT_PARAMS: &[&str] = &[
     "prompt",
     "max_age",
     "scope",
-    "claims",
 ];
 const MAX_SHORT_PARAM_LEN: usize = 512;
 
@@ -48,6 +47,10 @@ pub struct AuthorizeRequest {
     /// already limited to what the client may receive.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub id_token_claims: Vec<String>,
+    /// The only person the RP accepts (`claims` with a `sub` value, OIDC Core §5.5.1): no
+    /// session or login of anyone else may answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 impl AuthorizeRequest {
@@ -281,7 +284,8 @@ pub fn parse(
     };
     let id_token_claims = claims
         .id_token
-        .into_iter()
+        .iter()
+        .cloned()
         .filter(|c| claim_scope(c).is_some_and(|s| client.metadata.allows_scope(s)))
         .collect();
     let resource = match params.get("resource") {
@@ -311,6 +315,7 @@ pub fn parse(
         ui_locales: params.get("ui_locales").cloned(),
         resource,
         id_token_claims,
+        subject: claims.subject,
     })
 }
 
@@ -330,6 +335,8 @@ pub struct ClaimsRequest {
     pub id_token: Vec<String>,
     /// The lowest level that satisfies an `acr` request with `value`/`values`.
     pub acr_level: Option<u8>,
+    /// A `sub` request with a `value`: the only person the RP accepts.
+    pub subject: Option<String>,
 }
 
 impl ClaimsRequest {
@@ -355,6 +362,24 @@ impl ClaimsRequest {
                 if name == "acr" {
                     if let Some(level) = Self::acr_request(request, acr)? {
                         out.acr_level = Some(out.acr_level.map_or(level, |l| l.max(level)));
+                    }
+                    continue;
+                }
+                if name == "sub" {
+                    match request.and_then(|r| r.get("value")) {
+                        None => {}
+                        Some(serde_json::Value::String(v))
+                            if out.subject.as_ref().is_none_or(|s| s == v) =>
+                        {
+                            out.subject = Some(v.clone());
+                        }
+                        // Two different persons asked for at once: nobody can satisfy it.
+                        Some(serde_json::Value::String(_)) => {
+                            return Err(OAuthError::invalid_request(
+                                "claims asks for two different subjects",
+                            ))
+                        }
+                        Some(_) => return Err(malformed()),
                     }
                     continue;
                 }

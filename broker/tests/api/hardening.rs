@@ -715,3 +715,67 @@ async fn upstream_metadata_is_fetched_by_one_request_and_backs_off_after_failure
         "after a failure the next attempt waits"
     );
 }
+
+on_both_backends!(
+    a_claims_sub_value_binds_the_person,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        let other = Browser::new();
+        let pkce = Pkce::new();
+        let cb = other.login(&app, &client, "C02", &pkce, &[]).await;
+        let (_, theirs) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        let (_, their_claims) = crate::support::jwt_parts(theirs["id_token"].as_str().expect("id"));
+        let their_sub = their_claims["sub"].as_str().expect("sub").to_string();
+        let browser = Browser::new();
+        browser.login(&app, &client, "C01", &Pkce::new(), &[]).await;
+        let claims = serde_json::json!({"id_token": {"sub": {"value": their_sub}}}).to_string();
+        // C01's session cannot answer a request for C02.
+        let pkce = Pkce::new();
+        let r = browser
+            .authorize(
+                &app,
+                &code_request(
+                    &client,
+                    &pkce,
+                    &[("prompt", "none"), ("claims", claims.as_str())],
+                ),
+            )
+            .await;
+        assert_eq!(
+            query_of(&location(&r)).get("error").map(String::as_str),
+            Some("login_required")
+        );
+        // Nor can a fresh login of C01.
+        let fresh = Browser::new();
+        let pkce = Pkce::new();
+        let mut params = code_request(
+            &client,
+            &pkce,
+            &[
+                ("claims", claims.as_str()),
+                ("login_hint", "C01"),
+                ("state", "s"),
+            ],
+        );
+        params.push(("nonce", "n"));
+        let page = fresh.authorize(&app, &params).await;
+        let upstream = login_button(&page.text().await.expect("page")).expect("button");
+        let back = through_mock(&fresh, &upstream).await;
+        assert_eq!(
+            query_of(&location(&back)).get("error").map(String::as_str),
+            Some("login_required")
+        );
+        // The right person's session does answer.
+        let r = other
+            .authorize(
+                &app,
+                &code_request(
+                    &client,
+                    &Pkce::new(),
+                    &[("prompt", "none"), ("claims", claims.as_str())],
+                ),
+            )
+            .await;
+        assert!(query_of(&location(&r)).contains_key("code"));
+    }
+);
