@@ -285,8 +285,8 @@ pub fn parse(
     let id_token_claims = claims
         .id_token
         .iter()
-        .cloned()
         .filter(|c| claim_scope(c).is_some_and(|s| client.metadata.allows_scope(s)))
+        .cloned()
         .collect();
     let resource = match params.get("resource") {
         Some(r) => {
