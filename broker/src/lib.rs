@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod dev;
 pub mod federation;
 pub mod http;
+pub mod login;
 pub mod oidc;
 pub mod sessions;
 pub mod startup;

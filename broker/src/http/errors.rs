@@ -1,42 +1,225 @@
-//! OAuth errors → HTTP responses: JSON for back-channel endpoints (RFC 6749 §5.2), with
-//! `WWW-Authenticate` where RFC 6749 §5.2 / RFC 6750 §3 require it.
+//! The one place where a failure becomes an HTTP answer: [`HttpError`] implements actix's
+//! `ResponseError`, so handlers return `Result` and the domain never picks a status. JSON at
+//! the back channel (RFC 6749 §5.2) with a challenge on every 401 (RFC 9110 §15.5.2), bearer
+//! challenges at protected resources (RFC 6750 §3), bilingual pages and redirects to the client
+//! at the front channel.
 
-use actix_web::http::header;
-use actix_web::{HttpResponse, HttpResponseBuilder};
+use std::fmt;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use serde_json::json;
 
-use crate::oidc::error::OAuthError;
+use super::front::redirect_to_client;
+use super::pages::message_page;
+use crate::abuse::Refusal;
+use crate::login::ClientRedirect;
+use crate::oidc::error::{ErrorCode, OAuthError};
+
+/// Why a protected-resource request failed (RFC 6750 §3.1).
+#[derive(Debug)]
+pub enum BearerFailure {
+    /// No credentials at all: the bare challenge, no error code.
+    Missing,
+    /// Credentials that did not do: the challenge names the error.
+    Refused(OAuthError),
+}
+
+/// A front-channel page: its status, RFC code, and title and message in both languages.
+#[derive(Debug)]
+pub struct Page {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub title: (&'static str, &'static str),
+    pub message: (&'static str, &'static str),
+    pub english: bool,
+}
+
+const SIGN_IN_FAILED: (&str, &str) = ("Không thể đăng nhập", "Sign-in failed");
+
+impl Page {
+    /// A sign-in page titled "Sign-in failed".
+    pub fn sign_in(
+        status: StatusCode,
+        code: &'static str,
+        message: (&'static str, &'static str),
+        english: bool,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            title: SIGN_IN_FAILED,
+            message,
+            english,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum HttpError {
+    /// A back-channel JSON error.
+    Json(OAuthError),
+    /// A protected resource's error, with its challenge.
+    Bearer(BearerFailure),
+    /// A bad sign-in request: a page, never a redirect (RFC 6749 §4.1.2.1).
+    BadSignIn { error: OAuthError, english: bool },
+    /// A bad sign-out request: a page titled as such.
+    BadSignOut { error: OAuthError, english: bool },
+    /// Any other page.
+    Page(Page),
+    /// Back to the client with an error (RFC 6749 §4.1.2.1).
+    ToClient(ClientRedirect),
+    /// A login budget is spent: 429 with `Retry-After`.
+    TooManyLogins { refusal: Refusal, english: bool },
+    /// A backend failed; already logged with its chain. `page` picks HTML over JSON.
+    Unavailable { page: bool, english: bool },
+}
+
+impl HttpError {
+    /// Logs an unexpected backend failure with its whole chain and reports it without detail.
+    pub fn unavailable_page(error: &anyhow::Error, english: bool) -> Self {
+        tracing::error!(error = format!("{error:#}"), "backend failure");
+        HttpError::Unavailable {
+            page: true,
+            english,
+        }
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::Json(e)
+            | HttpError::Bearer(BearerFailure::Refused(e))
+            | HttpError::BadSignIn { error: e, .. }
+            | HttpError::BadSignOut { error: e, .. } => write!(f, "{e}"),
+            HttpError::Bearer(BearerFailure::Missing) => f.write_str("no credentials"),
+            HttpError::Page(p) => f.write_str(p.code),
+            HttpError::ToClient(_) => f.write_str("error sent to the client"),
+            HttpError::TooManyLogins { .. } => f.write_str("login budget spent"),
+            HttpError::Unavailable { .. } => f.write_str("temporarily unavailable"),
+        }
+    }
+}
+
+/// Backend failures reach the back channel as `temporarily_unavailable` JSON.
+impl From<OAuthError> for HttpError {
+    fn from(error: OAuthError) -> Self {
+        HttpError::Json(error)
+    }
+}
+
+impl ResponseError for HttpError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            HttpError::Json(e) | HttpError::Bearer(BearerFailure::Refused(e)) => {
+                StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            HttpError::Bearer(BearerFailure::Missing) => StatusCode::UNAUTHORIZED,
+            HttpError::BadSignIn { .. } | HttpError::BadSignOut { .. } => StatusCode::BAD_REQUEST,
+            HttpError::Page(p) => p.status,
+            HttpError::ToClient(_) => StatusCode::SEE_OTHER,
+            HttpError::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
+            HttpError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            HttpError::Json(e) => json_error(e),
+            HttpError::Bearer(BearerFailure::Missing) => {
+                let mut builder = HttpResponse::Unauthorized();
+                no_store(&mut builder);
+                builder
+                    .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"broker\""))
+                    .finish()
+            }
+            HttpError::Bearer(BearerFailure::Refused(e)) => {
+                let mut builder = HttpResponseBuilder::new(self.status_code());
+                no_store(&mut builder);
+                let challenge = format!("Bearer realm=\"broker\", error=\"{}\"", e.code.as_str());
+                builder
+                    .insert_header((header::WWW_AUTHENTICATE, challenge))
+                    .json(json!({"error": e.code.as_str(), "error_description": e.description}))
+            }
+            HttpError::BadSignIn { error, english } => message_page(
+                StatusCode::BAD_REQUEST,
+                *english,
+                error.code.as_str(),
+                SIGN_IN_FAILED,
+                (
+                    "Yêu cầu đăng nhập từ ứng dụng không hợp lệ. Vui lòng quay lại ứng dụng và thử lại.",
+                    "The application's sign-in request is invalid. Please go back to the application and try again.",
+                ),
+            ),
+            HttpError::BadSignOut { error, english } => message_page(
+                StatusCode::BAD_REQUEST,
+                *english,
+                error.code.as_str(),
+                ("Không thể đăng xuất", "Sign-out failed"),
+                (
+                    "Yêu cầu đăng xuất từ ứng dụng không hợp lệ. Vui lòng quay lại ứng dụng và thử lại.",
+                    "The application's sign-out request is invalid. Please go back to the application and try again.",
+                ),
+            ),
+            HttpError::Page(p) => message_page(p.status, p.english, p.code, p.title, p.message),
+            HttpError::ToClient(redirect) => redirect_to_client(redirect),
+            HttpError::TooManyLogins { refusal, english } => {
+                too_many_logins_page(*refusal, *english)
+            }
+            HttpError::Unavailable { page: true, english } => message_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                *english,
+                "temporarily_unavailable",
+                SIGN_IN_FAILED,
+                (
+                    "Hệ thống đang bận, vui lòng thử lại sau ít phút.",
+                    "The service is busy; please try again in a few minutes.",
+                ),
+            ),
+            HttpError::Unavailable { page: false, .. } => json_error(&OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the service is temporarily unavailable",
+            )),
+        }
+    }
+}
+
+/// 429 with `Retry-After`: a login budget (per address or per instance) is spent.
+fn too_many_logins_page(refusal: Refusal, english: bool) -> HttpResponse {
+    let message = match refusal {
+        Refusal::TooManyFailures { .. } => (
+            "Có quá nhiều lượt đăng nhập không thành công từ mạng của bạn. Vui lòng thử lại sau ít phút.",
+            "Too many sign-ins from your network failed. Please try again in a few minutes.",
+        ),
+        Refusal::AddressBusy { .. } | Refusal::InstanceFull { .. } => (
+            "Có quá nhiều lượt đăng nhập đang diễn ra. Vui lòng thử lại sau ít phút.",
+            "Too many sign-ins are in progress. Please try again in a few minutes.",
+        ),
+    };
+    let mut response = message_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        english,
+        "temporarily_unavailable",
+        SIGN_IN_FAILED,
+        message,
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&refusal.retry_after().to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
 
 /// A client-authenticated endpoint's error. Every 401 carries a challenge (RFC 9110 §15.5.2):
 /// `Basic`, the scheme RFC 6749 §2.3.1 defines for client credentials, whether the client tried
 /// Basic, sent its secret in the body, or sent a malformed Authorization header.
-pub fn json_error(error: &OAuthError) -> HttpResponse {
-    let status = actix_web::http::StatusCode::from_u16(error.code.status())
-        .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
+fn json_error(error: &OAuthError) -> HttpResponse {
+    let status = StatusCode::from_u16(error.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut builder = HttpResponseBuilder::new(status);
     no_store(&mut builder);
-    if status == actix_web::http::StatusCode::UNAUTHORIZED {
+    if status == StatusCode::UNAUTHORIZED {
         builder.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"broker\""));
     }
-    builder.json(json!({"error": error.code.as_str(), "error_description": error.description}))
-}
-
-/// RFC 6750 §3.1: a request with no credentials at all gets the bare challenge, no error code.
-pub fn bearer_missing() -> HttpResponse {
-    let mut builder = HttpResponse::Unauthorized();
-    no_store(&mut builder);
-    builder
-        .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"broker\""))
-        .finish()
-}
-
-pub fn bearer_error(error: &OAuthError) -> HttpResponse {
-    let status = actix_web::http::StatusCode::from_u16(error.code.status())
-        .unwrap_or(actix_web::http::StatusCode::UNAUTHORIZED);
-    let mut builder = HttpResponseBuilder::new(status);
-    no_store(&mut builder);
-    let challenge = format!("Bearer realm=\"broker\", error=\"{}\"", error.code.as_str());
-    builder.insert_header((header::WWW_AUTHENTICATE, challenge));
     builder.json(json!({"error": error.code.as_str(), "error_description": error.description}))
 }
 

@@ -3,57 +3,63 @@
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use url::Url;
 
-use super::pages::error_page;
+use super::errors::{HttpError, Page};
 use super::Broker;
-use crate::abuse::Refusal;
+use crate::login::{ClientRedirect, FlowError, Next};
 use crate::oidc::error::OAuthError;
 
-pub fn bad_request_page(error: &OAuthError, english: bool) -> HttpResponse {
-    error_page(
-        StatusCode::BAD_REQUEST,
-        english,
-        error.code.as_str(),
-        "Yêu cầu đăng nhập từ ứng dụng không hợp lệ. Vui lòng quay lại ứng dụng và thử lại.",
-        "The application's sign-in request is invalid. Please go back to the application and try again.",
-    )
-}
-
-pub fn unavailable_page(english: bool) -> HttpResponse {
-    error_page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        english,
-        "temporarily_unavailable",
-        "Hệ thống đang bận, vui lòng thử lại sau ít phút.",
-        "The service is busy; please try again in a few minutes.",
-    )
-}
-
-/// 429 with `Retry-After`: a login budget (per address or per instance) is spent.
-pub fn too_many_logins_page(refusal: Refusal, english: bool) -> HttpResponse {
-    let (vi, en) = match refusal {
-        Refusal::TooManyFailures { .. } => (
-            "Có quá nhiều lượt đăng nhập không thành công từ mạng của bạn. Vui lòng thử lại sau ít phút.",
-            "Too many sign-ins from your network failed. Please try again in a few minutes.",
-        ),
-        Refusal::AddressBusy { .. } | Refusal::InstanceFull { .. } => (
-            "Có quá nhiều lượt đăng nhập đang diễn ra. Vui lòng thử lại sau ít phút.",
-            "Too many sign-ins are in progress. Please try again in a few minutes.",
-        ),
-    };
-    let mut response = error_page(
-        StatusCode::TOO_MANY_REQUESTS,
-        english,
-        "temporarily_unavailable",
-        vi,
-        en,
-    );
-    if let Ok(value) = header::HeaderValue::from_str(&refusal.retry_after().to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
+/// The flow's failures as HTTP errors: pages, never redirects (the request is not, or no
+/// longer, known to be the client's).
+pub fn flow_error(error: FlowError, english: bool) -> HttpError {
+    match error {
+        FlowError::BadRequest(error) => HttpError::BadSignIn { error, english },
+        FlowError::Busy(refusal) => HttpError::TooManyLogins { refusal, english },
+        FlowError::UnknownLogin => HttpError::Page(Page::sign_in(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            (
+                "Phiên đăng nhập đã hết hạn, đã được dùng, hoặc được bắt đầu trên trình duyệt khác. Vui lòng đăng nhập lại từ ứng dụng.",
+                "The sign-in has expired, was already used, or was started in another browser. Please sign in again from the application.",
+            ),
+            english,
+        )),
+        FlowError::UpstreamRefused => HttpError::Page(Page::sign_in(
+            StatusCode::BAD_REQUEST,
+            "access_denied",
+            (
+                "Không xác minh được thông tin đăng nhập từ VNeID. Vui lòng thử lại.",
+                "The VNeID login could not be verified. Please try again.",
+            ),
+            english,
+        )),
+        FlowError::Unavailable(e) => HttpError::unavailable_page(&e, english),
     }
-    response
+}
+
+/// Where the flow sends the browser, as a response.
+pub fn next_response(broker: &Broker, next: Next) -> HttpResponse {
+    match next {
+        Next::ToClient { redirect, session } => {
+            let mut response = redirect_to_client(&redirect);
+            if let Some(c) = session {
+                let _ = response.add_cookie(&cookie(broker, &c.name, c.value, c.max_age));
+            }
+            response
+        }
+        Next::Upstream { url, binding } => HttpResponse::SeeOther()
+            .cookie(cookie(
+                broker,
+                &binding.name,
+                binding.value,
+                binding.max_age,
+            ))
+            .insert_header((header::LOCATION, url.as_str()))
+            .finish(),
+        Next::Interaction(interaction) => match interaction.step {},
+    }
 }
 
 /// Whether a page should be in English: the request's `ui_locales` first, else the browser's
@@ -80,18 +86,17 @@ pub fn wants_english(req: &HttpRequest, ui_locales: Option<&str>) -> bool {
 }
 
 /// 303 back to the client with the authorization response and `iss` (RFC 9207).
-pub fn redirect_to_client(
-    redirect_uri: &str,
-    state: Option<&str>,
-    issuer: &str,
-    result: Result<&str, &OAuthError>,
-) -> HttpResponse {
-    let Ok(mut url) = Url::parse(redirect_uri) else {
-        return bad_request_page(&OAuthError::invalid_request("redirect_uri"), false);
+pub fn redirect_to_client(redirect: &ClientRedirect) -> HttpResponse {
+    let Ok(mut url) = Url::parse(&redirect.redirect_uri) else {
+        return HttpError::BadSignIn {
+            error: OAuthError::invalid_request("redirect_uri"),
+            english: false,
+        }
+        .error_response();
     };
     {
         let mut q = url.query_pairs_mut();
-        match result {
+        match &redirect.result {
             Ok(code) => {
                 q.append_pair("code", code);
             }
@@ -100,10 +105,10 @@ pub fn redirect_to_client(
                     .append_pair("error_description", &e.description);
             }
         }
-        if let Some(s) = state {
+        if let Some(s) = &redirect.state {
             q.append_pair("state", s);
         }
-        q.append_pair("iss", issuer);
+        q.append_pair("iss", &redirect.issuer);
     }
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, url.as_str()))

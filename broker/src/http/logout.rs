@@ -1,18 +1,19 @@
-//! RP-initiated logout: `/end_session` (GET and POST).
+//! RP-initiated logout: `/end_session` (GET and POST). The protocol is in `login::logout`; this
+//! handler adds what only HTTP knows (the POST came from the broker's own page) and renders.
 
 use actix_web::http::{header, StatusCode};
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use url::Url;
 
-use actix_web::middleware::from_fn;
-
-use super::front::{cookie, cookie_name, unavailable_page, wants_english};
+use super::errors::HttpError;
+use super::front::{cookie, cookie_name, wants_english};
 use super::limits::rate_limit;
 use super::pages::{html, message_page, LogoutPage};
 use super::{form_pairs, Broker};
-use crate::crypto::{ct_eq, sha256_b64url};
-use crate::oidc::authorize;
+use crate::login::logout::{logout, LogoutError, LogoutNext, LogoutRequest};
+use crate::oidc::authorize::collect_params;
 use crate::oidc::error::OAuthError;
 use crate::sessions::sso::COOKIE as SSO_COOKIE;
 
@@ -25,25 +26,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0). Without a valid
-/// `id_token_hint` the user confirms first (a POST, which SameSite=Lax cookies do not follow
-/// across sites), so no other site can log anyone out. Ending the session revokes the grants
-/// issued under it.
-async fn end_session_get(broker: web::Data<Broker>, req: HttpRequest) -> HttpResponse {
-    end_session(
-        &broker,
-        &req,
-        form_pairs(req.query_string().as_bytes()),
-        false,
-    )
-    .await
+async fn end_session_get(
+    broker: web::Data<Broker>,
+    req: HttpRequest,
+) -> Result<HttpResponse, HttpError> {
+    let pairs = form_pairs(req.query_string().as_bytes());
+    end_session(&broker, &req, pairs, false).await
 }
 
 async fn end_session_post(
     broker: web::Data<Broker>,
     req: HttpRequest,
     body: web::Bytes,
-) -> HttpResponse {
+) -> Result<HttpResponse, HttpError> {
     end_session(&broker, &req, form_pairs(&body), true).await
 }
 
@@ -52,191 +47,39 @@ async fn end_session(
     req: &HttpRequest,
     pairs: Option<Vec<(String, String)>>,
     posted: bool,
-) -> HttpResponse {
+) -> Result<HttpResponse, HttpError> {
     let p = &broker.provider;
     let english = wants_english(req, None);
-    let params = match pairs.map(authorize::collect_params) {
-        Some(Ok(params)) => params,
-        Some(Err(e)) => return bad_logout_page(&e, english),
-        None => {
-            return bad_logout_page(
-                &OAuthError::invalid_request("malformed parameters"),
-                english,
-            )
-        }
-    };
+    let bad = |error| HttpError::BadSignOut { error, english };
+    let pairs = pairs.ok_or_else(|| bad(OAuthError::invalid_request("malformed parameters")))?;
+    let params = collect_params(pairs).map_err(bad)?;
     let english = wants_english(req, params.get("ui_locales").map(String::as_str));
-    let now = p.now();
-    let hint = match params.get("id_token_hint") {
-        Some(token) => match p
-            .signer
-            .verify::<serde_json::Value>(token, "JWT", now, false)
-        {
-            Ok(claims) => Some(claims),
-            Err(_) => {
-                return bad_logout_page(
-                    &OAuthError::invalid_request(
-                        "id_token_hint is not a valid ID token of this broker",
-                    ),
-                    english,
-                )
-            }
-        },
-        None => None,
-    };
-    let hinted_client = hint
-        .as_ref()
-        .and_then(|c| c.get("aud"))
-        .and_then(|a| a.as_str())
-        .map(str::to_string);
-    if let (Some(a), Some(b)) = (&hinted_client, params.get("client_id")) {
-        if a != b {
-            return bad_logout_page(
-                &OAuthError::invalid_request("client_id does not match id_token_hint"),
-                english,
-            );
-        }
-    }
-    let client_id = hinted_client.or_else(|| params.get("client_id").cloned());
-    let target = match params.get("post_logout_redirect_uri") {
-        Some(uri) => {
-            let registered = match &client_id {
-                Some(id) => match p.clients.get(id).await {
-                    Ok(Some(client)) => client
-                        .metadata
-                        .post_logout_redirect_uris
-                        .iter()
-                        .any(|u| u == uri),
-                    Ok(None) => false,
-                    Err(e) => {
-                        let _ = OAuthError::unavailable(&e);
-                        return unavailable_page(english);
-                    }
-                },
-                None => false,
-            };
-            if !registered {
-                return bad_logout_page(
-                    &OAuthError::invalid_request(
-                        "post_logout_redirect_uri is not registered for this client",
-                    ),
-                    english,
-                );
-            }
-            Some(uri.clone())
-        }
-        None => None,
-    };
-    let secret = req
-        .cookie(&cookie_name(broker, SSO_COOKIE))
-        .map(|c| c.value().to_string());
-    let session = match &secret {
-        Some(secret) => match p.sso.find(secret).await {
-            Ok(session) => session,
-            Err(e) => {
-                let _ = OAuthError::unavailable(&e);
-                return unavailable_page(english);
-            }
-        },
-        None => None,
-    };
-    // A confirmation counts only when posted from our own page: the CSRF token bound to this
-    // browser's SSO session, and no cross-site Origin or Sec-Fetch-Site. Province apps share a
-    // registrable domain with the broker, so SameSite alone would let a sibling site post it.
-    let expected_csrf = secret.as_deref().map(logout_csrf);
-    let confirmed = posted
+    let sso = req.cookie(&cookie_name(broker, SSO_COOKIE));
+    // Province apps share a registrable domain with the broker, so SameSite alone would let a
+    // sibling site post the confirmation: it must come from our own page.
+    let confirmation_posted = posted
         && params.get("confirm").map(String::as_str) == Some("yes")
-        && same_origin(req, &p.issuer)
-        && match &expected_csrf {
-            Some(expected) => params
-                .get("csrf")
-                .is_some_and(|c| ct_eq(c.as_bytes(), expected.as_bytes())),
-            None => true,
-        };
-    // The hint proves the RP's wish only for the session it was issued in: someone else's ID
-    // token (an attacker's own, say) must not log this browser out without asking.
-    let hint_sid = hint
-        .as_ref()
-        .and_then(|c| c.get("sid"))
-        .and_then(|s| s.as_str());
-    let hint_is_for_this_session = match &session {
-        Some(s) => hint_sid == Some(s.sid.as_str()),
-        None => hint.is_some(),
+        && same_origin(req, &p.issuer);
+    let request = LogoutRequest {
+        params: &params,
+        sso_secret: sso.as_ref().map(|c| c.value()),
+        confirmation_posted,
     };
-    if !hint_is_for_this_session && !confirmed {
-        let mut fields: Vec<(String, String)> = params
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "confirm" | "csrf"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        fields.sort_unstable();
-        if let Some(csrf) = expected_csrf {
-            fields.push(("csrf".into(), csrf));
-        }
-        let action = p.endpoint("/end_session");
-        let page = if english {
-            LogoutPage {
-                lang: "en",
-                title: "Sign out",
-                question: "Do you want to sign out of all provincial applications?",
-                button: "Sign out",
-                action: &action,
-                fields,
-            }
-        } else {
-            LogoutPage {
-                lang: "vi",
-                title: "Đăng xuất",
-                question: "Bạn có muốn đăng xuất khỏi các ứng dụng của tỉnh?",
-                button: "Đăng xuất",
-                action: &action,
-                fields,
-            }
-        };
-        // The broker's default `Referrer-Policy: no-referrer` makes browsers post this form with
-        // `Origin: null`, which `same_origin` refuses, so no real browser could ever confirm.
-        // `same-origin` still sends no referrer to other sites and lets the form's POST carry
-        // the broker's own origin.
-        let mut response = html(StatusCode::OK, page.render());
-        response.headers_mut().insert(
-            header::REFERRER_POLICY,
-            header::HeaderValue::from_static("same-origin"),
-        );
-        return response;
-    }
-    if let Some(secret) = secret {
-        match p.sso.end(&secret).await {
-            Ok(Some(session)) => {
-                let ended = async {
-                    p.codes.end_session(&session.sid).await?;
-                    p.grants
-                        .revoke_session(&session.sid, "logged out", now)
-                        .await
-                };
-                if let Err(e) = ended.await {
-                    let _ = OAuthError::unavailable(&e);
-                    return unavailable_page(english);
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                let _ = OAuthError::unavailable(&e);
-                return unavailable_page(english);
-            }
-        }
-    }
+    let next = logout(p, request, p.now()).await.map_err(|e| match e {
+        LogoutError::BadRequest(error) => HttpError::BadSignOut { error, english },
+        LogoutError::Unavailable(e) => HttpError::unavailable_page(&e, english),
+    })?;
+    let redirect = match next {
+        LogoutNext::Confirm { fields } => return Ok(confirmation_page(broker, fields, english)),
+        LogoutNext::Done { redirect } => redirect,
+    };
     let mut removal = cookie(broker, SSO_COOKIE, String::new(), 0);
     removal.make_removal();
-    match target.and_then(|uri| Url::parse(&uri).ok()) {
-        Some(mut url) => {
-            if let Some(state) = params.get("state") {
-                url.query_pairs_mut().append_pair("state", state);
-            }
-            HttpResponse::SeeOther()
-                .cookie(removal)
-                .insert_header((header::LOCATION, url.as_str()))
-                .finish()
-        }
+    Ok(match redirect {
+        Some(url) => HttpResponse::SeeOther()
+            .cookie(removal)
+            .insert_header((header::LOCATION, url.as_str()))
+            .finish(),
         None => {
             let mut response = message_page(
                 StatusCode::OK,
@@ -248,13 +91,44 @@ async fn end_session(
             let _ = response.add_cookie(&removal);
             response
         }
-    }
+    })
 }
 
-/// The logout form's CSRF token: derived from the SSO cookie's secret, which only this browser
-/// holds (HttpOnly), under its own label so that it reveals nothing usable elsewhere.
-fn logout_csrf(sso_secret: &str) -> String {
-    sha256_b64url(&format!("logout-csrf:{sso_secret}"))
+fn confirmation_page(
+    broker: &Broker,
+    fields: Vec<(String, String)>,
+    english: bool,
+) -> HttpResponse {
+    let action = broker.provider.endpoint("/end_session");
+    let page = if english {
+        LogoutPage {
+            lang: "en",
+            title: "Sign out",
+            question: "Do you want to sign out of all provincial applications?",
+            button: "Sign out",
+            action: &action,
+            fields,
+        }
+    } else {
+        LogoutPage {
+            lang: "vi",
+            title: "Đăng xuất",
+            question: "Bạn có muốn đăng xuất khỏi các ứng dụng của tỉnh?",
+            button: "Đăng xuất",
+            action: &action,
+            fields,
+        }
+    };
+    // The broker's default `Referrer-Policy: no-referrer` makes browsers post this form with
+    // `Origin: null`, which `same_origin` refuses, so no real browser could ever confirm.
+    // `same-origin` still sends no referrer to other sites and lets the form's POST carry the
+    // broker's own origin.
+    let mut response = html(StatusCode::OK, page.render());
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("same-origin"),
+    );
+    response
 }
 
 /// No sign of a cross-site request: `Sec-Fetch-Site` (when the browser sends it) is
@@ -271,20 +145,6 @@ fn same_origin(req: &HttpRequest, issuer: &str) -> bool {
             .is_ok_and(|own| v.to_str().is_ok_and(|o| o == own))
     });
     fetch_site_ok && origin_ok
-}
-
-/// The logout's own error page: a sign-out request, not a sign-in, went wrong.
-fn bad_logout_page(error: &OAuthError, english: bool) -> HttpResponse {
-    message_page(
-        StatusCode::BAD_REQUEST,
-        english,
-        error.code.as_str(),
-        ("Không thể đăng xuất", "Sign-out failed"),
-        (
-            "Yêu cầu đăng xuất từ ứng dụng không hợp lệ. Vui lòng quay lại ứng dụng và thử lại.",
-            "The application's sign-out request is invalid. Please go back to the application and try again.",
-        ),
-    )
 }
 
 #[cfg(test)]

@@ -40,6 +40,18 @@ pub struct Broker {
     pub readiness: Arc<dyn Readiness>,
 }
 
+impl Broker {
+    /// The login flow over this application's parts, for one request.
+    pub fn login_flow(&self) -> crate::login::LoginFlow<'_> {
+        crate::login::LoginFlow {
+            provider: &self.provider,
+            upstream: &self.upstream,
+            pending: &self.pending,
+            budget: &self.budget,
+        }
+    }
+}
+
 #[async_trait::async_trait]
 pub trait Readiness: Send + Sync {
     async fn check(&self) -> anyhow::Result<()>;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::errors::{bearer_error, bearer_missing, json_error, no_store};
+use super::errors::{no_store, BearerFailure, HttpError};
 use super::{form_pairs, Broker};
 use crate::clients::auth::Presented;
 use crate::oidc::authorize::collect_params;
@@ -87,25 +87,21 @@ fn read_form(req: &HttpRequest, body: &[u8]) -> Result<ClientRequest, OAuthError
     Ok(ClientRequest { params, presented })
 }
 
-async fn token_post(broker: web::Data<Broker>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let result = async {
-        let form = read_form(&req, &body)?;
-        grants::token(&broker.provider, &form.presented, &form.params).await
-    }
-    .await;
-    json_answer(result)
+async fn token_post(
+    broker: web::Data<Broker>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, HttpError> {
+    let form = read_form(&req, &body)?;
+    let tokens = grants::token(&broker.provider, &form.presented, &form.params).await?;
+    Ok(json_ok(tokens))
 }
 
-/// A back-channel JSON answer: `no-store` on success, the RFC error otherwise.
-fn json_answer<T: serde::Serialize>(result: Result<T, OAuthError>) -> HttpResponse {
-    match result {
-        Ok(body) => {
-            let mut builder = HttpResponse::Ok();
-            no_store(&mut builder);
-            builder.json(body)
-        }
-        Err(e) => json_error(&e),
-    }
+/// A back-channel JSON answer, never cached.
+fn json_ok<T: serde::Serialize>(body: T) -> HttpResponse {
+    let mut builder = HttpResponse::Ok();
+    no_store(&mut builder);
+    builder.json(body)
 }
 
 fn bearer(req: &HttpRequest) -> Option<String> {
@@ -116,7 +112,10 @@ fn bearer(req: &HttpRequest) -> Option<String> {
         .then(|| token.trim().to_string())
 }
 
-async fn userinfo_get(broker: web::Data<Broker>, req: HttpRequest) -> HttpResponse {
+async fn userinfo_get(
+    broker: web::Data<Broker>,
+    req: HttpRequest,
+) -> Result<HttpResponse, HttpError> {
     userinfo_answer(&broker, bearer(&req)).await
 }
 
@@ -124,7 +123,7 @@ async fn userinfo_post(
     broker: web::Data<Broker>,
     req: HttpRequest,
     body: web::Bytes,
-) -> HttpResponse {
+) -> Result<HttpResponse, HttpError> {
     let from_body = form_pairs(&body).and_then(|pairs| {
         pairs
             .into_iter()
@@ -132,54 +131,42 @@ async fn userinfo_post(
             .map(|(_, v)| v)
     });
     match (bearer(&req), from_body) {
-        (Some(_), Some(_)) => bearer_error(&OAuthError::invalid_request(
-            "use one way to send the access token",
-        )),
+        (Some(_), Some(_)) => Err(HttpError::Bearer(BearerFailure::Refused(
+            OAuthError::invalid_request("use one way to send the access token"),
+        ))),
         (header_token, body_token) => userinfo_answer(&broker, header_token.or(body_token)).await,
     }
 }
 
-async fn userinfo_answer(broker: &Broker, token: Option<String>) -> HttpResponse {
-    let Some(token) = token else {
-        return bearer_missing();
-    };
-    match userinfo::userinfo(&broker.provider, &token).await {
-        Ok(claims) => {
-            let mut builder = HttpResponse::Ok();
-            no_store(&mut builder);
-            builder.json(claims)
-        }
-        Err(e) => bearer_error(&e),
-    }
+async fn userinfo_answer(
+    broker: &Broker,
+    token: Option<String>,
+) -> Result<HttpResponse, HttpError> {
+    let token = token.ok_or(HttpError::Bearer(BearerFailure::Missing))?;
+    let claims = userinfo::userinfo(&broker.provider, &token)
+        .await
+        .map_err(|e| HttpError::Bearer(BearerFailure::Refused(e)))?;
+    Ok(json_ok(claims))
 }
 
 async fn revoke_post(
     broker: web::Data<Broker>,
     req: HttpRequest,
     body: web::Bytes,
-) -> HttpResponse {
-    let result = async {
-        let form = read_form(&req, &body)?;
-        revoke::revoke(&broker.provider, &form.presented, &form.params).await
-    }
-    .await;
-    match result {
-        Ok(()) => HttpResponse::Ok()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .finish(),
-        Err(e) => json_error(&e),
-    }
+) -> Result<HttpResponse, HttpError> {
+    let form = read_form(&req, &body)?;
+    revoke::revoke(&broker.provider, &form.presented, &form.params).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
 }
 
 async fn introspect_post(
     broker: web::Data<Broker>,
     req: HttpRequest,
     body: web::Bytes,
-) -> HttpResponse {
-    let result = async {
-        let form = read_form(&req, &body)?;
-        introspect::introspect(&broker.provider, &form.presented, &form.params).await
-    }
-    .await;
-    json_answer(result)
+) -> Result<HttpResponse, HttpError> {
+    let form = read_form(&req, &body)?;
+    let answer = introspect::introspect(&broker.provider, &form.presented, &form.params).await?;
+    Ok(json_ok(answer))
 }

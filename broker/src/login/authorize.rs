@@ -1,0 +1,167 @@
+//! Starting a login: validate the authorization request, answer from the SSO session when it
+//! fits, or store a pending login and send the person to the upstream.
+
+use std::collections::HashMap;
+
+use super::{BrowserCookie, FlowError, LoginFlow, Next};
+use crate::abuse::ClientKey;
+use crate::federation::pending::cookie_name as binding_cookie_name;
+use crate::federation::upstream::UpstreamHints;
+use crate::oidc::authorize::{self, AuthorizeError, AuthorizeRequest};
+use crate::oidc::error::{ErrorCode, OAuthError};
+
+/// What the browser brought along with the request's parameters.
+pub struct Browser<'r> {
+    /// The SSO cookie's secret, if any.
+    pub sso_secret: Option<&'r str>,
+    /// Who the request counts against for the login budget.
+    pub client: Option<ClientKey>,
+}
+
+impl<'a> LoginFlow<'a> {
+    /// `GET`/`POST /authorize` with its collected parameters.
+    pub async fn authorize(
+        &self,
+        params: &HashMap<String, String>,
+        browser: Browser<'_>,
+        now: i64,
+    ) -> Result<Next, FlowError> {
+        let p = self.provider;
+        let client_id = params.get("client_id").map(String::as_str);
+        let client = p.clients.get(client_id.unwrap_or_default()).await?;
+        let parsed =
+            authorize::check_client(client.as_deref(), params).and_then(
+                |redirect_uri| match &client {
+                    Some(c) => authorize::parse(c, redirect_uri, params, &p.acr),
+                    None => Err(AuthorizeError::Page(OAuthError::invalid_client())),
+                },
+            );
+        let request = match parsed {
+            Ok(request) => request,
+            Err(AuthorizeError::Page(e)) => return Err(FlowError::BadRequest(e)),
+            Err(AuthorizeError::Redirect {
+                redirect_uri,
+                state,
+                error,
+            }) => return Ok(self.to_client(&redirect_uri, state.as_deref(), Err(error))),
+        };
+        let fail = |error: OAuthError| {
+            self.to_client(&request.redirect_uri, request.state.as_deref(), Err(error))
+        };
+        // OIDC Core §3.1.2.1: the hint names who the RP expects; it must be our ID token for
+        // this client (expired is fine), and a session of someone else cannot answer.
+        let hinted_subject = match params.get("id_token_hint") {
+            Some(token) => match self.hint_subject(token, &request.client_id, now) {
+                Some(sub) => Some(sub),
+                None => {
+                    return Ok(fail(OAuthError::invalid_request(
+                        "id_token_hint is not a valid ID token of this broker for this client",
+                    )))
+                }
+            },
+            None => None,
+        };
+        let session = match browser.sso_secret {
+            Some(secret) => p.sso.find(secret).await.unwrap_or_else(|e| {
+                tracing::error!(error = format!("{e:#}"), "session store failure");
+                None
+            }),
+            None => None,
+        };
+        // Neither a hinted person nor one the `claims` parameter requires may be replaced by
+        // the person who happens to be logged in.
+        let session = session.filter(|s| {
+            [hinted_subject.as_deref(), request.subject.as_deref()]
+                .into_iter()
+                .flatten()
+                .all(|sub| sub == s.account_id)
+        });
+        if let Some(session) =
+            session.filter(|s| authorize::session_satisfies(&request, s.auth_time, s.loa, now))
+        {
+            return Ok(self.issue_code(&request, &session, now).await);
+        }
+        if request.prompt_none {
+            return Ok(fail(OAuthError::new(
+                ErrorCode::LoginRequired,
+                "the user must log in",
+            )));
+        }
+        self.start_upstream_login(request, browser.client, now)
+            .await
+    }
+
+    /// The subject of a valid `id_token_hint` issued by this broker to `client_id`.
+    fn hint_subject(&self, token: &str, client_id: &str, now: i64) -> Option<String> {
+        let claims = self
+            .provider
+            .signer
+            .verify::<serde_json::Value>(token, "JWT", now, false)
+            .ok()?;
+        let aud_matches = match claims.get("aud")? {
+            serde_json::Value::String(a) => a == client_id,
+            serde_json::Value::Array(list) => list.iter().any(|a| a.as_str() == Some(client_id)),
+            _ => false,
+        };
+        aud_matches.then(|| claims.get("sub")?.as_str().map(str::to_string))?
+    }
+
+    async fn start_upstream_login(
+        &self,
+        request: AuthorizeRequest,
+        client: Option<ClientKey>,
+        now: i64,
+    ) -> Result<Next, FlowError> {
+        let profile = &self.upstream.profile;
+        self.budget.admit(client, now).map_err(FlowError::Busy)?;
+        // The upstream must tell when the person authenticated: max_age makes VNeID send
+        // auth_time (OIDC Core §3.1.2.1). An upstream known not to send it is asked for a fresh
+        // login whenever the RP bounds the age, so that the callback time is the time.
+        let max_age = request
+            .max_age
+            .unwrap_or(self.provider.sso.ttl().as_secs() as i64);
+        let force_login =
+            request.prompt_login || (request.max_age.is_some() && !profile.sends_auth_time);
+        let (login_hint, ui_locales) = (request.login_hint.clone(), request.ui_locales.clone());
+        let started = match self
+            .pending
+            .start(
+                request,
+                force_login,
+                profile.use_nonce,
+                profile.use_pkce,
+                now,
+            )
+            .await
+        {
+            Ok(started) => started,
+            Err(e) => {
+                self.budget.finished(now, now);
+                return Err(FlowError::Unavailable(e));
+            }
+        };
+        let url = self
+            .upstream
+            .authorization_url(
+                &started.state,
+                started.nonce.as_deref(),
+                started.pkce_verifier.as_deref(),
+                &UpstreamHints {
+                    login_hint: login_hint.as_deref(),
+                    ui_locales: ui_locales.as_deref(),
+                    force_login,
+                    max_age: Some(max_age),
+                },
+            )
+            .await
+            .map_err(|e| FlowError::Unavailable(anyhow::Error::new(e)))?;
+        Ok(Next::Upstream {
+            url,
+            binding: BrowserCookie {
+                name: binding_cookie_name(&started.state),
+                value: started.browser_secret,
+                max_age: self.pending.ttl().as_secs() as i64,
+            },
+        })
+    }
+}

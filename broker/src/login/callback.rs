@@ -1,0 +1,209 @@
+//! Completing a login after the upstream's callback: the pending login, the upstream's answer
+//! and its checks, then the steps that turn a verified identity into a code for the client.
+
+use super::{BrowserCookie, FlowError, LoginFlow, Next};
+use crate::abuse::ClientKey;
+use crate::accounts::login::LoginOutcome;
+use crate::accounts::UpstreamIdentity;
+use crate::federation::pending::{PendingLogin, UnknownLogin};
+use crate::federation::upstream::UpstreamError;
+use crate::oidc::error::{ErrorCode, OAuthError};
+use crate::sessions::sso::{SsoSession, COOKIE as SSO_COOKIE};
+
+/// Reads a parameter from the raw query without turning `+` into a space: some upstreams put
+/// `+` in codes.
+pub fn raw_query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// The callback request as the flow needs it.
+pub struct Callback<'r> {
+    /// The raw query string (`state`, `code`, `iss`, `error`).
+    pub query: &'r str,
+    /// The binding cookie named after this `state`, if the browser sent it.
+    pub binding_secret: Option<&'r str>,
+    pub client: Option<ClientKey>,
+}
+
+/// The outcome, and whether the person asked for English (known once the pending login is).
+pub struct Completed {
+    pub english: Option<bool>,
+    pub next: Result<Next, FlowError>,
+}
+
+impl<'a> LoginFlow<'a> {
+    pub async fn callback(&self, callback: Callback<'_>, now: i64) -> Completed {
+        let unknown = |next| Completed {
+            english: None,
+            next,
+        };
+        if let Err(refusal) = self.budget.may_exchange(callback.client, now) {
+            return unknown(Err(FlowError::Busy(refusal)));
+        }
+        let state = raw_query_param(callback.query, "state").unwrap_or_default();
+        let pending = match self.pending.finish(&state, callback.binding_secret).await {
+            Ok(Ok(pending)) => pending,
+            Ok(Err(UnknownLogin)) => return unknown(Err(FlowError::UnknownLogin)),
+            Err(e) => return unknown(Err(FlowError::Unavailable(e))),
+        };
+        self.budget.finished(pending.created_at, now);
+        let english = Some(pending.request.english());
+        let next = self.complete(callback, pending, now).await;
+        Completed { english, next }
+    }
+
+    async fn complete(
+        &self,
+        callback: Callback<'_>,
+        pending: PendingLogin,
+        now: i64,
+    ) -> Result<Next, FlowError> {
+        let request = &pending.request;
+        let fail = |error: OAuthError| {
+            Ok(self.to_client(&request.redirect_uri, request.state.as_deref(), Err(error)))
+        };
+        let query = callback.query;
+        // RFC 9207 §2.4: where the upstream promises `iss` in its responses, a missing or wrong
+        // one is a mix-up (the answer came from another provider), refused before anything else.
+        self.upstream
+            .check_response_issuer(raw_query_param(query, "iss").as_deref())
+            .await
+            .map_err(|e| self.upstream_failure(e, callback.client, now))?;
+        if raw_query_param(query, "error").is_some() {
+            return fail(OAuthError::new(
+                ErrorCode::AccessDenied,
+                "the user did not complete the VNeID login",
+            ));
+        }
+        let Some(code) = raw_query_param(query, "code").filter(|c| !c.is_empty()) else {
+            return Err(FlowError::BadRequest(OAuthError::invalid_request(
+                "the identity provider sent no code",
+            )));
+        };
+        let identity = self
+            .upstream
+            .complete(
+                &code,
+                pending.nonce.as_deref(),
+                pending.pkce_verifier.as_deref(),
+                now,
+            )
+            .await
+            .map_err(|e| self.upstream_failure(e, callback.client, now))?;
+        match self.run_steps(&pending, identity, now).await? {
+            Ok(next) => Ok(next),
+            Err(error) => fail(error),
+        }
+    }
+
+    /// Logs and counts a refused upstream answer; an unreachable upstream is not the caller's.
+    fn upstream_failure(&self, e: UpstreamError, client: Option<ClientKey>, now: i64) -> FlowError {
+        match e {
+            UpstreamError::Unavailable(e) => FlowError::Unavailable(e),
+            e => {
+                self.budget.upstream_failed(client, now);
+                tracing::warn!(error = %e, "upstream login refused");
+                FlowError::UpstreamRefused
+            }
+        }
+    }
+
+    /// The steps after the upstream: authentication time, level, account, then the SSO session
+    /// and the code. `Ok(Err(..))` is an answer for the client.
+    async fn run_steps(
+        &self,
+        pending: &PendingLogin,
+        identity: UpstreamIdentity,
+        now: i64,
+    ) -> Result<Result<Next, OAuthError>, FlowError> {
+        let p = self.provider;
+        let request = &pending.request;
+        let auth_time = match self.authentication_time(pending, identity.auth_time, now) {
+            Ok(auth_time) => auth_time,
+            Err(error) => return Ok(Err(error)),
+        };
+        if request
+            .required_loa
+            .is_some_and(|required| identity.loa < required)
+        {
+            return Ok(Err(OAuthError::new(
+                ErrorCode::UnmetAuthenticationRequirements,
+                "the application requires a higher VNeID assurance level",
+            )));
+        }
+        let LoginOutcome::Authenticated { account, .. } =
+            p.accounts.complete_login(&identity, now).await?;
+        // OIDC Core §5.5.1: never a token for another person than the one the RP required. No
+        // SSO session starts either: the RP did not accept this person.
+        if request.subject.as_ref().is_some_and(|s| *s != account.id) {
+            return Ok(Err(OAuthError::new(
+                ErrorCode::LoginRequired,
+                "a different person logged in than the one the application requires",
+            )));
+        }
+        let session = SsoSession {
+            sid: uuid::Uuid::new_v4().to_string(),
+            account_id: account.id.clone(),
+            auth_time,
+            loa: identity.loa,
+            amr: vec!["fed".into()],
+            upstream: self.upstream.profile.name.clone(),
+        };
+        let secret = p.sso.start(&session).await?;
+        let next = match self.issue_code(request, &session, now).await {
+            Next::ToClient { redirect, .. } => Next::ToClient {
+                redirect,
+                session: Some(BrowserCookie {
+                    name: SSO_COOKIE.to_string(),
+                    value: secret,
+                    max_age: p.sso.ttl().as_secs() as i64,
+                }),
+            },
+            other => other,
+        };
+        Ok(Ok(next))
+    }
+
+    /// When the person authenticated, as far as the broker can vouch for it, or the error for
+    /// the RP when the upstream's answer does not meet the request.
+    ///
+    /// The upstream's `auth_time` is believed (never later than now). Without one, the callback
+    /// time stands only if the broker asked for a fresh login (`prompt=login`); otherwise the
+    /// time is unknown, and an unknown time never satisfies a `max_age`.
+    fn authentication_time(
+        &self,
+        pending: &PendingLogin,
+        upstream_auth_time: Option<i64>,
+        now: i64,
+    ) -> Result<Option<i64>, OAuthError> {
+        let request = &pending.request;
+        let skew = self.upstream.profile.clock_skew_secs as i64;
+        let auth_time = match upstream_auth_time {
+            Some(t) => Some(t.min(now)),
+            None if pending.forced_login => Some(now),
+            None => None,
+        };
+        if pending.forced_login && auth_time.is_some_and(|t| t + skew < pending.created_at) {
+            return Err(OAuthError::new(
+                ErrorCode::LoginRequired,
+                "the identity provider did not authenticate the user again",
+            ));
+        }
+        if let Some(max_age) = request.max_age {
+            if auth_time.is_none_or(|t| now - t > max_age + skew) {
+                return Err(OAuthError::new(
+                    ErrorCode::LoginRequired,
+                    "the identity provider did not confirm a recent enough authentication",
+                ));
+            }
+        }
+        Ok(auth_time)
+    }
+}

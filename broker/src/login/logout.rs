@@ -1,0 +1,161 @@
+//! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) and ending a session.
+//!
+//! Without a valid `id_token_hint` for the browser's own session, the person confirms first, on
+//! a form carrying a CSRF token bound to the SSO session; the HTTP layer adds that the POST came
+//! from the broker's own page. Ending a session revokes what was issued under it.
+
+use std::collections::HashMap;
+
+use url::Url;
+
+use crate::crypto::{ct_eq, sha256_b64url};
+use crate::oidc::error::OAuthError;
+use crate::oidc::Provider;
+use crate::sessions::sso::SsoSession;
+
+/// The logout request as the flow needs it.
+pub struct LogoutRequest<'r> {
+    pub params: &'r HashMap<String, String>,
+    /// The SSO cookie's secret, if any.
+    pub sso_secret: Option<&'r str>,
+    /// A POST with `confirm=yes` from the broker's own page (Origin / Sec-Fetch-Site checked).
+    pub confirmation_posted: bool,
+}
+
+#[derive(Debug)]
+pub enum LogoutNext {
+    /// Ask the person: the form posts these fields back.
+    Confirm { fields: Vec<(String, String)> },
+    /// Logged out: go to the RP's registered URI (with `state`), or show the signed-out page.
+    Done { redirect: Option<Url> },
+}
+
+#[derive(Debug)]
+pub enum LogoutError {
+    /// A bad logout request: a page, never a redirect.
+    BadRequest(OAuthError),
+    Unavailable(anyhow::Error),
+}
+
+impl From<anyhow::Error> for LogoutError {
+    fn from(error: anyhow::Error) -> Self {
+        LogoutError::Unavailable(error)
+    }
+}
+
+/// The logout form's CSRF token: derived from the SSO cookie's secret, which only this browser
+/// holds (HttpOnly), under its own label so that it reveals nothing usable elsewhere.
+fn logout_csrf(sso_secret: &str) -> String {
+    sha256_b64url(&format!("logout-csrf:{sso_secret}"))
+}
+
+/// Ends the browser's SSO session and everything issued under it: the session, a marker that
+/// makes its unredeemed codes worthless, and its grants (their refresh and access tokens).
+pub async fn end_session(
+    p: &Provider,
+    sso_secret: &str,
+    now: i64,
+) -> anyhow::Result<Option<SsoSession>> {
+    let Some(session) = p.sso.end(sso_secret).await? else {
+        return Ok(None);
+    };
+    p.codes.end_session(&session.sid).await?;
+    p.grants
+        .revoke_session(&session.sid, "logged out", now)
+        .await?;
+    Ok(Some(session))
+}
+
+pub async fn logout(
+    p: &Provider,
+    request: LogoutRequest<'_>,
+    now: i64,
+) -> Result<LogoutNext, LogoutError> {
+    let params = request.params;
+    let bad = |d: &'static str| LogoutError::BadRequest(OAuthError::invalid_request(d));
+    let hint = match params.get("id_token_hint") {
+        Some(token) => Some(
+            p.signer
+                .verify::<serde_json::Value>(token, "JWT", now, false)
+                .map_err(|_| bad("id_token_hint is not a valid ID token of this broker"))?,
+        ),
+        None => None,
+    };
+    let hinted_client = hint
+        .as_ref()
+        .and_then(|c| c.get("aud"))
+        .and_then(|a| a.as_str())
+        .map(str::to_string);
+    if let (Some(a), Some(b)) = (&hinted_client, params.get("client_id")) {
+        if a != b {
+            return Err(bad("client_id does not match id_token_hint"));
+        }
+    }
+    let client_id = hinted_client.or_else(|| params.get("client_id").cloned());
+    let target = match params.get("post_logout_redirect_uri") {
+        Some(uri) => {
+            let registered = match &client_id {
+                Some(id) => p.clients.get(id).await?.is_some_and(|client| {
+                    client
+                        .metadata
+                        .post_logout_redirect_uris
+                        .iter()
+                        .any(|u| u == uri)
+                }),
+                None => false,
+            };
+            if !registered {
+                return Err(bad(
+                    "post_logout_redirect_uri is not registered for this client",
+                ));
+            }
+            Some(uri.clone())
+        }
+        None => None,
+    };
+    let session = match request.sso_secret {
+        Some(secret) => p.sso.find(secret).await?,
+        None => None,
+    };
+    // A confirmation counts only with the CSRF token bound to this browser's SSO session.
+    let expected_csrf = request.sso_secret.map(logout_csrf);
+    let confirmed = request.confirmation_posted
+        && match &expected_csrf {
+            Some(expected) => params
+                .get("csrf")
+                .is_some_and(|c| ct_eq(c.as_bytes(), expected.as_bytes())),
+            None => true,
+        };
+    // The hint proves the RP's wish only for the session it was issued in: someone else's ID
+    // token (an attacker's own, say) must not log this browser out without asking.
+    let hint_sid = hint
+        .as_ref()
+        .and_then(|c| c.get("sid"))
+        .and_then(|s| s.as_str());
+    let hint_is_for_this_session = match &session {
+        Some(s) => hint_sid == Some(s.sid.as_str()),
+        None => hint.is_some(),
+    };
+    if !hint_is_for_this_session && !confirmed {
+        let mut fields: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "confirm" | "csrf"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        fields.sort_unstable();
+        if let Some(csrf) = expected_csrf {
+            fields.push(("csrf".into(), csrf));
+        }
+        return Ok(LogoutNext::Confirm { fields });
+    }
+    if let Some(secret) = request.sso_secret {
+        end_session(p, secret, now).await?;
+    }
+    let redirect = target.and_then(|uri| Url::parse(&uri).ok()).map(|mut url| {
+        if let Some(state) = params.get("state") {
+            url.query_pairs_mut().append_pair("state", state);
+        }
+        url
+    });
+    Ok(LogoutNext::Done { redirect })
+}

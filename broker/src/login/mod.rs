@@ -1,0 +1,122 @@
+//! The login as a sequence of steps, free of actix: starting it (`authorize`), completing it
+//! after the upstream's callback (`callback`), issuing the code (`code`), and ending a session
+//! (`logout`). Each entry point returns a [`Next`]: what the browser must do next. The HTTP
+//! handlers only translate it.
+//!
+//! ```text
+//! /authorize ─► validate ─► SSO session fits? ──yes──────────────────────────────► code ─► client
+//!                              │ no
+//!                              ▼
+//!                   budget ─► pending login (state, nonce, PKCE, binding cookie) ─► upstream
+//! /callback  ─► budget ─► take pending ─► iss ─► code exchange + ID token ─► auth_time
+//!                 ─► steps: level ─► account ─► [interaction steps to come] ─► SSO session
+//!                 ─► code ─► client
+//! ```
+//!
+//! A step that needs the person (legacy-account link, phone OTP, consent, the failure page)
+//! stops the flow with [`Next::Interaction`]; [`InteractionStep`] has no variant until the
+//! first such step is built, so that adding one is one variant and one file.
+
+pub mod authorize;
+pub mod callback;
+mod code;
+pub mod logout;
+
+use crate::abuse::{LoginBudget, Refusal};
+use crate::federation::pending::PendingLogins;
+use crate::federation::upstream::Upstream;
+use crate::oidc::error::OAuthError;
+use crate::oidc::Provider;
+
+/// What the login needs; borrowed from the application state for one request.
+pub struct LoginFlow<'a> {
+    pub provider: &'a Provider,
+    pub upstream: &'a Upstream,
+    pub pending: &'a PendingLogins,
+    pub budget: &'a LoginBudget,
+}
+
+/// The authorization response to send the browser back with (RFC 6749 §4.1.2, RFC 9207).
+#[derive(Clone, Debug)]
+pub struct ClientRedirect {
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub issuer: String,
+    pub result: Result<String, OAuthError>,
+}
+
+/// A cookie the browser must hold; `name` is before any `__Host-` prefix.
+#[derive(Debug)]
+pub struct BrowserCookie {
+    pub name: String,
+    pub value: String,
+    pub max_age: i64,
+}
+
+/// What the browser does next.
+#[derive(Debug)]
+pub enum Next {
+    /// Back to the client with a code or an error; `session` is a new SSO session's cookie.
+    ToClient {
+        redirect: ClientRedirect,
+        session: Option<BrowserCookie>,
+    },
+    /// To the upstream (through the login page), holding the pending login's binding cookie.
+    Upstream {
+        url: url::Url,
+        binding: BrowserCookie,
+    },
+    /// A page that needs the person, identified by an id.
+    Interaction(Interaction),
+}
+
+#[derive(Debug)]
+pub struct Interaction {
+    pub id: String,
+    pub step: InteractionStep,
+}
+
+/// The steps that stop for the person. None is built yet.
+#[derive(Debug)]
+pub enum InteractionStep {}
+
+/// Why the flow could not go on. None of these is sent back to the client: the request is
+/// not (or no longer) known to be the client's.
+#[derive(Debug)]
+pub enum FlowError {
+    /// The client's request is invalid before its redirect URI is trusted.
+    BadRequest(OAuthError),
+    /// A login budget is spent.
+    Busy(Refusal),
+    /// No such pending login: expired, used, or started in another browser.
+    UnknownLogin,
+    /// The upstream's answer failed verification (or named another issuer).
+    UpstreamRefused,
+    /// A backend failed.
+    Unavailable(anyhow::Error),
+}
+
+impl From<anyhow::Error> for FlowError {
+    fn from(error: anyhow::Error) -> Self {
+        FlowError::Unavailable(error)
+    }
+}
+
+impl<'a> LoginFlow<'a> {
+    fn to_client(
+        &self,
+        redirect_uri: &str,
+        state: Option<&str>,
+        result: Result<String, OAuthError>,
+    ) -> Next {
+        Next::ToClient {
+            redirect: ClientRedirect {
+                redirect_uri: redirect_uri.to_string(),
+                state: state.map(str::to_string),
+                issuer: self.provider.issuer.to_string(),
+                result,
+            },
+            session: None,
+        }
+    }
+}
