@@ -56,18 +56,6 @@ pub fn html(status: StatusCode, body: Result<String, askama::Error>) -> HttpResp
     }
 }
 
-/// An error page in the chosen language. `code` is the RFC error code, safe to show.
-pub fn error_page(
-    status: StatusCode,
-    english: bool,
-    code: &str,
-    message_vi: &str,
-    message_en: &str,
-) -> HttpResponse {
-    let title = ("Không thể đăng nhập", "Sign-in failed");
-    message_page(status, english, code, title, (message_vi, message_en))
-}
-
 /// A page with a title and a message, each given as (Vietnamese, English).
 pub fn message_page(
     status: StatusCode,
