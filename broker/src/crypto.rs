@@ -27,6 +27,10 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     out
 }
 
+/// The length of every [`random_token`]: 32 bytes in unpadded base64url. A presented value of
+/// another length is not one of ours and is refused before any lookup.
+pub const TOKEN_LEN: usize = 43;
+
 /// A random 256-bit token, base64url: codes, refresh tokens, secrets, session cookies.
 pub fn random_token() -> String {
     b64url(&random_bytes::<32>())

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{random_token, sha256_b64url};
+use crate::crypto::{random_token, sha256_b64url, TOKEN_LEN};
 use crate::oidc::authorize::AuthorizeRequest;
 use crate::sessions::SessionStore;
 
@@ -110,10 +110,10 @@ impl PendingLogins {
         state: &str,
         browser_secret: Option<&str>,
     ) -> anyhow::Result<Result<PendingLogin, UnknownLogin>> {
-        let Some(browser_secret) = browser_secret.filter(|s| s.len() == 43) else {
+        let Some(browser_secret) = browser_secret.filter(|s| s.len() == TOKEN_LEN) else {
             return Ok(Err(UnknownLogin));
         };
-        if state.len() != 43 {
+        if state.len() != TOKEN_LEN {
             return Ok(Err(UnknownLogin));
         }
         match self.store.take(&Self::key(state, browser_secret)).await? {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{random_token, sha256_b64url};
+use crate::crypto::{random_token, sha256_b64url, TOKEN_LEN};
 use crate::sessions::SessionStore;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -77,7 +77,7 @@ impl Codes {
 
     /// Reads a code without consuming it; an expired code is unknown (to check bindings before redeeming).
     pub async fn peek(&self, client_id: &str, code: &str, now: i64) -> anyhow::Result<Redemption> {
-        if code.len() != 43 {
+        if code.len() != TOKEN_LEN {
             return Ok(Redemption::Unknown);
         }
         let Some(bytes) = self.store.get(&Self::key(client_id, code)).await? else {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::SessionStore;
-use crate::crypto::{random_token, sha256_b64url};
+use crate::crypto::{random_token, sha256_b64url, TOKEN_LEN};
 
 pub const COOKIE: &str = "broker_session";
 
@@ -50,7 +50,7 @@ impl SsoSessions {
     }
 
     pub async fn find(&self, cookie_secret: &str) -> anyhow::Result<Option<SsoSession>> {
-        if cookie_secret.len() != 43 {
+        if cookie_secret.len() != TOKEN_LEN {
             return Ok(None);
         }
         let Some(bytes) = self.store.get(&Self::key(cookie_secret)).await? else {
