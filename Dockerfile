@@ -4,16 +4,17 @@
 #   docker build -t broker .
 #   docker run --rm broker --help
 #
-# The binary embeds everything it needs at run time: the migrations, the page templates, the
-# devkit's synthetic citizens, SQLite (bundled), aws-lc (static) and the web PKI roots, so the
-# runtime stage needs no extra packages.
+# The binary embeds everything it needs at run time: the migrations, the page templates, SQLite
+# (bundled), aws-lc (static) and the web PKI roots, so the runtime stage needs no extra packages.
+# It is built without the `dev` feature: no mock VNeID, no demo app (`broker dev` and
+# `broker mock-vneid` then say they are not built in).
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p broker \
+    cargo build --release --locked -p broker --no-default-features \
     && install -m 0755 target/release/broker /usr/local/bin/broker
 
 FROM debian:bookworm-slim

@@ -154,6 +154,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => crate::dev::run(args).await,
         Command::MockVneid(args) => {
+            crate::dev::ensure_built_in("mock-vneid")?;
             let settings = Settings::load(cli.config.as_deref())?;
             anyhow::ensure!(
                 settings.environment != Environment::Production,
