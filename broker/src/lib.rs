@@ -12,6 +12,7 @@ pub mod dev;
 pub mod federation;
 pub mod http;
 pub mod oidc;
+pub mod secret;
 pub mod sessions;
 pub mod startup;
 pub mod store;

@@ -12,11 +12,12 @@ use super::{DevArgs, MockArgs};
 use crate::clients::registration::ClientRequest;
 use crate::clients::{AuthMethod, GrantType};
 use crate::config::{
-    AdminSettings, DatabaseSettings, Environment, KeySettings, KeyStoreKind, Secret,
-    SessionBackend, SessionSettings, Settings,
+    AdminSettings, DatabaseSettings, Environment, KeySettings, KeyStoreKind, SessionBackend,
+    SessionSettings, Settings,
 };
 use crate::crypto::{random_token, MasterKey};
 use crate::federation::profile::UpstreamProfile;
+use crate::secret::Secret;
 use crate::startup::Application;
 
 fn listen(port: u16) -> anyhow::Result<TcpListener> {
