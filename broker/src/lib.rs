@@ -3,6 +3,7 @@
 
 pub mod abuse;
 pub mod accounts;
+pub mod audit;
 pub mod cli;
 pub mod clients;
 pub mod clock;
@@ -18,3 +19,4 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;
+pub mod transaction;

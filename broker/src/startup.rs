@@ -155,7 +155,12 @@ impl Application {
                 sessions.clone(),
                 Duration::from_secs(settings.sessions.sso_ttl_secs),
             ),
-            accounts: AccountResolver::new(Arc::new(db.clone()), master.clone()),
+            accounts: AccountResolver::new(
+                Arc::new(db.clone()),
+                Arc::new(db.clone()),
+                Arc::new(db.clone()),
+                master.clone(),
+            ),
             acr: AcrPolicy::new(&settings.acr.level1, &settings.acr.level2),
             tokens: TokenLifetimes {
                 access_token_ttl_secs: settings.tokens.access_token_ttl_secs,
