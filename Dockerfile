@@ -6,15 +6,18 @@
 #
 # The binary embeds everything it needs at run time: the migrations, the page templates, SQLite
 # (bundled), aws-lc (static) and the web PKI roots, so the runtime stage needs no extra packages.
-# It is built without the `dev` feature: no mock VNeID, no demo app (`broker dev` and
-# `broker mock-vneid` then say they are not built in).
+# By default it is built without the `dev` feature: no mock VNeID, no demo app (`broker dev` and
+# `broker mock-vneid` then say they are not built in). A development image that has them:
+#
+#   docker build --build-arg CARGO_FEATURES= -t broker:dev .
 
 FROM rust:1-bookworm AS build
+ARG CARGO_FEATURES=--no-default-features
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p broker --no-default-features \
+    cargo build --release --locked -p broker $CARGO_FEATURES \
     && install -m 0755 target/release/broker /usr/local/bin/broker
 
 FROM debian:bookworm-slim
