@@ -14,8 +14,6 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::config::RateLimitSettings;
-
 /// Who a request comes from, for limits: an IPv4 address, or the /64 of an IPv6 address (one
 /// subscriber usually holds a whole /64, so counting single addresses would be no limit at all).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -57,6 +55,17 @@ impl Refusal {
     }
 }
 
+/// The caps, each counted over the pending-login lifetime; 0 means no cap.
+#[derive(Clone, Copy, Debug)]
+pub struct Budgets {
+    /// Pending logins one address (one IPv6 /64) may start.
+    pub pending_logins_per_address: u32,
+    /// Pending logins this instance holds at once.
+    pub pending_logins_per_instance: u32,
+    /// Failed upstream code exchanges one address may cause.
+    pub upstream_failures_per_address: u32,
+}
+
 #[derive(Clone)]
 pub struct LoginBudget {
     inner: Arc<Inner>,
@@ -71,26 +80,21 @@ struct Inner {
 
 impl LoginBudget {
     /// `ttl` is the lifetime of a pending login: the window the budgets are counted over.
-    pub fn new(settings: &RateLimitSettings, ttl: Duration) -> Self {
+    pub fn new(budgets: Budgets, ttl: Duration) -> Self {
         let ttl = ttl.max(Duration::from_secs(1));
-        let per_address = NonZeroU32::new(settings.pending_logins_per_address)
-            .filter(|_| settings.enabled)
-            .and_then(|n| {
-                Quota::with_period(ttl / n.get()).map(|q| RateLimiter::keyed(q.allow_burst(n)))
-            });
-        let failures =
-            (settings.enabled && settings.upstream_failures_per_address > 0).then(|| {
-                FailureWindows {
-                    limit: settings.upstream_failures_per_address,
-                    window: ttl.as_secs() as i64,
-                    counts: Mutex::new(HashMap::new()),
-                }
-            });
+        let per_address = NonZeroU32::new(budgets.pending_logins_per_address).and_then(|n| {
+            Quota::with_period(ttl / n.get()).map(|q| RateLimiter::keyed(q.allow_burst(n)))
+        });
+        let failures = (budgets.upstream_failures_per_address > 0).then(|| FailureWindows {
+            limit: budgets.upstream_failures_per_address,
+            window: ttl.as_secs() as i64,
+            counts: Mutex::new(HashMap::new()),
+        });
         Self {
             inner: Arc::new(Inner {
                 per_address,
                 live: LiveCount::new(ttl.as_secs() as i64),
-                max_live: settings.pending_logins_per_instance,
+                max_live: budgets.pending_logins_per_instance,
                 failures,
             }),
         }
@@ -258,12 +262,11 @@ impl FailureWindows {
 mod tests {
     use super::*;
 
-    fn settings(per_address: u32, per_instance: u32, failures: u32) -> RateLimitSettings {
-        RateLimitSettings {
+    fn budgets(per_address: u32, per_instance: u32, failures: u32) -> Budgets {
+        Budgets {
             pending_logins_per_address: per_address,
             pending_logins_per_instance: per_instance,
             upstream_failures_per_address: failures,
-            ..Default::default()
         }
     }
 
@@ -281,7 +284,7 @@ mod tests {
 
     #[test]
     fn per_address_cap_leaves_other_addresses_alone() {
-        let b = LoginBudget::new(&settings(3, 0, 0), Duration::from_secs(600));
+        let b = LoginBudget::new(budgets(3, 0, 0), Duration::from_secs(600));
         for _ in 0..3 {
             assert!(b.admit(key("10.0.0.1"), 1000).is_ok());
         }
@@ -294,7 +297,7 @@ mod tests {
 
     #[test]
     fn instance_cap_counts_live_logins_only() {
-        let b = LoginBudget::new(&settings(0, 2, 0), Duration::from_secs(600));
+        let b = LoginBudget::new(budgets(0, 2, 0), Duration::from_secs(600));
         assert!(b.admit(key("10.0.0.1"), 1000).is_ok());
         assert!(b.admit(key("10.0.0.2"), 1001).is_ok());
         assert!(matches!(
@@ -310,7 +313,7 @@ mod tests {
 
     #[test]
     fn failures_block_an_address_until_the_window_ends() {
-        let b = LoginBudget::new(&settings(0, 0, 2), Duration::from_secs(600));
+        let b = LoginBudget::new(budgets(0, 0, 2), Duration::from_secs(600));
         let k = key("2001:db8::1");
         assert!(b.may_exchange(k, 0).is_ok());
         b.upstream_failed(k, 0);

@@ -8,12 +8,15 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::clients::registration::{ClientRequest, Registrar};
+use crate::clients::view::client_view;
 use crate::clients::{AuthMethod, ClientDirectory, GrantType};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Environment, Settings};
-use crate::startup::{connect_db, install_crypto_provider, key_store, master_key, Application};
+use crate::startup::{
+    connect_db, install_crypto_provider, key_store, master_key, rotation_timings, Application,
+};
 use crate::tokens::keys::keyring::KeyRing;
-use crate::tokens::keys::rotation::{rotate, RotationTimings};
+use crate::tokens::keys::rotation::rotate;
 use crate::tokens::keys::Alg;
 
 #[derive(Parser, Debug)]
@@ -154,6 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => crate::dev::run(args).await,
         Command::MockVneid(args) => {
+            crate::dev::ensure_built_in("mock-vneid")?;
             let settings = Settings::load(cli.config.as_deref())?;
             anyhow::ensure!(
                 settings.environment != Environment::Production,
@@ -214,7 +218,7 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
                 }
                 KeysCommand::Rotate { alg, emergency } => {
                     let alg = Alg::parse(&alg).context("alg must be RS256, ES256 or EdDSA")?;
-                    let timings = RotationTimings::from_settings(&settings);
+                    let timings = rotation_timings(&settings);
                     let plan = rotate(&ring, alg, now, &timings, emergency).await?;
                     println!(
                         "new key {} published; signs from {} (in {} s)",
@@ -257,7 +261,7 @@ async fn clients_command(
     let print = |client: &crate::clients::Client, secret: Option<&str>| -> anyhow::Result<()> {
         println!(
             "{}",
-            serde_json::to_string_pretty(&crate::http::admin::client_view(client, secret))?
+            serde_json::to_string_pretty(&client_view(client, secret))?
         );
         Ok(())
     };

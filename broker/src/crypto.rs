@@ -8,7 +8,7 @@ use aws_lc_rs::{digest, hmac};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 pub fn b64url(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)

@@ -3,6 +3,7 @@
 
 pub mod abuse;
 pub mod accounts;
+pub mod audit;
 pub mod cli;
 pub mod clients;
 pub mod clock;
@@ -13,8 +14,10 @@ pub mod federation;
 pub mod http;
 pub mod login;
 pub mod oidc;
+pub mod secret;
 pub mod sessions;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;
+pub mod transaction;

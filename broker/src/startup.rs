@@ -8,20 +8,21 @@ use std::time::Duration;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
-use crate::abuse::LoginBudget;
+use crate::abuse::{Budgets, LoginBudget};
 use crate::accounts::login::AccountResolver;
 use crate::clients::auth::ClientAuthenticator;
 use crate::clients::registration::Registrar;
 use crate::clients::ClientDirectory;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{read_secret, KeyStoreKind, Secret, SessionBackend, Settings};
+use crate::config::{KeyStoreKind, RateLimitSettings, SessionBackend, Settings};
 use crate::crypto::MasterKey;
 use crate::federation::pending::PendingLogins;
 use crate::federation::upstream::Upstream;
 use crate::http::{Broker, Readiness};
 use crate::oidc::acr::AcrPolicy;
 use crate::oidc::codes::Codes;
-use crate::oidc::Provider;
+use crate::oidc::{Provider, TokenLifetimes};
+use crate::secret::{read_secret, Secret};
 use crate::sessions::memory::MemoryStore;
 use crate::sessions::redis::RedisStore;
 use crate::sessions::sso::SsoSessions;
@@ -154,16 +155,26 @@ impl Application {
                 sessions.clone(),
                 Duration::from_secs(settings.sessions.sso_ttl_secs),
             ),
-            accounts: AccountResolver::new(Arc::new(db.clone()), master.clone()),
-            acr: AcrPolicy::new(&settings.acr),
-            tokens: settings.tokens.clone(),
+            accounts: AccountResolver::new(
+                Arc::new(db.clone()),
+                Arc::new(db.clone()),
+                Arc::new(db.clone()),
+                master.clone(),
+            ),
+            acr: AcrPolicy::new(&settings.acr.level1, &settings.acr.level2),
+            tokens: TokenLifetimes {
+                access_token_ttl_secs: settings.tokens.access_token_ttl_secs,
+                id_token_ttl_secs: settings.tokens.id_token_ttl_secs,
+                refresh_token_ttl_secs: settings.tokens.refresh_token_ttl_secs,
+                code_ttl_secs: settings.tokens.code_ttl_secs,
+            },
             jwks_max_age: settings.keys.jwks_max_age_secs,
             clock: clock.clone(),
         };
         let limits = crate::http::limits::Limits::new(&settings.rate_limit)?;
         limits.spawn_cleanup();
         let budget = LoginBudget::new(
-            &settings.rate_limit,
+            login_budgets(&settings.rate_limit),
             Duration::from_secs(settings.sessions.pending_login_ttl_secs),
         );
         budget.spawn_cleanup(clock.clone());
@@ -255,12 +266,30 @@ fn tls_config(
         .with_single_cert(certs, key)?)
 }
 
+pub fn rotation_timings(settings: &Settings) -> RotationTimings {
+    RotationTimings::new(
+        settings.keys.jwks_max_age_secs,
+        settings.keys.reload_secs,
+        settings.tokens.longest_signed_token_secs(),
+    )
+}
+
+/// The login budgets; `rate_limit.enabled = false` turns off the per-address ones only.
+fn login_budgets(settings: &RateLimitSettings) -> Budgets {
+    let per_address = |n: u32| if settings.enabled { n } else { 0 };
+    Budgets {
+        pending_logins_per_address: per_address(settings.pending_logins_per_address),
+        pending_logins_per_instance: settings.pending_logins_per_instance,
+        upstream_failures_per_address: per_address(settings.upstream_failures_per_address),
+    }
+}
+
 /// Re-reads the key ring now and then (another instance may have rotated) and starts the
 /// scheduled rotation when a key is due.
 fn spawn_key_maintenance(ring: KeyRing, settings: &Settings, clock: SharedClock) {
     let every = Duration::from_secs(settings.keys.reload_secs.max(1));
     let max_age = settings.keys.rotate_after_days as i64 * 86_400;
-    let timings = RotationTimings::from_settings(settings);
+    let timings = rotation_timings(settings);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         ticker.tick().await;

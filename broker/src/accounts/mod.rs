@@ -10,6 +10,8 @@ pub mod personal_id;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::transaction::Transaction;
+
 /// A normalised upstream identity (what any upstream profile becomes, see `federation::claims`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct UpstreamIdentity {
@@ -69,23 +71,21 @@ pub trait AccountStore: Send + Sync {
         upstream_iss: &str,
         upstream_sub: &str,
     ) -> anyhow::Result<Option<AccountRecord>>;
-    /// Creates the account and its link in one transaction. Returns the existing account when
-    /// another login created the link first (two first logins racing).
+    /// Inserts the account and its link in the caller's transaction. `false` when another
+    /// login linked this identity first (two first logins racing): the caller rolls back and
+    /// uses the account that link names.
     async fn create_linked(
         &self,
+        tx: &mut Transaction,
         record: &AccountRecord,
         upstream_iss: &str,
         upstream_sub: &str,
-    ) -> anyhow::Result<AccountRecord>;
-    /// Replaces the profile with what the upstream sent (logins themselves are in the audit log).
-    async fn refresh_profile(&self, record: &AccountRecord) -> anyhow::Result<()>;
-    /// Appends to the audit log.
-    async fn audit(
+    ) -> anyhow::Result<bool>;
+    /// Replaces the profile with what the upstream sent, in the caller's transaction (logins
+    /// themselves are in the audit log).
+    async fn refresh_profile(
         &self,
-        at: i64,
-        kind: &str,
-        account_id: Option<&str>,
-        client_id: Option<&str>,
-        detail: &serde_json::Value,
+        tx: &mut Transaction,
+        record: &AccountRecord,
     ) -> anyhow::Result<()>;
 }

@@ -1,6 +1,7 @@
 //! Client authentication (RFC 6749 §2.3, OIDC Core §9): client_secret_basic,
-//! client_secret_post, private_key_jwt and none. Every failure is the same `invalid_client`,
-//! and an unknown client costs the same hash work as a wrong secret.
+//! client_secret_post, private_key_jwt and none. Every failure is the same
+//! [`ClientAuthError::Failed`] (`invalid_client`, mapped in `oidc::error`), and an unknown client
+//! costs the same hash work as a wrong secret.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,6 @@ use serde::Deserialize;
 
 use super::{AuthMethod, Client, ClientDirectory};
 use crate::crypto::{ct_eq, sha256_b64url, MasterKey};
-use crate::oidc::error::OAuthError;
 use crate::sessions::SessionStore;
 
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -48,6 +48,20 @@ impl Presented {
     }
 }
 
+/// Why a client was not authenticated. The protocol layer turns it into its RFC error.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientAuthError {
+    /// The request is malformed (`invalid_request`); the text is safe to show.
+    #[error("{0}")]
+    Malformed(&'static str),
+    /// Authentication failed (`invalid_client`). Deliberately one variant for every cause.
+    #[error("client authentication failed")]
+    Failed,
+    /// A backend (client store, replay store) failed.
+    #[error(transparent)]
+    Backend(#[from] anyhow::Error),
+}
+
 #[derive(Clone)]
 pub struct ClientAuthenticator {
     pub directory: ClientDirectory,
@@ -75,7 +89,7 @@ impl ClientAuthenticator {
         &self,
         presented: &Presented,
         now: i64,
-    ) -> Result<Arc<Client>, OAuthError> {
+    ) -> Result<Arc<Client>, ClientAuthError> {
         let via_basic = presented.basic.is_some();
         let via_post = presented.client_secret.is_some();
         let via_jwt = presented.assertion.is_some() || presented.assertion_type.is_some();
@@ -85,7 +99,7 @@ impl ClientAuthenticator {
             .count()
             > 1
         {
-            return Err(OAuthError::invalid_request(
+            return Err(ClientAuthError::Malformed(
                 "use exactly one client authentication method",
             ));
         }
@@ -95,7 +109,7 @@ impl ClientAuthenticator {
                 .as_deref()
                 .is_some_and(|body_id| body_id != id)
             {
-                return Err(OAuthError::invalid_request(
+                return Err(ClientAuthError::Malformed(
                     "client_id does not match the Authorization header",
                 ));
             }
@@ -119,12 +133,12 @@ impl ClientAuthenticator {
         let id = presented
             .client_id
             .as_deref()
-            .ok_or_else(OAuthError::invalid_client)?;
+            .ok_or(ClientAuthError::Failed)?;
         match self.directory.get(id).await? {
             Some(client) if client.metadata.token_endpoint_auth_method == AuthMethod::None => {
                 Ok(client)
             }
-            _ => Err(OAuthError::invalid_client()),
+            _ => Err(ClientAuthError::Failed),
         }
     }
 
@@ -133,20 +147,20 @@ impl ClientAuthenticator {
         id: &str,
         secret: &str,
         method: AuthMethod,
-    ) -> Result<Arc<Client>, OAuthError> {
+    ) -> Result<Arc<Client>, ClientAuthError> {
         let offered = self.master.secret_hash(secret);
         let client = self.directory.get(id).await?;
         let Some(client) = client else {
             // Same work as a real comparison, so timing does not reveal which client ids exist.
             let _ = ct_eq(offered.as_bytes(), sha256_b64url(id).as_bytes());
-            return Err(OAuthError::invalid_client());
+            return Err(ClientAuthError::Failed);
         };
         let stored = client.secret_hash.as_deref().unwrap_or_default();
         let secret_ok = ct_eq(offered.as_bytes(), stored.as_bytes());
         if secret_ok && client.metadata.token_endpoint_auth_method == method {
             Ok(client)
         } else {
-            Err(OAuthError::invalid_client())
+            Err(ClientAuthError::Failed)
         }
     }
 
@@ -154,52 +168,51 @@ impl ClientAuthenticator {
         &self,
         presented: &Presented,
         now: i64,
-    ) -> Result<Arc<Client>, OAuthError> {
+    ) -> Result<Arc<Client>, ClientAuthError> {
         if presented.assertion_type.as_deref() != Some(JWT_BEARER_ASSERTION) {
-            return Err(OAuthError::invalid_client());
+            return Err(ClientAuthError::Failed);
         }
         let assertion = presented
             .assertion
             .as_deref()
             .filter(|a| a.len() < 8192)
-            .ok_or_else(OAuthError::invalid_client)?;
+            .ok_or(ClientAuthError::Failed)?;
         let unverified: AssertionClaims =
             jsonwebtoken::dangerous::insecure_decode_claims(assertion)
-                .map_err(|_| OAuthError::invalid_client())?;
+                .map_err(|_| ClientAuthError::Failed)?;
         if presented
             .client_id
             .as_deref()
             .is_some_and(|id| id != unverified.sub)
         {
-            return Err(OAuthError::invalid_client());
+            return Err(ClientAuthError::Failed);
         }
         let client = self
             .directory
             .get(&unverified.sub)
             .await?
-            .ok_or_else(OAuthError::invalid_client)?;
+            .ok_or(ClientAuthError::Failed)?;
         if client.metadata.token_endpoint_auth_method != AuthMethod::PrivateKeyJwt {
-            return Err(OAuthError::invalid_client());
+            return Err(ClientAuthError::Failed);
         }
-        let header =
-            jsonwebtoken::decode_header(assertion).map_err(|_| OAuthError::invalid_client())?;
+        let header = jsonwebtoken::decode_header(assertion).map_err(|_| ClientAuthError::Failed)?;
         use jsonwebtoken::Algorithm::*;
         if !matches!(header.alg, RS256 | PS256 | ES256 | EdDSA) {
-            return Err(OAuthError::invalid_client());
+            return Err(ClientAuthError::Failed);
         }
         let jwks: JwkSet = client
             .metadata
             .jwks
             .clone()
             .and_then(|j| serde_json::from_value(j).ok())
-            .ok_or_else(OAuthError::invalid_client)?;
+            .ok_or(ClientAuthError::Failed)?;
         let jwk = match &header.kid {
             Some(kid) => jwks.find(kid),
             None if jwks.keys.len() == 1 => jwks.keys.first(),
             None => None,
         }
-        .ok_or_else(OAuthError::invalid_client)?;
-        let key = DecodingKey::from_jwk(jwk).map_err(|_| OAuthError::invalid_client())?;
+        .ok_or(ClientAuthError::Failed)?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|_| ClientAuthError::Failed)?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&client.client_id]);
         validation.set_required_spec_claims(&["iss", "sub", "aud", "exp"]);
@@ -208,7 +221,7 @@ impl ClientAuthenticator {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         let claims: AssertionClaims = jsonwebtoken::decode(assertion, &key, &validation)
-            .map_err(|_| OAuthError::invalid_client())?
+            .map_err(|_| ClientAuthError::Failed)?
             .claims;
         // Short-lived, single-use assertions for this issuer only. `nbf` gets the same
         // tolerance as `exp`: none.
@@ -220,7 +233,7 @@ impl ClientAuthenticator {
             || claims.nbf.is_some_and(|nbf| nbf > now)
             || claims.jti.is_empty()
         {
-            return Err(OAuthError::invalid_client());
+            return Err(ClientAuthError::Failed);
         }
         let ttl = Duration::from_secs((claims.exp - now + 60) as u64);
         let jti_key = format!(
@@ -229,7 +242,7 @@ impl ClientAuthenticator {
             sha256_b64url(&claims.jti)
         );
         if !self.replay.put_new(&jti_key, b"1", ttl).await? {
-            return Err(OAuthError::invalid_client());
+            return Err(ClientAuthError::Failed);
         }
         Ok(client)
     }

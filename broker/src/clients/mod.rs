@@ -1,13 +1,14 @@
 //! Relying-party registrations: the model, its store, a short-lived cache for the hot paths,
 //! registration rules (`registration`, with `uri` for URI strings and `jwks` for registered
 //! keys), redirect matching (`redirect`) and client authentication at the token, introspection
-//! and revocation endpoints (`auth`).
+//! and revocation endpoints (`auth`), and the JSON view the admin API and CLI show (`view`).
 
 pub mod auth;
 pub mod jwks;
 pub mod redirect;
 pub mod registration;
 pub mod uri;
+pub mod view;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

@@ -1,24 +1,18 @@
 //! `broker dev`: the embedded default (SQLite file, in-process sessions, file key store) with
 //! the mock VNeID and a demo relying party, all on loopback — nothing to install.
+//!
+//! The servers come from the devkit crate and are built in only with the `dev` cargo feature
+//! (on by default, off in the production image); without it both commands say so and fail.
 
-use std::net::TcpListener;
+#[cfg(feature = "dev")]
+mod servers;
+
 use std::path::PathBuf;
 
-use anyhow::Context;
-use broker_devkit::demo_rp::{self, DemoRpConfig};
-use broker_devkit::mock_vneid::{self, MockClient, MockVneid, MockVneidConfig};
 use clap::Args;
-use url::Url;
 
-use crate::clients::registration::ClientRequest;
-use crate::clients::{AuthMethod, GrantType};
-use crate::config::{
-    AdminSettings, DatabaseSettings, Environment, KeySettings, KeyStoreKind, Secret,
-    SessionBackend, SessionSettings, Settings,
-};
-use crate::crypto::{random_token, MasterKey};
-use crate::federation::profile::UpstreamProfile;
-use crate::startup::Application;
+#[cfg(feature = "dev")]
+pub use servers::{run, run_mock};
 
 #[derive(Args, Debug)]
 pub struct DevArgs {
@@ -49,136 +43,24 @@ pub struct MockArgs {
     pub redirect_uris: Vec<String>,
 }
 
-fn listen(port: u16) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(("127.0.0.1", port)).with_context(|| {
-        format!("port {port} is busy; choose another with the flags of `broker dev`")
-    })
-}
-
-pub async fn run_mock(args: MockArgs) -> anyhow::Result<()> {
-    let issuer = Url::parse(&format!("http://127.0.0.1:{}", args.port))?;
-    let mock = MockVneid::new(MockVneidConfig {
-        issuer,
-        clients: vec![MockClient {
-            client_id: args.client_id,
-            client_secret: args.client_secret,
-            redirect_uris: args.redirect_uris,
-        }],
-    })?;
-    println!("mock VNeID on http://127.0.0.1:{}", args.port);
-    mock_vneid::serve(mock, listen(args.port)?)?.await?;
+/// Whether `broker dev` and `broker mock-vneid` are in this binary; an error naming the
+/// command when they are not.
+pub fn ensure_built_in(command: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        cfg!(feature = "dev"),
+        "`broker {command}` is not built into this binary: it was built without the `dev` \
+         feature (as the production image is); use a development build, e.g. \
+         `cargo run -p broker -- {command}`"
+    );
     Ok(())
 }
 
-/// Reads the dev master key, creating it on first run (owner-only permissions).
-fn dev_master_key(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join("master.key");
-    if !path.exists() {
-        std::fs::write(&path, MasterKey::generate_encoded())?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        }
-    }
-    Ok(path)
+#[cfg(not(feature = "dev"))]
+pub async fn run(_args: DevArgs) -> anyhow::Result<()> {
+    ensure_built_in("dev")
 }
 
-pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    let upstream_secret = random_token();
-    let admin_token = random_token();
-    let broker_url = format!("http://127.0.0.1:{}", args.port);
-    let mock_url = format!("http://127.0.0.1:{}", args.mock_port);
-    let demo_url = format!("http://127.0.0.1:{}", args.demo_port);
-
-    let settings = Settings {
-        environment: Environment::Development,
-        issuer: Url::parse(&broker_url)?,
-        database: DatabaseSettings {
-            url: Secret::new(format!(
-                "sqlite://{}/broker.db?mode=rwc",
-                args.data_dir.display()
-            )),
-            ..Default::default()
-        },
-        sessions: SessionSettings {
-            backend: SessionBackend::Memory,
-            ..Default::default()
-        },
-        keys: KeySettings {
-            store: KeyStoreKind::File,
-            dir: args.data_dir.join("keys"),
-            master_key_file: Some(dev_master_key(&args.data_dir)?),
-            ..Default::default()
-        },
-        admin: AdminSettings {
-            token: Some(Secret::new(admin_token.clone())),
-            token_file: None,
-        },
-        upstream: UpstreamProfile {
-            issuer: Url::parse(&mock_url)?,
-            client_secret: Some(Secret::new(upstream_secret.clone())),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-
-    let mock = MockVneid::new(MockVneidConfig {
-        issuer: Url::parse(&mock_url)?,
-        clients: vec![MockClient {
-            client_id: "broker".into(),
-            client_secret: upstream_secret,
-            redirect_uris: vec![format!("{broker_url}/callback/vneid")],
-        }],
-    })?;
-    let mock_server = mock_vneid::serve(mock, listen(args.mock_port)?)?;
-    let app = Application::build(settings, listen(args.port)?).await?;
-
-    // The demo app's registration is refreshed on every start with a new secret.
-    let demo = ClientRequest {
-        client_id: Some("demo-rp".into()),
-        client_name: Some("Ứng dụng mẫu / Demo app".into()),
-        redirect_uris: vec![format!("{demo_url}/callback")],
-        post_logout_redirect_uris: vec![format!("{demo_url}/")],
-        grant_types: Some(vec![GrantType::AuthorizationCode, GrantType::RefreshToken]),
-        token_endpoint_auth_method: Some(AuthMethod::ClientSecretBasic),
-        scope: Some("openid profile personal_id".into()),
-        ..Default::default()
-    };
-    let registrar = &app.broker.registrar;
-    let now = app.broker.provider.now();
-    let (_, secret) = match registrar.update("demo-rp", &demo, true, now).await {
-        Ok(done) => done,
-        Err(_) => registrar.create(&demo, now).await?,
-    };
-    let demo_server = demo_rp::serve(
-        DemoRpConfig {
-            broker_issuer: Url::parse(&broker_url)?,
-            client_id: "demo-rp".into(),
-            client_secret: secret.unwrap_or_default(),
-            base_url: Url::parse(&demo_url)?,
-        },
-        listen(args.demo_port)?,
-    )?;
-
-    println!(
-        "Broker (embedded: SQLite, master key and keys/ in {}, in-process sessions):",
-        args.data_dir.display()
-    );
-    println!(
-        "  issuer      {broker_url}  (discovery: {broker_url}/.well-known/openid-configuration)"
-    );
-    println!("  mock VNeID  {mock_url}");
-    println!("  demo app    {demo_url}   ← open this and choose \"Đăng nhập bằng VNeID\"");
-    println!(
-        "  admin token {admin_token}  (Authorization: Bearer … on {broker_url}/admin/clients)"
-    );
-    let broker_server = app.server();
-    tokio::select! {
-        r = broker_server => r?,
-        r = mock_server => r?,
-        r = demo_server => r?,
-    }
-    Ok(())
+#[cfg(not(feature = "dev"))]
+pub async fn run_mock(_args: MockArgs) -> anyhow::Result<()> {
+    ensure_built_in("mock-vneid")
 }

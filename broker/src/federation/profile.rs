@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

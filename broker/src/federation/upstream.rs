@@ -18,8 +18,8 @@ use url::Url;
 use super::claims::{normalise, ClaimsError};
 use super::profile::{UpstreamAuthMethod, UpstreamProfile};
 use crate::accounts::UpstreamIdentity;
-use crate::config::{read_secret, Secret};
 use crate::crypto::{b64url_decode, sha256_b64url};
+use crate::secret::{read_secret, Secret};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {

@@ -2,7 +2,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use actix_web::middleware::from_fn;
 
@@ -10,7 +10,7 @@ use super::errors::no_store;
 use super::limits::rate_limit;
 use super::Broker;
 use crate::clients::registration::{ClientRequest, RegistrationError};
-use crate::clients::Client;
+use crate::clients::view::client_view;
 use crate::crypto::{ct_eq, sha256};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -46,20 +46,6 @@ fn denied() -> HttpResponse {
     HttpResponse::Unauthorized()
         .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"broker-admin\""))
         .json(json!({"error": "invalid_token", "error_description": "admin token required"}))
-}
-
-/// The public view of a client (never the secret hash).
-pub fn client_view(client: &Client, secret: Option<&str>) -> Value {
-    let mut out = serde_json::to_value(&client.metadata).unwrap_or_else(|_| json!({}));
-    if let Some(obj) = out.as_object_mut() {
-        obj.insert("client_id".into(), json!(client.client_id));
-        obj.insert("client_id_issued_at".into(), json!(client.created_at));
-        if let Some(s) = secret {
-            obj.insert("client_secret".into(), json!(s));
-            obj.insert("client_secret_expires_at".into(), json!(0));
-        }
-    }
-    out
 }
 
 fn registration_error(e: RegistrationError) -> HttpResponse {

@@ -1,17 +1,16 @@
 //! The broker's `acr` values: one per VNeID assurance level (Decree 69/2024/NĐ-CP), configurable.
 //! Level 2 satisfies a level-1 request; level 1 never satisfies a level-2 request.
 
-use crate::config::AcrSettings;
-
 #[derive(Clone, Debug)]
 pub struct AcrPolicy {
     values: [String; 2],
 }
 
 impl AcrPolicy {
-    pub fn new(settings: &AcrSettings) -> Self {
+    /// The values for level 1 and level 2.
+    pub fn new(level1: impl Into<String>, level2: impl Into<String>) -> Self {
         Self {
-            values: [settings.level1.clone(), settings.level2.clone()],
+            values: [level1.into(), level2.into()],
         }
     }
 
@@ -48,7 +47,7 @@ mod tests {
 
     #[test]
     fn required_level() {
-        let p = AcrPolicy::new(&AcrSettings::default());
+        let p = AcrPolicy::new("urn:vn:hue:broker:loa:1", "urn:vn:hue:broker:loa:2");
         assert_eq!(p.required_level("urn:vn:hue:broker:loa:2"), Some(2));
         assert_eq!(
             p.required_level("urn:vn:hue:broker:loa:2 urn:vn:hue:broker:loa:1"),

@@ -3,6 +3,8 @@
 
 use std::borrow::Cow;
 
+use crate::clients::auth::ClientAuthError;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidRequest,
@@ -96,5 +98,15 @@ impl OAuthError {
 impl From<anyhow::Error> for OAuthError {
     fn from(error: anyhow::Error) -> Self {
         OAuthError::unavailable(&error)
+    }
+}
+
+impl From<ClientAuthError> for OAuthError {
+    fn from(error: ClientAuthError) -> Self {
+        match error {
+            ClientAuthError::Malformed(description) => OAuthError::invalid_request(description),
+            ClientAuthError::Failed => OAuthError::invalid_client(),
+            ClientAuthError::Backend(error) => OAuthError::unavailable(&error),
+        }
     }
 }

@@ -20,7 +20,6 @@ use crate::accounts::login::AccountResolver;
 use crate::clients::auth::ClientAuthenticator;
 use crate::clients::ClientDirectory;
 use crate::clock::SharedClock;
-use crate::config::TokenSettings;
 use crate::sessions::sso::SsoSessions;
 use crate::tokens::grants::{GrantStore, RefreshTokens};
 use crate::tokens::TokenSigner;
@@ -40,9 +39,18 @@ pub struct Provider {
     pub sso: SsoSessions,
     pub accounts: AccountResolver,
     pub acr: AcrPolicy,
-    pub tokens: TokenSettings,
+    pub tokens: TokenLifetimes,
     pub jwks_max_age: u64,
     pub clock: SharedClock,
+}
+
+/// How long what the provider issues stays valid, in seconds.
+#[derive(Clone, Debug)]
+pub struct TokenLifetimes {
+    pub access_token_ttl_secs: i64,
+    pub id_token_ttl_secs: i64,
+    pub refresh_token_ttl_secs: i64,
+    pub code_ttl_secs: u64,
 }
 
 impl Provider {

@@ -1,10 +1,11 @@
-//! `AccountStore` in SQL.
+//! `AccountStore` in SQL. The writes run in the caller's transaction.
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{opt_text, Db};
 use crate::accounts::{AccountRecord, AccountStore};
+use crate::transaction::Transaction;
 
 const COLUMNS: &str =
     "a.id, a.personal_id_enc, a.personal_id_lookup, a.personal_id_flag, a.full_name, a.birthdate, \
@@ -56,11 +57,11 @@ impl AccountStore for Db {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn create_linked(
         &self,
+        tx: &mut Transaction,
         r: &AccountRecord,
         iss: &str,
         sub: &str,
-    ) -> anyhow::Result<AccountRecord> {
-        let mut tx = self.pool().begin().await?;
+    ) -> anyhow::Result<bool> {
         sqlx::query(
             "INSERT INTO accounts (id, personal_id_enc, personal_id_lookup, personal_id_flag, full_name, birthdate, gender, \
              account_type, loa, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -76,7 +77,7 @@ impl AccountStore for Db {
         .bind(i64::from(r.loa))
         .bind(r.created_at)
         .bind(r.updated_at)
-        .execute(&mut *tx)
+        .execute(tx.connection())
         .await?;
         let linked = sqlx::query(
             "INSERT INTO account_links (upstream_iss, upstream_sub, account_id, created_at) \
@@ -86,21 +87,13 @@ impl AccountStore for Db {
         .bind(sub)
         .bind(&r.id)
         .bind(r.created_at)
-        .execute(&mut *tx)
+        .execute(tx.connection())
         .await?;
-        if linked.rows_affected() == 0 {
-            // Another login linked this identity first: keep that account, drop ours.
-            tx.rollback().await?;
-            return self.find_by_link(iss, sub).await?.ok_or_else(|| {
-                anyhow::anyhow!("link vanished while resolving a concurrent first login")
-            });
-        }
-        tx.commit().await?;
-        Ok(r.clone())
+        Ok(linked.rows_affected() > 0)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn refresh_profile(&self, r: &AccountRecord) -> anyhow::Result<()> {
+    async fn refresh_profile(&self, tx: &mut Transaction, r: &AccountRecord) -> anyhow::Result<()> {
         sqlx::query(
             "UPDATE accounts SET personal_id_enc = $1, personal_id_lookup = $2, personal_id_flag = $3, full_name = $4, \
              birthdate = $5, gender = $6, account_type = $7, loa = $8, updated_at = $9 WHERE id = $10",
@@ -115,28 +108,8 @@ impl AccountStore for Db {
         .bind(i64::from(r.loa))
         .bind(r.updated_at)
         .bind(&r.id)
-        .execute(self.pool())
+        .execute(tx.connection())
         .await?;
-        Ok(())
-    }
-
-    #[tracing::instrument(level = "debug", skip_all)]
-    async fn audit(
-        &self,
-        at: i64,
-        kind: &str,
-        account_id: Option<&str>,
-        client_id: Option<&str>,
-        detail: &serde_json::Value,
-    ) -> anyhow::Result<()> {
-        sqlx::query("INSERT INTO audit_log (at, kind, account_id, client_id, detail) VALUES ($1, $2, $3, $4, $5)")
-            .bind(at)
-            .bind(kind)
-            .bind(account_id)
-            .bind(client_id)
-            .bind(detail.to_string())
-            .execute(self.pool())
-            .await?;
         Ok(())
     }
 }

@@ -1,9 +1,12 @@
 //! SQL storage for both backends through sqlx's `Any` driver: one SQL text serves SQLite and
 //! PostgreSQL (`$n` placeholders, `RETURNING`, `ON CONFLICT`), values use portable types only
 //! (TEXT, BIGINT), and the dialect differences live in `migrations/{sqlite,postgres}`.
-//! Each domain declares the narrow store trait it needs; this module implements them on `Db`.
+//! Each domain declares the narrow store trait it needs; this module implements them on `Db`,
+//! and `Db` begins the transactions (`crate::transaction`) that callers pass to the writes
+//! that must commit together.
 
 mod accounts;
+mod audit;
 mod clients;
 mod grants;
 mod keys;
@@ -14,6 +17,8 @@ use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+
+use crate::transaction::{Transaction, Transactions};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -95,6 +100,13 @@ impl Db {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+}
+
+#[async_trait::async_trait]
+impl Transactions for Db {
+    async fn begin(&self) -> anyhow::Result<Transaction> {
+        Ok(Transaction::new(self.pool.begin().await?))
     }
 }
 

@@ -125,7 +125,7 @@ pub trait GrantStore: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::secret::Secret;
 
     #[test]
     fn refresh_tokens_are_authenticated() {

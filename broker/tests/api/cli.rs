@@ -105,12 +105,25 @@ fn clients_and_keys_commands() {
     assert!(!ok && err.contains("RS256"), "{err}");
 }
 
+#[cfg(feature = "dev")]
 #[test]
 fn mock_vneid_is_refused_in_production() {
     let cli = Cli::new();
     let (ok, _, err) = cli.run(&["mock-vneid", "--port", "0", "--client-secret", "x"]);
     assert!(!ok);
     assert!(err.contains("refused in production"), "{err}");
+}
+
+/// Without the `dev` feature (the production image) the dev commands say they are missing.
+#[cfg(not(feature = "dev"))]
+#[test]
+fn dev_commands_are_not_built_in() {
+    let cli = Cli::new();
+    for command in [&["dev"][..], &["mock-vneid", "--client-secret", "x"]] {
+        let (ok, _, err) = cli.run(command);
+        assert!(!ok);
+        assert!(err.contains("is not built into this binary"), "{err}");
+    }
 }
 
 #[test]

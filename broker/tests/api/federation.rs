@@ -425,6 +425,19 @@ on_both_backends!(
             ("Võ Hữu Tài Em", 2, 3_000)
         );
         assert_eq!(stored.personal_id.as_deref(), Some("046085690467"));
+        use sqlx::Row;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE kind = 'login' AND account_id = $1",
+        )
+        .bind(&first.id)
+        .fetch_one(app.app_db.pool())
+        .await
+        .expect("row");
+        assert_eq!(
+            row.try_get::<i64, _>("n").expect("n"),
+            3,
+            "one audit entry per login"
+        );
     }
 );
 

@@ -128,10 +128,8 @@ fn db_ticks(exclude: &[u32]) -> u64 {
 }
 
 /// USER_HZ, the unit of /proc/PID/stat times; 100 on every mainstream Linux.
-#[allow(unsafe_code)]
 fn clock_ticks_per_sec() -> f64 {
-    // SAFETY: sysconf only reads a configuration value; it has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = rustix::param::clock_ticks_per_second();
     if ticks > 0 {
         ticks as f64
     } else {

@@ -29,12 +29,14 @@ pub struct RotationTimings {
 }
 
 impl RotationTimings {
-    /// The advertised JWKS cache lifetime plus the ring reload interval: another instance may
-    /// start publishing the new key up to one reload later than the one that rotated.
-    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+    /// `jwks_max_age_secs` is the advertised JWKS cache lifetime: a new key waits that long
+    /// plus one ring reload interval, since another instance may start publishing it up to one
+    /// reload later than the one that rotated. `longest_token_secs`: the longest lifetime of a
+    /// token a key signs.
+    pub fn new(jwks_max_age_secs: u64, reload_secs: u64, longest_token_secs: i64) -> Self {
         Self {
-            jwks_max_age: (settings.keys.jwks_max_age_secs + settings.keys.reload_secs) as i64,
-            longest_token: settings.tokens.longest_signed_token_secs(),
+            jwks_max_age: (jwks_max_age_secs + reload_secs) as i64,
+            longest_token: longest_token_secs,
         }
     }
 }
