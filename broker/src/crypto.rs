@@ -137,7 +137,7 @@ impl MasterKey {
         b64url(hmac::sign(&self.secrets, secret.as_bytes()).as_ref())
     }
 
-    /// The MAC that makes a refresh token authentic (see `tokens::grants`).
+    /// The MAC that makes a refresh token authentic (see `tokens::refresh_families`).
     pub fn refresh_mac(&self, data: &str) -> String {
         b64url(hmac::sign(&self.refresh, data.as_bytes()).as_ref())
     }

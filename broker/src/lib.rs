@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod dev;
 pub mod federation;
 pub mod http;
+pub mod jobs;
 pub mod login;
 pub mod oidc;
 pub mod secret;

@@ -19,20 +19,22 @@ use crate::crypto::MasterKey;
 use crate::federation::pending::PendingLogins;
 use crate::federation::upstream::Upstream;
 use crate::http::{Broker, Readiness};
+use crate::jobs;
 use crate::oidc::acr::AcrPolicy;
 use crate::oidc::codes::Codes;
 use crate::oidc::{Provider, TokenLifetimes};
 use crate::secret::{read_secret, Secret};
+use crate::sessions::ended::EndedSessions;
 use crate::sessions::memory::MemoryStore;
 use crate::sessions::redis::RedisStore;
 use crate::sessions::sso::SsoSessions;
 use crate::sessions::SessionStore;
 use crate::store::Db;
-use crate::tokens::grants::{GrantStore, RefreshTokens};
+use crate::tokens::keys::file_store::FileKeyStore;
 use crate::tokens::keys::keyring::KeyRing;
-use crate::tokens::keys::rotation::{rotate_due, RotationTimings};
-use crate::tokens::keys::store::FileKeyStore;
+use crate::tokens::keys::rotation::RotationTimings;
 use crate::tokens::keys::KeyStore;
+use crate::tokens::refresh_families::RefreshTokens;
 use crate::tokens::TokenSigner;
 
 /// Installs aws-lc-rs as the process-wide rustls provider (the only one in the build).
@@ -126,8 +128,16 @@ impl Application {
         let sessions = session_store(&settings).await?;
         let ring = KeyRing::new(key_store(&settings, &db)?, master.clone());
         ring.bootstrap(clock.now()).await?;
-        spawn_key_maintenance(ring.clone(), &settings, clock.clone());
-        spawn_purge(Arc::new(db.clone()), clock.clone());
+        jobs::spawn_key_maintenance(
+            ring.clone(),
+            jobs::KeyMaintenance {
+                every: Duration::from_secs(settings.keys.reload_secs.max(1)),
+                max_age_secs: settings.keys.rotate_after_days as i64 * 86_400,
+                timings: rotation_timings(&settings),
+            },
+            clock.clone(),
+        );
+        jobs::spawn_purge(Arc::new(db.clone()), clock.clone());
 
         let issuer = settings.issuer_str();
         let directory = ClientDirectory::new(
@@ -148,6 +158,10 @@ impl Application {
             grants: Arc::new(db.clone()),
             refresh: RefreshTokens::new(master.clone()),
             codes: Codes::new(
+                sessions.clone(),
+                Duration::from_secs(settings.tokens.code_ttl_secs),
+            ),
+            ended: EndedSessions::new(
                 sessions.clone(),
                 Duration::from_secs(settings.tokens.code_ttl_secs),
             ),
@@ -282,44 +296,4 @@ fn login_budgets(settings: &RateLimitSettings) -> Budgets {
         pending_logins_per_instance: settings.pending_logins_per_instance,
         upstream_failures_per_address: per_address(settings.upstream_failures_per_address),
     }
-}
-
-/// Re-reads the key ring now and then (another instance may have rotated) and starts the
-/// scheduled rotation when a key is due.
-fn spawn_key_maintenance(ring: KeyRing, settings: &Settings, clock: SharedClock) {
-    let every = Duration::from_secs(settings.keys.reload_secs.max(1));
-    let max_age = settings.keys.rotate_after_days as i64 * 86_400;
-    let timings = rotation_timings(settings);
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(every);
-        ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            if let Err(e) = rotate_due(&ring, clock.now(), max_age, &timings).await {
-                tracing::error!(error = format!("{e:#}"), "scheduled key rotation failed");
-            }
-            if let Err(e) = ring.reload().await {
-                tracing::error!(error = format!("{e:#}"), "key ring reload failed");
-            }
-        }
-    });
-}
-
-/// Deletes expired refresh tokens and access-token revocations once an hour. Grants stay: they
-/// are the record of what was authorised.
-fn spawn_purge(grants: Arc<dyn GrantStore>, clock: SharedClock) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(Duration::from_secs(3600));
-        ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            match grants.purge_expired(clock.now()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(rows = n, "purged expired tokens"),
-                Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "purging expired tokens failed")
-                }
-            }
-        }
-    });
 }

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::SharedClock;
-use crate::tokens::grants::GrantRecord;
 use crate::tokens::keys::Alg;
+use crate::tokens::refresh_families::GrantRecord;
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]

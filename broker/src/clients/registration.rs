@@ -15,8 +15,8 @@ use super::{
     GrantType,
 };
 use crate::crypto::{random_token, MasterKey};
-use crate::tokens::grants::GrantStore;
 use crate::tokens::keys::Alg;
+use crate::tokens::refresh_families::GrantStore;
 
 /// What an operator asks for; absent fields take safe defaults.
 #[derive(Clone, Debug, Deserialize, Default)]

@@ -10,7 +10,7 @@ use super::{form_pairs, Broker};
 use crate::clients::auth::Presented;
 use crate::oidc::authorize::collect_params;
 use crate::oidc::error::OAuthError;
-use crate::oidc::{discovery, grants, introspect, revoke, userinfo};
+use crate::oidc::{discovery, grant_types, introspect, revoke, userinfo};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -93,7 +93,7 @@ async fn token_post(
     body: web::Bytes,
 ) -> Result<HttpResponse, HttpError> {
     let form = read_form(&req, &body)?;
-    let tokens = grants::token(&broker.provider, &form.presented, &form.params).await?;
+    let tokens = grant_types::token(&broker.provider, &form.presented, &form.params).await?;
     Ok(json_ok(tokens))
 }
 

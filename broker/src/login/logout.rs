@@ -59,7 +59,7 @@ pub async fn end_session(
     let Some(session) = p.sso.end(sso_secret).await? else {
         return Ok(None);
     };
-    p.codes.end_session(&session.sid).await?;
+    p.ended.mark(&session.sid).await?;
     p.grants
         .revoke_session(&session.sid, "logged out", now)
         .await?;

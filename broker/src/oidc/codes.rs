@@ -112,20 +112,4 @@ impl Codes {
             Stored::Used { grant_id } => Redemption::Replayed { grant_id },
         })
     }
-
-    fn ended_key(sid: &str) -> String {
-        format!("ended-sid:{}", sha256_b64url(sid))
-    }
-
-    /// Marks a browser session as ended, so that a code issued in it shortly before the logout
-    /// cannot be redeemed afterwards (the marker outlives every code of the session).
-    pub async fn end_session(&self, sid: &str) -> anyhow::Result<()> {
-        self.store
-            .put(&Self::ended_key(sid), b"1", self.ttl * 2)
-            .await
-    }
-
-    pub async fn session_ended(&self, sid: &str) -> anyhow::Result<bool> {
-        Ok(self.store.get(&Self::ended_key(sid)).await?.is_some())
-    }
 }

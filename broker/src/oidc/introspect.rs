@@ -5,9 +5,9 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
+use super::access::live_access_token;
 use super::error::OAuthError;
-use super::grants::refresh_token::current_grant;
-use super::userinfo::live_access_token;
+use super::grant_types::refresh_token::current_grant;
 use super::Provider;
 use crate::clients::auth::Presented;
 use crate::clients::Client;

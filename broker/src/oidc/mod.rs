@@ -1,12 +1,13 @@
 //! The OpenID Connect provider: protocol logic, free of HTTP types. `http/` turns requests into
 //! calls on `Provider` and its outcomes into responses.
 
+pub mod access;
 pub mod acr;
 pub mod authorize;
 pub mod codes;
 pub mod discovery;
 pub mod error;
-pub mod grants;
+pub mod grant_types;
 pub mod introspect;
 pub mod pkce;
 pub mod revoke;
@@ -20,8 +21,9 @@ use crate::accounts::login::AccountResolver;
 use crate::clients::auth::ClientAuthenticator;
 use crate::clients::ClientDirectory;
 use crate::clock::SharedClock;
+use crate::sessions::ended::EndedSessions;
 use crate::sessions::sso::SsoSessions;
-use crate::tokens::grants::{GrantStore, RefreshTokens};
+use crate::tokens::refresh_families::{GrantStore, RefreshTokens};
 use crate::tokens::TokenSigner;
 use acr::AcrPolicy;
 use codes::Codes;
@@ -36,6 +38,7 @@ pub struct Provider {
     pub grants: Arc<dyn GrantStore>,
     pub refresh: RefreshTokens,
     pub codes: Codes,
+    pub ended: EndedSessions,
     pub sso: SsoSessions,
     pub accounts: AccountResolver,
     pub acr: AcrPolicy,

@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
+use super::access::{deny_access_token, live_access_token};
 use super::error::OAuthError;
-use super::grants::refresh_token::current_grant;
-use super::userinfo::{deny_access_token, live_access_token};
+use super::grant_types::refresh_token::current_grant;
 use super::Provider;
 use crate::clients::auth::Presented;
 

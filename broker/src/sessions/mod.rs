@@ -2,6 +2,7 @@
 //! pending upstream logins, authorization codes, replay markers). In memory for the embedded
 //! default, in Redis for production. Keys are opaque strings; values are bytes (JSON).
 
+pub mod ended;
 pub mod memory;
 pub mod redis;
 pub mod sso;

@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{opt_text, Db};
-use crate::tokens::grants::{GrantRecord, GrantStore, RotateOutcome};
+use crate::tokens::refresh_families::{GrantRecord, GrantStore, RotateOutcome};
 
 const GRANT_COLUMNS: &str =
     "id, client_id, account_id, sid, scope, resource, acr, auth_time, amr, created_at, revoked_at, \

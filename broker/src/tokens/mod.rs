@@ -2,8 +2,8 @@
 //! verification when they come back (userinfo, introspection, revocation, logout hints).
 
 pub mod claims;
-pub mod grants;
 pub mod keys;
+pub mod refresh_families;
 
 use std::sync::Arc;
 

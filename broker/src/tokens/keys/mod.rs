@@ -4,11 +4,11 @@
 //! `retired` (published, verify only) until `removes_at`, then `removed`.
 //! Private keys are PKCS#8, sealed under the master key; `store` keeps them in SQL or files.
 
+pub mod file_store;
 pub mod generate;
 pub mod keyring;
 pub mod rotation;
 pub mod signer;
-pub mod store;
 
 use serde::{Deserialize, Serialize};
 

@@ -8,7 +8,7 @@ use crate::clients::{Client, GrantType};
 use crate::oidc::codes::{CodeRecord, Redemption};
 use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::oidc::{pkce, Provider, TokenResponse};
-use crate::tokens::grants::GrantRecord;
+use crate::tokens::refresh_families::GrantRecord;
 
 const BAD_CODE: &str = "the authorization code is invalid, expired or already used";
 
@@ -37,7 +37,7 @@ pub async fn exchange(
     };
     check_bindings(&record, redirect_uri, params.get("code_verifier"))?;
     super::same_resource(params.get("resource"), record.resource.as_deref())?;
-    if p.codes.session_ended(&record.sid).await? {
+    if p.ended.is_ended(&record.sid).await? {
         return Err(OAuthError::invalid_grant(
             "the session this code was issued in has ended",
         ));
@@ -78,7 +78,7 @@ pub async fn exchange(
     }
     // A logout between the first check and the grant row's creation revoked the session's
     // grants without seeing this one; checking again now that the row exists closes the gap.
-    if p.codes.session_ended(&record.sid).await? {
+    if p.ended.is_ended(&record.sid).await? {
         p.grants
             .revoke_grant(&grant.id, "session ended", now)
             .await?;

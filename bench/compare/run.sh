@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Measures panva/oidc-provider with the broker's own load driver (tests/loadgen) on this machine, so its
-# figures sit beside the broker's in docs/benchmarks.md. Starts oidc-provider (tests/compare/oidc-provider,
+# Measures panva/oidc-provider with the broker's own load driver (bench/loadgen) on this machine, so its
+# figures sit beside the broker's in docs/benchmarks.md. Starts oidc-provider (bench/compare/oidc-provider,
 # in-memory adapter), checks it answers client_credentials, runs loadgen RUNS times per scenario, prints
 # loadgen's Markdown rows and the median run (by ops/s), and stops the server.
 #
-#   tests/compare/run.sh                      # client-credentials and refresh, 3 x 10 s at concurrency 32
+#   bench/compare/run.sh                      # client-credentials and refresh, 3 x 10 s at concurrency 32
 #
 # Environment (all optional):
 #   LOADGEN        loadgen binary              (default: target/release/loadgen of this repository)
-#   NODE           node binary                 (default: node; tests/compare/node22 ships Node 22 LTS)
+#   NODE           node binary                 (default: node; bench/compare/node22 ships Node 22 LTS)
 #   OIDC_PROVIDER  v9 (current 9.x) or v8 (8.8.1, the last whose runtime check accepts Node 20); default v9
 #   SCENARIOS      loadgen scenarios, space-separated (default: "client-credentials refresh"; "login" works too)
 #   RUNS           runs per scenario (default 3)       DURATION     seconds per run (default 10)

@@ -5,7 +5,7 @@
 # then for exactly M complete logins (/authorize → mock VNeID → /callback → /token), and prints
 # instructions per operation. Compare two builds by pointing BIN at each. Not part of CI.
 #   cargo build --release -p broker
-#   bash tests/loadgen/instructions.sh [N=2000] [M=100]
+#   bash bench/loadgen/instructions.sh [N=2000] [M=100]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 N=${1:-2000}

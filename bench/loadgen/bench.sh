@@ -2,8 +2,8 @@
 # Benchmark: starts the release broker (+ the mock VNeID) on one storage pair and runs the load
 # driver against it. Not part of CI. Usage, from the repo root:
 #   cargo build --release -p broker -p loadgen
-#   bash tests/loadgen/bench.sh sqlite   [duration] [concurrency]
-#   bash tests/loadgen/bench.sh postgres [duration] [concurrency]   # PostgreSQL + Redis on loopback
+#   bash bench/loadgen/bench.sh sqlite   [duration] [concurrency]
+#   bash bench/loadgen/bench.sh postgres [duration] [concurrency]   # PostgreSQL + Redis on loopback
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 PAIR=${1:-postgres}

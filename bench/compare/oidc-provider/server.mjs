@@ -1,11 +1,11 @@
 // panva/oidc-provider, configured as close to the broker as oidc-provider allows without a database,
-// for side-by-side load measurements with the broker's own load driver (tests/loadgen).
+// for side-by-side load measurements with the broker's own load driver (bench/loadgen).
 //
 //   NODE_ENV=production PORT=8090 CLIENT_SECRET=... node server.mjs
 //
 // - issuer http://127.0.0.1:PORT, one confidential client `bench` (client_secret_basic) allowed
 //   client_credentials, authorization_code and refresh_token, redirect URI http://127.0.0.1:9/cb (the
-//   one tests/loadgen registers and never fetches);
+//   one bench/loadgen registers and never fetches);
 // - access tokens are RFC 9068 JWTs signed ES256 (resource indicators with a default resource);
 //   ID tokens RS256; signing keys (ES256 + RS256) generated with `jose` at start;
 // - lifetimes as the broker's defaults: access/ID token 300 s, code 60 s, refresh 30 d, SSO 8 h;
@@ -15,7 +15,7 @@
 // - No devInteractions: a minimal interaction route stands in for the broker's mock VNeID, which
 //   answers at once. GET /interaction/:uid logs in the account named by `login_hint` (default C01)
 //   and grants the requested scopes in the same step, then 303s back to the authorization endpoint.
-//   Every hop is a GET redirect, so tests/loadgen's login walker (and so its `login` and `refresh`
+//   Every hop is a GET redirect, so bench/loadgen's login walker (and so its `login` and `refresh`
 //   scenarios) drives it unchanged.
 
 import { randomBytes } from 'node:crypto';

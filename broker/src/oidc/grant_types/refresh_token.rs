@@ -13,7 +13,7 @@ use super::{narrow_scope, same_resource};
 use crate::clients::{Client, GrantType};
 use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::oidc::{Provider, TokenResponse};
-use crate::tokens::grants::{GrantRecord, RefreshToken, RotateOutcome};
+use crate::tokens::refresh_families::{GrantRecord, RefreshToken, RotateOutcome};
 
 const BAD_TOKEN: &str = "the refresh token is invalid, expired or revoked";
 
