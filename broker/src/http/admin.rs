@@ -2,11 +2,10 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
 
 use actix_web::middleware::from_fn;
 
-use super::errors::no_store;
+use super::errors::{no_store, HttpError};
 use super::limits::rate_limit;
 use super::Broker;
 use crate::clients::registration::{ClientRequest, RegistrationError};
@@ -42,85 +41,69 @@ fn authorised(broker: &Broker, req: &HttpRequest) -> bool {
     )
 }
 
-fn denied() -> HttpResponse {
-    HttpResponse::Unauthorized()
-        .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"broker-admin\""))
-        .json(json!({"error": "invalid_token", "error_description": "admin token required"}))
-}
-
-fn registration_error(e: RegistrationError) -> HttpResponse {
-    let body = json!({"error": e.code(), "error_description": e.to_string()});
-    match e {
-        RegistrationError::NotFound => HttpResponse::NotFound().json(body),
-        RegistrationError::Conflict => HttpResponse::Conflict().json(body),
-        RegistrationError::Store(inner) => {
-            tracing::error!(error = format!("{inner:#}"), "client store failure");
-            HttpResponse::ServiceUnavailable().json(json!({"error": "temporarily_unavailable"}))
-        }
-        _ => HttpResponse::BadRequest().json(body),
+/// The admin API's refusal without a valid admin token.
+fn require_admin(broker: &Broker, req: &HttpRequest) -> Result<(), HttpError> {
+    if authorised(broker, req) {
+        Ok(())
+    } else {
+        Err(HttpError::AdminDenied)
     }
 }
 
-fn parse_body(body: &[u8]) -> Result<ClientRequest, Box<HttpResponse>> {
+fn parse_body(body: &[u8]) -> Result<ClientRequest, HttpError> {
     serde_json::from_slice(body).map_err(|e| {
-        Box::new(HttpResponse::BadRequest().json(json!({"error": "invalid_client_metadata", "error_description": format!("invalid JSON: {e}")})))
+        HttpError::Registration(RegistrationError::Metadata(format!("invalid JSON: {e}")))
     })
 }
 
-async fn clients_list(broker: web::Data<Broker>, req: HttpRequest) -> HttpResponse {
-    if !authorised(&broker, &req) {
-        return denied();
-    }
-    match broker.registrar.directory.store().list().await {
-        Ok(clients) => HttpResponse::Ok().json(
-            clients
-                .iter()
-                .map(|c| client_view(c, None))
-                .collect::<Vec<_>>(),
-        ),
-        Err(e) => registration_error(RegistrationError::Store(e)),
-    }
+async fn clients_list(
+    broker: web::Data<Broker>,
+    req: HttpRequest,
+) -> Result<HttpResponse, HttpError> {
+    require_admin(&broker, &req)?;
+    let clients = broker
+        .registrar
+        .directory
+        .store()
+        .list()
+        .await
+        .map_err(|e| HttpError::Registration(RegistrationError::Store(e)))?;
+    let views: Vec<_> = clients.iter().map(|c| client_view(c, None)).collect();
+    Ok(HttpResponse::Ok().json(views))
 }
 
 async fn clients_create(
     broker: web::Data<Broker>,
     req: HttpRequest,
     body: web::Bytes,
-) -> HttpResponse {
-    if !authorised(&broker, &req) {
-        return denied();
-    }
-    let request = match parse_body(&body) {
-        Ok(r) => r,
-        Err(response) => return *response,
-    };
-    match broker
+) -> Result<HttpResponse, HttpError> {
+    require_admin(&broker, &req)?;
+    let request = parse_body(&body)?;
+    let (client, secret) = broker
         .registrar
         .create(&request, broker.provider.now())
         .await
-    {
-        Ok((client, secret)) => {
-            let mut builder = HttpResponse::Created();
-            no_store(&mut builder);
-            builder.json(client_view(&client, secret.as_deref()))
-        }
-        Err(e) => registration_error(e),
-    }
+        .map_err(HttpError::Registration)?;
+    let mut builder = HttpResponse::Created();
+    no_store(&mut builder);
+    Ok(builder.json(client_view(&client, secret.as_deref())))
 }
 
 async fn clients_show(
     broker: web::Data<Broker>,
     req: HttpRequest,
     path: web::Path<String>,
-) -> HttpResponse {
-    if !authorised(&broker, &req) {
-        return denied();
-    }
-    match broker.registrar.directory.store().find(&path).await {
-        Ok(Some(client)) => HttpResponse::Ok().json(client_view(&client, None)),
-        Ok(None) => registration_error(RegistrationError::NotFound),
-        Err(e) => registration_error(RegistrationError::Store(e)),
-    }
+) -> Result<HttpResponse, HttpError> {
+    require_admin(&broker, &req)?;
+    let client = broker
+        .registrar
+        .directory
+        .store()
+        .find(&path)
+        .await
+        .map_err(|e| HttpError::Registration(RegistrationError::Store(e)))?
+        .ok_or(HttpError::Registration(RegistrationError::NotFound))?;
+    Ok(HttpResponse::Ok().json(client_view(&client, None)))
 }
 
 #[derive(serde::Deserialize)]
@@ -134,41 +117,32 @@ async fn clients_update(
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
-) -> HttpResponse {
-    if !authorised(&broker, &req) {
-        return denied();
-    }
+) -> Result<HttpResponse, HttpError> {
+    require_admin(&broker, &req)?;
     let rotate = web::Query::<UpdateQuery>::from_query(req.query_string())
         .map(|q| q.rotate_secret)
         .unwrap_or(false);
-    let request = match parse_body(&body) {
-        Ok(r) => r,
-        Err(response) => return *response,
-    };
-    match broker
+    let request = parse_body(&body)?;
+    let (client, secret) = broker
         .registrar
         .update(&path, &request, rotate, broker.provider.now())
         .await
-    {
-        Ok((client, secret)) => {
-            let mut builder = HttpResponse::Ok();
-            no_store(&mut builder);
-            builder.json(client_view(&client, secret.as_deref()))
-        }
-        Err(e) => registration_error(e),
-    }
+        .map_err(HttpError::Registration)?;
+    let mut builder = HttpResponse::Ok();
+    no_store(&mut builder);
+    Ok(builder.json(client_view(&client, secret.as_deref())))
 }
 
 async fn clients_delete(
     broker: web::Data<Broker>,
     req: HttpRequest,
     path: web::Path<String>,
-) -> HttpResponse {
-    if !authorised(&broker, &req) {
-        return denied();
-    }
-    match broker.registrar.delete(&path, broker.provider.now()).await {
-        Ok(()) => HttpResponse::NoContent().finish(),
-        Err(e) => registration_error(e),
-    }
+) -> Result<HttpResponse, HttpError> {
+    require_admin(&broker, &req)?;
+    broker
+        .registrar
+        .delete(&path, broker.provider.now())
+        .await
+        .map_err(HttpError::Registration)?;
+    Ok(HttpResponse::NoContent().finish())
 }

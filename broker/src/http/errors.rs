@@ -13,6 +13,7 @@ use serde_json::json;
 use super::front::redirect_to_client;
 use super::pages::message_page;
 use crate::abuse::Refusal;
+use crate::clients::registration::RegistrationError;
 use crate::login::ClientRedirect;
 use crate::oidc::error::{ErrorCode, OAuthError};
 
@@ -73,6 +74,10 @@ pub enum HttpError {
     TooManyLogins { refusal: Refusal, english: bool },
     /// A backend failed; already logged with its chain. `page` picks HTML over JSON.
     Unavailable { page: bool, english: bool },
+    /// The admin API without a valid admin token.
+    AdminDenied,
+    /// The admin API's registration errors (RFC 7591 §3.2.2 codes).
+    Registration(RegistrationError),
 }
 
 impl HttpError {
@@ -98,6 +103,8 @@ impl fmt::Display for HttpError {
             HttpError::ToClient(_) => f.write_str("error sent to the client"),
             HttpError::TooManyLogins { .. } => f.write_str("login budget spent"),
             HttpError::Unavailable { .. } => f.write_str("temporarily unavailable"),
+            HttpError::AdminDenied => f.write_str("admin token required"),
+            HttpError::Registration(e) => write!(f, "{e}"),
         }
     }
 }
@@ -121,6 +128,13 @@ impl ResponseError for HttpError {
             HttpError::ToClient(_) => StatusCode::SEE_OTHER,
             HttpError::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::AdminDenied => StatusCode::UNAUTHORIZED,
+            HttpError::Registration(e) => match e {
+                RegistrationError::NotFound => StatusCode::NOT_FOUND,
+                RegistrationError::Conflict => StatusCode::CONFLICT,
+                RegistrationError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_REQUEST,
+            },
         }
     }
 
@@ -181,6 +195,15 @@ impl ResponseError for HttpError {
                 ErrorCode::TemporarilyUnavailable,
                 "the service is temporarily unavailable",
             )),
+            HttpError::AdminDenied => HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"broker-admin\""))
+                .json(json!({"error": "invalid_token", "error_description": "admin token required"})),
+            HttpError::Registration(RegistrationError::Store(inner)) => {
+                tracing::error!(error = format!("{inner:#}"), "client store failure");
+                HttpResponse::ServiceUnavailable().json(json!({"error": "temporarily_unavailable"}))
+            }
+            HttpError::Registration(e) => HttpResponseBuilder::new(self.status_code())
+                .json(json!({"error": e.code(), "error_description": e.to_string()})),
         }
     }
 }
