@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::acr::AcrPolicy;
 use super::error::{ErrorCode, OAuthError};
 use super::pkce;
+use crate::accounts::Loa;
 use crate::clients::redirect::is_registered;
 use crate::clients::{Client, GrantType};
 
@@ -39,7 +40,7 @@ pub struct AuthorizeRequest {
     pub prompt_none: bool,
     pub max_age: Option<i64>,
     /// The lowest VNeID level the RP accepts, from `acr_values`.
-    pub required_loa: Option<u8>,
+    pub required_loa: Option<Loa>,
     pub login_hint: Option<String>,
     pub ui_locales: Option<String>,
     pub resource: Option<String>,
@@ -334,7 +335,7 @@ pub struct ClaimsRequest {
     /// Individual claims asked for in the ID token.
     pub id_token: Vec<String>,
     /// The lowest level that satisfies an `acr` request with `value`/`values`.
-    pub acr_level: Option<u8>,
+    pub acr_level: Option<Loa>,
     /// A `sub` request with a `value`: the only person the RP accepts.
     pub subject: Option<String>,
 }
@@ -394,7 +395,7 @@ impl ClaimsRequest {
     fn acr_request(
         request: Option<&serde_json::Map<String, serde_json::Value>>,
         acr: &AcrPolicy,
-    ) -> Result<Option<u8>, OAuthError> {
+    ) -> Result<Option<Loa>, OAuthError> {
         let malformed = || OAuthError::invalid_request("claims: acr request is malformed");
         let Some(request) = request else {
             return Ok(None);
@@ -438,7 +439,7 @@ impl ClaimsRequest {
 pub fn session_satisfies(
     req: &AuthorizeRequest,
     auth_time: Option<i64>,
-    loa: u8,
+    loa: Loa,
     now: i64,
 ) -> bool {
     if req.prompt_login {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::Loa;
 use crate::crypto::{random_token, sha256_b64url, TOKEN_LEN};
 use crate::sessions::SessionStore;
 
@@ -22,7 +23,7 @@ pub struct CodeRecord {
     pub account_id: String,
     pub sid: String,
     pub auth_time: Option<i64>,
-    pub loa: u8,
+    pub loa: Loa,
     pub amr: Vec<String>,
     /// Claims the RP asked for in the ID token (`claims` parameter).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

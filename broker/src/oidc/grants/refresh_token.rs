@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use super::issue::{self, IdTokenInput, UserContext};
 use super::{narrow_scope, same_resource};
+use crate::accounts::Loa;
 use crate::clients::{Client, GrantType};
 use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::oidc::{Provider, TokenResponse};
@@ -120,7 +121,10 @@ async fn refreshed_id_token(
             sid: grant.sid.as_deref().unwrap_or_default(),
             // Never invented: a grant whose authentication time is unknown keeps it unknown.
             auth_time: grant.auth_time,
-            acr: grant.acr.as_deref().unwrap_or_else(|| p.acr.value(1)),
+            acr: grant
+                .acr
+                .as_deref()
+                .unwrap_or_else(|| p.acr.value(Loa::One)),
             amr: &grant.amr,
             access_token,
             requested_claims: &[],
