@@ -14,6 +14,7 @@ pub mod federation;
 pub mod http;
 pub mod login;
 pub mod oidc;
+pub mod scope;
 pub mod secret;
 pub mod sessions;
 pub mod startup;

@@ -12,6 +12,7 @@ use super::pkce;
 use crate::accounts::Loa;
 use crate::clients::redirect::is_registered;
 use crate::clients::{Client, GrantType};
+use crate::scope::Scope;
 
 const MAX_PARAM_LEN: usize = 2048;
 /// Parameters that are stored with every pending login get a tighter limit, so that
@@ -32,7 +33,8 @@ const MAX_SHORT_PARAM_LEN: usize = 512;
 pub struct AuthorizeRequest {
     pub client_id: String,
     pub redirect_uri: String,
-    pub scope: Vec<String>,
+    #[serde(with = "crate::scope::as_list")]
+    pub scope: Scope,
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
@@ -55,9 +57,6 @@ pub struct AuthorizeRequest {
 }
 
 impl AuthorizeRequest {
-    pub fn scope_string(&self) -> String {
-        self.scope.join(" ")
-    }
     /// Vietnamese unless the RP asked for English first.
     pub fn english(&self) -> bool {
         self.ui_locales
@@ -192,16 +191,11 @@ pub fn parse(
             "client may not use the authorization code flow",
         )));
     }
-    let scope: Vec<String> = params
+    let scope = params
         .get("scope")
-        .map(|s| {
-            s.split(' ')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|s| Scope::parse(s))
         .unwrap_or_default();
-    if !scope.iter().any(|s| s == "openid") {
+    if !scope.contains("openid") {
         return Err(fail(OAuthError::new(
             ErrorCode::InvalidScope,
             "scope must include openid",

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::Loa;
 use crate::crypto::{random_token, sha256_b64url, TOKEN_LEN};
+use crate::scope::Scope;
 use crate::sessions::SessionStore;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -18,7 +19,7 @@ pub struct CodeRecord {
     pub redirect_uri: String,
     pub code_challenge: Option<String>,
     pub nonce: Option<String>,
-    pub scope: String,
+    pub scope: Scope,
     pub resource: Option<String>,
     pub account_id: String,
     pub sid: String,

@@ -20,6 +20,7 @@ use crate::accounts::login::AccountResolver;
 use crate::clients::auth::ClientAuthenticator;
 use crate::clients::ClientDirectory;
 use crate::clock::SharedClock;
+use crate::scope::Scope;
 use crate::sessions::sso::SsoSessions;
 use crate::tokens::grants::{GrantStore, RefreshTokens};
 use crate::tokens::TokenSigner;
@@ -73,6 +74,6 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub scope: String,
+    #[serde(skip_serializing_if = "Scope::is_empty")]
+    pub scope: Scope,
 }

@@ -6,6 +6,7 @@ use super::issue;
 use crate::clients::{Client, GrantType};
 use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::oidc::{Provider, TokenResponse};
+use crate::scope::Scope;
 
 /// Scopes that only make sense for a person.
 const USER_SCOPES: &[&str] = &[
@@ -29,13 +30,13 @@ pub async fn grant(
             "client may not use this grant type",
         ));
     }
-    let requested: Vec<&str> = params
+    let scope = params
         .get("scope")
-        .map(|s| s.split(' ').filter(|s| !s.is_empty()).collect())
+        .map(|s| Scope::parse(s))
         .unwrap_or_default();
-    if requested
+    if scope
         .iter()
-        .any(|s| USER_SCOPES.contains(s) || !client.metadata.allows_scope(s))
+        .any(|s| USER_SCOPES.contains(&s) || !client.metadata.allows_scope(s))
     {
         return Err(OAuthError::new(
             ErrorCode::InvalidScope,
@@ -51,7 +52,6 @@ pub async fn grant(
             ));
         }
     }
-    let scope = requested.join(" ");
     let aud = issue::audience(p, client, resource.map(String::as_str), &scope);
     let access_token = issue::access_token(p, client, &client.client_id, &scope, aud, None, now)?;
     Ok(TokenResponse {

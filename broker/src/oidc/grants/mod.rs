@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use super::error::{ErrorCode, OAuthError};
 use super::{Provider, TokenResponse};
 use crate::clients::auth::Presented;
+use crate::scope::Scope;
 
 pub async fn token(
     p: &Provider,
@@ -47,15 +48,14 @@ pub(crate) fn same_resource(
 /// Checks a requested scope against what is allowed; returns the granted scope string.
 pub(crate) fn narrow_scope(
     requested: Option<&String>,
-    allowed: &str,
-) -> Result<String, OAuthError> {
+    allowed: &Scope,
+) -> Result<Scope, OAuthError> {
     match requested {
-        None => Ok(allowed.to_string()),
+        None => Ok(allowed.clone()),
         Some(req) => {
-            let allowed: Vec<&str> = allowed.split(' ').collect();
-            let wanted: Vec<&str> = req.split(' ').filter(|s| !s.is_empty()).collect();
-            if wanted.iter().all(|s| allowed.contains(s)) {
-                Ok(wanted.join(" "))
+            let wanted = Scope::parse(req);
+            if wanted.is_within(allowed) {
+                Ok(wanted)
             } else {
                 Err(OAuthError::new(
                     ErrorCode::InvalidScope,

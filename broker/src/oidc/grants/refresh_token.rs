@@ -14,6 +14,7 @@ use crate::accounts::Loa;
 use crate::clients::{Client, GrantType};
 use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::oidc::{Provider, TokenResponse};
+use crate::scope::Scope;
 use crate::tokens::grants::{GrantRecord, RefreshToken, RotateOutcome};
 
 const BAD_TOKEN: &str = "the refresh token is invalid, expired or revoked";
@@ -80,12 +81,11 @@ pub async fn refresh(
     };
     let aud = issue::audience(p, client, grant.resource.as_deref(), &scope);
     let access_token = issue::access_token(p, client, &account_id, &scope, aud, Some(&user), now)?;
-    let id_token =
-        if client.metadata.id_token_on_refresh && grant.scope.split(' ').any(|s| s == "openid") {
-            Some(refreshed_id_token(p, client, &grant, &scope, &access_token, now).await?)
-        } else {
-            None
-        };
+    let id_token = if client.metadata.id_token_on_refresh && grant.scope.contains("openid") {
+        Some(refreshed_id_token(p, client, &grant, &scope, &access_token, now).await?)
+    } else {
+        None
+    };
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
@@ -102,7 +102,7 @@ async fn refreshed_id_token(
     p: &Provider,
     client: &Client,
     grant: &GrantRecord,
-    scope: &str,
+    scope: &Scope,
     access_token: &str,
     now: i64,
 ) -> Result<String, OAuthError> {
