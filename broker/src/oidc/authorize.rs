@@ -2,32 +2,16 @@
 //! Until the client and redirect URI are known good, errors are shown, never redirected
 //! (RFC 6749 §4.1.2.1); after that they go back to the client with `state` and `iss`.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::acr::AcrPolicy;
 use super::error::{ErrorCode, OAuthError};
+use super::params::Params;
 use super::pkce;
 use crate::accounts::Loa;
 use crate::clients::redirect::is_registered;
 use crate::clients::{Client, GrantType};
 use crate::scope::Scope;
-
-const MAX_PARAM_LEN: usize = 2048;
-/// Parameters that are stored with every pending login get a tighter limit, so that
-/// unauthenticated requests cannot make the session store hold much per request.
-const SHORT_PARAMS: &[&str] = &[
-    "state",
-    "nonce",
-    "login_hint",
-    "ui_locales",
-    "acr_values",
-    "prompt",
-    "max_age",
-    "scope",
-];
-const MAX_SHORT_PARAM_LEN: usize = 512;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct AuthorizeRequest {
@@ -79,43 +63,8 @@ pub enum AuthorizeError {
     },
 }
 
-/// Collects parameters, refusing repeated ones (RFC 6749 §3.1) and oversized values.
-pub fn collect_params(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, OAuthError> {
-    let mut map = HashMap::with_capacity(pairs.len());
-    for (k, v) in pairs {
-        let limit = if SHORT_PARAMS.contains(&k.as_str()) {
-            MAX_SHORT_PARAM_LEN
-        } else {
-            MAX_PARAM_LEN
-        };
-        if v.len() > limit || k.len() > 64 {
-            return Err(OAuthError::invalid_request(format!(
-                "parameter {} is too long",
-                truncate(&k)
-            )));
-        }
-        if v.is_empty() {
-            continue; // OAuth treats empty parameters as omitted.
-        }
-        if map.insert(k.clone(), v).is_some() {
-            return Err(OAuthError::invalid_request(format!(
-                "parameter {} is repeated",
-                truncate(&k)
-            )));
-        }
-    }
-    Ok(map)
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
-}
-
 /// Validates the client and redirect URI: the part whose errors are never redirected.
-pub fn check_client(
-    client: Option<&Client>,
-    params: &HashMap<String, String>,
-) -> Result<String, AuthorizeError> {
+pub fn check_client(client: Option<&Client>, params: &Params) -> Result<String, AuthorizeError> {
     let Some(client) = client else {
         return Err(AuthorizeError::Page(OAuthError::new(
             ErrorCode::InvalidClient,
@@ -123,7 +72,7 @@ pub fn check_client(
         )));
     };
     let redirect_uri = match params.get("redirect_uri") {
-        Some(uri) if is_registered(&client.metadata, uri) => uri.clone(),
+        Some(uri) if is_registered(&client.metadata, uri) => uri.to_string(),
         Some(_) => {
             return Err(AuthorizeError::Page(OAuthError::invalid_request(
                 "redirect_uri is not registered for this client",
@@ -142,29 +91,29 @@ pub fn check_client(
 pub fn parse(
     client: &Client,
     redirect_uri: String,
-    params: &HashMap<String, String>,
+    params: &Params,
     acr: &AcrPolicy,
 ) -> Result<AuthorizeRequest, AuthorizeError> {
-    let state = params.get("state").cloned();
+    let state = params.get("state").map(str::to_string);
     let fail = |error: OAuthError| AuthorizeError::Redirect {
         redirect_uri: redirect_uri.clone(),
         state: state.clone(),
         error,
     };
     // OIDC Core §6.1–6.2: the codes of an OP that supports neither.
-    if params.contains_key("request") {
+    if params.contains("request") {
         return Err(fail(OAuthError::new(
             ErrorCode::RequestNotSupported,
             "request objects are not supported",
         )));
     }
-    if params.contains_key("request_uri") {
+    if params.contains("request_uri") {
         return Err(fail(OAuthError::new(
             ErrorCode::RequestUriNotSupported,
             "request_uri is not supported",
         )));
     }
-    match params.get("response_type").map(String::as_str) {
+    match params.get("response_type") {
         Some("code") => {}
         Some(_) => {
             return Err(fail(OAuthError::new(
@@ -191,10 +140,7 @@ pub fn parse(
             "client may not use the authorization code flow",
         )));
     }
-    let scope = params
-        .get("scope")
-        .map(|s| Scope::parse(s))
-        .unwrap_or_default();
+    let scope = params.get("scope").map(Scope::parse).unwrap_or_default();
     if !scope.contains("openid") {
         return Err(fail(OAuthError::new(
             ErrorCode::InvalidScope,
@@ -209,9 +155,9 @@ pub fn parse(
     }
     let code_challenge = match (
         params.get("code_challenge"),
-        params.get("code_challenge_method").map(String::as_str),
+        params.get("code_challenge_method"),
     ) {
-        (Some(c), Some("S256")) if pkce::valid_challenge(c) => Some(c.clone()),
+        (Some(c), Some("S256")) if pkce::valid_challenge(c) => Some(c.to_string()),
         (Some(_), Some("S256")) => {
             return Err(fail(OAuthError::invalid_request(
                 "code_challenge is malformed",
@@ -291,7 +237,7 @@ pub fn parse(
                     "resource is not allowed for this client",
                 )));
             }
-            Some(r.clone())
+            Some(r.to_string())
         }
         None => None,
     };
@@ -300,14 +246,14 @@ pub fn parse(
         redirect_uri: redirect_uri.clone(),
         scope,
         state: state.clone(),
-        nonce: params.get("nonce").cloned(),
+        nonce: params.get("nonce").map(str::to_string),
         code_challenge,
         prompt_login: prompts.contains(&"login"),
         prompt_none,
         max_age,
         required_loa,
-        login_hint: params.get("login_hint").cloned(),
-        ui_locales: params.get("ui_locales").cloned(),
+        login_hint: params.get("login_hint").map(str::to_string),
+        ui_locales: params.get("ui_locales").map(str::to_string),
         resource,
         id_token_claims,
         subject: claims.subject,

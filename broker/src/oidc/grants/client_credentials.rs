@@ -1,10 +1,9 @@
 //! `grant_type=client_credentials` (RFC 6749 §4.4): a token for the client itself.
 
-use std::collections::HashMap;
-
 use super::issue;
 use crate::clients::{Client, GrantType};
 use crate::oidc::error::{ErrorCode, OAuthError};
+use crate::oidc::params::Params;
 use crate::oidc::{Provider, TokenResponse};
 use crate::scope::Scope;
 
@@ -21,7 +20,7 @@ const USER_SCOPES: &[&str] = &[
 pub async fn grant(
     p: &Provider,
     client: &Client,
-    params: &HashMap<String, String>,
+    params: &Params,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     if !client.metadata.allows_grant(GrantType::ClientCredentials) || client.metadata.is_public() {
@@ -30,10 +29,7 @@ pub async fn grant(
             "client may not use this grant type",
         ));
     }
-    let scope = params
-        .get("scope")
-        .map(|s| Scope::parse(s))
-        .unwrap_or_default();
+    let scope = params.get("scope").map(Scope::parse).unwrap_or_default();
     if scope
         .iter()
         .any(|s| USER_SCOPES.contains(&s) || !client.metadata.allows_scope(s))
@@ -52,7 +48,7 @@ pub async fn grant(
             ));
         }
     }
-    let aud = issue::audience(p, client, resource.map(String::as_str), &scope);
+    let aud = issue::audience(p, client, resource, &scope);
     let access_token = issue::access_token(p, client, &client.client_id, &scope, aud, None, now)?;
     Ok(TokenResponse {
         access_token,

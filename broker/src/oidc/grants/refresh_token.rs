@@ -6,13 +6,12 @@
 //! An ID token is returned only to clients registered with `id_token_on_refresh` (OIDC Core
 //! §12.2 makes it optional; it costs a signature per refresh for a token the client has).
 
-use std::collections::HashMap;
-
 use super::issue::{self, IdTokenInput, UserContext};
 use super::{narrow_scope, same_resource};
 use crate::accounts::Loa;
 use crate::clients::{Client, GrantType};
 use crate::oidc::error::{ErrorCode, OAuthError};
+use crate::oidc::params::Params;
 use crate::oidc::{Provider, TokenResponse};
 use crate::scope::Scope;
 use crate::tokens::grants::{GrantRecord, RefreshToken, RotateOutcome};
@@ -22,7 +21,7 @@ const BAD_TOKEN: &str = "the refresh token is invalid, expired or revoked";
 pub async fn refresh(
     p: &Provider,
     client: &Client,
-    params: &HashMap<String, String>,
+    params: &Params,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     if !client.metadata.allows_grant(GrantType::RefreshToken) {
@@ -39,7 +38,7 @@ pub async fn refresh(
         .verify(offered)
         .ok_or_else(|| OAuthError::invalid_grant(BAD_TOKEN))?;
     // A request the grant cannot satisfy must fail before the family moves on.
-    if params.contains_key("scope") || params.contains_key("resource") {
+    if params.contains("scope") || params.contains("resource") {
         if let Some(grant) = p.grants.find_grant(&token.grant_id).await? {
             if grant.client_id == client.client_id {
                 narrow_scope(params.get("scope"), &grant.scope)?;
