@@ -393,3 +393,25 @@ pub fn session_satisfies(
     }
     req.required_loa.is_none_or(|required| loa >= required)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pending logins already in the session store keep reading and writing the same JSON:
+    /// the scope as a list, the required level as an integer.
+    #[test]
+    fn stored_request_keeps_its_format() {
+        let stored = serde_json::json!({
+            "client_id": "app", "redirect_uri": "https://app.example/cb",
+            "scope": ["openid", "profile"], "state": "s", "nonce": null,
+            "code_challenge": null, "prompt_login": false, "prompt_none": false,
+            "max_age": null, "required_loa": 2, "login_hint": null, "ui_locales": null,
+            "resource": null
+        });
+        let req: AuthorizeRequest = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(req.scope, Scope::parse("openid profile"));
+        assert_eq!(req.required_loa, Some(Loa::Two));
+        assert_eq!(serde_json::to_value(&req).unwrap(), stored);
+    }
+}
