@@ -143,3 +143,26 @@ impl Default for UpstreamProfile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use figment::providers::{Format, Toml};
+    use figment::Figment;
+
+    use crate::accounts::Loa;
+
+    fn levels(toml: &str) -> Option<HashMap<String, Loa>> {
+        Figment::new().merge(Toml::string(toml)).extract().ok()
+    }
+
+    #[test]
+    fn assurance_levels_are_read_as_levels() {
+        let read = levels("IAL2 = 2\nIAL1 = 1").unwrap();
+        assert_eq!(read.get("IAL2"), Some(&Loa::Two));
+        assert_eq!(read.get("IAL1"), Some(&Loa::One));
+        assert!(levels("IAL3 = 3").is_none());
+        assert!(levels("IAL0 = 0").is_none());
+    }
+}
