@@ -208,6 +208,7 @@ fn seal_purpose(account_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accounts::Loa;
     use crate::secret::Secret;
     use crate::store::Db;
     use crate::transaction::Transaction;
@@ -234,7 +235,7 @@ mod tests {
             full_name: "Võ Hữu Tài".into(),
             birthdate: Some("1985-03-12".into()),
             gender: None,
-            loa: 1,
+            loa: Loa::One,
             account_type: "1".into(),
             phone: None,
             auth_time: None,

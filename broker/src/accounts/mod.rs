@@ -4,8 +4,11 @@
 //! `login` runs the post-login steps (account resolution today; legacy linking, phone OTP and
 //! consent later) and returns an outcome the HTTP layer maps to a redirect or a page.
 
+pub mod loa;
 pub mod login;
 pub mod personal_id;
+
+pub use loa::Loa;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -24,8 +27,8 @@ pub struct UpstreamIdentity {
     /// ISO 8601 `yyyy-mm-dd` or `yyyy`.
     pub birthdate: Option<String>,
     pub gender: Option<String>,
-    /// VNeID assurance level, 1 or 2.
-    pub loa: u8,
+    /// VNeID assurance level.
+    pub loa: Loa,
     pub account_type: String,
     pub phone: Option<String>,
     /// When the person authenticated at the upstream (its ID token's `auth_time`), if it says.
@@ -42,7 +45,7 @@ pub struct Account {
     pub birthdate: Option<String>,
     pub gender: Option<String>,
     pub account_type: String,
-    pub loa: u8,
+    pub loa: Loa,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -58,7 +61,7 @@ pub struct AccountRecord {
     pub birthdate: Option<String>,
     pub gender: Option<String>,
     pub account_type: String,
-    pub loa: u8,
+    pub loa: Loa,
     pub created_at: i64,
     pub updated_at: i64,
 }

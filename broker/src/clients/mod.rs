@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::SharedClock;
+use crate::scope::Scope;
 use crate::tokens::keys::Alg;
 use crate::tokens::refresh_families::GrantRecord;
 
@@ -73,8 +74,8 @@ pub struct ClientMetadata {
     pub token_endpoint_auth_method: AuthMethod,
     #[serde(default)]
     pub application_type: ApplicationType,
-    /// Space-separated scopes the client may ask for.
-    pub scope: String,
+    /// The scopes the client may ask for (space-separated when serialized).
+    pub scope: Scope,
     /// The API audience of its access tokens when no `resource` is asked for (RFC 9068 §2.2).
     #[serde(default)]
     pub audience: Option<String>,
@@ -119,18 +120,14 @@ impl ClientMetadata {
             .any(|a| a == resource)
     }
     pub fn allows_scope(&self, scope: &str) -> bool {
-        self.scope.split(' ').any(|s| s == scope)
+        self.scope.contains(scope)
     }
     /// Whether a grant made earlier still fits this registration: the client is enabled, the
     /// grant's scopes and resource are still registered, and a grant with a refresh family still
     /// has the refresh_token grant type.
     pub fn admits_grant(&self, grant: &GrantRecord) -> bool {
         !self.disabled
-            && grant
-                .scope
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .all(|s| self.allows_scope(s))
+            && grant.scope.is_within(&self.scope)
             && grant
                 .resource
                 .as_deref()

@@ -15,6 +15,7 @@ use super::{
     GrantType,
 };
 use crate::crypto::{random_token, MasterKey};
+use crate::scope::Scope;
 use crate::tokens::keys::Alg;
 use crate::tokens::refresh_families::GrantStore;
 
@@ -183,7 +184,7 @@ pub fn validate(
         grant_types,
         token_endpoint_auth_method: method,
         application_type,
-        scope,
+        scope: Scope::parse(&scope),
         audience: req.audience.clone(),
         resources: req.resources.clone(),
         introspection_audiences: req.introspection_audiences.clone(),

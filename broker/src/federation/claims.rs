@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use unicode_normalization::UnicodeNormalization;
 
 use super::profile::{DateFormat, UpstreamProfile};
-use crate::accounts::UpstreamIdentity;
+use crate::accounts::{Loa, UpstreamIdentity};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ClaimsError {
@@ -104,7 +104,7 @@ pub fn normalise(
     let loa = first(claims, &names.assurance)
         .and_then(text)
         .and_then(|v| profile.assurance_levels.get(&v).copied())
-        .unwrap_or(1);
+        .unwrap_or(Loa::One);
     let gender = first(claims, &names.gender)
         .and_then(text)
         .map(|g| match g.as_str() {
@@ -149,7 +149,7 @@ mod tests {
         let id = normalise("https://vneid", &c, &p).unwrap();
         assert_eq!(id.full_name, "Võ Hữu Tài");
         assert_eq!(id.birthdate.as_deref(), Some("1985-03-12"));
-        assert_eq!(id.loa, 2);
+        assert_eq!(id.loa, Loa::Two);
         assert_eq!(id.account_type, "1");
         assert_eq!(id.personal_id.as_deref(), Some("046085690467"));
     }
@@ -162,7 +162,7 @@ mod tests {
         );
         let id = normalise("i", &c, &p).unwrap();
         assert_eq!(id.personal_id, None);
-        assert_eq!(id.loa, 1);
+        assert_eq!(id.loa, Loa::One);
         let bad = claims(json!({"sub": "u9", "HoVaTen": "A", "NgayThangNamSinh": "19901301"}));
         assert_eq!(
             normalise("i", &bad, &p),

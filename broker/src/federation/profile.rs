@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use url::Url;
 
+use crate::accounts::Loa;
 use crate::secret::Secret;
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -89,8 +90,9 @@ pub struct UpstreamProfile {
     pub sends_auth_time: bool,
     pub claims: ClaimNames,
     pub birthdate_format: DateFormat,
-    /// Upstream assurance values → VNeID level (1 or 2).
-    pub assurance_levels: HashMap<String, u8>,
+    /// Upstream assurance values → VNeID level (written 1 or 2; anything else is refused
+    /// when the configuration is read).
+    pub assurance_levels: HashMap<String, Loa>,
     /// Upstream `LoaiTaiKhoan` values that mean an individual citizen (who has a 12-digit ID).
     pub citizen_account_types: Vec<String>,
     /// Seconds of clock skew tolerated on upstream tokens.
@@ -104,10 +106,15 @@ impl Default for UpstreamProfile {
     // The literal URL is valid; `expect` cannot fire.
     #[allow(clippy::expect_used)]
     fn default() -> Self {
-        let assurance_levels = [("1", 1), ("2", 2), ("LoA1", 1), ("LoA2", 2)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+        let assurance_levels = [
+            ("1", Loa::One),
+            ("2", Loa::Two),
+            ("LoA1", Loa::One),
+            ("LoA2", Loa::Two),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
         Self {
             name: "vneid".into(),
             display_name: "VNeID".into(),
@@ -134,5 +141,28 @@ impl Default for UpstreamProfile {
             clock_skew_secs: 60,
             metadata_max_age_secs: 3600,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use figment::providers::{Format, Toml};
+    use figment::Figment;
+
+    use crate::accounts::Loa;
+
+    fn levels(toml: &str) -> Option<HashMap<String, Loa>> {
+        Figment::new().merge(Toml::string(toml)).extract().ok()
+    }
+
+    #[test]
+    fn assurance_levels_are_read_as_levels() {
+        let read = levels("IAL2 = 2\nIAL1 = 1").unwrap();
+        assert_eq!(read.get("IAL2"), Some(&Loa::Two));
+        assert_eq!(read.get("IAL1"), Some(&Loa::One));
+        assert!(levels("IAL3 = 3").is_none());
+        assert!(levels("IAL0 = 0").is_none());
     }
 }

@@ -1,7 +1,5 @@
 //! `/authorize` (GET and POST): collect the parameters, run the login flow, render its answer.
 
-use std::collections::HashMap;
-
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -14,8 +12,8 @@ use super::pages::{html, LoginPage};
 use super::{form_pairs, Broker};
 use crate::login::authorize::Browser;
 use crate::login::Next;
-use crate::oidc::authorize::collect_params;
 use crate::oidc::error::OAuthError;
+use crate::oidc::params::Params;
 use crate::sessions::sso::COOKIE as SSO_COOKIE;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -51,8 +49,8 @@ async fn authorize(
     let english = wants_english(req, None);
     let bad = |error| HttpError::BadSignIn { error, english };
     let pairs = pairs.ok_or_else(|| bad(OAuthError::invalid_request("malformed parameters")))?;
-    let params = collect_params(pairs).map_err(bad)?;
-    let english = wants_english(req, params.get("ui_locales").map(String::as_str));
+    let params = Params::collect(pairs).map_err(bad)?;
+    let english = wants_english(req, params.get("ui_locales"));
     let sso = req.cookie(&cookie_name(broker, SSO_COOKIE));
     let browser = Browser {
         sso_secret: sso.as_ref().map(|c| c.value()),
@@ -73,7 +71,7 @@ async fn authorize(
 /// The broker's login page with its one button to the upstream, or straight there.
 fn login_page(
     broker: &Broker,
-    params: &HashMap<String, String>,
+    params: &Params,
     url: url::Url,
     binding: crate::login::BrowserCookie,
     english: bool,
@@ -121,12 +119,8 @@ fn login_page(
 }
 
 /// The same authorization request in the other language (works for GET and POST requests).
-fn language_switch(broker: &Broker, params: &HashMap<String, String>, lang: &str) -> String {
-    let mut pairs: Vec<(&str, &str)> = params
-        .iter()
-        .filter(|(k, _)| k.as_str() != "ui_locales")
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+fn language_switch(broker: &Broker, params: &Params, lang: &str) -> String {
+    let mut pairs: Vec<(&str, &str)> = params.iter().filter(|(k, _)| *k != "ui_locales").collect();
     pairs.sort_unstable();
     pairs.push(("ui_locales", lang));
     let query = serde_urlencoded::to_string(pairs).unwrap_or_default();

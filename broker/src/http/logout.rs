@@ -13,8 +13,8 @@ use super::limits::rate_limit;
 use super::pages::{html, message_page, LogoutPage};
 use super::{form_pairs, Broker};
 use crate::login::logout::{logout, LogoutError, LogoutNext, LogoutRequest};
-use crate::oidc::authorize::collect_params;
 use crate::oidc::error::OAuthError;
+use crate::oidc::params::Params;
 use crate::sessions::sso::COOKIE as SSO_COOKIE;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -52,14 +52,13 @@ async fn end_session(
     let english = wants_english(req, None);
     let bad = |error| HttpError::BadSignOut { error, english };
     let pairs = pairs.ok_or_else(|| bad(OAuthError::invalid_request("malformed parameters")))?;
-    let params = collect_params(pairs).map_err(bad)?;
-    let english = wants_english(req, params.get("ui_locales").map(String::as_str));
+    let params = Params::collect(pairs).map_err(bad)?;
+    let english = wants_english(req, params.get("ui_locales"));
     let sso = req.cookie(&cookie_name(broker, SSO_COOKIE));
     // Province apps share a registrable domain with the broker, so SameSite alone would let a
     // sibling site post the confirmation: it must come from our own page.
-    let confirmation_posted = posted
-        && params.get("confirm").map(String::as_str) == Some("yes")
-        && same_origin(req, &p.issuer);
+    let confirmation_posted =
+        posted && params.get("confirm") == Some("yes") && same_origin(req, &p.issuer);
     let request = LogoutRequest {
         params: &params,
         sso_secret: sso.as_ref().map(|c| c.value()),

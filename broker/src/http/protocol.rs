@@ -1,15 +1,13 @@
 //! Back-channel protocol endpoints: discovery, JWKS, token, userinfo, revocation, introspection.
 
-use std::collections::HashMap;
-
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::errors::{no_store, BearerFailure, HttpError};
 use super::{form_pairs, Broker};
 use crate::clients::auth::Presented;
-use crate::oidc::authorize::collect_params;
 use crate::oidc::error::OAuthError;
+use crate::oidc::params::Params;
 use crate::oidc::{discovery, grant_types, introspect, revoke, userinfo};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -44,7 +42,7 @@ async fn jwks_get(broker: web::Data<Broker>) -> HttpResponse {
 
 /// A form body plus the client credentials it and its headers present.
 struct ClientRequest {
-    params: HashMap<String, String>,
+    params: Params,
     presented: Presented,
 }
 
@@ -66,7 +64,7 @@ fn read_form(req: &HttpRequest, body: &[u8]) -> Result<ClientRequest, OAuthError
     }
     let pairs = form_pairs(body)
         .ok_or_else(|| OAuthError::invalid_request("the body is not valid form encoding"))?;
-    let mut params = collect_params(pairs)?;
+    let mut params = Params::collect(pairs)?;
     let basic = match req
         .headers()
         .get(header::AUTHORIZATION)
@@ -79,10 +77,10 @@ fn read_form(req: &HttpRequest, body: &[u8]) -> Result<ClientRequest, OAuthError
     };
     let presented = Presented {
         basic,
-        client_id: params.get("client_id").cloned(),
-        client_secret: params.remove("client_secret"),
-        assertion_type: params.remove("client_assertion_type"),
-        assertion: params.remove("client_assertion"),
+        client_id: params.get("client_id").map(str::to_string),
+        client_secret: params.take("client_secret"),
+        assertion_type: params.take("client_assertion_type"),
+        assertion: params.take("client_assertion"),
     };
     Ok(ClientRequest { params, presented })
 }

@@ -1,14 +1,13 @@
 //! Starting a login: validate the authorization request, answer from the SSO session when it
 //! fits, or store a pending login and send the person to the upstream.
 
-use std::collections::HashMap;
-
 use super::{BrowserCookie, FlowError, LoginFlow, Next};
 use crate::abuse::ClientKey;
 use crate::federation::pending::cookie_name as binding_cookie_name;
 use crate::federation::upstream::UpstreamHints;
 use crate::oidc::authorize::{self, AuthorizeError, AuthorizeRequest};
 use crate::oidc::error::{ErrorCode, OAuthError};
+use crate::oidc::params::Params;
 
 /// What the browser brought along with the request's parameters.
 pub struct Browser<'r> {
@@ -22,12 +21,12 @@ impl<'a> LoginFlow<'a> {
     /// `GET`/`POST /authorize` with its collected parameters.
     pub async fn authorize(
         &self,
-        params: &HashMap<String, String>,
+        params: &Params,
         browser: Browser<'_>,
         now: i64,
     ) -> Result<Next, FlowError> {
         let p = self.provider;
-        let client_id = params.get("client_id").map(String::as_str);
+        let client_id = params.get("client_id");
         let client = p.clients.get(client_id.unwrap_or_default()).await?;
         let parsed =
             authorize::check_client(client.as_deref(), params).and_then(

@@ -21,7 +21,7 @@ impl<'a> LoginFlow<'a> {
             redirect_uri: request.redirect_uri.clone(),
             code_challenge: request.code_challenge.clone(),
             nonce: request.nonce.clone(),
-            scope: request.scope_string(),
+            scope: request.scope.clone(),
             resource: request.resource.clone(),
             account_id: session.account_id.clone(),
             sid: session.sid.clone(),

@@ -4,18 +4,17 @@
 //! a form carrying a CSRF token bound to the SSO session; the HTTP layer adds that the POST came
 //! from the broker's own page. Ending a session revokes what was issued under it.
 
-use std::collections::HashMap;
-
 use url::Url;
 
 use crate::crypto::{ct_eq, sha256_b64url};
 use crate::oidc::error::OAuthError;
+use crate::oidc::params::Params;
 use crate::oidc::Provider;
 use crate::sessions::sso::SsoSession;
 
 /// The logout request as the flow needs it.
 pub struct LogoutRequest<'r> {
-    pub params: &'r HashMap<String, String>,
+    pub params: &'r Params,
     /// The SSO cookie's secret, if any.
     pub sso_secret: Option<&'r str>,
     /// A POST with `confirm=yes` from the broker's own page (Origin / Sec-Fetch-Site checked).
@@ -91,7 +90,7 @@ pub async fn logout(
             return Err(bad("client_id does not match id_token_hint"));
         }
     }
-    let client_id = hinted_client.or_else(|| params.get("client_id").cloned());
+    let client_id = hinted_client.or_else(|| params.get("client_id").map(str::to_string));
     let target = match params.get("post_logout_redirect_uri") {
         Some(uri) => {
             let registered = match &client_id {
@@ -109,7 +108,7 @@ pub async fn logout(
                     "post_logout_redirect_uri is not registered for this client",
                 ));
             }
-            Some(uri.clone())
+            Some(uri)
         }
         None => None,
     };
@@ -139,8 +138,8 @@ pub async fn logout(
     if !hint_is_for_this_session && !confirmed {
         let mut fields: Vec<(String, String)> = params
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "confirm" | "csrf"))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .filter(|(k, _)| !matches!(*k, "confirm" | "csrf"))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         fields.sort_unstable();
         if let Some(csrf) = expected_csrf {
@@ -151,7 +150,7 @@ pub async fn logout(
     if let Some(secret) = request.sso_secret {
         end_session(p, secret, now).await?;
     }
-    let redirect = target.and_then(|uri| Url::parse(&uri).ok()).map(|mut url| {
+    let redirect = target.and_then(|uri| Url::parse(uri).ok()).map(|mut url| {
         if let Some(state) = params.get("state") {
             url.query_pairs_mut().append_pair("state", state);
         }

@@ -2,36 +2,23 @@
 //! Until the client and redirect URI are known good, errors are shown, never redirected
 //! (RFC 6749 §4.1.2.1); after that they go back to the client with `state` and `iss`.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::acr::AcrPolicy;
 use super::error::{ErrorCode, OAuthError};
+use super::params::Params;
 use super::pkce;
+use crate::accounts::Loa;
 use crate::clients::redirect::is_registered;
 use crate::clients::{Client, GrantType};
-
-const MAX_PARAM_LEN: usize = 2048;
-/// Parameters that are stored with every pending login get a tighter limit, so that
-/// unauthenticated requests cannot make the session store hold much per request.
-const SHORT_PARAMS: &[&str] = &[
-    "state",
-    "nonce",
-    "login_hint",
-    "ui_locales",
-    "acr_values",
-    "prompt",
-    "max_age",
-    "scope",
-];
-const MAX_SHORT_PARAM_LEN: usize = 512;
+use crate::scope::Scope;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct AuthorizeRequest {
     pub client_id: String,
     pub redirect_uri: String,
-    pub scope: Vec<String>,
+    #[serde(with = "crate::scope::as_list")]
+    pub scope: Scope,
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
@@ -39,7 +26,7 @@ pub struct AuthorizeRequest {
     pub prompt_none: bool,
     pub max_age: Option<i64>,
     /// The lowest VNeID level the RP accepts, from `acr_values`.
-    pub required_loa: Option<u8>,
+    pub required_loa: Option<Loa>,
     pub login_hint: Option<String>,
     pub ui_locales: Option<String>,
     pub resource: Option<String>,
@@ -54,9 +41,6 @@ pub struct AuthorizeRequest {
 }
 
 impl AuthorizeRequest {
-    pub fn scope_string(&self) -> String {
-        self.scope.join(" ")
-    }
     /// Vietnamese unless the RP asked for English first.
     pub fn english(&self) -> bool {
         self.ui_locales
@@ -79,43 +63,8 @@ pub enum AuthorizeError {
     },
 }
 
-/// Collects parameters, refusing repeated ones (RFC 6749 §3.1) and oversized values.
-pub fn collect_params(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, OAuthError> {
-    let mut map = HashMap::with_capacity(pairs.len());
-    for (k, v) in pairs {
-        let limit = if SHORT_PARAMS.contains(&k.as_str()) {
-            MAX_SHORT_PARAM_LEN
-        } else {
-            MAX_PARAM_LEN
-        };
-        if v.len() > limit || k.len() > 64 {
-            return Err(OAuthError::invalid_request(format!(
-                "parameter {} is too long",
-                truncate(&k)
-            )));
-        }
-        if v.is_empty() {
-            continue; // OAuth treats empty parameters as omitted.
-        }
-        if map.insert(k.clone(), v).is_some() {
-            return Err(OAuthError::invalid_request(format!(
-                "parameter {} is repeated",
-                truncate(&k)
-            )));
-        }
-    }
-    Ok(map)
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
-}
-
 /// Validates the client and redirect URI: the part whose errors are never redirected.
-pub fn check_client(
-    client: Option<&Client>,
-    params: &HashMap<String, String>,
-) -> Result<String, AuthorizeError> {
+pub fn check_client(client: Option<&Client>, params: &Params) -> Result<String, AuthorizeError> {
     let Some(client) = client else {
         return Err(AuthorizeError::Page(OAuthError::new(
             ErrorCode::InvalidClient,
@@ -123,7 +72,7 @@ pub fn check_client(
         )));
     };
     let redirect_uri = match params.get("redirect_uri") {
-        Some(uri) if is_registered(&client.metadata, uri) => uri.clone(),
+        Some(uri) if is_registered(&client.metadata, uri) => uri.to_string(),
         Some(_) => {
             return Err(AuthorizeError::Page(OAuthError::invalid_request(
                 "redirect_uri is not registered for this client",
@@ -142,29 +91,29 @@ pub fn check_client(
 pub fn parse(
     client: &Client,
     redirect_uri: String,
-    params: &HashMap<String, String>,
+    params: &Params,
     acr: &AcrPolicy,
 ) -> Result<AuthorizeRequest, AuthorizeError> {
-    let state = params.get("state").cloned();
+    let state = params.get("state").map(str::to_string);
     let fail = |error: OAuthError| AuthorizeError::Redirect {
         redirect_uri: redirect_uri.clone(),
         state: state.clone(),
         error,
     };
     // OIDC Core §6.1–6.2: the codes of an OP that supports neither.
-    if params.contains_key("request") {
+    if params.contains("request") {
         return Err(fail(OAuthError::new(
             ErrorCode::RequestNotSupported,
             "request objects are not supported",
         )));
     }
-    if params.contains_key("request_uri") {
+    if params.contains("request_uri") {
         return Err(fail(OAuthError::new(
             ErrorCode::RequestUriNotSupported,
             "request_uri is not supported",
         )));
     }
-    match params.get("response_type").map(String::as_str) {
+    match params.get("response_type") {
         Some("code") => {}
         Some(_) => {
             return Err(fail(OAuthError::new(
@@ -191,16 +140,8 @@ pub fn parse(
             "client may not use the authorization code flow",
         )));
     }
-    let scope: Vec<String> = params
-        .get("scope")
-        .map(|s| {
-            s.split(' ')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    if !scope.iter().any(|s| s == "openid") {
+    let scope = params.get("scope").map(Scope::parse).unwrap_or_default();
+    if !scope.contains("openid") {
         return Err(fail(OAuthError::new(
             ErrorCode::InvalidScope,
             "scope must include openid",
@@ -214,9 +155,9 @@ pub fn parse(
     }
     let code_challenge = match (
         params.get("code_challenge"),
-        params.get("code_challenge_method").map(String::as_str),
+        params.get("code_challenge_method"),
     ) {
-        (Some(c), Some("S256")) if pkce::valid_challenge(c) => Some(c.clone()),
+        (Some(c), Some("S256")) if pkce::valid_challenge(c) => Some(c.to_string()),
         (Some(_), Some("S256")) => {
             return Err(fail(OAuthError::invalid_request(
                 "code_challenge is malformed",
@@ -296,7 +237,7 @@ pub fn parse(
                     "resource is not allowed for this client",
                 )));
             }
-            Some(r.clone())
+            Some(r.to_string())
         }
         None => None,
     };
@@ -305,14 +246,14 @@ pub fn parse(
         redirect_uri: redirect_uri.clone(),
         scope,
         state: state.clone(),
-        nonce: params.get("nonce").cloned(),
+        nonce: params.get("nonce").map(str::to_string),
         code_challenge,
         prompt_login: prompts.contains(&"login"),
         prompt_none,
         max_age,
         required_loa,
-        login_hint: params.get("login_hint").cloned(),
-        ui_locales: params.get("ui_locales").cloned(),
+        login_hint: params.get("login_hint").map(str::to_string),
+        ui_locales: params.get("ui_locales").map(str::to_string),
         resource,
         id_token_claims,
         subject: claims.subject,
@@ -334,7 +275,7 @@ pub struct ClaimsRequest {
     /// Individual claims asked for in the ID token.
     pub id_token: Vec<String>,
     /// The lowest level that satisfies an `acr` request with `value`/`values`.
-    pub acr_level: Option<u8>,
+    pub acr_level: Option<Loa>,
     /// A `sub` request with a `value`: the only person the RP accepts.
     pub subject: Option<String>,
 }
@@ -394,7 +335,7 @@ impl ClaimsRequest {
     fn acr_request(
         request: Option<&serde_json::Map<String, serde_json::Value>>,
         acr: &AcrPolicy,
-    ) -> Result<Option<u8>, OAuthError> {
+    ) -> Result<Option<Loa>, OAuthError> {
         let malformed = || OAuthError::invalid_request("claims: acr request is malformed");
         let Some(request) = request else {
             return Ok(None);
@@ -438,7 +379,7 @@ impl ClaimsRequest {
 pub fn session_satisfies(
     req: &AuthorizeRequest,
     auth_time: Option<i64>,
-    loa: u8,
+    loa: Loa,
     now: i64,
 ) -> bool {
     if req.prompt_login {
@@ -451,4 +392,26 @@ pub fn session_satisfies(
         }
     }
     req.required_loa.is_none_or(|required| loa >= required)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pending logins already in the session store keep reading and writing the same JSON:
+    /// the scope as a list, the required level as an integer.
+    #[test]
+    fn stored_request_keeps_its_format() {
+        let stored = serde_json::json!({
+            "client_id": "app", "redirect_uri": "https://app.example/cb",
+            "scope": ["openid", "profile"], "state": "s", "nonce": null,
+            "code_challenge": null, "prompt_login": false, "prompt_none": false,
+            "max_age": null, "required_loa": 2, "login_hint": null, "ui_locales": null,
+            "resource": null
+        });
+        let req: AuthorizeRequest = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(req.scope, Scope::parse("openid profile"));
+        assert_eq!(req.required_loa, Some(Loa::Two));
+        assert_eq!(serde_json::to_value(&req).unwrap(), stored);
+    }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::Loa;
 use crate::crypto::{random_token, sha256_b64url, TOKEN_LEN};
+use crate::scope::Scope;
 use crate::sessions::SessionStore;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -17,12 +19,12 @@ pub struct CodeRecord {
     pub redirect_uri: String,
     pub code_challenge: Option<String>,
     pub nonce: Option<String>,
-    pub scope: String,
+    pub scope: Scope,
     pub resource: Option<String>,
     pub account_id: String,
     pub sid: String,
     pub auth_time: Option<i64>,
-    pub loa: u8,
+    pub loa: Loa,
     pub amr: Vec<String>,
     /// Claims the RP asked for in the ID token (`claims` parameter).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

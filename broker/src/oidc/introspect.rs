@@ -1,8 +1,6 @@
 //! Token introspection (RFC 7662). Only authenticated clients may ask, and a client learns
 //! about a token only if it was issued to it or is meant for it (§4); otherwise `active: false`.
 
-use std::collections::HashMap;
-
 use serde_json::{json, Value};
 
 use super::access::live_access_token;
@@ -11,12 +9,13 @@ use super::grant_types::refresh_token::current_grant;
 use super::Provider;
 use crate::clients::auth::Presented;
 use crate::clients::Client;
+use crate::oidc::params::Params;
 use crate::tokens::claims::Audience;
 
 pub async fn introspect(
     p: &Provider,
     presented: &Presented,
-    params: &HashMap<String, String>,
+    params: &Params,
 ) -> Result<Value, OAuthError> {
     let now = p.now();
     let caller = p.client_auth.authenticate(presented, now).await?;
@@ -26,7 +25,7 @@ pub async fn introspect(
     let token = params
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    let hint = params.get("token_type_hint").map(String::as_str);
+    let hint = params.get("token_type_hint");
     let inactive = json!({ "active": false });
     let as_access = || async { live_access_token(p, token, now).await.ok() };
     let as_refresh = || async { current_grant(p, token, now).await };

@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod error;
 pub mod grant_types;
 pub mod introspect;
+pub mod params;
 pub mod pkce;
 pub mod revoke;
 pub mod userinfo;
@@ -21,6 +22,7 @@ use crate::accounts::login::AccountResolver;
 use crate::clients::auth::ClientAuthenticator;
 use crate::clients::ClientDirectory;
 use crate::clock::SharedClock;
+use crate::scope::Scope;
 use crate::sessions::ended::EndedSessions;
 use crate::sessions::sso::SsoSessions;
 use crate::tokens::refresh_families::{GrantStore, RefreshTokens};
@@ -76,6 +78,6 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub scope: String,
+    #[serde(skip_serializing_if = "Scope::is_empty")]
+    pub scope: Scope,
 }

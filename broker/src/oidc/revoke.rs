@@ -2,18 +2,17 @@
 //! and the access tokens issued under it); revoking an access token denies that token. A token
 //! that is unknown, or not the caller's, gets the same 200 and nothing changes.
 
-use std::collections::HashMap;
-
 use super::access::{deny_access_token, live_access_token};
 use super::error::OAuthError;
 use super::grant_types::refresh_token::current_grant;
 use super::Provider;
 use crate::clients::auth::Presented;
+use crate::oidc::params::Params;
 
 pub async fn revoke(
     p: &Provider,
     presented: &Presented,
-    params: &HashMap<String, String>,
+    params: &Params,
 ) -> Result<(), OAuthError> {
     let now = p.now();
     let caller = p.client_auth.authenticate(presented, now).await?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::SessionStore;
+use crate::accounts::Loa;
 use crate::crypto::{random_token, sha256_b64url, TOKEN_LEN};
 
 pub const COOKIE: &str = "broker_session";
@@ -19,8 +20,8 @@ pub struct SsoSession {
     /// When the person authenticated, if known. Unknown (the upstream answered from its own
     /// session without saying when) never satisfies an RP's `max_age`.
     pub auth_time: Option<i64>,
-    /// The VNeID assurance level this session was authenticated at (1 or 2).
-    pub loa: u8,
+    /// The VNeID assurance level this session was authenticated at.
+    pub loa: Loa,
     pub amr: Vec<String>,
     pub upstream: String,
 }

@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{opt_text, Db};
-use crate::accounts::{AccountRecord, AccountStore};
+use crate::accounts::{AccountRecord, AccountStore, Loa};
 use crate::transaction::Transaction;
 
 const COLUMNS: &str =
@@ -22,7 +22,7 @@ fn from_row(row: &AnyRow) -> anyhow::Result<AccountRecord> {
         birthdate: opt_text(row, "birthdate")?,
         gender: opt_text(row, "gender")?,
         account_type: row.try_get("account_type")?,
-        loa: u8::try_from(loa).unwrap_or(1),
+        loa: Loa::try_from(loa).unwrap_or(Loa::One),
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })

@@ -4,6 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{opt_text, Db};
+use crate::scope::Scope;
 use crate::tokens::refresh_families::{GrantRecord, GrantStore, RotateOutcome};
 
 const GRANT_COLUMNS: &str =
@@ -16,7 +17,7 @@ fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
         client_id: row.try_get("client_id")?,
         account_id: opt_text(row, "account_id")?,
         sid: opt_text(row, "sid")?,
-        scope: row.try_get("scope")?,
+        scope: Scope::parse(&row.try_get::<String, _>("scope")?),
         resource: opt_text(row, "resource")?,
         acr: opt_text(row, "acr")?,
         auth_time: row.try_get("auth_time")?,
@@ -44,7 +45,7 @@ impl GrantStore for Db {
         .bind(&g.client_id)
         .bind(&g.account_id)
         .bind(&g.sid)
-        .bind(&g.scope)
+        .bind(g.scope.to_string())
         .bind(&g.resource)
         .bind(&g.acr)
         .bind(g.auth_time)

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::scope::Scope;
+
 /// RFC 9068 access token claims.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AccessClaims {
@@ -12,8 +14,8 @@ pub struct AccessClaims {
     pub iat: i64,
     pub jti: String,
     pub client_id: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub scope: String,
+    #[serde(default, skip_serializing_if = "Scope::is_empty")]
+    pub scope: Scope,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -27,7 +29,7 @@ pub struct AccessClaims {
 
 impl AccessClaims {
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scope.split(' ').any(|s| s == scope)
+        self.scope.contains(scope)
     }
 }
 

@@ -9,6 +9,7 @@
 use async_trait::async_trait;
 
 use crate::crypto::{ct_eq, MasterKey};
+use crate::scope::Scope;
 
 #[derive(Clone, Debug)]
 pub struct GrantRecord {
@@ -16,7 +17,7 @@ pub struct GrantRecord {
     pub client_id: String,
     pub account_id: Option<String>,
     pub sid: Option<String>,
-    pub scope: String,
+    pub scope: Scope,
     /// The RFC 8707 resource of the authorization request: refreshed tokens keep their audience.
     pub resource: Option<String>,
     pub acr: Option<String>,

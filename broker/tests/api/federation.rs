@@ -371,7 +371,7 @@ on_both_backends!(
     profile_follows_vneid_on_every_login,
     |app: TestApp| async move {
         use broker::accounts::login::LoginOutcome;
-        use broker::accounts::UpstreamIdentity;
+        use broker::accounts::{Loa, UpstreamIdentity};
         let accounts = &app.broker.provider.accounts;
         let mut identity = UpstreamIdentity {
             upstream_iss: "https://vneid.example".into(),
@@ -381,7 +381,7 @@ on_both_backends!(
             full_name: "Võ Hữu Tài".into(),
             birthdate: Some("1985-03-12".into()),
             gender: None,
-            loa: 1,
+            loa: Loa::One,
             account_type: "1".into(),
             phone: None,
             auth_time: None,
@@ -407,7 +407,7 @@ on_both_backends!(
             "an unchanged profile is not rewritten"
         );
         identity.full_name = "Võ Hữu Tài Em".into();
-        identity.loa = 2;
+        identity.loa = Loa::Two;
         let LoginOutcome::Authenticated {
             account: changed, ..
         } = accounts
@@ -422,7 +422,7 @@ on_both_backends!(
             .expect("account");
         assert_eq!(
             (stored.full_name.as_str(), stored.loa, stored.updated_at),
-            ("Võ Hữu Tài Em", 2, 3_000)
+            ("Võ Hữu Tài Em", Loa::Two, 3_000)
         );
         assert_eq!(stored.personal_id.as_deref(), Some("046085690467"));
         use sqlx::Row;

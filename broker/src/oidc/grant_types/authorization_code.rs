@@ -1,12 +1,11 @@
 //! `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636, RFC 9700 §4.8.2).
 
-use std::collections::HashMap;
-
 use super::issue::{self, IdTokenInput, UserContext};
 use crate::clients::{Client, GrantType};
 
 use crate::oidc::codes::{CodeRecord, Redemption};
 use crate::oidc::error::{ErrorCode, OAuthError};
+use crate::oidc::params::Params;
 use crate::oidc::{pkce, Provider, TokenResponse};
 use crate::tokens::refresh_families::GrantRecord;
 
@@ -15,7 +14,7 @@ const BAD_CODE: &str = "the authorization code is invalid, expired or already us
 pub async fn exchange(
     p: &Provider,
     client: &Client,
-    params: &HashMap<String, String>,
+    params: &Params,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     if !client.metadata.allows_grant(GrantType::AuthorizationCode) {
@@ -130,7 +129,7 @@ pub async fn exchange(
 fn check_bindings(
     record: &CodeRecord,
     redirect_uri: &str,
-    verifier: Option<&String>,
+    verifier: Option<&str>,
 ) -> Result<(), OAuthError> {
     if record.redirect_uri != redirect_uri {
         return Err(OAuthError::invalid_grant(

@@ -1,11 +1,11 @@
 //! `grant_type=client_credentials` (RFC 6749 §4.4): a token for the client itself.
 
-use std::collections::HashMap;
-
 use super::issue;
 use crate::clients::{Client, GrantType};
 use crate::oidc::error::{ErrorCode, OAuthError};
+use crate::oidc::params::Params;
 use crate::oidc::{Provider, TokenResponse};
+use crate::scope::Scope;
 
 /// Scopes that only make sense for a person.
 const USER_SCOPES: &[&str] = &[
@@ -20,7 +20,7 @@ const USER_SCOPES: &[&str] = &[
 pub async fn grant(
     p: &Provider,
     client: &Client,
-    params: &HashMap<String, String>,
+    params: &Params,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     if !client.metadata.allows_grant(GrantType::ClientCredentials) || client.metadata.is_public() {
@@ -29,13 +29,10 @@ pub async fn grant(
             "client may not use this grant type",
         ));
     }
-    let requested: Vec<&str> = params
-        .get("scope")
-        .map(|s| s.split(' ').filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default();
-    if requested
+    let scope = params.get("scope").map(Scope::parse).unwrap_or_default();
+    if scope
         .iter()
-        .any(|s| USER_SCOPES.contains(s) || !client.metadata.allows_scope(s))
+        .any(|s| USER_SCOPES.contains(&s) || !client.metadata.allows_scope(s))
     {
         return Err(OAuthError::new(
             ErrorCode::InvalidScope,
@@ -51,8 +48,7 @@ pub async fn grant(
             ));
         }
     }
-    let scope = requested.join(" ");
-    let aud = issue::audience(p, client, resource.map(String::as_str), &scope);
+    let aud = issue::audience(p, client, resource, &scope);
     let access_token = issue::access_token(p, client, &client.client_id, &scope, aud, None, now)?;
     Ok(TokenResponse {
         access_token,

@@ -5,6 +5,7 @@ use crate::clients::Client;
 use crate::crypto::random_token;
 use crate::oidc::error::OAuthError;
 use crate::oidc::Provider;
+use crate::scope::Scope;
 use crate::tokens::claims::{AccessClaims, Audience, IdClaims};
 use crate::tokens::half_hash;
 
@@ -19,9 +20,9 @@ pub struct UserContext<'a> {
 /// The `aud` of an access token (RFC 9068 §2.2): the resource asked for, else the client's
 /// configured API audience, else the broker itself. A token with the `openid` scope also names
 /// the broker, whose userinfo endpoint accepts only tokens that name it.
-pub fn audience(p: &Provider, client: &Client, resource: Option<&str>, scope: &str) -> Audience {
+pub fn audience(p: &Provider, client: &Client, resource: Option<&str>, scope: &Scope) -> Audience {
     let api = resource.or(client.metadata.audience.as_deref());
-    let for_userinfo = scope.split(' ').any(|s| s == "openid");
+    let for_userinfo = scope.contains("openid");
     match (api, for_userinfo) {
         (Some(api), true) if api != &*p.issuer => {
             Audience::Many(vec![api.to_string(), p.issuer.to_string()])
@@ -35,7 +36,7 @@ pub fn access_token(
     p: &Provider,
     client: &Client,
     sub: &str,
-    scope: &str,
+    scope: &Scope,
     aud: Audience,
     user: Option<&UserContext<'_>>,
     now: i64,
@@ -48,7 +49,7 @@ pub fn access_token(
         iat: now,
         jti: random_token(),
         client_id: client.client_id.clone(),
-        scope: scope.to_string(),
+        scope: scope.clone(),
         sid: user.and_then(|u| u.sid.map(str::to_string)),
         auth_time: user.and_then(|u| u.auth_time),
         acr: user.and_then(|u| u.acr.map(str::to_string)),
@@ -62,9 +63,9 @@ pub fn access_token(
 /// Profile claims released by scope (OIDC Core §5.4); the personal ID only under its own scope.
 pub fn profile_claims(
     account: &Account,
-    scope: &str,
+    scope: &Scope,
 ) -> serde_json::Map<String, serde_json::Value> {
-    let has = |s: &str| scope.split(' ').any(|x| x == s);
+    let has = |s: &str| scope.contains(s);
     let mut out = serde_json::Map::new();
     if has("profile") {
         out.insert("name".into(), account.full_name.clone().into());
@@ -85,7 +86,7 @@ pub fn profile_claims(
 
 pub struct IdTokenInput<'a> {
     pub account: &'a Account,
-    pub scope: &'a str,
+    pub scope: &'a Scope,
     pub nonce: Option<&'a str>,
     pub sid: &'a str,
     pub auth_time: Option<i64>,
@@ -132,7 +133,7 @@ fn id_token_profile(input: &IdTokenInput<'_>) -> serde_json::Map<String, serde_j
             continue;
         }
         if let Some(scope) = crate::oidc::authorize::claim_scope(claim) {
-            if let Some(v) = profile_claims(input.account, scope).remove(claim) {
+            if let Some(v) = profile_claims(input.account, &Scope::from(scope)).remove(claim) {
                 out.insert(claim.clone(), v);
             }
         }

@@ -5,20 +5,20 @@ mod client_credentials;
 pub mod issue;
 pub mod refresh_token;
 
-use std::collections::HashMap;
-
 use super::error::{ErrorCode, OAuthError};
 use super::{Provider, TokenResponse};
 use crate::clients::auth::Presented;
+use crate::oidc::params::Params;
+use crate::scope::Scope;
 
 pub async fn token(
     p: &Provider,
     presented: &Presented,
-    params: &HashMap<String, String>,
+    params: &Params,
 ) -> Result<TokenResponse, OAuthError> {
     let now = p.now();
     let client = p.client_auth.authenticate(presented, now).await?;
-    match params.get("grant_type").map(String::as_str) {
+    match params.get("grant_type") {
         Some("authorization_code") => authorization_code::exchange(p, &client, params, now).await,
         Some("refresh_token") => refresh_token::refresh(p, &client, params, now).await,
         Some("client_credentials") => client_credentials::grant(p, &client, params, now).await,
@@ -32,11 +32,11 @@ pub async fn token(
 
 /// RFC 8707 §2.2: a `resource` at the token endpoint must be the one the grant was made for.
 pub(crate) fn same_resource(
-    requested: Option<&String>,
+    requested: Option<&str>,
     granted: Option<&str>,
 ) -> Result<(), OAuthError> {
     match requested {
-        Some(r) if Some(r.as_str()) != granted => Err(OAuthError::new(
+        Some(r) if Some(r) != granted => Err(OAuthError::new(
             ErrorCode::InvalidTarget,
             "resource does not match the authorization",
         )),
@@ -45,17 +45,13 @@ pub(crate) fn same_resource(
 }
 
 /// Checks a requested scope against what is allowed; returns the granted scope string.
-pub(crate) fn narrow_scope(
-    requested: Option<&String>,
-    allowed: &str,
-) -> Result<String, OAuthError> {
+pub(crate) fn narrow_scope(requested: Option<&str>, allowed: &Scope) -> Result<Scope, OAuthError> {
     match requested {
-        None => Ok(allowed.to_string()),
+        None => Ok(allowed.clone()),
         Some(req) => {
-            let allowed: Vec<&str> = allowed.split(' ').collect();
-            let wanted: Vec<&str> = req.split(' ').filter(|s| !s.is_empty()).collect();
-            if wanted.iter().all(|s| allowed.contains(s)) {
-                Ok(wanted.join(" "))
+            let wanted = Scope::parse(req);
+            if wanted.is_within(allowed) {
+                Ok(wanted)
             } else {
                 Err(OAuthError::new(
                     ErrorCode::InvalidScope,

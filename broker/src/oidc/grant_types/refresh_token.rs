@@ -6,13 +6,14 @@
 //! An ID token is returned only to clients registered with `id_token_on_refresh` (OIDC Core
 //! §12.2 makes it optional; it costs a signature per refresh for a token the client has).
 
-use std::collections::HashMap;
-
 use super::issue::{self, IdTokenInput, UserContext};
 use super::{narrow_scope, same_resource};
+use crate::accounts::Loa;
 use crate::clients::{Client, GrantType};
 use crate::oidc::error::{ErrorCode, OAuthError};
+use crate::oidc::params::Params;
 use crate::oidc::{Provider, TokenResponse};
+use crate::scope::Scope;
 use crate::tokens::refresh_families::{GrantRecord, RefreshToken, RotateOutcome};
 
 const BAD_TOKEN: &str = "the refresh token is invalid, expired or revoked";
@@ -20,7 +21,7 @@ const BAD_TOKEN: &str = "the refresh token is invalid, expired or revoked";
 pub async fn refresh(
     p: &Provider,
     client: &Client,
-    params: &HashMap<String, String>,
+    params: &Params,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     if !client.metadata.allows_grant(GrantType::RefreshToken) {
@@ -37,7 +38,7 @@ pub async fn refresh(
         .verify(offered)
         .ok_or_else(|| OAuthError::invalid_grant(BAD_TOKEN))?;
     // A request the grant cannot satisfy must fail before the family moves on.
-    if params.contains_key("scope") || params.contains_key("resource") {
+    if params.contains("scope") || params.contains("resource") {
         if let Some(grant) = p.grants.find_grant(&token.grant_id).await? {
             if grant.client_id == client.client_id {
                 narrow_scope(params.get("scope"), &grant.scope)?;
@@ -79,12 +80,11 @@ pub async fn refresh(
     };
     let aud = issue::audience(p, client, grant.resource.as_deref(), &scope);
     let access_token = issue::access_token(p, client, &account_id, &scope, aud, Some(&user), now)?;
-    let id_token =
-        if client.metadata.id_token_on_refresh && grant.scope.split(' ').any(|s| s == "openid") {
-            Some(refreshed_id_token(p, client, &grant, &scope, &access_token, now).await?)
-        } else {
-            None
-        };
+    let id_token = if client.metadata.id_token_on_refresh && grant.scope.contains("openid") {
+        Some(refreshed_id_token(p, client, &grant, &scope, &access_token, now).await?)
+    } else {
+        None
+    };
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
@@ -101,7 +101,7 @@ async fn refreshed_id_token(
     p: &Provider,
     client: &Client,
     grant: &GrantRecord,
-    scope: &str,
+    scope: &Scope,
     access_token: &str,
     now: i64,
 ) -> Result<String, OAuthError> {
@@ -120,7 +120,10 @@ async fn refreshed_id_token(
             sid: grant.sid.as_deref().unwrap_or_default(),
             // Never invented: a grant whose authentication time is unknown keeps it unknown.
             auth_time: grant.auth_time,
-            acr: grant.acr.as_deref().unwrap_or_else(|| p.acr.value(1)),
+            acr: grant
+                .acr
+                .as_deref()
+                .unwrap_or_else(|| p.acr.value(Loa::One)),
             amr: &grant.amr,
             access_token,
             requested_claims: &[],
