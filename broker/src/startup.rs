@@ -198,6 +198,7 @@ impl Application {
             pending: PendingLogins::new(
                 sessions.clone(),
                 Duration::from_secs(settings.sessions.pending_login_ttl_secs),
+                master.clone(),
             ),
             budget: budget.clone(),
             limits: limits.clone(),

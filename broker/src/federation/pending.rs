@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{random_token, sha256_b64url, TOKEN_LEN};
+use crate::accounts::UpstreamIdentity;
+use crate::crypto::{random_token, sha256_b64url, MasterKey, TOKEN_LEN};
 use crate::oidc::authorize::AuthorizeRequest;
 use crate::sessions::SessionStore;
 
@@ -45,6 +46,7 @@ pub struct UnknownLogin;
 pub struct PendingLogins {
     store: Arc<dyn SessionStore>,
     ttl: Duration,
+    master: MasterKey,
 }
 
 pub struct Started {
@@ -54,9 +56,76 @@ pub struct Started {
     pub pkce_verifier: Option<String>,
 }
 
+/// A login stopped at a step that needs the person (an interaction): the pending login, the
+/// verified upstream identity and the steps done so far. It holds personal data, so it is
+/// stored sealed under the master key, and like a pending login it is bound to the browser.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SuspendedLogin {
+    pub pending: PendingLogin,
+    pub identity: UpstreamIdentity,
+    pub steps_done: Vec<String>,
+}
+
+/// Where a suspended login waits: its interaction id (in the page's URL) and the secret of the
+/// browser cookie that binds it.
+pub struct Suspended {
+    pub interaction_id: String,
+    pub browser_secret: String,
+}
+
+const SEAL_PURPOSE: &str = "suspended-login";
+
 impl PendingLogins {
-    pub fn new(store: Arc<dyn SessionStore>, ttl: Duration) -> Self {
-        Self { store, ttl }
+    pub fn new(store: Arc<dyn SessionStore>, ttl: Duration, master: MasterKey) -> Self {
+        Self { store, ttl, master }
+    }
+
+    fn interaction_key(interaction_id: &str, browser_secret: &str) -> String {
+        format!(
+            "interaction:{}:{}",
+            sha256_b64url(interaction_id),
+            sha256_b64url(browser_secret)
+        )
+    }
+
+    /// Stores a login stopped at an interaction, for the pending-login lifetime.
+    pub async fn suspend(&self, login: &SuspendedLogin) -> anyhow::Result<Suspended> {
+        let suspended = Suspended {
+            interaction_id: random_token(),
+            browser_secret: random_token(),
+        };
+        let sealed = self.master.seal(SEAL_PURPOSE, &serde_json::to_vec(login)?);
+        self.store
+            .put(
+                &Self::interaction_key(&suspended.interaction_id, &suspended.browser_secret),
+                sealed.as_bytes(),
+                self.ttl,
+            )
+            .await?;
+        Ok(suspended)
+    }
+
+    /// Takes the suspended login back, once, if this browser holds its binding; the step that
+    /// resumes it suspends it again if it still needs the person.
+    pub async fn resume(
+        &self,
+        interaction_id: &str,
+        browser_secret: Option<&str>,
+    ) -> anyhow::Result<Result<SuspendedLogin, UnknownLogin>> {
+        let Some(browser_secret) = browser_secret.filter(|s| s.len() == TOKEN_LEN) else {
+            return Ok(Err(UnknownLogin));
+        };
+        if interaction_id.len() != TOKEN_LEN {
+            return Ok(Err(UnknownLogin));
+        }
+        let key = Self::interaction_key(interaction_id, browser_secret);
+        let Some(bytes) = self.store.take(&key).await? else {
+            return Ok(Err(UnknownLogin));
+        };
+        let plain = self
+            .master
+            .open(SEAL_PURPOSE, std::str::from_utf8(&bytes)?)?;
+        Ok(Ok(serde_json::from_slice(&plain)?))
     }
 
     pub fn ttl(&self) -> Duration {
@@ -120,5 +189,73 @@ impl PendingLogins {
             Some(bytes) => Ok(Ok(serde_json::from_slice(&bytes)?)),
             None => Ok(Err(UnknownLogin)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sessions::memory::MemoryStore;
+
+    fn identity() -> UpstreamIdentity {
+        serde_json::from_value(serde_json::json!({
+            "upstream_iss": "https://vneid.example", "upstream_sub": "s-1",
+            "personal_id": "046085690467", "legacy_cmnd": null, "full_name": "Võ Hữu Tài",
+            "birthdate": null, "gender": null, "loa": 2, "account_type": "1", "phone": null,
+            "auth_time": 1_700_000_000
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_suspended_login_resumes_once_in_its_own_browser_and_is_sealed() {
+        let store = Arc::new(MemoryStore::new());
+        let master =
+            MasterKey::from_secret(&crate::secret::Secret::new(MasterKey::generate_encoded()))
+                .unwrap();
+        let logins = PendingLogins::new(store.clone(), Duration::from_secs(600), master);
+        let request: AuthorizeRequest = serde_json::from_value(serde_json::json!({
+            "client_id": "c", "redirect_uri": "https://app.example/cb", "scope": ["openid"],
+            "state": null, "nonce": null, "code_challenge": null, "prompt_login": false,
+            "prompt_none": false, "max_age": null, "required_loa": null, "login_hint": null,
+            "ui_locales": null, "resource": null
+        }))
+        .unwrap();
+        let login = SuspendedLogin {
+            pending: PendingLogin {
+                request,
+                nonce: None,
+                pkce_verifier: None,
+                created_at: 1,
+                forced_login: false,
+            },
+            identity: identity(),
+            steps_done: vec!["level".into(), "account".into()],
+        };
+        let at = logins.suspend(&login).await.unwrap();
+        let key = PendingLogins::interaction_key(&at.interaction_id, &at.browser_secret);
+        let stored = store.get(&key).await.unwrap().unwrap();
+        assert!(
+            !String::from_utf8_lossy(&stored).contains("046085690467"),
+            "the personal ID number is not stored in the clear"
+        );
+        let other = random_token();
+        assert!(logins
+            .resume(&at.interaction_id, Some(&other))
+            .await
+            .unwrap()
+            .is_err());
+        let back = logins
+            .resume(&at.interaction_id, Some(&at.browser_secret))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.identity, login.identity);
+        assert_eq!(back.steps_done, login.steps_done);
+        assert!(logins
+            .resume(&at.interaction_id, Some(&at.browser_secret))
+            .await
+            .unwrap()
+            .is_err());
     }
 }

@@ -14,8 +14,9 @@
 //! ```
 //!
 //! A step that needs the person (legacy-account link, phone OTP, consent, the failure page)
-//! stops the flow with [`Next::Interaction`]; [`InteractionStep`] has no variant until the
-//! first such step is built, so that adding one is one variant and one file.
+//! stops the flow with [`Next::Interaction`] after `PendingLogins::suspend` has stored the login
+//! (sealed, bound to the browser) under the interaction's id; [`InteractionStep`] has no
+//! variant until the first such step is built, so that adding one is one variant and one file.
 
 pub mod authorize;
 pub mod callback;
