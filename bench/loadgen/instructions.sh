@@ -2,7 +2,8 @@
 # Instructions per operation, counted by callgrind: repeatable on a noisy shared machine where
 # ops/s is not (see docs/benchmarks.md). Runs a release broker (SQLite + memory sessions) under
 # valgrind with instrumentation off, switches it on for exactly N client_credentials requests and
-# then for exactly M complete logins (/authorize → mock VNeID → /callback → /token), and prints
+# then for exactly M complete logins (/authorize → mock VNeID → /callback → /token), then for N
+# refresh-token rotations, and prints
 # instructions per operation. Compare two builds by pointing BIN at each. Not part of CI.
 #   cargo build --release -p broker
 #   bash bench/loadgen/instructions.sh [N=2000] [M=100]
@@ -101,6 +102,13 @@ def login():
     s, _, _, b = request(c, "POST", "/token", urllib.parse.urlencode({"grant_type": "authorization_code",
         "code": code, "redirect_uri": redirect, "code_verifier": verifier}), form)
     assert s == 200, b
+    return json.loads(b)["refresh_token"]
+
+def refresh(token):
+    s, _, _, b = request(c, "POST", "/token", urllib.parse.urlencode({"grant_type": "refresh_token",
+        "refresh_token": token}), form)
+    assert s == 200, b
+    return json.loads(b)["refresh_token"]
 
 for _ in range(20):   # warm caches and connections outside the count
     cc(); login()
@@ -114,6 +122,14 @@ for _ in range(m):
     login()
 counting(False)
 total()
+token = login()
+for _ in range(20):
+    token = refresh(token)
+counting(True)
+for _ in range(n):
+    token = refresh(token)
+counting(False)
+total()
 EOF
 kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true
 python3 - "$WORK" "$N" "$M" <<'EOF'
@@ -124,8 +140,9 @@ def ir(path):
         if line.startswith("totals:"):
             return int(line.split()[1])
     return 0
-counts = [ir(p) for p in sorted(glob.glob(f"{work}/callgrind.*.[12]"))]
+counts = [ir(p) for p in sorted(glob.glob(f"{work}/callgrind.*.[123]"))]
 # Dump 1: the client_credentials window; dump 2: the login window (counters reset at each dump).
 print(f"client-credentials: {counts[0] / n:,.0f} instructions/op ({n} ops)")
 print(f"login:              {counts[1] / m:,.0f} instructions/op ({m} complete logins)")
+print(f"refresh:            {counts[2] / n:,.0f} instructions/op ({n} rotations of one family)")
 EOF
