@@ -50,21 +50,9 @@ done
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/broker-browser-test.XXXXXX")
 DEV_PID=""
 
-log() { echo "run.sh: $*" >&2; }
-
-stop() {
-    local pid=$1
-    [[ -n "$pid" ]] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
+# The working directory is the repository root (see the cd above).
+# shellcheck source=tests/lib.sh
+source tests/lib.sh
 
 cleanup() {
     local rc=$?
@@ -101,22 +89,6 @@ BROKER_URL="http://127.0.0.1:$BROKER_PORT"
 MOCK_URL="http://127.0.0.1:$MOCK_PORT"
 DEMO_URL="http://127.0.0.1:$DEMO_PORT"
 log "broker $BROKER_URL, mock VNeID $MOCK_URL, demo app $DEMO_URL; browser $CHROMIUM_BIN"
-
-wait_for() { # url pid name
-    local url=$1 pid=$2 name=$3
-    for _ in $(seq 300); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "$name: broker dev exited before it was ready"
-            return 1
-        fi
-        if curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    log "$name not ready after 30 s ($url)"
-    return 1
-}
 
 NO_COLOR=1 "$BROKER_BIN" dev --data-dir "$WORK/data" \
     --port "$BROKER_PORT" --mock-port "$MOCK_PORT" --demo-port "$DEMO_PORT" \
