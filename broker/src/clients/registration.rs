@@ -281,6 +281,12 @@ impl Registrar {
         rotate_secret: bool,
         now: i64,
     ) -> Result<(Client, Option<String>), RegistrationError> {
+        // RFC 7592 §2.2: the body's client_id, if any, must be the one being updated.
+        if req.client_id.as_deref().is_some_and(|id| id != client_id) {
+            return Err(meta_err(
+                "client_id in the body differs from the client being updated",
+            ));
+        }
         let existing = self
             .directory
             .store()

@@ -106,6 +106,18 @@ on_both_backends!(admin_api_manages_clients, |app: TestApp| async move {
     assert_eq!(r.status(), 200);
     let updated: Value = r.json().await.expect("json");
     assert_ne!(updated["client_secret"].as_str(), Some(secret), "rotated");
+    // A body naming another client is refused, not silently applied to this one.
+    let r = app
+        .http
+        .put(format!("{url}/hue-s"))
+        .bearer_auth(&app.admin_token)
+        .json(&json!({"client_id": "other", "redirect_uris": ["https://evil.example/cb"]}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_client_metadata");
     let list: Value = app
         .http
         .get(&url)
