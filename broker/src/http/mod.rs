@@ -65,7 +65,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(logout::configure)
         .configure(admin::configure)
         .route("/healthz", web::get().to(health_get))
-        .route("/readyz", web::get().to(ready_get));
+        .route("/healthz", web::head().to(health_get))
+        .route("/readyz", web::get().to(ready_get))
+        .route("/readyz", web::head().to(ready_get));
 }
 
 async fn health_get() -> actix_web::HttpResponse {

@@ -15,7 +15,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/.well-known/openid-configuration",
         web::get().to(discovery_get),
     )
+    // RFC 9110 §9.3.2: what answers GET answers HEAD (actix sends the headers without the body).
+    .route(
+        "/.well-known/openid-configuration",
+        web::head().to(discovery_get),
+    )
     .route("/jwks", web::get().to(jwks_get))
+    .route("/jwks", web::head().to(jwks_get))
     .route("/token", web::post().to(token_post))
     .route("/userinfo", web::get().to(userinfo_get))
     .route("/userinfo", web::post().to(userinfo_post))

@@ -779,3 +779,33 @@ on_both_backends!(
         assert!(query_of(&location(&r)).contains_key("code"));
     }
 );
+
+on_both_backends!(
+    head_answers_where_get_does_without_a_body,
+    |app: TestApp| async move {
+        for path in [
+            "/.well-known/openid-configuration",
+            "/jwks",
+            "/healthz",
+            "/readyz",
+        ] {
+            let get = app.http.get(app.endpoint(path)).send().await.expect("get");
+            let head = app
+                .http
+                .head(app.endpoint(path))
+                .send()
+                .await
+                .expect("head");
+            assert_eq!(head.status(), get.status(), "{path}");
+            assert_eq!(
+                head.headers().get("content-type"),
+                get.headers().get("content-type"),
+                "{path}"
+            );
+            assert!(
+                head.bytes().await.expect("body").is_empty(),
+                "{path}: no body"
+            );
+        }
+    }
+);
