@@ -11,22 +11,26 @@ use crate::oidc::params::Params;
 use crate::oidc::{discovery, grant_types, introspect, revoke, userinfo};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/.well-known/openid-configuration",
-        web::get().to(discovery_get),
+    // One resource per path, so that another method gets 405 with `Allow`, not 404. What answers
+    // GET answers HEAD (RFC 9110 §9.3.2; actix sends the headers without the body).
+    cfg.service(
+        web::resource("/.well-known/openid-configuration")
+            .route(web::get().to(discovery_get))
+            .route(web::head().to(discovery_get)),
     )
-    // RFC 9110 §9.3.2: what answers GET answers HEAD (actix sends the headers without the body).
-    .route(
-        "/.well-known/openid-configuration",
-        web::head().to(discovery_get),
+    .service(
+        web::resource("/jwks")
+            .route(web::get().to(jwks_get))
+            .route(web::head().to(jwks_get)),
     )
-    .route("/jwks", web::get().to(jwks_get))
-    .route("/jwks", web::head().to(jwks_get))
-    .route("/token", web::post().to(token_post))
-    .route("/userinfo", web::get().to(userinfo_get))
-    .route("/userinfo", web::post().to(userinfo_post))
-    .route("/revoke", web::post().to(revoke_post))
-    .route("/introspect", web::post().to(introspect_post));
+    .service(web::resource("/token").route(web::post().to(token_post)))
+    .service(
+        web::resource("/userinfo")
+            .route(web::get().to(userinfo_get))
+            .route(web::post().to(userinfo_post)),
+    )
+    .service(web::resource("/revoke").route(web::post().to(revoke_post)))
+    .service(web::resource("/introspect").route(web::post().to(introspect_post)));
 }
 
 async fn discovery_get(broker: web::Data<Broker>) -> HttpResponse {
