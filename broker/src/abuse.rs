@@ -165,9 +165,10 @@ impl LoginBudget {
 }
 
 /// Pending logins this instance created that are still alive, counted in time buckets over
-/// the pending-login lifetime. A login created here and finished elsewhere stays counted until
-/// it would have expired: the count errs high, never low. governor counts requests, not live
-/// records, hence this small structure.
+/// the pending-login lifetime. With several instances a login may be started on one and
+/// finished on another, which then takes one off its own count instead: each count is
+/// approximate, the sum over instances is right. governor counts requests, not live records,
+/// hence this small structure.
 struct LiveCount {
     bucket: i64,
     slots: Mutex<Vec<(i64, u32)>>,

@@ -139,7 +139,8 @@ pub fn validate(
     {
         validate_for_registration(uri, application_type)
             .map_err(|e| RegistrationError::RedirectUri(e.to_string()))?;
-        if production && application_type == ApplicationType::Web && uri.starts_with("http:") {
+        let plain_http = url::Url::parse(uri).is_ok_and(|u| u.scheme() == "http");
+        if production && application_type == ApplicationType::Web && plain_http {
             return Err(RegistrationError::RedirectUri(
                 "web clients need https redirect URIs in production (http://localhost is for development)"
                     .into(),

@@ -120,7 +120,11 @@ fn login_page(
 
 /// The same authorization request in the other language (works for GET and POST requests).
 fn language_switch(broker: &Broker, params: &Params, lang: &str) -> String {
-    let mut pairs: Vec<(&str, &str)> = params.iter().filter(|(k, _)| *k != "ui_locales").collect();
+    // An ID token (personal data) or a claims request has no place in a link's URL.
+    let mut pairs: Vec<(&str, &str)> = params
+        .iter()
+        .filter(|(k, _)| !matches!(*k, "ui_locales" | "id_token_hint" | "claims"))
+        .collect();
     pairs.sort_unstable();
     pairs.push(("ui_locales", lang));
     let query = serde_urlencoded::to_string(pairs).unwrap_or_default();

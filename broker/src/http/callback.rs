@@ -55,9 +55,11 @@ async fn callback_get(
         Ok(next) => next_response(&broker, next),
         Err(e) => flow_error(e, english).error_response(),
     };
-    // The binding cookie has done its job, whatever the outcome.
-    let mut removal = cookie(&broker, &binding, String::new(), 0);
-    removal.make_removal();
-    let _ = response.add_cookie(&removal);
+    // The binding cookie has done its job once the pending login was taken (or never existed).
+    if !completed.keep_binding {
+        let mut removal = cookie(&broker, &binding, String::new(), 0);
+        removal.make_removal();
+        let _ = response.add_cookie(&removal);
+    }
     Ok(response)
 }

@@ -153,7 +153,11 @@ impl<'a> LoginFlow<'a> {
                 },
             )
             .await
-            .map_err(|e| FlowError::Unavailable(anyhow::Error::new(e)))?;
+            .map_err(|e| {
+                // The stored pending login can never be used: it must not hold a budget place.
+                self.budget.finished(now, now);
+                FlowError::Unavailable(anyhow::Error::new(e))
+            })?;
         Ok(Next::Upstream {
             url,
             binding: BrowserCookie {

@@ -35,28 +35,36 @@ pub struct Callback<'r> {
 /// The outcome, and whether the person asked for English (known once the pending login is).
 pub struct Completed {
     pub english: Option<bool>,
+    /// The pending login is still stored and its binding cookie still needed (the callback was
+    /// refused before it was taken): a retry can still finish it.
+    pub keep_binding: bool,
     pub next: Result<Next, FlowError>,
 }
 
 impl<'a> LoginFlow<'a> {
     pub async fn callback(&self, callback: Callback<'_>, now: i64) -> Completed {
-        let unknown = |next| Completed {
+        let unknown = |next, keep_binding| Completed {
             english: None,
+            keep_binding,
             next,
         };
         if let Err(refusal) = self.budget.may_exchange(callback.client, now) {
-            return unknown(Err(FlowError::Busy(refusal)));
+            return unknown(Err(FlowError::Busy(refusal)), true);
         }
         let state = raw_query_param(callback.query, "state").unwrap_or_default();
         let pending = match self.pending.finish(&state, callback.binding_secret).await {
             Ok(Ok(pending)) => pending,
-            Ok(Err(UnknownLogin)) => return unknown(Err(FlowError::UnknownLogin)),
-            Err(e) => return unknown(Err(FlowError::Unavailable(e))),
+            Ok(Err(UnknownLogin)) => return unknown(Err(FlowError::UnknownLogin), false),
+            Err(e) => return unknown(Err(FlowError::Unavailable(e)), true),
         };
         self.budget.finished(pending.created_at, now);
         let english = Some(pending.request.english());
         let next = self.complete(callback, pending, now).await;
-        Completed { english, next }
+        Completed {
+            english,
+            keep_binding: false,
+            next,
+        }
     }
 
     async fn complete(
@@ -197,7 +205,7 @@ impl<'a> LoginFlow<'a> {
             ));
         }
         if let Some(max_age) = request.max_age {
-            if auth_time.is_none_or(|t| now - t > max_age + skew) {
+            if auth_time.is_none_or(|t| now - t > max_age.saturating_add(skew)) {
                 return Err(OAuthError::new(
                     ErrorCode::LoginRequired,
                     "the identity provider did not confirm a recent enough authentication",

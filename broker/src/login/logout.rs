@@ -48,20 +48,22 @@ fn logout_csrf(sso_secret: &str) -> String {
     sha256_b64url(&format!("logout-csrf:{sso_secret}"))
 }
 
-/// Ends the browser's SSO session and everything issued under it: the session, a marker that
-/// makes its unredeemed codes worthless, and its grants (their refresh and access tokens).
+/// Ends the browser's SSO session and everything issued under it: a marker that makes its
+/// unredeemed codes worthless, its grants (their refresh and access tokens), then the session.
+/// The session goes last, so that a retry after a failure half-way still finds it and finishes.
 pub async fn end_session(
     p: &Provider,
     sso_secret: &str,
     now: i64,
 ) -> anyhow::Result<Option<SsoSession>> {
-    let Some(session) = p.sso.end(sso_secret).await? else {
+    let Some(session) = p.sso.find(sso_secret).await? else {
         return Ok(None);
     };
     p.ended.mark(&session.sid).await?;
     p.grants
         .revoke_session(&session.sid, "logged out", now)
         .await?;
+    p.sso.end(sso_secret).await?;
     Ok(Some(session))
 }
 

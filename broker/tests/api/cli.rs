@@ -81,6 +81,16 @@ fn clients_and_keys_commands() {
     let (ok, _, err) = cli.run(&[
         "clients",
         "create",
+        "--redirect-uri",
+        "HTTP://localhost:3000/cb",
+    ]);
+    assert!(
+        !ok && err.contains("production"),
+        "an upper-case scheme is http too: {err}"
+    );
+    let (ok, _, err) = cli.run(&[
+        "clients",
+        "create",
         "--native",
         "--redirect-uri",
         "http://127.0.0.1/cb",

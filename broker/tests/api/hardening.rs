@@ -809,3 +809,43 @@ on_both_backends!(
         }
     }
 );
+
+on_both_backends!(
+    a_huge_max_age_and_a_hinted_language_link_are_handled,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        // i64::MAX seconds: satisfied by any authentication, never an overflow.
+        let browser = Browser::new();
+        let pkce = Pkce::new();
+        let cb = browser
+            .login(
+                &app,
+                &client,
+                "C01",
+                &pkce,
+                &[("max_age", "9223372036854775807")],
+            )
+            .await;
+        let (status, tokens) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        assert_eq!(status, 200);
+        // The login page's language link never carries the ID token hint or a claims request.
+        let hint = tokens["id_token"].as_str().expect("id");
+        let page = login_page(
+            &app,
+            &Browser::new(),
+            &client,
+            &[
+                ("id_token_hint", hint),
+                ("claims", r#"{"id_token":{"name":null}}"#),
+            ],
+        )
+        .await;
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.expect("page");
+        assert!(!html.contains(hint), "no ID token in the page's links");
+        assert!(
+            !html.contains("claims="),
+            "no claims request in the page's links"
+        );
+    }
+);
