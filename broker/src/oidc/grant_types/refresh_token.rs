@@ -8,7 +8,7 @@
 
 use super::issue::{self, IdTokenInput, UserContext};
 use super::{narrow_scope, same_resource};
-use crate::accounts::Loa;
+use crate::accounts::{Account, Loa};
 use crate::clients::{Client, GrantType};
 use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::oidc::params::Params;
@@ -46,6 +46,13 @@ pub async fn refresh(
             }
         }
     }
+    // Everything that can fail on a backend happens before the family moves on: a client that
+    // got no answer retries with the same token, which must still be the current one.
+    let id_token_account = if client.metadata.id_token_on_refresh {
+        id_token_account(p, client, &token.grant_id).await?
+    } else {
+        None
+    };
     let outcome = p
         .grants
         .rotate_refresh(&token.grant_id, &client.client_id, token.generation, now)
@@ -80,10 +87,17 @@ pub async fn refresh(
     };
     let aud = issue::audience(p, client, grant.resource.as_deref(), &scope);
     let access_token = issue::access_token(p, client, &account_id, &scope, aud, Some(&user), now)?;
-    let id_token = if client.metadata.id_token_on_refresh && grant.scope.contains("openid") {
-        Some(refreshed_id_token(p, client, &grant, &scope, &access_token, now).await?)
-    } else {
-        None
+    let id_token = match &id_token_account {
+        Some(account) if grant.scope.contains("openid") => Some(refreshed_id_token(
+            p,
+            client,
+            account,
+            &grant,
+            &scope,
+            &access_token,
+            now,
+        )?),
+        _ => None,
     };
     Ok(TokenResponse {
         access_token,
@@ -97,24 +111,20 @@ pub async fn refresh(
 
 /// OIDC Core §12.2: the same `iss`, `sub`, `aud` and `azp` as at login, the original
 /// `auth_time`, `acr`, `amr` and `sid`, a new `iat`, and no `nonce`.
-async fn refreshed_id_token(
+fn refreshed_id_token(
     p: &Provider,
     client: &Client,
+    account: &Account,
     grant: &GrantRecord,
     scope: &Scope,
     access_token: &str,
     now: i64,
 ) -> Result<String, OAuthError> {
-    let account = p
-        .accounts
-        .find(grant.account_id.as_deref().unwrap_or_default())
-        .await?
-        .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
     issue::id_token(
         p,
         client,
         &IdTokenInput {
-            account: &account,
+            account,
             scope,
             nonce: None,
             sid: grant.sid.as_deref().unwrap_or_default(),
@@ -130,6 +140,27 @@ async fn refreshed_id_token(
         },
         now,
     )
+}
+
+/// The account an ID token on refresh will describe, read before the rotation; `None` when the
+/// grant is not this client's (the rotation then refuses the token anyway).
+async fn id_token_account(
+    p: &Provider,
+    client: &Client,
+    grant_id: &str,
+) -> Result<Option<Account>, OAuthError> {
+    let Some(grant) = p.grants.find_grant(grant_id).await? else {
+        return Ok(None);
+    };
+    if grant.client_id != client.client_id {
+        return Ok(None);
+    }
+    let account = p
+        .accounts
+        .find(grant.account_id.as_deref().unwrap_or_default())
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
+    Ok(Some(account))
 }
 
 /// The authentic token was not the live current one. If it belongs to a live family of this
