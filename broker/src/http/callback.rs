@@ -11,6 +11,7 @@ use super::Broker;
 use crate::federation::pending::cookie_name as binding_cookie_name;
 use crate::login::callback::{raw_query_param, Callback};
 use crate::oidc::error::OAuthError;
+use crate::sessions::sso::COOKIE as SSO_COOKIE;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -39,12 +40,14 @@ async fn callback_get(
     let state = raw_query_param(query, "state").unwrap_or_default();
     let binding = binding_cookie_name(&state);
     let secret = req.cookie(&cookie_name(&broker, &binding));
+    let sso = req.cookie(&cookie_name(&broker, SSO_COOKIE));
     let completed = broker
         .login_flow()
         .callback(
             Callback {
                 query,
                 binding_secret: secret.as_ref().map(|c| c.value()),
+                sso_secret: sso.as_ref().map(|c| c.value()),
                 client: broker.limits.client_key(&req),
             },
             broker.provider.now(),

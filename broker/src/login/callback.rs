@@ -29,6 +29,8 @@ pub struct Callback<'r> {
     pub query: &'r str,
     /// The binding cookie named after this `state`, if the browser sent it.
     pub binding_secret: Option<&'r str>,
+    /// The browser's current SSO cookie secret, if any: the new session replaces that one.
+    pub sso_secret: Option<&'r str>,
     pub client: Option<ClientKey>,
 }
 
@@ -105,7 +107,10 @@ impl<'a> LoginFlow<'a> {
             )
             .await
             .map_err(|e| self.upstream_failure(e, callback.client, now))?;
-        match self.run_steps(&pending, identity, now).await? {
+        match self
+            .run_steps(&pending, identity, callback.sso_secret, now)
+            .await?
+        {
             Ok(next) => Ok(next),
             Err(error) => fail(error),
         }
@@ -129,6 +134,7 @@ impl<'a> LoginFlow<'a> {
         &self,
         pending: &PendingLogin,
         identity: UpstreamIdentity,
+        previous_secret: Option<&str>,
         now: i64,
     ) -> Result<Result<Next, OAuthError>, FlowError> {
         let p = self.provider;
@@ -156,8 +162,11 @@ impl<'a> LoginFlow<'a> {
                 "a different person logged in than the one the application requires",
             )));
         }
+        let sid = self
+            .replace_previous_session(previous_secret, &account.id, now)
+            .await?;
         let session = SsoSession {
-            sid: uuid::Uuid::new_v4().to_string(),
+            sid,
             account_id: account.id.clone(),
             auth_time,
             loa: identity.loa,
@@ -177,6 +186,34 @@ impl<'a> LoginFlow<'a> {
             other => other,
         };
         Ok(Ok(next))
+    }
+
+    /// The session this browser had before this login is replaced, never left behind: the
+    /// same person keeps its `sid` (what was issued under it stays under the session a later
+    /// logout ends); another person's session is ended with everything issued under it (one
+    /// browser, one person). Returns the new session's `sid`.
+    async fn replace_previous_session(
+        &self,
+        previous_secret: Option<&str>,
+        account_id: &str,
+        now: i64,
+    ) -> anyhow::Result<String> {
+        let p = self.provider;
+        let previous = match previous_secret {
+            Some(secret) => p.sso.find(secret).await?.map(|s| (secret, s)),
+            None => None,
+        };
+        match previous {
+            Some((secret, old)) if old.account_id == account_id => {
+                p.sso.end(secret).await?;
+                Ok(old.sid)
+            }
+            Some((secret, _)) => {
+                super::logout::end_session(p, secret, now).await?;
+                Ok(uuid::Uuid::new_v4().to_string())
+            }
+            None => Ok(uuid::Uuid::new_v4().to_string()),
+        }
     }
 
     /// When the person authenticated, as far as the broker can vouch for it, or the error for

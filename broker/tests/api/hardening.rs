@@ -849,3 +849,53 @@ on_both_backends!(
         );
     }
 );
+
+on_both_backends!(
+    a_new_login_replaces_the_browsers_previous_session,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        let refresh_status = |tokens: &serde_json::Value| {
+            let (app, client) = (&app, &client);
+            let token = tokens["refresh_token"].as_str().expect("rt").to_string();
+            async move {
+                app.token(
+                    client,
+                    &[("grant_type", "refresh_token"), ("refresh_token", &token)],
+                )
+                .await
+            }
+        };
+        let browser = Browser::new();
+        let pkce = Pkce::new();
+        let cb = browser.login(&app, &client, "C01", &pkce, &[]).await;
+        let (_, first) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        // The same person authenticates again: the session keeps its sid.
+        let pkce = Pkce::new();
+        let cb = browser
+            .login(&app, &client, "C01", &pkce, &[("prompt", "login")])
+            .await;
+        let (_, second) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        let sid = |t: &serde_json::Value| {
+            crate::support::jwt_parts(t["id_token"].as_str().expect("id")).1["sid"].clone()
+        };
+        assert_eq!(sid(&first), sid(&second), "one browser session, one sid");
+        let (status, first) = refresh_status(&first).await;
+        assert_eq!(status, 200, "the first grant lives on");
+        // Another person logs in in the same browser: the first person's session ends, with
+        // what was issued under it.
+        let pkce = Pkce::new();
+        browser
+            .login(&app, &client, "C02", &pkce, &[("prompt", "login")])
+            .await;
+        let (status, body) = refresh_status(&first).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+        let (status, _) = refresh_status(&second).await;
+        assert_eq!(
+            status, 400,
+            "every grant of the replaced session is revoked"
+        );
+    }
+);
