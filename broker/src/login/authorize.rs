@@ -119,8 +119,8 @@ impl<'a> LoginFlow<'a> {
         let max_age = request
             .max_age
             .unwrap_or(self.provider.sso.ttl().as_secs() as i64);
-        let force_login =
-            request.prompt_login || (request.max_age.is_some() && !profile.sends_auth_time);
+        let bounds_time = request.max_age.is_some() || request.auth_time_required;
+        let force_login = request.prompt_login || (bounds_time && !profile.sends_auth_time);
         let (login_hint, ui_locales) = (request.login_hint.clone(), request.ui_locales.clone());
         let started = match self
             .pending

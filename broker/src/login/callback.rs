@@ -241,6 +241,12 @@ impl<'a> LoginFlow<'a> {
                 "the identity provider did not authenticate the user again",
             ));
         }
+        if request.auth_time_required && auth_time.is_none() {
+            return Err(OAuthError::new(
+                ErrorCode::LoginRequired,
+                "the identity provider did not report when the user authenticated",
+            ));
+        }
         if let Some(max_age) = request.max_age {
             if auth_time.is_none_or(|t| now - t > max_age.saturating_add(skew)) {
                 return Err(OAuthError::new(

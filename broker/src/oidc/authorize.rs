@@ -38,6 +38,10 @@ pub struct AuthorizeRequest {
     /// session or login of anyone else may answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// `auth_time` asked for as an essential claim (OIDC Core §5.5.1): the ID token must carry
+    /// it, so an unknown authentication time does not do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auth_time_required: bool,
 }
 
 impl AuthorizeRequest {
@@ -257,6 +261,7 @@ pub fn parse(
         resource,
         id_token_claims,
         subject: claims.subject,
+        auth_time_required: claims.auth_time_essential,
     })
 }
 
@@ -278,6 +283,8 @@ pub struct ClaimsRequest {
     pub acr_level: Option<Loa>,
     /// A `sub` request with a `value`: the only person the RP accepts.
     pub subject: Option<String>,
+    /// `auth_time` requested as essential.
+    pub auth_time_essential: bool,
 }
 
 impl ClaimsRequest {
@@ -300,6 +307,16 @@ impl ClaimsRequest {
                     serde_json::Value::Object(o) => Some(o),
                     _ => return Err(malformed()),
                 };
+                if name == "auth_time" {
+                    match request.and_then(|r| r.get("essential")) {
+                        None => {}
+                        Some(serde_json::Value::Bool(essential)) => {
+                            out.auth_time_essential |= *essential;
+                        }
+                        Some(_) => return Err(malformed()),
+                    }
+                    continue;
+                }
                 if name == "acr" {
                     if let Some(level) = Self::acr_request(request, acr)? {
                         out.acr_level = Some(out.acr_level.map_or(level, |l| l.max(level)));
@@ -382,7 +399,7 @@ pub fn session_satisfies(
     loa: Loa,
     now: i64,
 ) -> bool {
-    if req.prompt_login {
+    if req.prompt_login || (req.auth_time_required && auth_time.is_none()) {
         return false;
     }
     if let Some(max_age) = req.max_age {

@@ -899,3 +899,43 @@ on_both_backends!(
         );
     }
 );
+
+on_both_backends!(
+    an_essential_auth_time_needs_a_known_time,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        let claims = r#"{"id_token":{"auth_time":{"essential":true}}}"#;
+        app.mock.set_tamper(Tamper::NoAuthTime);
+        // A login whose time VNeID does not report cannot answer it.
+        let browser = Browser::new();
+        let url = upstream_url(&app, &browser, &client, &[("claims", claims)]).await;
+        let back = through_mock(&browser, &url).await;
+        assert_eq!(
+            query_of(&location(&back)).get("error").map(String::as_str),
+            Some("login_required")
+        );
+        // Nor can a session whose time is unknown, silently.
+        let browser = Browser::new();
+        browser.login(&app, &client, "C01", &Pkce::new(), &[]).await;
+        let pkce = Pkce::new();
+        let r = browser
+            .authorize(
+                &app,
+                &code_request(&client, &pkce, &[("prompt", "none"), ("claims", claims)]),
+            )
+            .await;
+        assert_eq!(
+            query_of(&location(&r)).get("error").map(String::as_str),
+            Some("login_required")
+        );
+        app.mock.set_tamper(Tamper::None);
+        // With the time reported, the ID token carries it.
+        let pkce = Pkce::new();
+        let cb = Browser::new()
+            .login(&app, &client, "C01", &pkce, &[("claims", claims)])
+            .await;
+        let (_, tokens) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        let (_, id) = crate::support::jwt_parts(tokens["id_token"].as_str().expect("id"));
+        assert!(id["auth_time"].as_i64().is_some(), "{id}");
+    }
+);
