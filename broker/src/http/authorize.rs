@@ -10,6 +10,7 @@ use super::front::{cookie, cookie_name, flow_error, next_response, wants_english
 use super::limits::rate_limit;
 use super::pages::{html, LoginPage};
 use super::{form_pairs, Broker};
+use crate::federation::pending::COOKIE_PREFIX as BINDING_PREFIX;
 use crate::login::authorize::Browser;
 use crate::login::Next;
 use crate::oidc::error::OAuthError;
@@ -63,8 +64,39 @@ async fn authorize(
         .await
         .map_err(|e| flow_error(e, english))?;
     match next {
-        Next::Upstream { url, binding } => Ok(login_page(broker, &params, url, binding, english)),
+        Next::Upstream { url, binding } => {
+            let mut response = login_page(broker, &params, url, binding, english);
+            drop_surplus_bindings(broker, req, &mut response);
+            Ok(response)
+        }
         other => Ok(next_response(broker, other)),
+    }
+}
+
+/// More binding cookies than anyone logs in with at once mean a page is starting logins in this
+/// browser on its own; left alone they would push the SSO cookie out of the browser's per-site
+/// cookie limit. Past that many, every older binding is dropped (those logins must restart).
+const MAX_BINDINGS: usize = 16;
+
+fn drop_surplus_bindings(broker: &Broker, req: &HttpRequest, response: &mut HttpResponse) {
+    let prefix = cookie_name(broker, BINDING_PREFIX);
+    let Ok(cookies) = req.cookies() else {
+        return;
+    };
+    let held: Vec<String> = cookies
+        .iter()
+        .filter(|c| c.name().starts_with(&prefix))
+        .map(|c| c.name().to_string())
+        .collect();
+    if held.len() < MAX_BINDINGS {
+        return;
+    }
+    for name in held {
+        // `name` already carries any `__Host-` prefix; strip it back for `cookie`.
+        let base = name.strip_prefix("__Host-").unwrap_or(&name).to_string();
+        let mut removal = cookie(broker, &base, String::new(), 0);
+        removal.make_removal();
+        let _ = response.add_cookie(&removal);
     }
 }
 

@@ -939,3 +939,37 @@ on_both_backends!(
         assert!(id["auth_time"].as_i64().is_some(), "{id}");
     }
 );
+
+on_both_backends!(
+    a_browser_never_holds_more_than_a_few_binding_cookies,
+    |app: TestApp| async move {
+        let client = app.confidential_client().await;
+        let browser = Browser::new();
+        // Each login page sets one binding cookie; once the browser holds 16, the next page
+        // drops them all, so it never holds more than 16 however many pages start logins.
+        let mut drops = Vec::new();
+        for _ in 0..40 {
+            let page = login_page(&app, &browser, &client, &[]).await;
+            assert_eq!(page.status(), 200);
+            let removed = page
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter(|c| {
+                    let c = c.to_str().unwrap_or_default();
+                    c.starts_with("broker_login_") && c.contains("Max-Age=0")
+                })
+                .count();
+            drops.push(removed);
+        }
+        let dropped: Vec<usize> = drops.iter().copied().filter(|n| *n > 0).collect();
+        assert_eq!(
+            dropped,
+            vec![16, 16],
+            "pages 17 and 33 drop the 16 held: {drops:?}"
+        );
+        // A login started after a drop still finishes.
+        let url = upstream_url(&app, &browser, &client, &[]).await;
+        assert_eq!(through_mock(&browser, &url).await.status(), 303);
+    }
+);
