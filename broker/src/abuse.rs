@@ -121,8 +121,8 @@ impl LoginBudget {
     }
 
     /// A pending login created at `created_at` was consumed (finished or refused).
-    pub fn finished(&self, created_at: i64, now: i64) {
-        self.inner.live.remove(created_at, now);
+    pub fn finished(&self, created_at: i64) {
+        self.inner.live.remove(created_at);
     }
 
     /// Whether `key` may still spend a pending login on an upstream code exchange.
@@ -202,7 +202,7 @@ impl LiveCount {
         slots[i].1 = slots[i].1.saturating_add(1);
     }
 
-    fn remove(&self, created_at: i64, _now: i64) {
+    fn remove(&self, created_at: i64) {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let (id, i) = self.slot_of(slots.len(), created_at);
         if slots[i].0 == id {
@@ -305,7 +305,7 @@ mod tests {
             b.admit(key("10.0.0.3"), 1002),
             Err(Refusal::InstanceFull { .. })
         ));
-        b.finished(1000, 1003);
+        b.finished(1000);
         assert_eq!(b.live(1003), 1);
         assert!(b.admit(key("10.0.0.3"), 1003).is_ok());
         // Unfinished logins stop counting once they have expired.

@@ -15,7 +15,7 @@ use super::pages::message_page;
 use crate::abuse::Refusal;
 use crate::clients::registration::RegistrationError;
 use crate::login::ClientRedirect;
-use crate::oidc::error::{ErrorCode, OAuthError};
+use crate::oidc::error::OAuthError;
 
 /// Why a protected-resource request failed (RFC 6750 §3.1).
 #[derive(Debug)]
@@ -72,8 +72,9 @@ pub enum HttpError {
     ToClient(ClientRedirect),
     /// A login budget is spent: 429 with `Retry-After`.
     TooManyLogins { refusal: Refusal, english: bool },
-    /// A backend failed; already logged with its chain. `page` picks HTML over JSON.
-    Unavailable { page: bool, english: bool },
+    /// A front-channel backend failure; already logged with its chain. (The back channel's
+    /// become `temporarily_unavailable` JSON through `Json`.)
+    Unavailable { english: bool },
     /// The admin API without a valid admin token.
     AdminDenied,
     /// The admin API's registration errors (RFC 7591 §3.2.2 codes).
@@ -84,10 +85,7 @@ impl HttpError {
     /// Logs an unexpected backend failure with its whole chain and reports it without detail.
     pub fn unavailable_page(error: &anyhow::Error, english: bool) -> Self {
         tracing::error!(error = format!("{error:#}"), "backend failure");
-        HttpError::Unavailable {
-            page: true,
-            english,
-        }
+        HttpError::Unavailable { english }
     }
 }
 
@@ -181,7 +179,7 @@ impl ResponseError for HttpError {
             HttpError::TooManyLogins { refusal, english } => {
                 too_many_logins_page(*refusal, *english)
             }
-            HttpError::Unavailable { page: true, english } => message_page(
+            HttpError::Unavailable { english } => message_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 *english,
                 "temporarily_unavailable",
@@ -191,10 +189,6 @@ impl ResponseError for HttpError {
                     "The service is busy; please try again in a few minutes.",
                 ),
             ),
-            HttpError::Unavailable { page: false, .. } => json_error(&OAuthError::new(
-                ErrorCode::TemporarilyUnavailable,
-                "the service is temporarily unavailable",
-            )),
             HttpError::AdminDenied => HttpResponse::Unauthorized()
                 .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"broker-admin\""))
                 .json(json!({"error": "invalid_token", "error_description": "admin token required"})),

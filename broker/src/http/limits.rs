@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 use governor::clock::{Clock, DefaultClock};
@@ -73,31 +73,25 @@ impl Limits {
         }
     }
 
-    /// The client's address: the first address of a configured proxy header, else the peer.
-    fn client_ip(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
-        if let Some(name) = &self.client_ip_header {
-            let forwarded = headers.get(name).and_then(|v| v.to_str().ok());
-            if let Some(ip) = forwarded
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse().ok())
-            {
-                return Some(ip);
-            }
-        }
-        peer
-    }
-
-    /// Who this request counts against (an IPv4 address or an IPv6 /64).
+    /// Who this request counts against (an IPv4 address or an IPv6 /64): the first address of
+    /// a configured proxy header, else the peer.
     pub fn client_key(&self, req: &HttpRequest) -> Option<ClientKey> {
-        self.client_ip(req.headers(), req.peer_addr().map(|a| a.ip()))
+        let forwarded = self
+            .client_ip_header
+            .as_ref()
+            .and_then(|name| req.headers().get(name))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok());
+        forwarded
+            .or_else(|| req.peer_addr().map(|a| a.ip()))
             .map(ClientKey::from_ip)
     }
 
     /// `Some(seconds to wait)` when this request is over the limit.
     fn check(&self, req: &ServiceRequest) -> Option<u64> {
         let limiter = self.limiter.as_ref()?;
-        let key =
-            ClientKey::from_ip(self.client_ip(req.headers(), req.peer_addr().map(|a| a.ip()))?);
+        let key = self.client_key(req.request())?;
         match limiter.check_key(&key) {
             Ok(()) => None,
             Err(not_until) => Some(

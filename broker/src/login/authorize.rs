@@ -92,11 +92,7 @@ impl<'a> LoginFlow<'a> {
 
     /// The subject of a valid `id_token_hint` issued by this broker to `client_id`.
     fn hint_subject(&self, token: &str, client_id: &str, now: i64) -> Option<String> {
-        let claims = self
-            .provider
-            .signer
-            .verify::<serde_json::Value>(token, "JWT", now, false)
-            .ok()?;
+        let claims = super::verify_id_token_hint(self.provider, token, now)?;
         let aud_matches = match claims.get("aud")? {
             serde_json::Value::String(a) => a == client_id,
             serde_json::Value::Array(list) => list.iter().any(|a| a.as_str() == Some(client_id)),
@@ -135,7 +131,7 @@ impl<'a> LoginFlow<'a> {
         {
             Ok(started) => started,
             Err(e) => {
-                self.budget.finished(now, now);
+                self.budget.finished(now);
                 return Err(FlowError::Unavailable(e));
             }
         };
@@ -155,7 +151,7 @@ impl<'a> LoginFlow<'a> {
             .await
             .map_err(|e| {
                 // The stored pending login can never be used: it must not hold a budget place.
-                self.budget.finished(now, now);
+                self.budget.finished(now);
                 FlowError::Unavailable(anyhow::Error::new(e))
             })?;
         Ok(Next::Upstream {

@@ -59,7 +59,7 @@ impl<'a> LoginFlow<'a> {
             Ok(Err(UnknownLogin)) => return unknown(Err(FlowError::UnknownLogin), false),
             Err(e) => return unknown(Err(FlowError::Unavailable(e)), true),
         };
-        self.budget.finished(pending.created_at, now);
+        self.budget.finished(pending.created_at);
         let english = Some(pending.request.english());
         let next = self.complete(callback, pending, now).await;
         Completed {

@@ -76,9 +76,8 @@ pub async fn logout(
     let bad = |d: &'static str| LogoutError::BadRequest(OAuthError::invalid_request(d));
     let hint = match params.get("id_token_hint") {
         Some(token) => Some(
-            p.signer
-                .verify::<serde_json::Value>(token, "JWT", now, false)
-                .map_err(|_| bad("id_token_hint is not a valid ID token of this broker"))?,
+            super::verify_id_token_hint(p, token, now)
+                .ok_or_else(|| bad("id_token_hint is not a valid ID token of this broker"))?,
         ),
         None => None,
     };

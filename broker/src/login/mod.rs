@@ -121,3 +121,12 @@ impl<'a> LoginFlow<'a> {
         }
     }
 }
+
+/// The claims of an `id_token_hint`: an ID token this broker signed (expired is fine, OIDC Core
+/// §3.1.2.1 and RP-Initiated Logout §2), or `None`.
+fn verify_id_token_hint(provider: &Provider, token: &str, now: i64) -> Option<serde_json::Value> {
+    provider
+        .signer
+        .verify::<serde_json::Value>(token, "JWT", now, false)
+        .ok()
+}

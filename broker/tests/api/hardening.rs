@@ -37,6 +37,21 @@ async fn upstream_url(
     login_button(&page.text().await.expect("page")).expect("button")
 }
 
+/// Logs `hint` in with `browser` for `client` and exchanges the code: the token response.
+async fn tokens_of(
+    app: &TestApp,
+    client: &Client,
+    browser: &Browser,
+    hint: &str,
+    extra: &[(&str, &str)],
+) -> serde_json::Value {
+    let pkce = Pkce::new();
+    let cb = browser.login(app, client, hint, &pkce, extra).await;
+    let (status, tokens) = app.exchange(client, cb.code(), &pkce.verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    tokens
+}
+
 /// Goes through the mock VNeID from an upstream URL; returns the broker's answer to the callback.
 async fn through_mock(browser: &Browser, upstream: &str) -> reqwest::Response {
     let at_mock = browser.get(upstream).await;
@@ -225,9 +240,7 @@ on_both_backends!(
         let client = app.confidential_client().await;
         app.mock.set_tamper(Tamper::NoAuthTime);
         let browser = Browser::new();
-        let pkce = Pkce::new();
-        let cb = browser.login(&app, &client, "C01", &pkce, &[]).await;
-        let (_, tokens) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        let tokens = tokens_of(&app, &client, &browser, "C01", &[]).await;
         let (_, claims) = crate::support::jwt_parts(tokens["id_token"].as_str().expect("id"));
         assert!(
             claims.get("auth_time").is_none(),
@@ -289,13 +302,9 @@ on_both_backends!(
     |app: TestApp| async move {
         let client = app.confidential_client().await;
         let other = Browser::new();
-        let pkce = Pkce::new();
-        let cb = other.login(&app, &client, "C02", &pkce, &[]).await;
-        let (_, theirs) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        let theirs = tokens_of(&app, &client, &other, "C02", &[]).await;
         let browser = Browser::new();
-        let pkce = Pkce::new();
-        let cb = browser.login(&app, &client, "C01", &pkce, &[]).await;
-        let (_, mine) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        let mine = tokens_of(&app, &client, &browser, "C01", &[]).await;
         let ask = |hint: String, prompt: &'static str| {
             let (app, client, browser) = (&app, &client, &browser);
             async move {
@@ -721,9 +730,7 @@ on_both_backends!(
     |app: TestApp| async move {
         let client = app.confidential_client().await;
         let other = Browser::new();
-        let pkce = Pkce::new();
-        let cb = other.login(&app, &client, "C02", &pkce, &[]).await;
-        let (_, theirs) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        let theirs = tokens_of(&app, &client, &other, "C02", &[]).await;
         let (_, their_claims) = crate::support::jwt_parts(theirs["id_token"].as_str().expect("id"));
         let their_sub = their_claims["sub"].as_str().expect("sub").to_string();
         let browser = Browser::new();
@@ -866,15 +873,9 @@ on_both_backends!(
             }
         };
         let browser = Browser::new();
-        let pkce = Pkce::new();
-        let cb = browser.login(&app, &client, "C01", &pkce, &[]).await;
-        let (_, first) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        let first = tokens_of(&app, &client, &browser, "C01", &[]).await;
         // The same person authenticates again: the session keeps its sid.
-        let pkce = Pkce::new();
-        let cb = browser
-            .login(&app, &client, "C01", &pkce, &[("prompt", "login")])
-            .await;
-        let (_, second) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        let second = tokens_of(&app, &client, &browser, "C01", &[("prompt", "login")]).await;
         let sid = |t: &serde_json::Value| {
             crate::support::jwt_parts(t["id_token"].as_str().expect("id")).1["sid"].clone()
         };

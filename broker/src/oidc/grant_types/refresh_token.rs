@@ -37,21 +37,30 @@ pub async fn refresh(
         .refresh
         .verify(offered)
         .ok_or_else(|| OAuthError::invalid_grant(BAD_TOKEN))?;
-    // A request the grant cannot satisfy must fail before the family moves on.
-    if params.contains("scope") || params.contains("resource") {
-        if let Some(grant) = p.grants.find_grant(&token.grant_id).await? {
-            if grant.client_id == client.client_id {
-                narrow_scope(params.get("scope"), &grant.scope)?;
-                same_resource(params.get("resource"), grant.resource.as_deref())?;
-            }
-        }
-    }
-    // Everything that can fail on a backend happens before the family moves on: a client that
-    // got no answer retries with the same token, which must still be the current one.
-    let id_token_account = if client.metadata.id_token_on_refresh {
-        id_token_account(p, client, &token.grant_id).await?
+    // Everything that can fail happens before the family moves on: a request the grant cannot
+    // satisfy, and the backend reads, so that a client that got no answer retries with a token
+    // that is still the current one. The grant is read only when something needs it.
+    let narrows = params.contains("scope") || params.contains("resource");
+    let known = if narrows || client.metadata.id_token_on_refresh {
+        p.grants
+            .find_grant(&token.grant_id)
+            .await?
+            .filter(|g| g.client_id == client.client_id)
     } else {
         None
+    };
+    if let Some(grant) = known.as_ref().filter(|_| narrows) {
+        narrow_scope(params.get("scope"), &grant.scope)?;
+        same_resource(params.get("resource"), grant.resource.as_deref())?;
+    }
+    let id_token_account = match known.filter(|_| client.metadata.id_token_on_refresh) {
+        Some(grant) => Some(
+            p.accounts
+                .find(grant.account_id.as_deref().unwrap_or_default())
+                .await?
+                .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?,
+        ),
+        None => None,
     };
     let outcome = p
         .grants
@@ -140,27 +149,6 @@ fn refreshed_id_token(
         },
         now,
     )
-}
-
-/// The account an ID token on refresh will describe, read before the rotation; `None` when the
-/// grant is not this client's (the rotation then refuses the token anyway).
-async fn id_token_account(
-    p: &Provider,
-    client: &Client,
-    grant_id: &str,
-) -> Result<Option<Account>, OAuthError> {
-    let Some(grant) = p.grants.find_grant(grant_id).await? else {
-        return Ok(None);
-    };
-    if grant.client_id != client.client_id {
-        return Ok(None);
-    }
-    let account = p
-        .accounts
-        .find(grant.account_id.as_deref().unwrap_or_default())
-        .await?
-        .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
-    Ok(Some(account))
 }
 
 /// The authentic token was not the live current one. If it belongs to a live family of this
