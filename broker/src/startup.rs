@@ -9,7 +9,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::abuse::{Budgets, LoginBudget};
-use crate::accounts::login::AccountResolver;
+use crate::accounts::login::{AccountResolver, AccountStores};
 use crate::clients::auth::ClientAuthenticator;
 use crate::clients::registration::Registrar;
 use crate::clients::ClientDirectory;
@@ -169,12 +169,7 @@ impl Application {
                 sessions.clone(),
                 Duration::from_secs(settings.sessions.sso_ttl_secs),
             ),
-            accounts: AccountResolver::new(
-                Arc::new(db.clone()),
-                Arc::new(db.clone()),
-                Arc::new(db.clone()),
-                master.clone(),
-            ),
+            accounts: AccountResolver::new(AccountStores::of(&db), master.clone()),
             acr: AcrPolicy::new(&settings.acr.level1, &settings.acr.level2),
             tokens: TokenLifetimes {
                 access_token_ttl_secs: settings.tokens.access_token_ttl_secs,
@@ -201,6 +196,8 @@ impl Application {
                 master.clone(),
             ),
             budget: budget.clone(),
+            otp: crate::otp::Otp,
+            sessions: sessions.clone(),
             limits: limits.clone(),
             registrar: Registrar {
                 directory,
@@ -218,6 +215,7 @@ impl Application {
             }),
         });
 
+        ensure_account_client(&broker.registrar, issuer.as_ref(), clock.now()).await?;
         let port = listener.local_addr()?.port();
         let data = broker.clone();
         let https_issuer = settings.issuer.scheme() == "https";
@@ -296,5 +294,15 @@ fn login_budgets(settings: &RateLimitSettings) -> Budgets {
         pending_logins_per_address: per_address(settings.pending_logins_per_address),
         pending_logins_per_instance: settings.pending_logins_per_instance,
         upstream_failures_per_address: per_address(settings.upstream_failures_per_address),
+    }
+}
+
+/// The account page's own client (`http::account`), registered once.
+async fn ensure_account_client(registrar: &Registrar, issuer: &str, now: i64) -> anyhow::Result<()> {
+    use crate::clients::registration::RegistrationError;
+    let request = crate::http::account::client_request(issuer);
+    match registrar.create(&request, now).await {
+        Ok(_) | Err(RegistrationError::Conflict) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("cannot register the account page's client: {e}")),
     }
 }

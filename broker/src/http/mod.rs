@@ -1,5 +1,6 @@
 //! The only place with actix types: routes, extractors, and outcome → response mapping.
 
+pub mod account;
 pub mod admin;
 pub mod authorize;
 pub mod callback;
@@ -11,6 +12,7 @@ pub mod logging;
 pub mod logout;
 pub mod pages;
 pub mod protocol;
+mod steps;
 
 use std::sync::Arc;
 
@@ -30,6 +32,10 @@ pub struct Broker {
     pub pending: PendingLogins,
     /// Pending logins and failed upstream exchanges per address and per instance.
     pub budget: LoginBudget,
+    /// SMS one-time codes.
+    pub otp: crate::otp::Otp,
+    /// The session store (the account page's pending phone change).
+    pub sessions: Arc<dyn crate::sessions::SessionStore>,
     /// Per-address request limits and the client-address rule they use.
     pub limits: limits::Limits,
     pub registrar: Registrar,
@@ -48,6 +54,7 @@ impl Broker {
             upstream: &self.upstream,
             pending: &self.pending,
             budget: &self.budget,
+            otp: &self.otp,
         }
     }
 }
@@ -62,6 +69,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(protocol::configure)
         .configure(authorize::configure)
         .configure(callback::configure)
+        .configure(steps::configure)
+        .configure(account::configure)
         .configure(logout::configure)
         .configure(admin::configure)
         .route("/healthz", web::get().to(health_get))

@@ -270,6 +270,7 @@ pub fn claim_scope(claim: &str) -> Option<&'static str> {
     match claim {
         "name" | "birthdate" | "gender" => Some("profile"),
         "personal_id" => Some("personal_id"),
+        "phone_number" | "phone_number_verified" => Some("phone"),
         _ => None,
     }
 }

@@ -8,6 +8,9 @@
 mod accounts;
 mod audit;
 mod clients;
+mod events;
+mod failures;
+mod legacy;
 mod grants;
 mod keys;
 
