@@ -109,6 +109,8 @@ pub struct Application {
     server: actix_web::dev::Server,
     pub db: Db,
     pub broker: web::Data<Broker>,
+    /// The master key (what `broker dev` imports is sealed under it).
+    pub master: MasterKey,
 }
 
 impl Application {
@@ -124,6 +126,7 @@ impl Application {
         install_crypto_provider();
         settings.check_upstream_for_production()?;
         let master = master_key(&settings)?;
+        let master_for_app = master.clone();
         let db = connect_db(&settings).await?;
         let sessions = session_store(&settings).await?;
         let ring = KeyRing::new(key_store(&settings, &db)?, master.clone());
@@ -254,6 +257,7 @@ impl Application {
             server: server.run(),
             db,
             broker,
+            master: master_for_app,
         })
     }
 

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod admin_accounts;
 pub mod authorize;
 pub mod callback;
 pub mod errors;
@@ -73,6 +74,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(account::configure)
         .configure(logout::configure)
         .configure(admin::configure)
+        .configure(admin_accounts::configure)
         .route("/healthz", web::get().to(health_get))
         .route("/healthz", web::head().to(health_get))
         .route("/readyz", web::get().to(ready_get))

@@ -15,5 +15,6 @@ mod hardening;
 mod hostile;
 mod keys;
 mod rp;
+mod standardisation;
 mod tls;
 mod tokens;

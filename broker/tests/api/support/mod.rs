@@ -22,6 +22,8 @@ pub enum Backends {
 pub struct TestApp {
     pub url: String,
     pub admin_token: String,
+    /// The broker's master key (to seal what a test writes, like imported legacy records).
+    pub master: MasterKey,
     pub mock: MockVneid,
     pub clock: Arc<ManualClock>,
     pub app_db: broker::store::Db,
@@ -189,7 +191,9 @@ impl TestApp {
             issuer: url.parse().expect("url"),
             ..Default::default()
         };
-        settings.keys.master_key = Some(Secret::new(MasterKey::generate_encoded()));
+        let master_encoded = MasterKey::generate_encoded();
+        let master = MasterKey::from_secret(&Secret::new(master_encoded.clone())).expect("master");
+        settings.keys.master_key = Some(Secret::new(master_encoded));
         settings.keys.jwks_max_age_secs = 60;
         settings.admin.token = Some(Secret::new(admin_token.clone()));
         settings.upstream.issuer = mock_url.parse().expect("url");
@@ -227,6 +231,7 @@ impl TestApp {
         TestApp {
             url,
             admin_token,
+            master,
             mock,
             clock,
             app_db,
