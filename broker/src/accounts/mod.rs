@@ -7,6 +7,7 @@
 pub mod loa;
 pub mod login;
 pub mod personal_id;
+pub mod phone;
 
 pub use loa::Loa;
 
