@@ -60,6 +60,7 @@ pub struct MasterKey {
     lookup: hmac::Key,
     secrets: hmac::Key,
     refresh: hmac::Key,
+    otp: hmac::Key,
 }
 
 impl MasterKey {
@@ -87,6 +88,7 @@ impl MasterKey {
                 hmac::HMAC_SHA256,
                 derive("broker/refresh-token/v1").as_ref(),
             ),
+            otp: hmac::Key::new(hmac::HMAC_SHA256, derive("broker/otp/v1").as_ref()),
         })
     }
 
@@ -140,6 +142,17 @@ impl MasterKey {
     /// The MAC that makes a refresh token authentic (see `tokens::refresh_families`).
     pub fn refresh_mac(&self, data: &str) -> String {
         b64url(hmac::sign(&self.refresh, data.as_bytes()).as_ref())
+    }
+
+    /// The MAC under which one-time codes (and the names of their counters) are stored: six
+    /// digits under a plain hash would be brute-forced from a copy of the session store at once.
+    pub fn otp_mac(&self, data: &[u8]) -> Vec<u8> {
+        hmac::sign(&self.otp, data).as_ref().to_vec()
+    }
+
+    /// Whether `mac` is the OTP MAC of `data`, compared in constant time.
+    pub fn otp_mac_matches(&self, data: &[u8], mac: &[u8]) -> bool {
+        hmac::verify(&self.otp, data, mac).is_ok()
     }
 }
 

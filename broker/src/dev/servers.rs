@@ -17,6 +17,7 @@ use crate::config::{
 };
 use crate::crypto::{random_token, MasterKey};
 use crate::federation::profile::UpstreamProfile;
+use crate::otp::settings::{GatewayKind, SmsSettings};
 use crate::secret::Secret;
 use crate::startup::Application;
 
@@ -92,6 +93,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             client_secret: Some(Secret::new(upstream_secret.clone())),
             ..Default::default()
         },
+        sms: SmsSettings {
+            gateway: GatewayKind::Dev,
+            ..Default::default()
+        },
         ..Default::default()
     };
 
@@ -141,6 +146,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "  issuer      {broker_url}  (discovery: {broker_url}/.well-known/openid-configuration)"
     );
     println!("  mock VNeID  {mock_url}");
+    println!("  SMS codes   {broker_url}/dev/sms  (the dev SMS gateway sends nothing)");
     println!("  demo app    {demo_url}   ← open this and choose \"Đăng nhập bằng VNeID\"");
     println!(
         "  admin token {admin_token}  (Authorization: Bearer … on {broker_url}/admin/clients)"
