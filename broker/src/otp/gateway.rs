@@ -168,7 +168,7 @@ fn loggable(answer: &str) -> String {
             continue;
         }
         if digits.len() >= 7 {
-            out.push_str("…");
+            out.push('…');
         } else {
             out.push_str(&digits);
         }

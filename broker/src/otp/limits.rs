@@ -144,13 +144,17 @@ pub(super) async fn spend(
         if count > u64::from(limit) {
             // One line per cap and window however hard it is hammered: the first refusal.
             if count == u64::from(limit) + 1 {
+                let address = match (cap, request.address) {
+                    (Cap::Address, Some(address)) => address.to_string(),
+                    _ => String::new(),
+                };
                 tracing::warn!(
                     cap = cap.name(),
                     limit,
                     retry_after,
                     phone = %request.phone.masked(),
-                    prefix,
-                    address = request.address.filter(|_| cap == Cap::Address).map(|a| a.to_string()),
+                    prefix = %prefix,
+                    address = %address,
                     "SMS one-time codes refused: a cap is reached"
                 );
             } else {
@@ -163,7 +167,7 @@ pub(super) async fn spend(
                 cap = cap.name(),
                 limit,
                 count,
-                prefix,
+                prefix = %prefix,
                 "SMS one-time codes: 80% of a cap is spent"
             );
         }

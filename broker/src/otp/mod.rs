@@ -171,10 +171,9 @@ impl Otp {
             .await
             .map_err(OtpRefused::Unavailable)?;
         if let Err(e) = self.gateway.send(to, &self.settings.text(&code)).await {
-            tracing::warn!(to = %to.masked(), error = format!("{:#}", anyhow::Error::from(e)), "SMS one-time code not sent");
-            return Err(OtpRefused::Unavailable(anyhow::anyhow!(
-                "the SMS gateway failed"
-            )));
+            let e = anyhow::Error::from(e).context("the SMS gateway failed");
+            tracing::warn!(to = %to.masked(), error = format!("{e:#}"), "SMS one-time code not sent");
+            return Err(OtpRefused::Unavailable(e));
         }
         tracing::info!(to = %to.masked(), expires_at, "SMS one-time code sent");
         Ok(Sent {

@@ -35,7 +35,9 @@ pub struct SmsSettings {
     pub auth_value_file: Option<PathBuf>,
     /// The JSON body, with `{phone}` (E.164), `{phone_national}` (0…), `{phone_digits}` (E.164
     /// without `+`), `{message}` and `{secret}` (the auth value, for providers that want the key
-    /// in the body) substituted JSON-escaped; meant to sit inside JSON strings.
+    /// in the body) substituted JSON-escaped; meant to sit inside JSON strings. A TOML table (or
+    /// an environment value that parses as one) is taken as that JSON object.
+    #[serde(deserialize_with = "text_or_json")]
     pub body_template: String,
     /// A 2xx answer counts as sent only if its body contains this (providers that answer 200
     /// with an error code, e.g. eSMS's `"CodeResult":"100"`). Unset: any 2xx is success.
@@ -115,6 +117,21 @@ impl SmsSettings {
     }
 }
 
+/// A string as it is; anything else (a table, a map parsed from an environment value that looks
+/// like JSON) as its JSON text.
+fn text_or_json<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TextOrJson {
+        Text(String),
+        Json(serde_json::Value),
+    }
+    Ok(match TextOrJson::deserialize(deserializer)? {
+        TextOrJson::Text(text) => text,
+        TextOrJson::Json(value) => value.to_string(),
+    })
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OtpSettings {
@@ -186,5 +203,54 @@ impl OtpSettings {
         self.message
             .replace("{minutes}", &(self.code_ttl_secs / 60).to_string())
             .replace("{code}", code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use figment::providers::{Env, Format, Toml};
+    use figment::Figment;
+
+    use super::*;
+
+    #[test]
+    fn a_body_template_reads_from_toml_and_from_the_environment() {
+        let template = r#"{"to": "{phone}", "text": "{message}", "n": 2}"#;
+        let from_toml: SmsSettings = Figment::new()
+            .merge(Toml::string(&format!("body_template = '{template}'")))
+            .extract()
+            .unwrap();
+        assert_eq!(from_toml.body_template, template);
+        // A unique prefix: no other test reads these variables.
+        std::env::set_var("OTPSETTINGSTEST_BODY_TEMPLATE", template);
+        let from_env: SmsSettings = Figment::new()
+            .merge(Env::prefixed("OTPSETTINGSTEST_"))
+            .extract()
+            .unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&from_env.body_template).unwrap();
+        assert_eq!(parsed, serde_json::from_str::<serde_json::Value>(template).unwrap());
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        OtpSettings::default().validate().unwrap();
+        SmsSettings::default().validate(Environment::Production).unwrap();
+        assert_eq!(
+            OtpSettings::default().text("012345"),
+            "Mã xác thực Hue-S của bạn là 012345. Mã có hiệu lực 5 phút. Không chia sẻ mã này \
+             cho bất kỳ ai."
+        );
+    }
+
+    #[test]
+    fn impossible_code_rules_are_refused() {
+        for bad in [
+            OtpSettings { message: "no code here".into(), ..Default::default() },
+            OtpSettings { max_attempts: 0, ..Default::default() },
+            OtpSettings { resend_cooldown_secs: 300, ..Default::default() },
+            OtpSettings { code_ttl_secs: 10, ..Default::default() },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 }

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use super::gateway::SmsError;
 use super::*;
 use crate::accounts::phone::normalise;
+use crate::clock::Clock;
 use crate::secret::Secret;
 use crate::sessions::memory::MemoryStore;
 use crate::sessions::redis::RedisStore;
@@ -127,7 +128,7 @@ async fn the_store_holds_a_mac_not_the_code() {
     let raw = String::from_utf8(raw).unwrap();
     assert!(!raw.contains(&code), "{raw}");
     assert!(!raw.contains(&sha256_b64url(&code)), "{raw}");
-    let Stored::Live { mac, .. } = serde_json::from_str(&raw).unwrap() else {
+    let Stored::Live { mac, .. } = serde_json::from_str::<Stored>(&raw).unwrap() else {
         panic!("not live: {raw}");
     };
     // The MAC is keyed: another master key makes another MAC of the same input.
