@@ -171,6 +171,21 @@ mod tests {
     }
 
     #[test]
+    fn otp_macs_verify_only_whole_and_unchanged() {
+        let key = MasterKey::from_secret(&Secret::new(MasterKey::generate_encoded())).unwrap();
+        let mac = key.otp_mac(b"challenge|phone|123456");
+        assert!(key.otp_mac_matches(b"challenge|phone|123456", &mac));
+        assert!(!key.otp_mac_matches(b"challenge|phone|123457", &mac));
+        assert!(!key.otp_mac_matches(b"challenge|phone|123456", &mac[..31]));
+        let mut flipped = mac.clone();
+        flipped[0] ^= 1;
+        assert!(!key.otp_mac_matches(b"challenge|phone|123456", &flipped));
+        // Not the refresh-token or lookup key under another name.
+        assert_ne!(b64url(&mac), key.refresh_mac("challenge|phone|123456"));
+        assert_ne!(b64url(&mac), key.lookup_hash("challenge|phone|123456"));
+    }
+
+    #[test]
     fn short_master_key_is_refused() {
         assert!(MasterKey::from_secret(&Secret::new(STANDARD.encode([1u8; 16]))).is_err());
     }

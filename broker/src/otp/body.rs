@@ -118,7 +118,6 @@ fn json_escaped(value: &str) -> String {
         .to_string()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,4 +71,3 @@ impl SmsGateway for DevGateway {
         Ok(())
     }
 }
-

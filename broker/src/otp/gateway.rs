@@ -74,7 +74,10 @@ pub struct HttpGateway {
 
 impl HttpGateway {
     pub fn new(settings: &SmsSettings) -> anyhow::Result<Self> {
-        let url = settings.url.clone().context("sms.gateway = \"http\" needs sms.url")?;
+        let url = settings
+            .url
+            .clone()
+            .context("sms.gateway = \"http\" needs sms.url")?;
         let secret = read_secret(&settings.auth_value, &settings.auth_value_file)
             .context("sms.auth_value")?;
         let auth = match (&settings.auth_header, &secret) {
@@ -180,7 +183,6 @@ fn loggable(answer: &str) -> String {
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -190,8 +192,13 @@ mod tests {
     use super::*;
     use crate::accounts::phone::normalise;
 
-    /// A one-request HTTP server: answers `response` and hands over what it received.
-    async fn provider(response: &'static str) -> (url::Url, oneshot::Receiver<String>) {
+    /// A one-request HTTP server: answers `status` (with any header lines after it) and `body`,
+    /// and hands over what it received.
+    async fn provider(status: &str, body: &str) -> (url::Url, oneshot::Receiver<String>) {
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/send", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel();
@@ -228,30 +235,40 @@ mod tests {
     }
 
     fn settings(url: url::Url) -> SmsSettings {
+        // As startup does: the build's one TLS provider.
+        crate::startup::install_crypto_provider();
         SmsSettings {
             gateway: GatewayKind::Http,
             url: Some(url),
             auth_header: Some("X-Api-Key".into()),
             auth_value: Some(Secret::new("s3cret")),
-            body_template: r#"{"Phone": "{phone_national}", "Content": "{message}", "Brandname": "HUE-S"}"#.into(),
+            body_template:
+                r#"{"Phone": "{phone_national}", "Content": "{message}", "Brandname": "HUE-S"}"#
+                    .into(),
             ..Default::default()
         }
     }
 
-    const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{\"CodeResult\":\"100\"}";
+    const OK: (&str, &str) = ("200 OK", r#"{"CodeResult":"100"}"#);
 
     #[tokio::test]
     async fn http_gateway_posts_the_json_body_with_the_auth_header() {
-        let (url, received) = provider(OK).await;
+        let (url, received) = provider(OK.0, OK.1).await;
         let gateway = HttpGateway::new(&settings(url)).unwrap();
         let to = normalise("0905123456").unwrap();
-        gateway.send(&to, "Mã xác thực là \"123456\"").await.unwrap();
+        gateway
+            .send(&to, "Mã xác thực là \"123456\"")
+            .await
+            .unwrap();
         let request = received.await.unwrap();
         let (head, body) = request.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("POST /send HTTP/1.1"), "{head}");
         let head = head.to_ascii_lowercase();
         assert!(head.contains("\r\nx-api-key: s3cret"), "{head}");
-        assert!(head.contains("\r\ncontent-type: application/json"), "{head}");
+        assert!(
+            head.contains("\r\ncontent-type: application/json"),
+            "{head}"
+        );
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(
             json,
@@ -266,8 +283,12 @@ mod tests {
     #[tokio::test]
     async fn non_2xx_redirects_and_unexpected_bodies_are_failures() {
         let to = normalise("0905123456").unwrap();
-        let (url, _) = provider("HTTP/1.1 401 Unauthorized\r\nContent-Length: 30\r\n\r\nbad key for 84905123456 sorry").await;
-        let e = HttpGateway::new(&settings(url)).unwrap().send(&to, "x").await.unwrap_err();
+        let (url, _) = provider("401 Unauthorized", "bad key for 84905123456 sorry").await;
+        let e = HttpGateway::new(&settings(url))
+            .unwrap()
+            .send(&to, "x")
+            .await
+            .unwrap_err();
         match e {
             SmsError::Refused { status, body } => {
                 assert_eq!(status, 401);
@@ -276,17 +297,25 @@ mod tests {
             other => panic!("{other:?}"),
         }
 
-        let (url, _) = provider("HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/\r\nContent-Length: 0\r\n\r\n").await;
-        let e = HttpGateway::new(&settings(url)).unwrap().send(&to, "x").await.unwrap_err();
+        let (url, _) = provider("302 Found\r\nLocation: http://127.0.0.1:9/", "").await;
+        let e = HttpGateway::new(&settings(url))
+            .unwrap()
+            .send(&to, "x")
+            .await
+            .unwrap_err();
         assert!(matches!(e, SmsError::Refused { status: 302, .. }), "{e:?}");
 
-        let (url, _) = provider("HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n{\"CodeResult\":\"101\"}").await;
+        let (url, _) = provider("200 OK", r#"{"CodeResult":"101"}"#).await;
         let mut s = settings(url);
         s.success_body_contains = Some(r#""CodeResult":"100""#.into());
-        let e = HttpGateway::new(&s).unwrap().send(&to, "x").await.unwrap_err();
+        let e = HttpGateway::new(&s)
+            .unwrap()
+            .send(&to, "x")
+            .await
+            .unwrap_err();
         assert!(matches!(e, SmsError::Refused { status: 200, .. }), "{e:?}");
 
-        let (url, _) = provider(OK).await;
+        let (url, _) = provider(OK.0, OK.1).await;
         let mut s = settings(url);
         s.success_body_contains = Some(r#""CodeResult":"100""#.into());
         HttpGateway::new(&s).unwrap().send(&to, "x").await.unwrap();
@@ -299,7 +328,11 @@ mod tests {
         let mut s = settings(url.parse().unwrap());
         s.timeout_secs = 1;
         let to = normalise("0905123456").unwrap();
-        let e = HttpGateway::new(&s).unwrap().send(&to, "x").await.unwrap_err();
+        let e = HttpGateway::new(&s)
+            .unwrap()
+            .send(&to, "x")
+            .await
+            .unwrap_err();
         assert!(matches!(e, SmsError::Transport(_)), "{e:?}");
         drop(listener);
     }
@@ -312,13 +345,20 @@ mod tests {
             gateway: GatewayKind::Dev,
             ..Default::default()
         };
-        let e = build(&dev, Environment::Production, clock.clone()).err().unwrap();
+        let e = build(&dev, Environment::Production, clock.clone())
+            .err()
+            .unwrap();
         assert!(format!("{e:#}").contains("refused in production"), "{e:#}");
-        assert!(build(&dev, Environment::Development, clock.clone()).unwrap().1.is_some());
+        assert!(build(&dev, Environment::Development, clock.clone())
+            .unwrap()
+            .1
+            .is_some());
 
         let mut bad_json = settings(url.clone());
         bad_json.body_template = r#"{"to": {phone}, "text": "{message}"}"#.into();
-        let e = build(&bad_json, Environment::Production, clock.clone()).err().unwrap();
+        let e = build(&bad_json, Environment::Production, clock.clone())
+            .err()
+            .unwrap();
         assert!(format!("{e:#}").contains("not JSON"), "{e:#}");
 
         let mut no_secret = settings(url.clone());
@@ -340,6 +380,9 @@ mod tests {
     fn the_auth_value_never_shows_in_debug() {
         let s = settings("https://sms.example/send?key=abc".parse().unwrap());
         let debug = format!("{s:?}");
-        assert!(!debug.contains("s3cret") && !debug.contains("HUE-S") && !debug.contains("key=abc"), "{debug}");
+        assert!(
+            !debug.contains("s3cret") && !debug.contains("HUE-S") && !debug.contains("key=abc"),
+            "{debug}"
+        );
     }
 }

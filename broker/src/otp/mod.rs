@@ -129,7 +129,10 @@ impl Otp {
             return Err(OtpRefused::NotMobile);
         }
         let keys = Keys::of(challenge);
-        let previous = self.load(&keys.record).await.map_err(OtpRefused::Unavailable)?;
+        let previous = self
+            .load(&keys.record)
+            .await
+            .map_err(OtpRefused::Unavailable)?;
         let cooldown = self.settings.resend_cooldown_secs as i64;
         let previous_sent_at = match previous {
             Some(Stored::Dead) => return Err(OtpRefused::Exhausted),
@@ -194,7 +197,11 @@ impl Otp {
         now: i64,
     ) -> Result<(), OtpFailure> {
         let keys = Keys::of(challenge);
-        let (mac, sent_at) = match self.load(&keys.record).await.map_err(OtpFailure::Unavailable)? {
+        let (mac, sent_at) = match self
+            .load(&keys.record)
+            .await
+            .map_err(OtpFailure::Unavailable)?
+        {
             None | Some(Stored::Used { .. }) => return Err(OtpFailure::Expired),
             Some(Stored::Dead) => return Err(OtpFailure::Exhausted),
             Some(Stored::Live { expires_at, .. }) if now >= expires_at => {

@@ -228,13 +228,18 @@ mod tests {
             .extract()
             .unwrap();
         let parsed: serde_json::Value = serde_json::from_str(&from_env.body_template).unwrap();
-        assert_eq!(parsed, serde_json::from_str::<serde_json::Value>(template).unwrap());
+        assert_eq!(
+            parsed,
+            serde_json::from_str::<serde_json::Value>(template).unwrap()
+        );
     }
 
     #[test]
     fn defaults_are_valid() {
         OtpSettings::default().validate().unwrap();
-        SmsSettings::default().validate(Environment::Production).unwrap();
+        SmsSettings::default()
+            .validate(Environment::Production)
+            .unwrap();
         assert_eq!(
             OtpSettings::default().text("012345"),
             "Mã xác thực Hue-S của bạn là 012345. Mã có hiệu lực 5 phút. Không chia sẻ mã này \
@@ -245,10 +250,22 @@ mod tests {
     #[test]
     fn impossible_code_rules_are_refused() {
         for bad in [
-            OtpSettings { message: "no code here".into(), ..Default::default() },
-            OtpSettings { max_attempts: 0, ..Default::default() },
-            OtpSettings { resend_cooldown_secs: 300, ..Default::default() },
-            OtpSettings { code_ttl_secs: 10, ..Default::default() },
+            OtpSettings {
+                message: "no code here".into(),
+                ..Default::default()
+            },
+            OtpSettings {
+                max_attempts: 0,
+                ..Default::default()
+            },
+            OtpSettings {
+                resend_cooldown_secs: 300,
+                ..Default::default()
+            },
+            OtpSettings {
+                code_ttl_secs: 10,
+                ..Default::default()
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

@@ -194,7 +194,10 @@ mod tests {
         };
         let mut conn = store.conn.clone();
         let _: () = conn.set(store.key("bare"), 5).await.unwrap();
-        assert_eq!(store.incr("bare", Duration::from_secs(60)).await.unwrap(), 6);
+        assert_eq!(
+            store.incr("bare", Duration::from_secs(60)).await.unwrap(),
+            6
+        );
         let ttl: i64 = conn.pttl(store.key("bare")).await.unwrap();
         assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
     }

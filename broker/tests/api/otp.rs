@@ -20,7 +20,11 @@ on_both_backends_with!(
 
         let to = normalise("0905123456").unwrap();
         let now = app.clock.now();
-        app.broker.otp.send("login-1", &to, "account-1", None, now).await.unwrap();
+        app.broker
+            .otp
+            .send("login-1", &to, "account-1", None, now)
+            .await
+            .unwrap();
         let text = app.broker.dev_sms.as_ref().unwrap().last_to(&to).unwrap();
         let code: String = text
             .split(|c: char| !c.is_ascii_digit())
@@ -36,13 +40,24 @@ on_both_backends_with!(
         assert!(page.contains(&to.masked()), "{page}");
         assert!(!page.contains("905123456"), "the full number: {page}");
 
-        app.broker.otp.verify("login-1", &to, &code, now + 1).await.unwrap();
+        app.broker
+            .otp
+            .verify("login-1", &to, &code, now + 1)
+            .await
+            .unwrap();
         // The app's caps: the default 3 codes per phone per 15 minutes.
         for i in 2..=3 {
-            app.broker.otp.send(&format!("login-{i}"), &to, "account-1", None, now).await.unwrap();
+            app.broker
+                .otp
+                .send(&format!("login-{i}"), &to, "account-1", None, now)
+                .await
+                .unwrap();
         }
         assert!(matches!(
-            app.broker.otp.send("login-4", &to, "account-1", None, now).await,
+            app.broker
+                .otp
+                .send("login-4", &to, "account-1", None, now)
+                .await,
             Err(OtpRefused::Limited { .. })
         ));
     }
@@ -57,7 +72,10 @@ on_both_backends!(
         let to = normalise("0905123456").unwrap();
         let now = app.clock.now();
         assert!(matches!(
-            app.broker.otp.send("login-1", &to, "account-1", None, now).await,
+            app.broker
+                .otp
+                .send("login-1", &to, "account-1", None, now)
+                .await,
             Err(OtpRefused::Unavailable(_))
         ));
     }
