@@ -60,6 +60,7 @@ pub struct MasterKey {
     lookup: hmac::Key,
     secrets: hmac::Key,
     refresh: hmac::Key,
+    otp: hmac::Key,
 }
 
 impl MasterKey {
@@ -87,6 +88,7 @@ impl MasterKey {
                 hmac::HMAC_SHA256,
                 derive("broker/refresh-token/v1").as_ref(),
             ),
+            otp: hmac::Key::new(hmac::HMAC_SHA256, derive("broker/otp/v1").as_ref()),
         })
     }
 
@@ -141,6 +143,17 @@ impl MasterKey {
     pub fn refresh_mac(&self, data: &str) -> String {
         b64url(hmac::sign(&self.refresh, data.as_bytes()).as_ref())
     }
+
+    /// The MAC under which one-time codes (and the names of their counters) are stored: six
+    /// digits under a plain hash would be brute-forced from a copy of the session store at once.
+    pub fn otp_mac(&self, data: &[u8]) -> Vec<u8> {
+        hmac::sign(&self.otp, data).as_ref().to_vec()
+    }
+
+    /// Whether `mac` is the OTP MAC of `data`, compared in constant time.
+    pub fn otp_mac_matches(&self, data: &[u8], mac: &[u8]) -> bool {
+        hmac::verify(&self.otp, data, mac).is_ok()
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +168,21 @@ mod tests {
         assert!(key.open("b", &sealed).is_err());
         let other = MasterKey::from_secret(&Secret::new(MasterKey::generate_encoded())).unwrap();
         assert!(other.open("a", &sealed).is_err());
+    }
+
+    #[test]
+    fn otp_macs_verify_only_whole_and_unchanged() {
+        let key = MasterKey::from_secret(&Secret::new(MasterKey::generate_encoded())).unwrap();
+        let mac = key.otp_mac(b"challenge|phone|123456");
+        assert!(key.otp_mac_matches(b"challenge|phone|123456", &mac));
+        assert!(!key.otp_mac_matches(b"challenge|phone|123457", &mac));
+        assert!(!key.otp_mac_matches(b"challenge|phone|123456", &mac[..31]));
+        let mut flipped = mac.clone();
+        flipped[0] ^= 1;
+        assert!(!key.otp_mac_matches(b"challenge|phone|123456", &flipped));
+        // Not the refresh-token or lookup key under another name.
+        assert_ne!(b64url(&mac), key.refresh_mac("challenge|phone|123456"));
+        assert_ne!(b64url(&mac), key.lookup_hash("challenge|phone|123456"));
     }
 
     #[test]

@@ -23,6 +23,8 @@ use crate::jobs;
 use crate::oidc::acr::AcrPolicy;
 use crate::oidc::codes::Codes;
 use crate::oidc::{Provider, TokenLifetimes};
+use crate::otp::settings::GatewayKind;
+use crate::otp::Otp;
 use crate::secret::{read_secret, Secret};
 use crate::sessions::ended::EndedSessions;
 use crate::sessions::memory::MemoryStore;
@@ -190,6 +192,17 @@ impl Application {
             Duration::from_secs(settings.sessions.pending_login_ttl_secs),
         );
         budget.spawn_cleanup(clock.clone());
+        let (sms, dev_sms) =
+            crate::otp::gateway::build(&settings.sms, settings.environment, clock.clone())?;
+        if settings.sms.gateway == GatewayKind::None
+            && settings.environment == crate::config::Environment::Production
+        {
+            tracing::warn!(
+                "no SMS gateway (sms.gateway = \"none\"): citizens cannot confirm a phone by \
+                 one-time code"
+            );
+        }
+        let otp = Otp::new(&settings.otp, sessions.clone(), sms, master.clone())?;
         let broker = web::Data::new(Broker {
             provider,
             upstream: Arc::new(Upstream::new(settings.upstream.clone(), &issuer)?),
@@ -199,7 +212,8 @@ impl Application {
                 master.clone(),
             ),
             budget: budget.clone(),
-            otp: crate::otp::Otp,
+            otp,
+            dev_sms,
             sessions: sessions.clone(),
             limits: limits.clone(),
             registrar: Registrar {
@@ -222,6 +236,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let data = broker.clone();
         let https_issuer = settings.issuer.scheme() == "https";
+        let dev_sms_page = broker.dev_sms.is_some();
         let mut server = HttpServer::new(move || {
             // The last `wrap` is the outermost: requests meet the logger first, then the
             // default headers. Rate limits sit on the limited resources themselves.
@@ -242,6 +257,11 @@ impl Application {
                 >::new())
                 .app_data(data.clone())
                 .configure(crate::http::configure)
+                .configure(|cfg| {
+                    if dev_sms_page {
+                        crate::http::dev_sms::configure(cfg);
+                    }
+                })
         });
         if settings.http.workers > 0 {
             server = server.workers(settings.http.workers);

@@ -17,6 +17,7 @@ use crate::config::{
 };
 use crate::crypto::{random_token, MasterKey};
 use crate::federation::profile::UpstreamProfile;
+use crate::otp::settings::{GatewayKind, SmsSettings};
 use crate::secret::Secret;
 use crate::startup::Application;
 
@@ -90,6 +91,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         upstream: UpstreamProfile {
             issuer: Url::parse(&mock_url)?,
             client_secret: Some(Secret::new(upstream_secret.clone())),
+            ..Default::default()
+        },
+        sms: SmsSettings {
+            gateway: GatewayKind::Dev,
             ..Default::default()
         },
         ..Default::default()

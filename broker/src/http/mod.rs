@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admin_accounts;
 pub mod authorize;
 pub mod callback;
+pub mod dev_sms;
 pub mod errors;
 pub mod front;
 pub mod host;
@@ -25,6 +26,8 @@ use crate::config::Secret;
 use crate::federation::pending::PendingLogins;
 use crate::federation::upstream::Upstream;
 use crate::oidc::Provider;
+use crate::otp::dev::DevOutbox;
+use crate::otp::Otp;
 
 /// Shared application state handed to every handler.
 pub struct Broker {
@@ -33,8 +36,10 @@ pub struct Broker {
     pub pending: PendingLogins,
     /// Pending logins and failed upstream exchanges per address and per instance.
     pub budget: LoginBudget,
-    /// SMS one-time codes.
-    pub otp: crate::otp::Otp,
+    /// SMS one-time codes (phone confirmation in the login steps).
+    pub otp: Otp,
+    /// The dev SMS gateway's last messages, for `/dev/sms`; only with that gateway.
+    pub dev_sms: Option<DevOutbox>,
     /// The session store (the account page's pending phone change).
     pub sessions: Arc<dyn crate::sessions::SessionStore>,
     /// Per-address request limits and the client-address rule they use.

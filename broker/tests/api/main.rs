@@ -14,6 +14,7 @@ mod federation;
 mod hardening;
 mod hostile;
 mod keys;
+mod otp;
 mod rp;
 mod standardisation;
 mod tls;
