@@ -60,6 +60,7 @@ pub struct MasterKey {
     lookup: hmac::Key,
     secrets: hmac::Key,
     refresh: hmac::Key,
+    operators: hmac::Key,
 }
 
 impl MasterKey {
@@ -86,6 +87,10 @@ impl MasterKey {
             refresh: hmac::Key::new(
                 hmac::HMAC_SHA256,
                 derive("broker/refresh-token/v1").as_ref(),
+            ),
+            operators: hmac::Key::new(
+                hmac::HMAC_SHA256,
+                derive("broker/operator-token/v1").as_ref(),
             ),
         })
     }
@@ -135,6 +140,12 @@ impl MasterKey {
     /// entropy, so a slow password hash would only throttle the token endpoint.
     pub fn secret_hash(&self, secret: &str) -> String {
         b64url(hmac::sign(&self.secrets, secret.as_bytes()).as_ref())
+    }
+
+    /// The keyed hash under which operators' admin tokens are stored (256-bit random, like
+    /// client secrets): a copy of the table alone does not let anyone test a token.
+    pub fn operator_token_hash(&self, token: &str) -> String {
+        b64url(hmac::sign(&self.operators, token.as_bytes()).as_ref())
     }
 
     /// The MAC that makes a refresh token authentic (see `tokens::refresh_families`).

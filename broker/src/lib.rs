@@ -15,6 +15,7 @@ pub mod http;
 pub mod jobs;
 pub mod login;
 pub mod oidc;
+pub mod operators;
 pub mod scope;
 pub mod secret;
 pub mod sessions;

@@ -10,6 +10,7 @@ mod audit;
 mod clients;
 mod grants;
 mod keys;
+mod operators;
 
 use std::time::Duration;
 

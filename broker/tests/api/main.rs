@@ -14,6 +14,8 @@ mod federation;
 mod hardening;
 mod hostile;
 mod keys;
+mod operators;
+mod par;
 mod rp;
 mod tls;
 mod tokens;

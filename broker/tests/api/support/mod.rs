@@ -21,7 +21,10 @@ pub enum Backends {
 
 pub struct TestApp {
     pub url: String,
+    /// The bootstrap token: it only creates and lists operators.
     pub admin_token: String,
+    /// The token of operator `tester`, for everything else in the admin API.
+    pub operator_token: String,
     pub mock: MockVneid,
     pub clock: Arc<ManualClock>,
     pub app_db: broker::store::Db,
@@ -224,9 +227,15 @@ impl TestApp {
         let app_db = app.db.clone();
         let broker = app.broker.clone();
         tokio::spawn(app.server());
+        let (_, operator_token) = broker
+            .operators
+            .create("tester", "bootstrap", clock.now())
+            .await
+            .expect("operator");
         TestApp {
             url,
             admin_token,
+            operator_token,
             mock,
             clock,
             app_db,
@@ -257,7 +266,7 @@ impl TestApp {
     pub async fn admin_create(&self, body: Value) -> reqwest::Response {
         self.http
             .post(self.endpoint("/admin/clients"))
-            .bearer_auth(&self.admin_token)
+            .bearer_auth(&self.operator_token)
             .json(&body)
             .send()
             .await
