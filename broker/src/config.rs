@@ -285,6 +285,9 @@ impl Default for RateLimitSettings {
 pub struct LoginSettings {
     /// Skip the broker's login page and send the browser straight to the upstream.
     pub auto_redirect: bool,
+    /// Accept authorization requests only through `/par` (RFC 9126), for every client; a
+    /// client can also require it for itself (`require_pushed_authorization_requests`).
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// Environment variables with the `BROKER_` prefix that are not settings, and are known so.

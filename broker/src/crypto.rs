@@ -61,6 +61,7 @@ pub struct MasterKey {
     secrets: hmac::Key,
     refresh: hmac::Key,
     otp: hmac::Key,
+    operators: hmac::Key,
 }
 
 impl MasterKey {
@@ -89,6 +90,10 @@ impl MasterKey {
                 derive("broker/refresh-token/v1").as_ref(),
             ),
             otp: hmac::Key::new(hmac::HMAC_SHA256, derive("broker/otp/v1").as_ref()),
+            operators: hmac::Key::new(
+                hmac::HMAC_SHA256,
+                derive("broker/operator-token/v1").as_ref(),
+            ),
         })
     }
 
@@ -137,6 +142,12 @@ impl MasterKey {
     /// entropy, so a slow password hash would only throttle the token endpoint.
     pub fn secret_hash(&self, secret: &str) -> String {
         b64url(hmac::sign(&self.secrets, secret.as_bytes()).as_ref())
+    }
+
+    /// The keyed hash under which operators' admin tokens are stored (256-bit random, like
+    /// client secrets): a copy of the table alone does not let anyone test a token.
+    pub fn operator_token_hash(&self, token: &str) -> String {
+        b64url(hmac::sign(&self.operators, token.as_bytes()).as_ref())
     }
 
     /// The MAC that makes a refresh token authentic (see `tokens::refresh_families`).

@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod login;
 pub mod oidc;
 pub mod otp;
+pub mod operators;
 pub mod scope;
 pub mod secret;
 pub mod sessions;

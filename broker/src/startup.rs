@@ -22,9 +22,11 @@ use crate::http::{Broker, Readiness};
 use crate::jobs;
 use crate::oidc::acr::AcrPolicy;
 use crate::oidc::codes::Codes;
+use crate::oidc::par::PushedRequests;
 use crate::oidc::{Provider, TokenLifetimes};
 use crate::otp::settings::GatewayKind;
 use crate::otp::Otp;
+use crate::operators::Operators;
 use crate::secret::{read_secret, Secret};
 use crate::sessions::ended::EndedSessions;
 use crate::sessions::memory::MemoryStore;
@@ -60,6 +62,16 @@ fn admin_token(settings: &Settings) -> anyhow::Result<Option<Secret>> {
         );
     }
     Ok(token)
+}
+
+/// The operators of the admin API, in the database.
+pub fn operators(db: &Db, master: MasterKey) -> Operators {
+    Operators::new(
+        Arc::new(db.clone()),
+        Arc::new(db.clone()),
+        Arc::new(db.clone()),
+        master,
+    )
 }
 
 pub async fn connect_db(settings: &Settings) -> anyhow::Result<Db> {
@@ -184,6 +196,8 @@ impl Application {
             },
             jwks_max_age: settings.keys.jwks_max_age_secs,
             clock: clock.clone(),
+            pushed: PushedRequests::new(sessions.clone()),
+            require_pushed_requests: settings.login.require_pushed_authorization_requests,
         };
         let limits = crate::http::limits::Limits::new(&settings.rate_limit)?;
         limits.spawn_cleanup();
@@ -218,11 +232,14 @@ impl Application {
             limits: limits.clone(),
             registrar: Registrar {
                 directory,
-                master,
+                master: master.clone(),
                 grants: Arc::new(db.clone()),
+                audit: Arc::new(db.clone()),
+                transactions: Arc::new(db.clone()),
                 issuer: issuer.clone(),
                 production: settings.environment == crate::config::Environment::Production,
             },
+            operators: operators(&db, master.clone()),
             admin_token: admin_token(&settings)?,
             auto_redirect: settings.login.auto_redirect,
             secure_cookies: settings.issuer.scheme() == "https",

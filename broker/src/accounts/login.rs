@@ -768,6 +768,7 @@ fn login_entry<'a>(
         kind: "login",
         account_id: Some(account_id),
         client_id: None,
+        actor: None,
         detail: serde_json::json!({"upstream": identity.upstream_iss, "loa": identity.loa, "created": created}),
     }
 }

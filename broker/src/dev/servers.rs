@@ -18,6 +18,7 @@ use crate::config::{
 use crate::crypto::{random_token, MasterKey};
 use crate::federation::profile::UpstreamProfile;
 use crate::otp::settings::{GatewayKind, SmsSettings};
+use crate::operators::CLI_ACTOR;
 use crate::secret::Secret;
 use crate::startup::Application;
 
@@ -124,11 +125,21 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     let registrar = &app.broker.registrar;
     let now = app.broker.provider.now();
-    let (_, secret) = match registrar.update("demo-rp", &demo, true, now).await {
+    let (_, secret) = match registrar
+        .update("demo-rp", &demo, true, CLI_ACTOR, now)
+        .await
+    {
         Ok(done) => done,
-        Err(_) => registrar.create(&demo, now).await?,
+        Err(_) => registrar.create(&demo, CLI_ACTOR, now).await?,
     };
     let legacy = import_demo_legacy_accounts(&app, &args.data_dir, now).await?;
+    // An operator for this run, as a fresh admin token: names are never reused, so each run
+    // adds one (`dev-` and the time), and the previous run's stays valid in its database.
+    let (operator, operator_token) = app
+        .broker
+        .operators
+        .create(&format!("dev-{now}"), CLI_ACTOR, now)
+        .await?;
     let demo_server = demo_rp::serve(
         DemoRpConfig {
             broker_issuer: Url::parse(&broker_url)?,
@@ -154,7 +165,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  account     {broker_url}/account");
     println!("  demo app    {demo_url}   ← open this and choose \"Đăng nhập bằng VNeID\"");
     println!(
-        "  admin token {admin_token}  (Authorization: Bearer … on {broker_url}/admin/clients)"
+        "  admin token {operator_token}  (operator {}; Authorization: Bearer … on {broker_url}/admin/clients)",
+        operator.name
+    );
+    println!(
+        "  bootstrap   {admin_token}  (only creates operators: POST {broker_url}/admin/operators)"
     );
     let broker_server = app.server();
     tokio::select! {

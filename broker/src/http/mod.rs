@@ -13,6 +13,7 @@ pub mod limits;
 pub mod logging;
 pub mod logout;
 pub mod pages;
+pub mod par;
 pub mod protocol;
 mod steps;
 
@@ -45,6 +46,9 @@ pub struct Broker {
     /// Per-address request limits and the client-address rule they use.
     pub limits: limits::Limits,
     pub registrar: Registrar,
+    /// The operators of the admin API and their tokens.
+    pub operators: crate::operators::Operators,
+    /// The bootstrap admin token: it may only create and list operators.
     pub admin_token: Option<Secret>,
     pub auto_redirect: bool,
     /// Mark cookies `Secure` (the issuer is https).
@@ -74,6 +78,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(64 * 1024))
         .configure(protocol::configure)
         .configure(authorize::configure)
+        .configure(par::configure)
         .configure(callback::configure)
         .configure(steps::configure)
         .configure(account::configure)

@@ -15,6 +15,8 @@ pub fn metadata(p: &Provider) -> Value {
         "revocation_endpoint": e("/revoke"),
         "introspection_endpoint": e("/introspect"),
         "end_session_endpoint": e("/end_session"),
+        "pushed_authorization_request_endpoint": e("/par"),
+        "require_pushed_authorization_requests": p.require_pushed_requests,
         "scopes_supported": ["openid", "profile", "phone", "personal_id"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

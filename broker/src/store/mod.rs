@@ -13,6 +13,7 @@ mod failures;
 mod legacy;
 mod grants;
 mod keys;
+mod operators;
 
 use std::time::Duration;
 

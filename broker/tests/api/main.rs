@@ -15,6 +15,8 @@ mod hardening;
 mod hostile;
 mod keys;
 mod otp;
+mod operators;
+mod par;
 mod rp;
 mod standardisation;
 mod tls;
