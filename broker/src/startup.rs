@@ -342,7 +342,7 @@ fn login_budgets(settings: &RateLimitSettings) -> Budgets {
 async fn ensure_account_client(registrar: &Registrar, issuer: &str, now: i64) -> anyhow::Result<()> {
     use crate::clients::registration::RegistrationError;
     let request = crate::http::account::client_request(issuer);
-    match registrar.create(&request, now).await {
+    match registrar.create(&request, "startup", now).await {
         Ok(_) | Err(RegistrationError::Conflict) => Ok(()),
         Err(e) => Err(anyhow::anyhow!("cannot register the account page's client: {e}")),
     }

@@ -472,6 +472,7 @@ impl AccountResolver {
                     kind: "legacy_linked",
                     account_id: Some(account_id),
                     client_id: None,
+                    actor: operator,
                     detail: detail.clone(),
                 },
             )
@@ -565,6 +566,7 @@ impl AccountResolver {
                     kind: "legacy_unlinked",
                     account_id: Some(account_id),
                     client_id: None,
+                    actor: Some(operator),
                     detail: detail.clone(),
                 },
             )
@@ -607,6 +609,7 @@ impl AccountResolver {
                     kind: "phone_changed",
                     account_id: Some(account_id),
                     client_id: None,
+                    actor: None,
                     detail: serde_json::json!({}),
                 },
             )
@@ -710,9 +713,25 @@ impl AccountResolver {
             loa: record.loa,
             phone_verified: record.phone.is_some() && record.phone_verified_at.is_some(),
             phone: record.phone,
+            legacy_accounts: None,
             created_at: record.created_at,
             updated_at: record.updated_at,
         })
+    }
+
+    /// The account as a client sees it: with `legacy_accounts` when the client has a source.
+    pub async fn find_for(
+        &self,
+        id: &str,
+        legacy_source: Option<&str>,
+    ) -> anyhow::Result<Option<Account>> {
+        let Some(mut account) = self.find(id).await? else {
+            return Ok(None);
+        };
+        if let Some(source) = legacy_source {
+            account.legacy_accounts = Some(self.legacy_ids(id, source).await?);
+        }
+        Ok(Some(account))
     }
 
     pub async fn find(&self, id: &str) -> anyhow::Result<Option<Account>> {

@@ -5,6 +5,7 @@
 //! consent later) and returns an outcome the HTTP layer maps to a redirect or a page.
 
 pub mod failures;
+pub mod import;
 pub mod legacy;
 pub mod linking;
 pub mod names;
@@ -55,6 +56,9 @@ pub struct Account {
     /// is kept unproven).
     pub phone: Option<String>,
     pub phone_verified: bool,
+    /// For a client with a `legacy_source`: the ids of that source linked to this person (the
+    /// `legacy_accounts` claim); `None` otherwise.
+    pub legacy_accounts: Option<Vec<String>>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -45,8 +45,8 @@ const PREFIXES_2018: [(&str, &str); 21] = [
     ("0199", "059"),
 ];
 
-/// A valid phone number in E.164 form.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// A valid phone number in E.164 form. `Debug` and `Display` show it masked.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Phone {
     e164: String,
     mobile_vn: bool,
@@ -186,6 +186,12 @@ impl Phone {
     }
 }
 
+impl fmt::Debug for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Phone({})", self.masked())
+    }
+}
+
 impl fmt::Display for Phone {
     /// Masked: a `Phone` in a log line never shows the whole number.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -271,5 +277,6 @@ mod tests {
         assert_eq!(phone.masked(), "0905***456");
         assert_eq!(phone.to_string(), "0905***456");
         assert!(!format!("{phone}").contains("123"));
+        assert!(!format!("{phone:?}").contains("123"));
     }
 }

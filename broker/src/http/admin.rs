@@ -40,7 +40,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route("", web::get().to(operators_list))
                     .route("", web::post().to(operators_create))
                     .route("/{name}", web::delete().to(operators_delete)),
-            ),
+            )
+            .configure(super::admin_accounts::configure),
     );
 }
 

@@ -1,27 +1,24 @@
 //! The admin API of standardisation, for support staff: the failures to review, and the legacy
 //! records of an account, linked and unlinked by hand. Every change names its operator.
 
-use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use super::admin::Operator;
 use super::errors::HttpError;
-use super::limits::rate_limit;
 use super::Broker;
 use crate::accounts::login::AdminChange;
 
+/// Routes inside the `/admin` scope (`http::admin`), which rate-limits them.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/admin/standardisation-failures")
-            .wrap(from_fn(rate_limit))
+        web::scope("/standardisation-failures")
             .route("", web::get().to(failures_list))
             .route("/{id}", web::get().to(failure_show))
             .route("/{id}/resolve", web::post().to(failure_resolve)),
     )
     .service(
-        web::scope("/admin/accounts/{account_id}")
-            .wrap(from_fn(rate_limit))
+        web::scope("/accounts/{account_id}")
             .route("/links", web::get().to(links_list))
             .route("/links", web::post().to(link_create))
             .route("/links/{source}/{legacy_id}", web::delete().to(link_delete))

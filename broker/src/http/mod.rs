@@ -84,7 +84,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(account::configure)
         .configure(logout::configure)
         .configure(admin::configure)
-        .configure(admin_accounts::configure)
         .route("/healthz", web::get().to(health_get))
         .route("/healthz", web::head().to(health_get))
         .route("/readyz", web::get().to(ready_get))

@@ -108,6 +108,9 @@ impl<'a> LoginFlow<'a> {
         };
         // Neither a hinted person nor one the `claims` parameter requires may be replaced by
         // the person who happens to be logged in.
+        // Linking the app's own legacy account needs the person's VNeID login now, not a
+        // session that may be someone else's on a shared device.
+        let session = session.filter(|_| request.legacy_account.is_none());
         let session = session.filter(|s| {
             [hinted_subject.as_deref(), request.subject.as_deref()]
                 .into_iter()

@@ -164,8 +164,16 @@ impl<'a> LoginFlow<'a> {
     /// The legacy account the client's backend asked to link (through PAR), with the client's
     /// legacy source.
     async fn app_link(&self, pending: &PendingLogin) -> anyhow::Result<Option<(String, String)>> {
-        let _ = pending;
-        Ok(None)
+        let Some(legacy_id) = &pending.request.legacy_account else {
+            return Ok(None);
+        };
+        // The request was checked against the registration when it was pushed; a client that
+        // lost its source since then asks for nothing.
+        let client = self.provider.clients.get(&pending.request.client_id).await?;
+        Ok(client
+            .as_deref()
+            .and_then(|c| c.metadata.legacy_source())
+            .map(|source| (source.to_string(), legacy_id.clone())))
     }
 
     /// The account is known: the client's subject requirement, the SSO session, the code.

@@ -21,9 +21,11 @@ pub async fn userinfo(p: &Provider, token: &str) -> Result<Map<String, Value>, O
             "the token was not issued for OpenID Connect",
         ));
     }
+    let client = p.clients.get(&claims.client_id).await?;
+    let source = client.as_deref().and_then(|c| c.metadata.legacy_source());
     let account = p
         .accounts
-        .find(&claims.sub)
+        .find_for(&claims.sub, source)
         .await?
         .ok_or_else(invalid_token)?;
     let mut out = profile_claims(&account, &claims.scope);

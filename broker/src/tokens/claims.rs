@@ -25,6 +25,9 @@ pub struct AccessClaims {
     /// The grant this token belongs to: revoking the grant revokes the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gid: Option<String>,
+    /// The client's own legacy account ids of this person (clients with a `legacy_source`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_accounts: Option<Vec<String>>,
 }
 
 impl AccessClaims {

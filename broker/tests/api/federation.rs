@@ -386,21 +386,35 @@ on_both_backends!(
             phone: None,
             auth_time: None,
         };
+        // No legacy record: the first login asks for a phone; a proven phone creates the account.
+        assert!(matches!(
+            accounts.complete_login(&identity, None, 1_000).await.expect("login"),
+            LoginOutcome::NeedsPhone { notice: None }
+        ));
+        let phone = broker::accounts::phone::normalise("0905123456").expect("phone");
         let LoginOutcome::Authenticated {
             account: first,
             created,
+            ..
         } = accounts
-            .complete_login(&identity, 1_000)
+            .complete_with_phone(&identity, &phone, 1_000)
             .await
-            .expect("login");
+            .expect("login")
+        else {
+            panic!("a proven phone creates the account")
+        };
         assert!(created);
         let LoginOutcome::Authenticated {
             account: same,
             created,
+            ..
         } = accounts
-            .complete_login(&identity, 2_000)
+            .complete_login(&identity, None, 2_000)
             .await
-            .expect("login");
+            .expect("login")
+        else {
+            panic!("a linked identity is its account")
+        };
         assert!(!created);
         assert_eq!(
             same.updated_at, 1_000,
@@ -411,9 +425,12 @@ on_both_backends!(
         let LoginOutcome::Authenticated {
             account: changed, ..
         } = accounts
-            .complete_login(&identity, 3_000)
+            .complete_login(&identity, None, 3_000)
             .await
-            .expect("login");
+            .expect("login")
+        else {
+            panic!("a linked identity is its account")
+        };
         assert_eq!(changed.id, first.id);
         let stored = accounts
             .find(&first.id)

@@ -88,7 +88,7 @@ pub async fn exchange(
 
     let account = p
         .accounts
-        .find(&record.account_id)
+        .find_for(&record.account_id, client.metadata.legacy_source())
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
     let user = UserContext {
@@ -97,6 +97,7 @@ pub async fn exchange(
         auth_time: record.auth_time,
         acr: grant.acr.as_deref(),
         grant_id: Some(&grant.id),
+        legacy_accounts: account.legacy_accounts.as_deref(),
     };
     let aud = issue::audience(p, client, record.resource.as_deref(), &scope);
     let access_token = issue::access_token(p, client, &account.id, &scope, aud, Some(&user), now)?;

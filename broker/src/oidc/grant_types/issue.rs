@@ -15,6 +15,8 @@ pub struct UserContext<'a> {
     pub auth_time: Option<i64>,
     pub acr: Option<&'a str>,
     pub grant_id: Option<&'a str>,
+    /// The client's legacy account ids of this person (clients with a `legacy_source`).
+    pub legacy_accounts: Option<&'a [String]>,
 }
 
 /// The `aud` of an access token (RFC 9068 §2.2): the resource asked for, else the client's
@@ -54,6 +56,7 @@ pub fn access_token(
         auth_time: user.and_then(|u| u.auth_time),
         acr: user.and_then(|u| u.acr.map(str::to_string)),
         gid: user.and_then(|u| u.grant_id.map(str::to_string)),
+        legacy_accounts: user.and_then(|u| u.legacy_accounts.map(<[String]>::to_vec)),
     };
     p.signer
         .sign_access_token(&claims, now)
@@ -84,6 +87,9 @@ pub fn profile_claims(
                 account.phone_verified.into(),
             );
         }
+    }
+    if let Some(ids) = &account.legacy_accounts {
+        out.insert("legacy_accounts".into(), ids.clone().into());
     }
     if has("personal_id") {
         if let Some(pid) = &account.personal_id {

@@ -56,7 +56,10 @@ pub async fn refresh(
     let id_token_account = match known.filter(|_| client.metadata.id_token_on_refresh) {
         Some(grant) => Some(
             p.accounts
-                .find(grant.account_id.as_deref().unwrap_or_default())
+                .find_for(
+                    grant.account_id.as_deref().unwrap_or_default(),
+                    client.metadata.legacy_source(),
+                )
                 .await?
                 .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?,
         ),
@@ -87,12 +90,18 @@ pub async fn refresh(
     // A narrower scope narrows this access token only; the family keeps its scope.
     let scope = narrow_scope(params.get("scope"), &grant.scope)?;
     let account_id = grant.account_id.clone().unwrap_or_default();
+    let legacy_accounts = match (&id_token_account, client.metadata.legacy_source()) {
+        (Some(account), _) => account.legacy_accounts.clone(),
+        (None, Some(source)) => Some(p.accounts.legacy_ids(&account_id, source).await?),
+        (None, None) => None,
+    };
     let user = UserContext {
         account_id: &account_id,
         sid: grant.sid.as_deref(),
         auth_time: grant.auth_time,
         acr: grant.acr.as_deref(),
         grant_id: Some(&grant.id),
+        legacy_accounts: legacy_accounts.as_deref(),
     };
     let aud = issue::audience(p, client, grant.resource.as_deref(), &scope);
     let access_token = issue::access_token(p, client, &account_id, &scope, aud, Some(&user), now)?;

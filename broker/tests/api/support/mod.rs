@@ -202,6 +202,8 @@ impl TestApp {
         settings.upstream.issuer = mock_url.parse().expect("url");
         settings.upstream.client_secret = Some(Secret::new(upstream_secret));
         settings.database.max_connections = 5;
+        // Codes go to the dev gateway's outbox, where the tests read them.
+        settings.sms.gateway = broker::otp::settings::GatewayKind::Dev;
         match backends {
             Backends::SqliteMemory => {
                 settings.database.url = Secret::new(format!(
