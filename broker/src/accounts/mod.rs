@@ -4,9 +4,13 @@
 //! `login` runs the post-login steps (account resolution today; legacy linking, phone OTP and
 //! consent later) and returns an outcome the HTTP layer maps to a redirect or a page.
 
+pub mod import;
+pub mod legacy;
 pub mod loa;
 pub mod login;
+pub mod names;
 pub mod personal_id;
+pub mod phone;
 
 pub use loa::Loa;
 

@@ -10,6 +10,7 @@ mod audit;
 mod clients;
 mod grants;
 mod keys;
+mod legacy;
 
 use std::time::Duration;
 

@@ -14,6 +14,7 @@ mod federation;
 mod hardening;
 mod hostile;
 mod keys;
+mod legacy_import;
 mod rp;
 mod tls;
 mod tokens;
