@@ -60,6 +60,10 @@ def request(c, method, url, body=None, headers=None):
 
 c = conn()
 redirect = "https://bench.example/cb"
+status, _, _, body = request(c, "POST", "/admin/operators", json.dumps({"name": "instructions"}),
+                             {"authorization": f"Bearer {admin}", "content-type": "application/json"})
+assert status == 201, body
+admin = json.loads(body)["token"]
 status, _, _, body = request(c, "POST", "/admin/clients", json.dumps({
     "client_name": "instructions", "redirect_uris": [redirect],
     "grant_types": ["authorization_code", "refresh_token", "client_credentials"],

@@ -34,6 +34,13 @@ impl ClientKey {
     }
 }
 
+/// The address, or the /64 as `2001:db8:1:2::`: the name of a counter shared between instances.
+impl std::fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// Why a login was not started or finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {

@@ -13,6 +13,9 @@ pub struct AuditEntry<'a> {
     pub kind: &'static str,
     pub account_id: Option<&'a str>,
     pub client_id: Option<&'a str>,
+    /// Who made the change: an operator's name, `bootstrap` (the configured admin token) or
+    /// `cli`; `None` for what no operator caused (a login).
+    pub actor: Option<&'a str>,
     /// Details as JSON; no personal data beyond the account id.
     pub detail: serde_json::Value,
 }

@@ -1,4 +1,4 @@
-//! The `broker` command line: serve, dev, migrate, keys, clients, import, mock-vneid.
+//! The `broker` command line: serve, dev, migrate, keys, clients, operators, import, mock-vneid.
 
 mod import;
 
@@ -15,6 +15,7 @@ use crate::clients::view::client_view;
 use crate::clients::{AuthMethod, ClientDirectory, GrantType};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Environment, Settings};
+use crate::operators::{Operators, CLI_ACTOR};
 use crate::startup::{
     connect_db, install_crypto_provider, key_store, master_key, rotation_timings, Application,
 };
@@ -53,6 +54,9 @@ pub enum Command {
     /// Relying-party registrations.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Operators of the admin API and their tokens.
+    #[command(subcommand)]
+    Operators(OperatorsCommand),
     /// Run only the mock VNeID (refused in production).
     MockVneid(crate::dev::MockArgs),
     /// Load data from the province's older systems.
@@ -98,6 +102,16 @@ pub enum ClientsCommand {
     Delete { client_id: String },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum OperatorsCommand {
+    /// Add an operator; prints their admin token (shown only this once).
+    Create { name: String },
+    /// One line per operator (never a token).
+    List,
+    /// Revoke an operator's token at once.
+    Revoke { name: String },
+}
+
 #[derive(Args, Debug)]
 pub struct ClientArgs {
     /// Full registration as JSON (RFC 7591 names); other flags are ignored when given.
@@ -124,6 +138,13 @@ pub struct ClientArgs {
     /// A native (mobile or desktop) app: public, PKCE, private-use or loopback redirects.
     #[arg(long)]
     pub native: bool,
+    /// The source code of the app's legacy accounts (e.g. hue-s): lets it send `legacy_account`
+    /// through /par.
+    #[arg(long)]
+    pub legacy_source: Option<String>,
+    /// Accept the client's authorization requests only through /par (RFC 9126).
+    #[arg(long)]
+    pub require_par: bool,
 }
 
 fn parse_grant(s: &str) -> Result<GrantType, String> {
@@ -153,6 +174,8 @@ impl ClientArgs {
                 .native
                 .then_some(crate::clients::ApplicationType::Native),
             scope: self.scope.clone(),
+            legacy_source: self.legacy_source.clone(),
+            require_pushed_authorization_requests: self.require_par,
             ..Default::default()
         })
     }
@@ -261,10 +284,17 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
                 directory: ClientDirectory::new(Arc::new(db.clone()), 0, Arc::new(SystemClock)),
                 master: master_key(&settings)?,
                 grants: Arc::new(db.clone()),
+                audit: Arc::new(db.clone()),
+                transactions: Arc::new(db.clone()),
                 issuer: settings.issuer_str(),
                 production: settings.environment == crate::config::Environment::Production,
             };
             clients_command(&registrar, cmd, clock.now()).await
+        }
+        Command::Operators(cmd) => {
+            let db = connect_db(&settings).await?;
+            let operators = crate::startup::operators(&db, master_key(&settings)?);
+            operators_command(&operators, cmd, clock.now()).await
         }
         Command::Dev(_) | Command::MockVneid(_) | Command::Import(_) => Ok(()),
     }
@@ -284,7 +314,7 @@ async fn clients_command(
     };
     match cmd {
         ClientsCommand::Create(args) => {
-            let (client, secret) = registrar.create(&args.request()?, now).await?;
+            let (client, secret) = registrar.create(&args.request()?, CLI_ACTOR, now).await?;
             print(&client, secret.as_deref())?;
             if secret.is_some() {
                 eprintln!("The client_secret is shown only now; store it safely.");
@@ -315,13 +345,48 @@ async fn clients_command(
             rotate_secret,
         } => {
             let (client, secret) = registrar
-                .update(&client_id, &args.request()?, rotate_secret, now)
+                .update(&client_id, &args.request()?, rotate_secret, CLI_ACTOR, now)
                 .await?;
             print(&client, secret.as_deref())?;
         }
         ClientsCommand::Delete { client_id } => {
-            registrar.delete(&client_id, now).await?;
+            registrar.delete(&client_id, CLI_ACTOR, now).await?;
             println!("deleted {client_id}");
+        }
+    }
+    Ok(())
+}
+
+async fn operators_command(
+    operators: &Operators,
+    cmd: OperatorsCommand,
+    now: i64,
+) -> anyhow::Result<()> {
+    match cmd {
+        OperatorsCommand::Create { name } => {
+            let (operator, token) = operators.create(&name, CLI_ACTOR, now).await?;
+            println!("{token}");
+            eprintln!(
+                "Operator {} created. The token above is shown only now: hand it to them safely \
+                 (Authorization: Bearer … on /admin/…).",
+                operator.name
+            );
+        }
+        OperatorsCommand::List => {
+            for operator in operators.list().await? {
+                let state = match operator.revoked_at {
+                    Some(at) => format!("revoked_at={at}"),
+                    None => "active".to_string(),
+                };
+                println!(
+                    "{}\t{}\tcreated_at={}\t{state}",
+                    operator.name, operator.id, operator.created_at
+                );
+            }
+        }
+        OperatorsCommand::Revoke { name } => {
+            operators.revoke(&name, CLI_ACTOR, now).await?;
+            println!("revoked {name}");
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::federation::profile::UpstreamProfile;
+use crate::otp::settings::{OtpSettings, SmsSettings};
 // Kept reachable here for the settings' users; the type lives in `secret`.
 pub use crate::secret::{read_secret, Secret};
 use crate::tokens::keys::Alg;
@@ -39,6 +40,8 @@ pub struct Settings {
     pub acr: AcrSettings,
     pub login: LoginSettings,
     pub rate_limit: RateLimitSettings,
+    pub sms: SmsSettings,
+    pub otp: OtpSettings,
 }
 
 impl Default for Settings {
@@ -58,6 +61,8 @@ impl Default for Settings {
             acr: AcrSettings::default(),
             login: LoginSettings::default(),
             rate_limit: RateLimitSettings::default(),
+            sms: SmsSettings::default(),
+            otp: OtpSettings::default(),
         }
     }
 }
@@ -280,6 +285,9 @@ impl Default for RateLimitSettings {
 pub struct LoginSettings {
     /// Skip the broker's login page and send the browser straight to the upstream.
     pub auto_redirect: bool,
+    /// Accept authorization requests only through `/par` (RFC 9126), for every client; a
+    /// client can also require it for itself (`require_pushed_authorization_requests`).
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// Environment variables with the `BROKER_` prefix that are not settings, and are known so.
@@ -372,6 +380,8 @@ impl Settings {
             self.tokens.access_token_ttl_secs > 0,
             "access token lifetime must be positive"
         );
+        self.sms.validate(self.environment)?;
+        self.otp.validate()?;
         Ok(())
     }
 

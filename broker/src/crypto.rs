@@ -60,6 +60,8 @@ pub struct MasterKey {
     lookup: hmac::Key,
     secrets: hmac::Key,
     refresh: hmac::Key,
+    otp: hmac::Key,
+    operators: hmac::Key,
 }
 
 impl MasterKey {
@@ -86,6 +88,11 @@ impl MasterKey {
             refresh: hmac::Key::new(
                 hmac::HMAC_SHA256,
                 derive("broker/refresh-token/v1").as_ref(),
+            ),
+            otp: hmac::Key::new(hmac::HMAC_SHA256, derive("broker/otp/v1").as_ref()),
+            operators: hmac::Key::new(
+                hmac::HMAC_SHA256,
+                derive("broker/operator-token/v1").as_ref(),
             ),
         })
     }
@@ -137,9 +144,26 @@ impl MasterKey {
         b64url(hmac::sign(&self.secrets, secret.as_bytes()).as_ref())
     }
 
+    /// The keyed hash under which operators' admin tokens are stored (256-bit random, like
+    /// client secrets): a copy of the table alone does not let anyone test a token.
+    pub fn operator_token_hash(&self, token: &str) -> String {
+        b64url(hmac::sign(&self.operators, token.as_bytes()).as_ref())
+    }
+
     /// The MAC that makes a refresh token authentic (see `tokens::refresh_families`).
     pub fn refresh_mac(&self, data: &str) -> String {
         b64url(hmac::sign(&self.refresh, data.as_bytes()).as_ref())
+    }
+
+    /// The MAC under which one-time codes (and the names of their counters) are stored: six
+    /// digits under a plain hash would be brute-forced from a copy of the session store at once.
+    pub fn otp_mac(&self, data: &[u8]) -> Vec<u8> {
+        hmac::sign(&self.otp, data).as_ref().to_vec()
+    }
+
+    /// Whether `mac` is the OTP MAC of `data`, compared in constant time.
+    pub fn otp_mac_matches(&self, data: &[u8], mac: &[u8]) -> bool {
+        hmac::verify(&self.otp, data, mac).is_ok()
     }
 }
 
@@ -155,6 +179,21 @@ mod tests {
         assert!(key.open("b", &sealed).is_err());
         let other = MasterKey::from_secret(&Secret::new(MasterKey::generate_encoded())).unwrap();
         assert!(other.open("a", &sealed).is_err());
+    }
+
+    #[test]
+    fn otp_macs_verify_only_whole_and_unchanged() {
+        let key = MasterKey::from_secret(&Secret::new(MasterKey::generate_encoded())).unwrap();
+        let mac = key.otp_mac(b"challenge|phone|123456");
+        assert!(key.otp_mac_matches(b"challenge|phone|123456", &mac));
+        assert!(!key.otp_mac_matches(b"challenge|phone|123457", &mac));
+        assert!(!key.otp_mac_matches(b"challenge|phone|123456", &mac[..31]));
+        let mut flipped = mac.clone();
+        flipped[0] ^= 1;
+        assert!(!key.otp_mac_matches(b"challenge|phone|123456", &flipped));
+        // Not the refresh-token or lookup key under another name.
+        assert_ne!(b64url(&mac), key.refresh_mac("challenge|phone|123456"));
+        assert_ne!(b64url(&mac), key.lookup_hash("challenge|phone|123456"));
     }
 
     #[test]

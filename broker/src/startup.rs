@@ -9,7 +9,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::abuse::{Budgets, LoginBudget};
-use crate::accounts::login::AccountResolver;
+use crate::accounts::login::{AccountResolver, AccountStores};
 use crate::clients::auth::ClientAuthenticator;
 use crate::clients::registration::Registrar;
 use crate::clients::ClientDirectory;
@@ -22,7 +22,11 @@ use crate::http::{Broker, Readiness};
 use crate::jobs;
 use crate::oidc::acr::AcrPolicy;
 use crate::oidc::codes::Codes;
+use crate::oidc::par::PushedRequests;
 use crate::oidc::{Provider, TokenLifetimes};
+use crate::otp::settings::GatewayKind;
+use crate::otp::Otp;
+use crate::operators::Operators;
 use crate::secret::{read_secret, Secret};
 use crate::sessions::ended::EndedSessions;
 use crate::sessions::memory::MemoryStore;
@@ -58,6 +62,16 @@ fn admin_token(settings: &Settings) -> anyhow::Result<Option<Secret>> {
         );
     }
     Ok(token)
+}
+
+/// The operators of the admin API, in the database.
+pub fn operators(db: &Db, master: MasterKey) -> Operators {
+    Operators::new(
+        Arc::new(db.clone()),
+        Arc::new(db.clone()),
+        Arc::new(db.clone()),
+        master,
+    )
 }
 
 pub async fn connect_db(settings: &Settings) -> anyhow::Result<Db> {
@@ -109,6 +123,8 @@ pub struct Application {
     server: actix_web::dev::Server,
     pub db: Db,
     pub broker: web::Data<Broker>,
+    /// The master key (what `broker dev` imports is sealed under it).
+    pub master: MasterKey,
 }
 
 impl Application {
@@ -124,6 +140,7 @@ impl Application {
         install_crypto_provider();
         settings.check_upstream_for_production()?;
         let master = master_key(&settings)?;
+        let master_for_app = master.clone();
         let db = connect_db(&settings).await?;
         let sessions = session_store(&settings).await?;
         let ring = KeyRing::new(key_store(&settings, &db)?, master.clone());
@@ -169,12 +186,7 @@ impl Application {
                 sessions.clone(),
                 Duration::from_secs(settings.sessions.sso_ttl_secs),
             ),
-            accounts: AccountResolver::new(
-                Arc::new(db.clone()),
-                Arc::new(db.clone()),
-                Arc::new(db.clone()),
-                master.clone(),
-            ),
+            accounts: AccountResolver::new(AccountStores::of(&db), master.clone()),
             acr: AcrPolicy::new(&settings.acr.level1, &settings.acr.level2),
             tokens: TokenLifetimes {
                 access_token_ttl_secs: settings.tokens.access_token_ttl_secs,
@@ -184,6 +196,8 @@ impl Application {
             },
             jwks_max_age: settings.keys.jwks_max_age_secs,
             clock: clock.clone(),
+            pushed: PushedRequests::new(sessions.clone()),
+            require_pushed_requests: settings.login.require_pushed_authorization_requests,
         };
         let limits = crate::http::limits::Limits::new(&settings.rate_limit)?;
         limits.spawn_cleanup();
@@ -192,6 +206,17 @@ impl Application {
             Duration::from_secs(settings.sessions.pending_login_ttl_secs),
         );
         budget.spawn_cleanup(clock.clone());
+        let (sms, dev_sms) =
+            crate::otp::gateway::build(&settings.sms, settings.environment, clock.clone())?;
+        if settings.sms.gateway == GatewayKind::None
+            && settings.environment == crate::config::Environment::Production
+        {
+            tracing::warn!(
+                "no SMS gateway (sms.gateway = \"none\"): citizens cannot confirm a phone by \
+                 one-time code"
+            );
+        }
+        let otp = Otp::new(&settings.otp, sessions.clone(), sms, master.clone())?;
         let broker = web::Data::new(Broker {
             provider,
             upstream: Arc::new(Upstream::new(settings.upstream.clone(), &issuer)?),
@@ -201,14 +226,20 @@ impl Application {
                 master.clone(),
             ),
             budget: budget.clone(),
+            otp,
+            dev_sms,
+            sessions: sessions.clone(),
             limits: limits.clone(),
             registrar: Registrar {
                 directory,
-                master,
+                master: master.clone(),
                 grants: Arc::new(db.clone()),
+                audit: Arc::new(db.clone()),
+                transactions: Arc::new(db.clone()),
                 issuer: issuer.clone(),
                 production: settings.environment == crate::config::Environment::Production,
             },
+            operators: operators(&db, master.clone()),
             admin_token: admin_token(&settings)?,
             auto_redirect: settings.login.auto_redirect,
             secure_cookies: settings.issuer.scheme() == "https",
@@ -218,9 +249,11 @@ impl Application {
             }),
         });
 
+        ensure_account_client(&broker.registrar, issuer.as_ref(), clock.now()).await?;
         let port = listener.local_addr()?.port();
         let data = broker.clone();
         let https_issuer = settings.issuer.scheme() == "https";
+        let dev_sms_page = broker.dev_sms.is_some();
         let mut server = HttpServer::new(move || {
             // The last `wrap` is the outermost: requests meet the logger first, then the
             // default headers. Rate limits sit on the limited resources themselves.
@@ -241,6 +274,11 @@ impl Application {
                 >::new())
                 .app_data(data.clone())
                 .configure(crate::http::configure)
+                .configure(|cfg| {
+                    if dev_sms_page {
+                        crate::http::dev_sms::configure(cfg);
+                    }
+                })
         });
         if settings.http.workers > 0 {
             server = server.workers(settings.http.workers);
@@ -256,6 +294,7 @@ impl Application {
             server: server.run(),
             db,
             broker,
+            master: master_for_app,
         })
     }
 
@@ -296,5 +335,15 @@ fn login_budgets(settings: &RateLimitSettings) -> Budgets {
         pending_logins_per_address: per_address(settings.pending_logins_per_address),
         pending_logins_per_instance: settings.pending_logins_per_instance,
         upstream_failures_per_address: per_address(settings.upstream_failures_per_address),
+    }
+}
+
+/// The account page's own client (`http::account`), registered once.
+async fn ensure_account_client(registrar: &Registrar, issuer: &str, now: i64) -> anyhow::Result<()> {
+    use crate::clients::registration::RegistrationError;
+    let request = crate::http::account::client_request(issuer);
+    match registrar.create(&request, now).await {
+        Ok(_) | Err(RegistrationError::Conflict) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("cannot register the account page's client: {e}")),
     }
 }

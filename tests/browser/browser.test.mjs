@@ -8,7 +8,8 @@
 // one test into another. On a failure the page is saved as a PNG in SCREENSHOT_DIR.
 
 import assert from 'node:assert/strict'
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
@@ -86,6 +87,47 @@ async function inBrowser(name, { locale = 'vi-VN' } = {}, body) {
 }
 
 const lang = (page) => page.locator('html').getAttribute('lang')
+
+// axe-core, run inside the page through Playwright's evaluate (the pages' CSP allows no script).
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8')
+
+/** Checks the current page against WCAG 2.1 A and AA with axe-core; fails on any violation. */
+async function expectAccessible(page, what) {
+  const result = await page.evaluate(
+    `${AXE_SOURCE}; axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })`,
+  )
+  const violations = result.violations.map(
+    (v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`,
+  )
+  assert.deepEqual(violations, [], `${what}: WCAG 2.1 AA violations`)
+  assert.ok(result.passes.length > 10, `${what}: axe-core ran its checks`)
+}
+
+/** The last code the dev SMS gateway got for `phone`, read from broker dev's /dev/sms page. */
+async function codeFromDevSms(context, phoneDigits) {
+  const sms = await context.newPage()
+  try {
+    await sms.goto(`${BROKER_URL}/dev/sms`)
+    const text = await sms.locator('body').innerText()
+    const line = text.split('\n').find((l) => l.replace(/\D/g, '').includes(phoneDigits.slice(-3)) && /\b\d{6}\b/.test(l))
+    const code = (line ?? text).match(/\b(\d{6})\b/)
+    assert.ok(code, `a code for ${phoneDigits} on /dev/sms: ${text}`)
+    return code[1]
+  } finally {
+    await sms.close()
+  }
+}
+
+/** From the demo app through the login page and the mock VNeID as `citizen`; stops where the broker sends the browser. */
+async function throughVneid(page, citizen) {
+  await page.goto(`${DEMO_URL}/`)
+  await page.getByRole('link', { name: 'Đăng nhập bằng VNeID' }).click()
+  const button = await expectLoginPage(page, { language: 'vi' })
+  await button.click()
+  await page.waitForURL(startsWith(`${MOCK_URL}/`))
+  await page.locator(`button[name="citizen"][value="${citizen}"]`).click()
+  await page.waitForURL((url) => !url.href.startsWith(MOCK_URL) && !url.pathname.startsWith('/callback/'))
+}
 const startsWith = (prefix) => (url) => url.href.startsWith(prefix)
 
 /** On the broker's login page (after the demo app's redirect): checks it and returns its button. */
@@ -262,6 +304,53 @@ describe('broker pages in Chromium', () => {
       await page.goto(`${BROKER_URL}/authorize?client_id=nobody`)
       assert.equal(await lang(page), 'en')
       assert.equal(await page.title(), 'Sign-in failed')
+    })
+  })
+
+  test('a new citizen gives a phone, types the SMS code and is signed in to the demo app', async () => {
+    await inBrowser('new-citizen', {}, async (page, context) => {
+      await throughVneid(page, 'C04')
+      assert.match(page.url(), new RegExp(`^${BROKER_URL}/login/`), 'the phone step')
+      assert.equal(await lang(page), 'vi')
+      assert.equal((await page.locator('h1').textContent()).trim(), 'Cập nhật số điện thoại')
+      await expectAccessible(page, 'phone page')
+      await page.getByLabel('Số điện thoại').fill('0781 139 068')
+      await page.locator('#send-code').click()
+      await page.waitForSelector('#verify-code')
+      assert.match(await page.locator('main').innerText(), /0781\*+068/, 'the masked number')
+      await expectAccessible(page, 'code page')
+      const code = await codeFromDevSms(context, '0781139068')
+      await page.getByLabel('Mã OTP').fill(code)
+      await page.locator('#verify-code').click()
+      await page.waitForURL(startsWith(`${DEMO_URL}/callback?`))
+      assert.equal((await page.locator('h1').textContent()).trim(), 'Đăng nhập thành công')
+      const claims = JSON.parse(await page.locator('pre').first().textContent())
+      assert.equal(claims.name, 'Huỳnh Tấn Lộc')
+      // The account page shows the proven phone, behind the same SSO session.
+      await page.goto(`${BROKER_URL}/account`)
+      await page.waitForSelector('#phone-now')
+      assert.match(await page.locator('#phone-now').innerText(), /0781139068 \(đã xác thực\)/)
+      await expectAccessible(page, 'account page')
+    })
+  })
+
+  test('a legacy citizen whose birth date differs meets the failure page, in both languages', async () => {
+    await inBrowser('failure-page', {}, async (page) => {
+      await throughVneid(page, 'C03')
+      assert.match(page.url(), new RegExp(`^${BROKER_URL}/login/`))
+      assert.equal((await page.locator('h1').textContent()).trim(), 'Chuẩn hoá không thành công')
+      const fields = await page.locator('#failure-fields li').allInnerTexts()
+      assert.deepEqual(fields, ['Ngày sinh'])
+      assert.equal(await page.locator('a[href="tel:19000368"]').count(), 1, 'VNeID hotline')
+      assert.equal(await page.locator('a[href="tel:19001075"]').count(), 1, 'Hue-S hotline')
+      assert.doesNotMatch(await page.locator('main').innerText(), /1979/, "never the other record's data")
+      await expectAccessible(page, 'failure page')
+      await page.getByRole('link', { name: 'English', exact: true }).click()
+      await page.waitForFunction(() => document.documentElement.lang === 'en')
+      assert.deepEqual(await page.locator('#failure-fields li').allInnerTexts(), ['Date of birth'])
+      await expectAccessible(page, 'failure page (en)')
+      await page.locator('#continue').click()
+      await page.waitForSelector('#send-code')
     })
   })
 })

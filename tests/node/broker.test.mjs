@@ -411,4 +411,39 @@ describe('broker with openid-client', () => {
     const tokens = await client.authorizationCodeGrant(config, flow.callbackUrl, flow.checks)
     assert.equal(tokens.claims().name, C01.name, 'the code still redeems with the right secret')
   })
+
+  test('a login through a pushed authorization request (RFC 9126)', { timeout: TIMEOUT }, async () => {
+    const meta = config.serverMetadata()
+    assert.equal(meta.pushed_authorization_request_endpoint, `${ISSUER}/par`, 'PAR endpoint in discovery')
+    const pkceCodeVerifier = client.randomPKCECodeVerifier()
+    const state = client.randomState()
+    const nonce = client.randomNonce()
+    const authorizationUrl = await client.buildAuthorizationUrlWithPAR(config, {
+      redirect_uri: REDIRECT_URI,
+      scope: SCOPE,
+      code_challenge: await client.calculatePKCECodeChallenge(pkceCodeVerifier),
+      code_challenge_method: 'S256',
+      state,
+      nonce,
+      login_hint: LOGIN_HINT,
+    })
+    assert.deepEqual(
+      [...authorizationUrl.searchParams.keys()].sort(),
+      ['client_id', 'request_uri'],
+      'the browser carries only client_id and request_uri',
+    )
+    assert.match(authorizationUrl.searchParams.get('request_uri'), /^urn:ietf:params:oauth:request_uri:/)
+    const { callbackUrl } = await browse(authorizationUrl)
+    const tokens = await client.authorizationCodeGrant(config, callbackUrl, {
+      pkceCodeVerifier,
+      expectedState: state,
+      expectedNonce: nonce,
+      idTokenExpected: true,
+    })
+    assert.equal(tokens.claims().name, C01.name, 'the pushed login is C01')
+    // The request_uri is single use.
+    const again = await fetch(authorizationUrl, { redirect: 'manual' })
+    assert.equal(again.status, 400, 'a used request_uri is refused')
+    assert.equal(again.headers.get('location'), null, 'and not redirected')
+  })
 })

@@ -165,9 +165,19 @@ REGISTRATION=$(cat <<EOF
 {"client_name":"node openid-client","redirect_uris":["$REDIRECT_URI"],"grant_types":["authorization_code","refresh_token"],"token_endpoint_auth_method":"client_secret_basic","scope":"openid profile"}
 EOF
 )
+# The bootstrap token only creates operators; an operator's token registers the client.
+HTTP_STATUS=$(curl -sS -o "$WORK/operator.json" -w '%{http_code}' --max-time 10 \
+    -X POST "$ISSUER/admin/operators" \
+    -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
+    --data '{"name":"node-test"}')
+if [[ "$HTTP_STATUS" != 201 ]]; then
+    log "POST /admin/operators answered $HTTP_STATUS, expected 201: $(cat "$WORK/operator.json")"
+    exit 1
+fi
+OPERATOR_TOKEN=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["token"])' "$WORK/operator.json")
 HTTP_STATUS=$(curl -sS -o "$WORK/client.json" -w '%{http_code}' --max-time 10 \
     -X POST "$ISSUER/admin/clients" \
-    -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
+    -H "Authorization: Bearer $OPERATOR_TOKEN" -H 'Content-Type: application/json' \
     --data "$REGISTRATION")
 if [[ "$HTTP_STATUS" != 201 ]]; then
     log "POST /admin/clients answered $HTTP_STATUS, expected 201: $(cat "$WORK/client.json")"

@@ -24,7 +24,8 @@ pub struct Args {
     #[arg(long)]
     pub issuer: Url,
 
-    /// Bearer token for `POST {issuer}/admin/clients`, used to register the load-test client.
+    /// Admin bearer token (the bootstrap token or an operator's): creates an operator, whose token
+    /// registers the load-test client.
     #[arg(long, env = "BROKER_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 

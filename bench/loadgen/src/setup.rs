@@ -23,7 +23,8 @@ pub async fn connect(http: reqwest::Client, args: &Args) -> anyhow::Result<Broke
                 .admin_token
                 .as_deref()
                 .context("no admin token to register a client")?;
-            register_client(&http, &args.issuer, token, &args.scope).await?
+            let operator = operator_token(&http, &args.issuer, token).await?;
+            register_client(&http, &args.issuer, &operator, &args.scope).await?
         }
     };
     Ok(Broker {
@@ -75,6 +76,44 @@ fn endpoint(doc: &Value, field: &str) -> anyhow::Result<Url> {
         Url::parse(&string_field(doc, field)?).with_context(|| format!("discovery {field}"))?;
     ensure_loopback(&url).with_context(|| format!("discovery {field}"))?;
     Ok(url)
+}
+
+/// A fresh operator's token: the broker's bootstrap token may only create operators, and an
+/// operator's token may too, so either kind of admin token works here.
+async fn operator_token(
+    http: &reqwest::Client,
+    issuer: &Url,
+    admin_token: &str,
+) -> anyhow::Result<String> {
+    let url = issuer_url(issuer, "admin/operators")?;
+    let name = format!(
+        "loadgen-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    );
+    let response = http
+        .post(url.clone())
+        .bearer_auth(admin_token)
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .with_context(|| format!("reading {url}"))?;
+    if !status.is_success() {
+        bail!("POST {url}: HTTP {status}: {body}");
+    }
+    let doc: Value =
+        serde_json::from_str(&body).with_context(|| format!("{url} answered no JSON"))?;
+    doc.get("token")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| format!("POST {url}: response lacks the token"))
 }
 
 async fn register_client(

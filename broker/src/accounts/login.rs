@@ -1,109 +1,627 @@
-//! The post-login step pipeline, run after the upstream identity is verified and before the
-//! broker issues its code. Each step may finish the login, continue, or stop at an
-//! interstitial page; later issues add legacy-account linking, phone OTP and consent as steps.
+//! Account resolution and standardisation ("chuẩn hoá"), run after the upstream identity is
+//! verified and before the broker issues its code. A linked identity is its account (profile
+//! refreshed from VNeID, the source of truth). An identity met for the first time, or an account
+//! from before standardisation existed, is matched against the legacy records: by ID number
+//! first, then, after the citizen proves a phone by OTP, by that phone. Every write commits with
+//! its audit entry and its outbox event; every doubt is recorded for support and shown to the
+//! citizen as the failure page. The decisions themselves are in `linking.rs`.
 
 use std::sync::Arc;
 
+use super::failures::{Failure, FailureStore, Field, Reason};
+use super::legacy::{LegacyRecord, LegacySealer, LegacyStore};
+use super::linking::{self, PhoneMatch};
 use super::personal_id::{self, IdCheck};
+use super::phone::Phone;
 use super::{Account, AccountRecord, AccountStore, UpstreamIdentity};
 use crate::audit::{AuditEntry, AuditLog};
 use crate::crypto::MasterKey;
-use crate::transaction::Transactions;
+use crate::events::{types, Event, Outbox};
+use crate::transaction::{Transaction, Transactions};
+
+/// A failure the citizen is shown (the record for support is already written).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Notice {
+    pub failure_id: String,
+    pub reason: Reason,
+    pub fields: Vec<Field>,
+}
 
 #[derive(Debug)]
 pub enum LoginOutcome {
-    /// The person is logged in to this account.
-    Authenticated { account: Account, created: bool },
+    /// The person is logged in to this account; `notice`, when present, is shown first.
+    Authenticated {
+        account: Account,
+        created: bool,
+        notice: Option<Notice>,
+    },
+    /// No record matched by ID number: the citizen gives a phone and proves it by OTP
+    /// (after the failure page, when `notice` is present).
+    NeedsPhone { notice: Option<Notice> },
 }
 
-/// Resolves the upstream identity to an account: the linked one (profile refreshed) or a new one.
+/// A link the client's backend asked for through PAR: its own legacy source and account id.
+#[derive(Clone, Debug)]
+pub struct AppLink<'a> {
+    pub source: &'a str,
+    pub legacy_id: &'a str,
+}
+
+/// How a record came to be linked, for the audit log and the event.
+#[derive(Clone, Copy, Debug)]
+pub enum LinkMethod {
+    PersonalId,
+    Phone,
+    App,
+    Admin,
+}
+
+impl LinkMethod {
+    fn as_str(self) -> &'static str {
+        match self {
+            LinkMethod::PersonalId => "personal_id",
+            LinkMethod::Phone => "phone",
+            LinkMethod::App => "app",
+            LinkMethod::Admin => "admin",
+        }
+    }
+}
+
+/// What an administrator's link or unlink did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AdminChange {
+    Done,
+    NoSuchAccount,
+    NoSuchRecord,
+    /// Linked to another account (link), or not linked to this one (unlink).
+    Conflict,
+}
+
+/// The stores account resolution writes to; on the database they are all `Db`.
+#[derive(Clone)]
+pub struct AccountStores {
+    pub accounts: Arc<dyn AccountStore>,
+    pub legacy: Arc<dyn LegacyStore>,
+    pub failures: Arc<dyn FailureStore>,
+    pub outbox: Arc<dyn Outbox>,
+    pub audit: Arc<dyn AuditLog>,
+    pub transactions: Arc<dyn Transactions>,
+}
+
+impl AccountStores {
+    pub fn of(db: &crate::store::Db) -> Self {
+        let db = Arc::new(db.clone());
+        Self {
+            accounts: db.clone(),
+            legacy: db.clone(),
+            failures: db.clone(),
+            outbox: db.clone(),
+            audit: db.clone(),
+            transactions: db,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct AccountResolver {
-    store: Arc<dyn AccountStore>,
-    audit: Arc<dyn AuditLog>,
-    transactions: Arc<dyn Transactions>,
+    stores: AccountStores,
     master: MasterKey,
+    sealer: LegacySealer,
 }
 
 impl AccountResolver {
-    pub fn new(
-        store: Arc<dyn AccountStore>,
-        audit: Arc<dyn AuditLog>,
-        transactions: Arc<dyn Transactions>,
-        master: MasterKey,
-    ) -> Self {
+    pub fn new(stores: AccountStores, master: MasterKey) -> Self {
         Self {
-            store,
-            audit,
-            transactions,
+            stores,
+            sealer: LegacySealer::new(master.clone()),
             master,
         }
     }
 
-    /// A new account, its link and the login's audit entry commit together; so do a changed
-    /// profile and its audit entry. An unchanged profile only appends the audit entry.
+    /// After the upstream login: the account, or the phone step. A standardised account only
+    /// gains the records that appeared since (a new import) and the one its app asked for.
     #[tracing::instrument(skip_all, fields(upstream_sub = %identity.upstream_sub))]
     pub async fn complete_login(
         &self,
         identity: &UpstreamIdentity,
+        app_link: Option<AppLink<'_>>,
+        now: i64,
+    ) -> anyhow::Result<LoginOutcome> {
+        let existing = self.refreshed(identity, now).await?;
+        if let Some(flag) = existing.as_ref().and_then(|r| r.personal_id_flag.as_ref()) {
+            tracing::warn!(flag = %flag, "personal ID failed the structure check; kept and flagged");
+        }
+        let account_id = existing.as_ref().map(|r| r.id.clone());
+        let by_id = linking::match_by_id(
+            self.records_by_id(identity).await?,
+            identity,
+            account_id.as_deref(),
+        );
+        let mut links: Vec<(LegacyRecord, LinkMethod)> = by_id
+            .agree
+            .into_iter()
+            .map(|r| (r, LinkMethod::PersonalId))
+            .collect();
+        let mut notice = None;
+        if let Some(app) = app_link {
+            match self.app_record(&app, identity, account_id.as_deref()).await? {
+                Ok(Some(record)) => {
+                    if !links.iter().any(|(r, _)| r.legacy_id == record.legacy_id && r.source == record.source) {
+                        links.push((record, LinkMethod::App));
+                    }
+                }
+                Ok(None) => {}
+                Err((fields, compared)) => {
+                    notice = Some(
+                        self.fail(identity, account_id.as_deref(), Reason::AppLinkRefused, fields, compared, now)
+                            .await?,
+                    );
+                }
+            }
+        }
+        let standardised = existing.as_ref().is_some_and(|r| r.standardised_at.is_some());
+        if !by_id.disagree.is_empty() || !by_id.taken.is_empty() {
+            let (reason, fields) = if by_id.disagree.is_empty() {
+                (Reason::Ambiguous, Vec::new())
+            } else {
+                (Reason::IdMismatch, union(by_id.disagree.iter().map(|(_, f)| f)))
+            };
+            let compared = compared(identity, by_id.disagree.iter().map(|(r, f)| (r, f.as_slice())).chain(by_id.taken.iter().map(|r| (r, &[][..]))));
+            // A standardised account is not stopped again for a doubt support already has.
+            let known = self
+                .stores
+                .failures
+                .has_open_failure(&identity.upstream_iss, &identity.upstream_sub, reason)
+                .await?;
+            if !(standardised && known) {
+                let failure = self
+                    .fail(identity, account_id.as_deref(), reason, fields, compared, now)
+                    .await?;
+                if !standardised {
+                    notice = notice.or(Some(failure));
+                }
+            }
+        }
+        match existing {
+            Some(record) if standardised => {
+                if !links.is_empty() {
+                    self.write(identity, Some(record.clone()), &links, None, now).await?;
+                }
+                Ok(LoginOutcome::Authenticated {
+                    account: self.open(record)?,
+                    created: false,
+                    notice,
+                })
+            }
+            existing if !links.is_empty() => {
+                let (record, created) = self.write(identity, existing, &links, None, now).await?;
+                Ok(LoginOutcome::Authenticated {
+                    account: self.open(record)?,
+                    created,
+                    notice,
+                })
+            }
+            _ => Ok(LoginOutcome::NeedsPhone { notice }),
+        }
+    }
+
+    /// After the citizen proved `phone` by OTP: link the records behind it that are theirs, or
+    /// record the doubt; either way the account exists afterwards, with the proven phone.
+    #[tracing::instrument(skip_all, fields(upstream_sub = %identity.upstream_sub, phone = %phone))]
+    pub async fn complete_with_phone(
+        &self,
+        identity: &UpstreamIdentity,
+        phone: &Phone,
         now: i64,
     ) -> anyhow::Result<LoginOutcome> {
         let existing = self
-            .store
+            .stores
+            .accounts
             .find_by_link(&identity.upstream_iss, &identity.upstream_sub)
             .await?;
-        let (record, created) = match existing {
-            Some(old) => {
-                let record = self.profile_record(old.id.clone(), identity, old.created_at, now);
-                // VNeID is the source of truth, but it rarely changes: write only what changed.
-                if self.same_profile(&old, &record, identity)? {
-                    let entry = login_entry(now, &old.id, identity, false);
-                    self.audit.append_alone(&entry).await?;
-                    (old, false)
-                } else {
-                    let mut tx = self.transactions.begin().await?;
-                    self.store.refresh_profile(&mut tx, &record).await?;
-                    let entry = login_entry(now, &record.id, identity, false);
-                    self.audit.append(&mut tx, &entry).await?;
-                    tx.commit().await?;
-                    (record, false)
-                }
+        let account_id = existing.as_ref().map(|r| r.id.clone());
+        let found = self.open_all(self.stores.legacy.find_by_phone(phone.e164()).await?)?;
+        let proven = Some((phone.e164(), now));
+        let (links, notice) = match linking::match_by_phone(found, identity) {
+            PhoneMatch::Link(records) => (
+                records.into_iter().map(|r| (r, LinkMethod::Phone)).collect(),
+                None,
+            ),
+            PhoneMatch::Ambiguous(records) => {
+                let compared = compared(identity, records.iter().map(|r| (r, &[][..])));
+                let notice = self
+                    .fail(identity, account_id.as_deref(), Reason::Ambiguous, Vec::new(), compared, now)
+                    .await?;
+                (Vec::new(), Some(notice))
             }
-            None => self.create(identity, now).await?,
+            PhoneMatch::Disagree(records, fields) => {
+                let compared = compared(identity, records.iter().map(|r| (r, fields.as_slice())));
+                let notice = self
+                    .fail(identity, account_id.as_deref(), Reason::PhoneMismatch, fields, compared, now)
+                    .await?;
+                (Vec::new(), Some(notice))
+            }
+            PhoneMatch::Nothing => (Vec::new(), None),
         };
-        if let Some(flag) = &record.personal_id_flag {
-            tracing::warn!(account = %record.id, flag = %flag, "personal ID failed the structure check; kept and flagged");
-        }
+        let (record, created) = self.write(identity, existing, &links, proven, now).await?;
         Ok(LoginOutcome::Authenticated {
             account: self.open(record)?,
             created,
+            notice,
         })
     }
 
-    /// A first login: the account, its link and the audit entry in one transaction. When
-    /// another login linked the same identity first, ours is rolled back and theirs is used.
-    async fn create(
+    /// A failure for support, and the notice for the citizen.
+    async fn fail(
+        &self,
+        identity: &UpstreamIdentity,
+        account_id: Option<&str>,
+        reason: Reason,
+        fields: Vec<Field>,
+        compared: serde_json::Value,
+        now: i64,
+    ) -> anyhow::Result<Notice> {
+        let failure = Failure {
+            id: uuid::Uuid::now_v7().to_string(),
+            created_at: now,
+            upstream_iss: identity.upstream_iss.clone(),
+            upstream_sub: identity.upstream_sub.clone(),
+            account_id: account_id.map(str::to_string),
+            reason: reason.as_str().to_string(),
+            fields: fields.clone(),
+            compared,
+            resolved_at: None,
+            resolved_by: None,
+            resolution: None,
+        };
+        self.stores.failures.record_failure(&failure).await?;
+        tracing::info!(reason = reason.as_str(), failure = %failure.id, "standardisation failed; recorded for support");
+        Ok(Notice {
+            failure_id: failure.id,
+            reason,
+            fields,
+        })
+    }
+
+    /// Five wrong codes: recorded for support like any other failure.
+    pub async fn otp_exhausted(&self, identity: &UpstreamIdentity, phone: &Phone, now: i64) -> anyhow::Result<Notice> {
+        let compared = serde_json::json!({"phone": phone.masked()});
+        self.fail(identity, None, Reason::OtpExhausted, vec![Field::Phone], compared, now)
+            .await
+    }
+
+    /// The records holding VNeID's ID numbers (SoDinhDanh and SoCMND).
+    async fn records_by_id(&self, identity: &UpstreamIdentity) -> anyhow::Result<Vec<LegacyRecord>> {
+        let mut found = Vec::new();
+        for number in [&identity.personal_id, &identity.legacy_cmnd].into_iter().flatten() {
+            let sealed = self
+                .stores
+                .legacy
+                .find_by_personal_id_lookup(&self.sealer.lookup(number))
+                .await?;
+            found.extend(self.open_all(sealed)?);
+        }
+        Ok(found)
+    }
+
+    fn open_all(&self, sealed: Vec<super::legacy::SealedLegacyRecord>) -> anyhow::Result<Vec<LegacyRecord>> {
+        sealed.into_iter().map(|s| self.sealer.open(s)).collect()
+    }
+
+    /// The record the app asked to link: `Ok(Some)` to link, `Ok(None)` when it is this
+    /// account's already, `Err` with the fields and what was compared when it is refused.
+    async fn app_record(
+        &self,
+        app: &AppLink<'_>,
+        identity: &UpstreamIdentity,
+        account_id: Option<&str>,
+    ) -> anyhow::Result<Result<Option<LegacyRecord>, (Vec<Field>, serde_json::Value)>> {
+        let Some(sealed) = self.stores.legacy.find(app.source, app.legacy_id).await? else {
+            let compared = serde_json::json!({"records": [{"source": app.source, "legacy_id": app.legacy_id, "found": false}]});
+            return Ok(Err((Vec::new(), compared)));
+        };
+        let record = self.sealer.open(sealed)?;
+        if record.account_id.is_some() && record.account_id.as_deref() == account_id {
+            return Ok(Ok(None));
+        }
+        let fields = linking::disagreements(&record, identity);
+        if !fields.is_empty() || record.account_id.is_some() {
+            let compared = compared(identity, std::iter::once((&record, fields.as_slice())));
+            return Ok(Err((fields, compared)));
+        }
+        Ok(Ok(Some(record)))
+    }
+
+    /// The account after this login's profile refresh, if the identity is linked. VNeID is the
+    /// source of truth, but it rarely changes: only what changed is written, with its event.
+    async fn refreshed(
         &self,
         identity: &UpstreamIdentity,
         now: i64,
-    ) -> anyhow::Result<(AccountRecord, bool)> {
-        let (iss, sub) = (&identity.upstream_iss, &identity.upstream_sub);
-        let record = self.profile_record(uuid::Uuid::now_v7().to_string(), identity, now, now);
-        let mut tx = self.transactions.begin().await?;
-        if !self.store.create_linked(&mut tx, &record, iss, sub).await? {
-            tx.rollback().await?;
-            let theirs = self.store.find_by_link(iss, sub).await?.ok_or_else(|| {
-                anyhow::anyhow!("link vanished while resolving a concurrent first login")
-            })?;
-            let entry = login_entry(now, &theirs.id, identity, false);
-            self.audit.append_alone(&entry).await?;
-            return Ok((theirs, false));
+    ) -> anyhow::Result<Option<AccountRecord>> {
+        let Some(old) = self
+            .stores
+            .accounts
+            .find_by_link(&identity.upstream_iss, &identity.upstream_sub)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut record = self.profile_record(old.id.clone(), identity, old.created_at, now);
+        record.phone = old.phone.clone();
+        record.phone_verified_at = old.phone_verified_at;
+        record.standardised_at = old.standardised_at;
+        let changed = self.changed_fields(&old, &record, identity)?;
+        let entry = login_entry(now, &old.id, identity, false);
+        if changed.is_empty() {
+            self.stores.audit.append_alone(&entry).await?;
+            return Ok(Some(old));
         }
-        let entry = login_entry(now, &record.id, identity, true);
-        self.audit.append(&mut tx, &entry).await?;
+        let mut tx = self.stores.transactions.begin().await?;
+        self.stores.accounts.refresh_profile(&mut tx, &record).await?;
+        self.stores.audit.append(&mut tx, &entry).await?;
+        self.event(&mut tx, &record.id, types::ACCOUNT_UPDATED, serde_json::json!({"fields": changed}), now)
+            .await?;
         tx.commit().await?;
-        tracing::info!(account = %record.id, personal_id = %identity.personal_id.as_deref().map(personal_id::mask).unwrap_or_default(), "account created");
-        Ok((record, true))
+        Ok(Some(record))
+    }
+
+    /// Creates the account (or marks an existing one standardised), with the proven phone when
+    /// there is one, and links the records: one transaction with the audit entries and events.
+    /// Linking is idempotent (a record linked meanwhile is skipped), so a retry after a failure
+    /// anywhere in between completes the same work.
+    async fn write(
+        &self,
+        identity: &UpstreamIdentity,
+        existing: Option<AccountRecord>,
+        links: &[(LegacyRecord, LinkMethod)],
+        proven_phone: Option<(&str, i64)>,
+        now: i64,
+    ) -> anyhow::Result<(AccountRecord, bool)> {
+        // Without a proven phone, a linked record's phone is kept, unproven, as contact data.
+        let phone = proven_phone.map(|(p, _)| p.to_string()).or_else(|| {
+            existing
+                .as_ref()
+                .and_then(|r| r.phone.clone())
+                .or_else(|| links.iter().find_map(|(r, _)| r.phone.clone()))
+        });
+        let verified_at = match proven_phone {
+            Some((_, at)) => Some(at),
+            None => existing.as_ref().and_then(|r| r.phone_verified_at),
+        };
+        let mut tx = self.stores.transactions.begin().await?;
+        let (mut record, created) = match existing {
+            Some(record) => {
+                self.stores
+                    .accounts
+                    .set_standardised(&mut tx, &record.id, phone.as_deref(), verified_at, now)
+                    .await?;
+                if record.phone != phone {
+                    self.event(&mut tx, &record.id, types::ACCOUNT_UPDATED, serde_json::json!({"fields": ["phone"]}), now)
+                        .await?;
+                }
+                (record, false)
+            }
+            None => {
+                let mut record = self.profile_record(uuid::Uuid::now_v7().to_string(), identity, now, now);
+                record.phone = phone.clone();
+                record.phone_verified_at = verified_at;
+                record.standardised_at = Some(now);
+                let (iss, sub) = (&identity.upstream_iss, &identity.upstream_sub);
+                if !self.stores.accounts.create_linked(&mut tx, &record, iss, sub).await? {
+                    // Another login of this identity created the account first: standardise theirs.
+                    tx.rollback().await?;
+                    let theirs = self.stores.accounts.find_by_link(iss, sub).await?.ok_or_else(|| {
+                        anyhow::anyhow!("link vanished while resolving a concurrent first login")
+                    })?;
+                    return Box::pin(self.write(identity, Some(theirs), links, proven_phone, now)).await;
+                }
+                self.stores
+                    .audit
+                    .append(&mut tx, &login_entry(now, &record.id, identity, true))
+                    .await?;
+                self.event(&mut tx, &record.id, types::ACCOUNT_CREATED, serde_json::json!({"upstream": iss}), now)
+                    .await?;
+                tracing::info!(account = %record.id, personal_id = %identity.personal_id.as_deref().map(personal_id::mask).unwrap_or_default(), "account created");
+                (record, true)
+            }
+        };
+        for (legacy, method) in links {
+            self.link_in(&mut tx, &record.id, legacy, *method, None, now).await?;
+        }
+        tx.commit().await?;
+        record.phone = phone;
+        record.phone_verified_at = verified_at;
+        record.standardised_at = Some(now);
+        self.stores
+            .failures
+            .attach_failures(&identity.upstream_iss, &identity.upstream_sub, &record.id)
+            .await?;
+        Ok((record, created))
+    }
+
+    /// Links one record in the caller's transaction, with its audit entry and event; `false`
+    /// when it was linked meanwhile.
+    async fn link_in(
+        &self,
+        tx: &mut Transaction,
+        account_id: &str,
+        legacy: &LegacyRecord,
+        method: LinkMethod,
+        operator: Option<&str>,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        if !self
+            .stores
+            .legacy
+            .link(tx, &legacy.source, &legacy.legacy_id, account_id, now)
+            .await?
+        {
+            return Ok(false);
+        }
+        let detail = serde_json::json!({
+            "source": legacy.source, "legacy_id": legacy.legacy_id, "method": method.as_str(),
+            "operator": operator,
+        });
+        self.stores
+            .audit
+            .append(
+                tx,
+                &AuditEntry {
+                    at: now,
+                    kind: "legacy_linked",
+                    account_id: Some(account_id),
+                    client_id: None,
+                    detail: detail.clone(),
+                },
+            )
+            .await?;
+        self.event(tx, account_id, types::ACCOUNT_LINKED, detail, now).await?;
+        tracing::info!(account = %account_id, source = %legacy.source, method = method.as_str(), "legacy account linked");
+        Ok(true)
+    }
+
+    async fn event(
+        &self,
+        tx: &mut Transaction,
+        account_id: &str,
+        event_type: &'static str,
+        payload: serde_json::Value,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        self.stores
+            .outbox
+            .append(
+                tx,
+                &Event {
+                    subject: account_id,
+                    event_type,
+                    payload,
+                    at: now,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// An administrator links a record to an account (support resolving a failure).
+    pub async fn admin_link(
+        &self,
+        account_id: &str,
+        source: &str,
+        legacy_id: &str,
+        operator: &str,
+        now: i64,
+    ) -> anyhow::Result<AdminChange> {
+        if self.stores.accounts.find(account_id).await?.is_none() {
+            return Ok(AdminChange::NoSuchAccount);
+        }
+        let Some(sealed) = self.stores.legacy.find(source, legacy_id).await? else {
+            return Ok(AdminChange::NoSuchRecord);
+        };
+        let record = self.sealer.open(sealed)?;
+        if record.account_id.as_deref() == Some(account_id) {
+            return Ok(AdminChange::Done);
+        }
+        let mut tx = self.stores.transactions.begin().await?;
+        if !self
+            .link_in(&mut tx, account_id, &record, LinkMethod::Admin, Some(operator), now)
+            .await?
+        {
+            tx.rollback().await?;
+            return Ok(AdminChange::Conflict);
+        }
+        tx.commit().await?;
+        Ok(AdminChange::Done)
+    }
+
+    /// An administrator unlinks a record from an account.
+    pub async fn admin_unlink(
+        &self,
+        account_id: &str,
+        source: &str,
+        legacy_id: &str,
+        operator: &str,
+        now: i64,
+    ) -> anyhow::Result<AdminChange> {
+        let Some(sealed) = self.stores.legacy.find(source, legacy_id).await? else {
+            return Ok(AdminChange::NoSuchRecord);
+        };
+        if sealed.account_id.as_deref() != Some(account_id) {
+            return Ok(AdminChange::Conflict);
+        }
+        let mut tx = self.stores.transactions.begin().await?;
+        if self.stores.legacy.unlink(&mut tx, source, legacy_id, now).await?.as_deref() != Some(account_id) {
+            tx.rollback().await?;
+            return Ok(AdminChange::Conflict);
+        }
+        let detail = serde_json::json!({"source": source, "legacy_id": legacy_id, "operator": operator});
+        self.stores
+            .audit
+            .append(
+                &mut tx,
+                &AuditEntry {
+                    at: now,
+                    kind: "legacy_unlinked",
+                    account_id: Some(account_id),
+                    client_id: None,
+                    detail: detail.clone(),
+                },
+            )
+            .await?;
+        self.event(&mut tx, account_id, types::ACCOUNT_UNLINKED, detail, now).await?;
+        tx.commit().await?;
+        Ok(AdminChange::Done)
+    }
+
+    /// The legacy records linked to an account.
+    pub async fn linked_records(&self, account_id: &str) -> anyhow::Result<Vec<LegacyRecord>> {
+        self.open_all(self.stores.legacy.linked_to(account_id).await?)
+    }
+
+    /// The ids of one source's records linked to an account (the `legacy_accounts` claim).
+    pub async fn legacy_ids(&self, account_id: &str, source: &str) -> anyhow::Result<Vec<String>> {
+        let mut ids: Vec<String> = self
+            .stores
+            .legacy
+            .linked_to(account_id)
+            .await?
+            .into_iter()
+            .filter(|r| r.source == source)
+            .map(|r| r.legacy_id)
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// A new phone proven by OTP on the account page.
+    pub async fn change_phone(&self, account_id: &str, phone: &Phone, now: i64) -> anyhow::Result<()> {
+        let mut tx = self.stores.transactions.begin().await?;
+        self.stores.accounts.set_phone(&mut tx, account_id, phone.e164(), now).await?;
+        self.stores
+            .audit
+            .append(
+                &mut tx,
+                &AuditEntry {
+                    at: now,
+                    kind: "phone_changed",
+                    account_id: Some(account_id),
+                    client_id: None,
+                    detail: serde_json::json!({}),
+                },
+            )
+            .await?;
+        self.event(&mut tx, account_id, types::ACCOUNT_UPDATED, serde_json::json!({"fields": ["phone"]}), now)
+            .await?;
+        tx.commit().await
+    }
+
+    pub fn failures(&self) -> &Arc<dyn FailureStore> {
+        &self.stores.failures
+    }
+
+    pub fn outbox(&self) -> &Arc<dyn Outbox> {
+        &self.stores.outbox
     }
 
     fn profile_record(
@@ -130,30 +648,47 @@ impl AccountResolver {
             gender: identity.gender.clone(),
             account_type: identity.account_type.clone(),
             loa: identity.loa,
+            phone: None,
+            phone_verified_at: None,
+            standardised_at: None,
             created_at,
             updated_at: now,
         }
     }
 
-    fn same_profile(
+    /// The profile fields this login changes.
+    fn changed_fields(
         &self,
         old: &AccountRecord,
         new: &AccountRecord,
         identity: &UpstreamIdentity,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Vec<&'static str>> {
         let old_pid = match &old.personal_id_enc {
             Some(sealed) => Some(String::from_utf8(
                 self.master.open(&seal_purpose(&old.id), sealed)?,
             )?),
             None => None,
         };
-        Ok(old_pid == identity.personal_id
-            && old.personal_id_flag == new.personal_id_flag
-            && old.full_name == new.full_name
-            && old.birthdate == new.birthdate
-            && old.gender == new.gender
-            && old.account_type == new.account_type
-            && old.loa == new.loa)
+        let mut changed = Vec::new();
+        if old_pid != identity.personal_id || old.personal_id_flag != new.personal_id_flag {
+            changed.push("personal_id");
+        }
+        if old.full_name != new.full_name {
+            changed.push("name");
+        }
+        if old.birthdate != new.birthdate {
+            changed.push("birthdate");
+        }
+        if old.gender != new.gender {
+            changed.push("gender");
+        }
+        if old.account_type != new.account_type {
+            changed.push("account_type");
+        }
+        if old.loa != new.loa {
+            changed.push("loa");
+        }
+        Ok(changed)
     }
 
     /// Decrypts a stored record.
@@ -173,17 +708,53 @@ impl AccountResolver {
             gender: record.gender,
             account_type: record.account_type,
             loa: record.loa,
+            phone_verified: record.phone.is_some() && record.phone_verified_at.is_some(),
+            phone: record.phone,
             created_at: record.created_at,
             updated_at: record.updated_at,
         })
     }
 
     pub async fn find(&self, id: &str) -> anyhow::Result<Option<Account>> {
-        match self.store.find(id).await? {
+        match self.stores.accounts.find(id).await? {
             Some(record) => Ok(Some(self.open(record)?)),
             None => Ok(None),
         }
     }
+}
+
+/// The union of fields, in a stable order.
+fn union<'a>(lists: impl Iterator<Item = &'a Vec<Field>>) -> Vec<Field> {
+    let mut out: Vec<Field> = Vec::new();
+    for f in lists.flatten() {
+        if !out.contains(f) {
+            out.push(*f);
+        }
+    }
+    out
+}
+
+/// What support staff see of a comparison: record references and which fields disagreed, the
+/// VNeID ID number masked, never a name or a date.
+fn compared<'a>(
+    identity: &UpstreamIdentity,
+    records: impl Iterator<Item = (&'a LegacyRecord, &'a [Field])>,
+) -> serde_json::Value {
+    let records: Vec<serde_json::Value> = records
+        .map(|(r, fields)| {
+            serde_json::json!({
+                "source": r.source, "legacy_id": r.legacy_id, "disagree": fields,
+                "linked_elsewhere": r.account_id.is_some(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "vneid": {
+            "personal_id": identity.personal_id.as_deref().map(personal_id::mask),
+            "has_birthdate": identity.birthdate.is_some(),
+        },
+        "records": records,
+    })
 }
 
 fn login_entry<'a>(
@@ -197,6 +768,7 @@ fn login_entry<'a>(
         kind: "login",
         account_id: Some(account_id),
         client_id: None,
+        actor: None,
         detail: serde_json::json!({"upstream": identity.upstream_iss, "loa": identity.loa, "created": created}),
     }
 }
@@ -248,14 +820,25 @@ mod tests {
         let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
         let db = Arc::new(Db::connect(&url, 2).await.unwrap());
         let master = MasterKey::from_secret(&Secret::new(MasterKey::generate_encoded())).unwrap();
-        let broken = AccountResolver::new(
-            db.clone(),
-            Arc::new(BrokenAudit),
-            db.clone(),
-            master.clone(),
-        );
+        let stores = |audit: Arc<dyn AuditLog>| AccountStores {
+            accounts: db.clone(),
+            legacy: db.clone(),
+            failures: db.clone(),
+            outbox: db.clone(),
+            audit,
+            transactions: db.clone(),
+        };
+        let broken = AccountResolver::new(stores(Arc::new(BrokenAudit)), master.clone());
         let mut identity = identity();
-        assert!(broken.complete_login(&identity, 1_000).await.is_err());
+        let phone = crate::accounts::phone::normalise("0905123456").unwrap();
+        assert!(matches!(
+            broken.complete_login(&identity, None, 1_000).await.unwrap(),
+            LoginOutcome::NeedsPhone { notice: None }
+        ));
+        assert!(broken
+            .complete_with_phone(&identity, &phone, 1_000)
+            .await
+            .is_err());
         assert!(
             db.find_by_link(&identity.upstream_iss, &identity.upstream_sub)
                 .await
@@ -264,10 +847,22 @@ mod tests {
             "no account without its audit entry"
         );
 
-        let working = AccountResolver::new(db.clone(), db.clone(), db.clone(), master);
-        assert!(working.complete_login(&identity, 1_000).await.is_ok());
+        let working = AccountResolver::new(stores(db.clone()), master);
+        let LoginOutcome::Authenticated { account, created, .. } = working
+            .complete_with_phone(&identity, &phone, 1_000)
+            .await
+            .unwrap()
+        else {
+            panic!("a proven phone creates the account")
+        };
+        assert!(created && account.phone_verified);
+        assert_eq!(
+            working.outbox().of_subject(&account.id).await.unwrap()[0].event_type,
+            crate::events::types::ACCOUNT_CREATED,
+            "the account's event commits with it"
+        );
         identity.full_name = "Võ Hữu Tài Em".into();
-        assert!(broken.complete_login(&identity, 2_000).await.is_err());
+        assert!(broken.complete_login(&identity, None, 2_000).await.is_err());
         let stored = db
             .find_by_link(&identity.upstream_iss, &identity.upstream_sub)
             .await

@@ -4,8 +4,10 @@
 //! `login` runs the post-login steps (account resolution today; legacy linking, phone OTP and
 //! consent later) and returns an outcome the HTTP layer maps to a redirect or a page.
 
+pub mod failures;
 pub mod import;
 pub mod legacy;
+pub mod linking;
 pub mod loa;
 pub mod login;
 pub mod names;
@@ -50,6 +52,10 @@ pub struct Account {
     pub gender: Option<String>,
     pub account_type: String,
     pub loa: Loa,
+    /// The phone in E.164, and whether the citizen proved it by OTP (a legacy record's phone
+    /// is kept unproven).
+    pub phone: Option<String>,
+    pub phone_verified: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -66,6 +72,11 @@ pub struct AccountRecord {
     pub gender: Option<String>,
     pub account_type: String,
     pub loa: Loa,
+    pub phone: Option<String>,
+    pub phone_verified_at: Option<i64>,
+    /// When the account went through legacy matching; `None` for accounts from before it, which
+    /// are matched on their next login.
+    pub standardised_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -94,5 +105,23 @@ pub trait AccountStore: Send + Sync {
         &self,
         tx: &mut Transaction,
         record: &AccountRecord,
+    ) -> anyhow::Result<()>;
+    /// Marks the account standardised, with the phone it ends up with (`verified_at` when the
+    /// citizen proved it), in the caller's transaction.
+    async fn set_standardised(
+        &self,
+        tx: &mut Transaction,
+        id: &str,
+        phone: Option<&str>,
+        verified_at: Option<i64>,
+        now: i64,
+    ) -> anyhow::Result<()>;
+    /// A new phone proven by OTP (the account page).
+    async fn set_phone(
+        &self,
+        tx: &mut Transaction,
+        id: &str,
+        phone: &str,
+        now: i64,
     ) -> anyhow::Result<()>;
 }

@@ -20,6 +20,7 @@ use crate::clock::SharedClock;
 use crate::scope::Scope;
 use crate::tokens::keys::Alg;
 use crate::tokens::refresh_families::GrantRecord;
+use crate::transaction::Transaction;
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -99,6 +100,13 @@ pub struct ClientMetadata {
     /// Treated as unknown everywhere; its grants are revoked.
     #[serde(default)]
     pub disabled: bool,
+    /// The source code of this app's legacy accounts (e.g. `hue-s`): the client may name one of
+    /// them in `legacy_account` (pushed requests only), and is told which are linked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_source: Option<String>,
+    /// RFC 9126 §6: authorization requests only through `/par`.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 fn default_id_token_alg() -> Alg {
@@ -121,6 +129,10 @@ impl ClientMetadata {
     }
     pub fn allows_scope(&self, scope: &str) -> bool {
         self.scope.contains(scope)
+    }
+    /// The source of the legacy accounts this client may name (`legacy_account`).
+    pub fn legacy_source(&self) -> Option<&str> {
+        self.legacy_source.as_deref()
     }
     /// Whether a grant made earlier still fits this registration: the client is enabled, the
     /// grant's scopes and resource are still registered, and a grant with a refresh family still
@@ -153,14 +165,16 @@ pub enum ClientStoreError {
     Other(#[from] anyhow::Error),
 }
 
+/// The writes run in the caller's transaction, so that a change and its audit entry commit
+/// together.
 #[async_trait]
 pub trait ClientStore: Send + Sync {
-    async fn insert(&self, client: &Client) -> Result<(), ClientStoreError>;
+    async fn insert(&self, tx: &mut Transaction, client: &Client) -> Result<(), ClientStoreError>;
     async fn find(&self, client_id: &str) -> anyhow::Result<Option<Client>>;
     async fn list(&self) -> anyhow::Result<Vec<Client>>;
     /// Replaces metadata and, when given, the secret hash. Returns false when there is no such client.
-    async fn update(&self, client: &Client) -> anyhow::Result<bool>;
-    async fn delete(&self, client_id: &str) -> anyhow::Result<bool>;
+    async fn update(&self, tx: &mut Transaction, client: &Client) -> anyhow::Result<bool>;
+    async fn delete(&self, tx: &mut Transaction, client_id: &str) -> anyhow::Result<bool>;
 }
 
 /// When a lookup was made, and what it found (a miss is cached too).

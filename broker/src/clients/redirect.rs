@@ -126,6 +126,8 @@ mod tests {
             jwks: None,
             id_token_on_refresh: false,
             disabled: false,
+            legacy_source: None,
+            require_pushed_authorization_requests: false,
         }
     }
 

@@ -14,10 +14,12 @@ use super::{
     ApplicationType, AuthMethod, Client, ClientDirectory, ClientMetadata, ClientStoreError,
     GrantType,
 };
+use crate::audit::{AuditEntry, AuditLog};
 use crate::crypto::{random_token, MasterKey};
 use crate::scope::Scope;
 use crate::tokens::keys::Alg;
 use crate::tokens::refresh_families::GrantStore;
+use crate::transaction::Transactions;
 
 /// What an operator asks for; absent fields take safe defaults.
 #[derive(Clone, Debug, Deserialize, Default)]
@@ -48,6 +50,11 @@ pub struct ClientRequest {
     /// A disabled client is treated as unknown everywhere, and its grants are revoked.
     #[serde(default)]
     pub disabled: bool,
+    /// The source code of the app's legacy accounts (`[a-z0-9-]{1,40}`, e.g. `hue-s`).
+    pub legacy_source: Option<String>,
+    /// RFC 9126 §6: the client's authorization requests must come through `/par`.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +185,13 @@ pub fn validate(
             ));
         }
     }
+    if let Some(source) = &req.legacy_source {
+        if !valid_legacy_source(source) {
+            return Err(meta_err(
+                "legacy_source must be 1 to 40 characters of a-z, 0-9 and -",
+            ));
+        }
+    }
     Ok(ClientMetadata {
         client_name: name,
         redirect_uris: req.redirect_uris.clone(),
@@ -193,7 +207,17 @@ pub fn validate(
         jwks: req.jwks.clone(),
         id_token_on_refresh: req.id_token_on_refresh,
         disabled: req.disabled,
+        legacy_source: req.legacy_source.clone(),
+        require_pushed_authorization_requests: req.require_pushed_authorization_requests,
     })
+}
+
+/// A legacy source code names where imported accounts come from (`hue-s`, `dvc-hue`).
+pub fn valid_legacy_source(source: &str) -> bool {
+    (1..=40).contains(&source.len())
+        && source
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Whether `value` is the issuer, spelled exactly or as a URL parser would normalise it
@@ -225,15 +249,35 @@ fn valid_client_id(id: &str) -> bool {
         && !id.bytes().all(|b| b == b'.')
 }
 
-/// The registration service shared by the admin API and the CLI.
+/// The registration service shared by the admin API and the CLI. Every change commits with
+/// its audit entry, which names the actor (an operator, `bootstrap` or `cli`).
 #[derive(Clone)]
 pub struct Registrar {
     pub directory: ClientDirectory,
     pub master: MasterKey,
     pub grants: Arc<dyn GrantStore>,
+    pub audit: Arc<dyn AuditLog>,
+    pub transactions: Arc<dyn Transactions>,
     pub issuer: String,
     /// The broker runs with `environment = "production"`.
     pub production: bool,
+}
+
+fn audit_entry<'a>(
+    kind: &'static str,
+    client_id: &'a str,
+    actor: &'a str,
+    detail: serde_json::Value,
+    now: i64,
+) -> AuditEntry<'a> {
+    AuditEntry {
+        at: now,
+        kind,
+        account_id: None,
+        client_id: Some(client_id),
+        actor: Some(actor),
+        detail,
+    }
 }
 
 impl Registrar {
@@ -241,6 +285,7 @@ impl Registrar {
     pub async fn create(
         &self,
         req: &ClientRequest,
+        actor: &str,
         now: i64,
     ) -> Result<(Client, Option<String>), RegistrationError> {
         let metadata = validate(req, &self.issuer, self.production)?;
@@ -263,15 +308,24 @@ impl Registrar {
             created_at: now,
             updated_at: now,
         };
-        match self.directory.store().insert(&client).await {
-            Ok(()) => {
-                // A lookup of this id may have cached "no such client".
-                self.directory.forget(&client.client_id);
-                Ok((client, secret))
-            }
-            Err(ClientStoreError::Conflict) => Err(RegistrationError::Conflict),
-            Err(ClientStoreError::Other(e)) => Err(RegistrationError::Store(e)),
+        let mut tx = self.transactions.begin().await?;
+        match self.directory.store().insert(&mut tx, &client).await {
+            Ok(()) => {}
+            Err(ClientStoreError::Conflict) => return Err(RegistrationError::Conflict),
+            Err(ClientStoreError::Other(e)) => return Err(RegistrationError::Store(e)),
         }
+        let entry = audit_entry(
+            "client.created",
+            &client.client_id,
+            actor,
+            serde_json::json!({}),
+            now,
+        );
+        self.audit.append(&mut tx, &entry).await?;
+        tx.commit().await?;
+        // A lookup of this id may have cached "no such client".
+        self.directory.forget(&client.client_id);
+        Ok((client, secret))
     }
 
     /// Replaces the metadata; `rotate_secret` issues a new secret (returned once).
@@ -280,6 +334,7 @@ impl Registrar {
         client_id: &str,
         req: &ClientRequest,
         rotate_secret: bool,
+        actor: &str,
         now: i64,
     ) -> Result<(Client, Option<String>), RegistrationError> {
         // RFC 7592 §2.2: the body's client_id, if any, must be the one being updated.
@@ -310,9 +365,14 @@ impl Registrar {
             created_at: existing.created_at,
             updated_at: now,
         };
-        if !self.directory.store().update(&client).await? {
+        let mut tx = self.transactions.begin().await?;
+        if !self.directory.store().update(&mut tx, &client).await? {
             return Err(RegistrationError::NotFound);
         }
+        let detail = serde_json::json!({ "secret_issued": secret.is_some() });
+        let entry = audit_entry("client.updated", client_id, actor, detail, now);
+        self.audit.append(&mut tx, &entry).await?;
+        tx.commit().await?;
         self.directory.forget(client_id);
         self.revoke_unfitting(&client, now).await?;
         Ok((client, secret))
@@ -340,11 +400,28 @@ impl Registrar {
     /// Deletes the client and revokes all of its grants. The grants go first: a failure in
     /// between leaves a client without grants, never grants that a new client of the same id
     /// could inherit.
-    pub async fn delete(&self, client_id: &str, now: i64) -> Result<(), RegistrationError> {
+    pub async fn delete(
+        &self,
+        client_id: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<(), RegistrationError> {
         self.grants
             .revoke_client(client_id, "client deleted", now)
             .await?;
-        let deleted = self.directory.store().delete(client_id).await?;
+        let mut tx = self.transactions.begin().await?;
+        let deleted = self.directory.store().delete(&mut tx, client_id).await?;
+        if deleted {
+            let entry = audit_entry(
+                "client.deleted",
+                client_id,
+                actor,
+                serde_json::json!({}),
+                now,
+            );
+            self.audit.append(&mut tx, &entry).await?;
+        }
+        tx.commit().await?;
         self.directory.forget(client_id);
         if deleted {
             Ok(())

@@ -17,6 +17,8 @@ use crate::config::{
 };
 use crate::crypto::{random_token, MasterKey};
 use crate::federation::profile::UpstreamProfile;
+use crate::otp::settings::{GatewayKind, SmsSettings};
+use crate::operators::CLI_ACTOR;
 use crate::secret::Secret;
 use crate::startup::Application;
 
@@ -92,6 +94,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             client_secret: Some(Secret::new(upstream_secret.clone())),
             ..Default::default()
         },
+        sms: SmsSettings {
+            gateway: GatewayKind::Dev,
+            ..Default::default()
+        },
         ..Default::default()
     };
 
@@ -114,15 +120,26 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         post_logout_redirect_uris: vec![format!("{demo_url}/")],
         grant_types: Some(vec![GrantType::AuthorizationCode, GrantType::RefreshToken]),
         token_endpoint_auth_method: Some(AuthMethod::ClientSecretBasic),
-        scope: Some("openid profile personal_id".into()),
+        scope: Some("openid profile phone personal_id".into()),
         ..Default::default()
     };
     let registrar = &app.broker.registrar;
     let now = app.broker.provider.now();
-    let (_, secret) = match registrar.update("demo-rp", &demo, true, now).await {
+    let (_, secret) = match registrar
+        .update("demo-rp", &demo, true, CLI_ACTOR, now)
+        .await
+    {
         Ok(done) => done,
-        Err(_) => registrar.create(&demo, now).await?,
+        Err(_) => registrar.create(&demo, CLI_ACTOR, now).await?,
     };
+    let legacy = import_demo_legacy_accounts(&app, &args.data_dir, now).await?;
+    // An operator for this run, as a fresh admin token: names are never reused, so each run
+    // adds one (`dev-` and the time), and the previous run's stays valid in its database.
+    let (operator, operator_token) = app
+        .broker
+        .operators
+        .create(&format!("dev-{now}"), CLI_ACTOR, now)
+        .await?;
     let demo_server = demo_rp::serve(
         DemoRpConfig {
             broker_issuer: Url::parse(&broker_url)?,
@@ -141,9 +158,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "  issuer      {broker_url}  (discovery: {broker_url}/.well-known/openid-configuration)"
     );
     println!("  mock VNeID  {mock_url}");
+    println!(
+        "  legacy      {legacy} accounts of fixtures/legacy-accounts.csv (C01 links by ID, C03 meets the failure page, C04 gives a phone)"
+    );
+    println!("  SMS codes   {broker_url}/dev/sms  (the dev SMS gateway sends nothing)");
+    println!("  account     {broker_url}/account");
     println!("  demo app    {demo_url}   ← open this and choose \"Đăng nhập bằng VNeID\"");
     println!(
-        "  admin token {admin_token}  (Authorization: Bearer … on {broker_url}/admin/clients)"
+        "  admin token {operator_token}  (operator {}; Authorization: Bearer … on {broker_url}/admin/clients)",
+        operator.name
+    );
+    println!(
+        "  bootstrap   {admin_token}  (only creates operators: POST {broker_url}/admin/operators)"
     );
     let broker_server = app.server();
     tokio::select! {
@@ -152,4 +178,31 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         r = demo_server => r?,
     }
     Ok(())
+}
+
+/// The synthetic legacy accounts, so that the demo meets every standardisation case (linking by
+/// ID, the failure page, the phone step). Imported on every start; an unchanged file changes
+/// nothing.
+async fn import_demo_legacy_accounts(
+    app: &Application,
+    data_dir: &std::path::Path,
+    now: i64,
+) -> anyhow::Result<u64> {
+    use crate::accounts::import::{Format, Importer, Observer, Rejection, Summary};
+    struct Quiet;
+    impl Observer for Quiet {
+        fn rejected(&mut self, _: &Rejection) {}
+        fn progress(&mut self, _: u64, _: &Summary) {}
+    }
+    let path = data_dir.join("legacy-accounts.csv");
+    std::fs::write(
+        &path,
+        include_bytes!("../../../fixtures/legacy-accounts.csv"),
+    )?;
+    let importer = Importer::new(
+        std::sync::Arc::new(app.db.clone()),
+        crate::accounts::legacy::LegacySealer::new(app.master.clone()),
+    );
+    let summary = importer.run(&path, Format::Csv, now, &mut Quiet).await?;
+    Ok(summary.inserted + summary.updated + summary.unchanged)
 }

@@ -57,13 +57,16 @@ pub struct Started {
 }
 
 /// A login stopped at a step that needs the person (an interaction): the pending login, the
-/// verified upstream identity and the steps done so far. It holds personal data, so it is
-/// stored sealed under the master key, and like a pending login it is bound to the browser.
+/// verified upstream identity, when the person authenticated, and where the steps stand. It
+/// holds personal data, so it is stored sealed under the master key, and like a pending login
+/// it is bound to the browser.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SuspendedLogin {
     pub pending: PendingLogin,
     pub identity: UpstreamIdentity,
-    pub steps_done: Vec<String>,
+    /// The authentication time the flow vouches for (see `login::callback`).
+    pub auth_time: Option<i64>,
+    pub steps: crate::login::standardise::StepState,
 }
 
 /// Where a suspended login waits: its interaction id (in the page's URL) and the secret of the
@@ -105,27 +108,63 @@ impl PendingLogins {
         Ok(suspended)
     }
 
-    /// Takes the suspended login back, once, if this browser holds its binding; the step that
-    /// resumes it suspends it again if it still needs the person.
+    /// The suspended login, if this browser holds its binding. It stays stored until the login
+    /// ends ([`PendingLogins::end_interaction`]): a step that fails half-way (a backend down
+    /// after the OTP was verified) is retried from what was saved, nothing is lost.
     pub async fn resume(
         &self,
         interaction_id: &str,
         browser_secret: Option<&str>,
     ) -> anyhow::Result<Result<SuspendedLogin, UnknownLogin>> {
-        let Some(browser_secret) = browser_secret.filter(|s| s.len() == TOKEN_LEN) else {
+        let Some(key) = Self::checked_interaction_key(interaction_id, browser_secret) else {
             return Ok(Err(UnknownLogin));
         };
-        if interaction_id.len() != TOKEN_LEN {
-            return Ok(Err(UnknownLogin));
-        }
-        let key = Self::interaction_key(interaction_id, browser_secret);
-        let Some(bytes) = self.store.take(&key).await? else {
+        let Some(bytes) = self.store.get(&key).await? else {
             return Ok(Err(UnknownLogin));
         };
         let plain = self
             .master
             .open(SEAL_PURPOSE, std::str::from_utf8(&bytes)?)?;
         Ok(Ok(serde_json::from_slice(&plain)?))
+    }
+
+    /// Saves a step's progress under the same interaction.
+    pub async fn save(
+        &self,
+        interaction_id: &str,
+        browser_secret: &str,
+        login: &SuspendedLogin,
+    ) -> anyhow::Result<()> {
+        let sealed = self.master.seal(SEAL_PURPOSE, &serde_json::to_vec(login)?);
+        self.store
+            .put(
+                &Self::interaction_key(interaction_id, browser_secret),
+                sealed.as_bytes(),
+                self.ttl,
+            )
+            .await
+    }
+
+    /// The login is over (its code issued): the interaction cannot be used again.
+    pub async fn end_interaction(
+        &self,
+        interaction_id: &str,
+        browser_secret: &str,
+    ) -> anyhow::Result<bool> {
+        Ok(self
+            .store
+            .take(&Self::interaction_key(interaction_id, browser_secret))
+            .await?
+            .is_some())
+    }
+
+    fn checked_interaction_key(
+        interaction_id: &str,
+        browser_secret: Option<&str>,
+    ) -> Option<String> {
+        let browser_secret = browser_secret.filter(|s| s.len() == TOKEN_LEN)?;
+        (interaction_id.len() == TOKEN_LEN)
+            .then(|| Self::interaction_key(interaction_id, browser_secret))
     }
 
     pub fn ttl(&self) -> Duration {
@@ -208,7 +247,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_suspended_login_resumes_once_in_its_own_browser_and_is_sealed() {
+    async fn a_suspended_login_resumes_in_its_own_browser_until_it_ends_and_is_sealed() {
         let store = Arc::new(MemoryStore::new());
         let master =
             MasterKey::from_secret(&crate::secret::Secret::new(MasterKey::generate_encoded()))
@@ -230,7 +269,10 @@ mod tests {
                 forced_login: false,
             },
             identity: identity(),
-            steps_done: vec!["level".into(), "account".into()],
+            auth_time: Some(1),
+            steps: crate::login::standardise::StepState::new(
+                crate::login::standardise::Stage::AskPhone,
+            ),
         };
         let at = logins.suspend(&login).await.unwrap();
         let key = PendingLogins::interaction_key(&at.interaction_id, &at.browser_secret);
@@ -251,7 +293,11 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(back.identity, login.identity);
-        assert_eq!(back.steps_done, login.steps_done);
+        assert_eq!(back.steps.csrf, login.steps.csrf);
+        assert!(logins
+            .end_interaction(&at.interaction_id, &at.browser_secret)
+            .await
+            .unwrap());
         assert!(logins
             .resume(&at.interaction_id, Some(&at.browser_secret))
             .await

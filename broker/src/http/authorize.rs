@@ -11,8 +11,9 @@ use super::limits::rate_limit;
 use super::pages::{html, LoginPage};
 use super::{form_pairs, Broker};
 use crate::federation::pending::COOKIE_PREFIX as BINDING_PREFIX;
-use crate::login::authorize::Browser;
+use crate::login::authorize::{Browser, Resolved};
 use crate::login::Next;
+use crate::oidc::authorize::RequestOrigin;
 use crate::oidc::error::OAuthError;
 use crate::oidc::params::Params;
 use crate::sessions::sso::COOKIE as SSO_COOKIE;
@@ -51,21 +52,25 @@ async fn authorize(
     let bad = |error| HttpError::BadSignIn { error, english };
     let pairs = pairs.ok_or_else(|| bad(OAuthError::invalid_request("malformed parameters")))?;
     let params = Params::collect(pairs).map_err(bad)?;
-    let english = wants_english(req, params.get("ui_locales"));
+    let now = broker.provider.now();
+    let flow = broker.login_flow();
+    let request = flow
+        .resolve(params, now)
+        .await
+        .map_err(|e| flow_error(e, english))?;
+    let english = wants_english(req, request.params.get("ui_locales"));
     let sso = req.cookie(&cookie_name(broker, SSO_COOKIE));
     let browser = Browser {
         sso_secret: sso.as_ref().map(|c| c.value()),
         client: broker.limits.client_key(req),
     };
-    let now = broker.provider.now();
-    let next = broker
-        .login_flow()
-        .authorize(&params, browser, now)
+    let next = flow
+        .authorize(&request, browser, now)
         .await
         .map_err(|e| flow_error(e, english))?;
     match next {
         Next::Upstream { url, binding } => {
-            let mut response = login_page(broker, &params, url, binding, english);
+            let mut response = login_page(broker, &request, url, binding, english);
             drop_surplus_bindings(broker, req, &mut response);
             Ok(response)
         }
@@ -103,7 +108,7 @@ fn drop_surplus_bindings(broker: &Broker, req: &HttpRequest, response: &mut Http
 /// The broker's login page with its one button to the upstream, or straight there.
 fn login_page(
     broker: &Broker,
-    params: &Params,
+    request: &Resolved,
     url: url::Url,
     binding: crate::login::BrowserCookie,
     english: bool,
@@ -116,7 +121,12 @@ fn login_page(
             .finish();
     }
     let other_lang = if english { "vi" } else { "en" };
-    let other_url = language_switch(broker, params, other_lang);
+    // A pushed request was used up and its parameters are not for a URL: the app's backend
+    // chose the language (`ui_locales`), and the page offers no switch.
+    let other_url = match request.origin {
+        RequestOrigin::Pushed => String::new(),
+        RequestOrigin::Browser { .. } => language_switch(broker, &request.params, other_lang),
+    };
     let name = &broker.upstream.profile.display_name;
     let (button_en, button_vi) = (
         format!("Sign in with {name}"),

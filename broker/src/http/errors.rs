@@ -16,6 +16,7 @@ use crate::abuse::Refusal;
 use crate::clients::registration::RegistrationError;
 use crate::login::ClientRedirect;
 use crate::oidc::error::OAuthError;
+use crate::operators::OperatorError;
 
 /// Why a protected-resource request failed (RFC 6750 §3.1).
 #[derive(Debug)]
@@ -77,6 +78,10 @@ pub enum HttpError {
     Unavailable { english: bool },
     /// The admin API without a valid admin token.
     AdminDenied,
+    /// The bootstrap token at an endpoint that needs an operator's token.
+    BootstrapOnly,
+    /// The operators endpoints' errors.
+    Operators(OperatorError),
     /// The admin API's registration errors (RFC 7591 §3.2.2 codes).
     Registration(RegistrationError),
 }
@@ -102,6 +107,8 @@ impl fmt::Display for HttpError {
             HttpError::TooManyLogins { .. } => f.write_str("login budget spent"),
             HttpError::Unavailable { .. } => f.write_str("temporarily unavailable"),
             HttpError::AdminDenied => f.write_str("admin token required"),
+            HttpError::BootstrapOnly => f.write_str("an operator's token is required"),
+            HttpError::Operators(e) => write!(f, "{e}"),
             HttpError::Registration(e) => write!(f, "{e}"),
         }
     }
@@ -127,6 +134,13 @@ impl ResponseError for HttpError {
             HttpError::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::AdminDenied => StatusCode::UNAUTHORIZED,
+            HttpError::BootstrapOnly => StatusCode::FORBIDDEN,
+            HttpError::Operators(e) => match e {
+                OperatorError::InvalidName => StatusCode::BAD_REQUEST,
+                OperatorError::Conflict => StatusCode::CONFLICT,
+                OperatorError::NotFound => StatusCode::NOT_FOUND,
+                OperatorError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
             HttpError::Registration(e) => match e {
                 RegistrationError::NotFound => StatusCode::NOT_FOUND,
                 RegistrationError::Conflict => StatusCode::CONFLICT,
@@ -192,6 +206,22 @@ impl ResponseError for HttpError {
             HttpError::AdminDenied => HttpResponse::Unauthorized()
                 .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"broker-admin\""))
                 .json(json!({"error": "invalid_token", "error_description": "admin token required"})),
+            HttpError::BootstrapOnly => HttpResponse::Forbidden().json(json!({
+                "error": "insufficient_scope",
+                "error_description": "the bootstrap token may only create and list operators; use an operator's token"
+            })),
+            HttpError::Operators(OperatorError::Store(inner)) => {
+                tracing::error!(error = format!("{inner:#}"), "operator store failure");
+                HttpResponse::ServiceUnavailable().json(json!({"error": "temporarily_unavailable"}))
+            }
+            HttpError::Operators(e) => {
+                let code = match e {
+                    OperatorError::NotFound => "not_found",
+                    _ => "invalid_request",
+                };
+                HttpResponseBuilder::new(self.status_code())
+                    .json(json!({"error": code, "error_description": e.to_string()}))
+            }
             HttpError::Registration(RegistrationError::Store(inner)) => {
                 tracing::error!(error = format!("{inner:#}"), "client store failure");
                 HttpResponse::ServiceUnavailable().json(json!({"error": "temporarily_unavailable"}))

@@ -58,7 +58,16 @@ pub fn next_response(broker: &Broker, next: Next) -> HttpResponse {
             ))
             .insert_header((header::LOCATION, url.as_str()))
             .finish(),
-        Next::Interaction(interaction) => match interaction.step {},
+        Next::Interaction(interaction) => {
+            let mut response = HttpResponse::SeeOther();
+            if let Some(b) = interaction.binding {
+                response.cookie(cookie(broker, &b.name, b.value, b.max_age));
+            }
+            response
+                .insert_header((header::LOCATION, format!("/login/{}", interaction.id)))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish()
+        }
     }
 }
 

@@ -1,8 +1,11 @@
 //! The only place with actix types: routes, extractors, and outcome → response mapping.
 
+pub mod account;
 pub mod admin;
+pub mod admin_accounts;
 pub mod authorize;
 pub mod callback;
+pub mod dev_sms;
 pub mod errors;
 pub mod front;
 pub mod host;
@@ -10,7 +13,9 @@ pub mod limits;
 pub mod logging;
 pub mod logout;
 pub mod pages;
+pub mod par;
 pub mod protocol;
+mod steps;
 
 use std::sync::Arc;
 
@@ -22,6 +27,8 @@ use crate::config::Secret;
 use crate::federation::pending::PendingLogins;
 use crate::federation::upstream::Upstream;
 use crate::oidc::Provider;
+use crate::otp::dev::DevOutbox;
+use crate::otp::Otp;
 
 /// Shared application state handed to every handler.
 pub struct Broker {
@@ -30,9 +37,18 @@ pub struct Broker {
     pub pending: PendingLogins,
     /// Pending logins and failed upstream exchanges per address and per instance.
     pub budget: LoginBudget,
+    /// SMS one-time codes (phone confirmation in the login steps).
+    pub otp: Otp,
+    /// The dev SMS gateway's last messages, for `/dev/sms`; only with that gateway.
+    pub dev_sms: Option<DevOutbox>,
+    /// The session store (the account page's pending phone change).
+    pub sessions: Arc<dyn crate::sessions::SessionStore>,
     /// Per-address request limits and the client-address rule they use.
     pub limits: limits::Limits,
     pub registrar: Registrar,
+    /// The operators of the admin API and their tokens.
+    pub operators: crate::operators::Operators,
+    /// The bootstrap admin token: it may only create and list operators.
     pub admin_token: Option<Secret>,
     pub auto_redirect: bool,
     /// Mark cookies `Secure` (the issuer is https).
@@ -48,6 +64,7 @@ impl Broker {
             upstream: &self.upstream,
             pending: &self.pending,
             budget: &self.budget,
+            otp: &self.otp,
         }
     }
 }
@@ -61,9 +78,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(64 * 1024))
         .configure(protocol::configure)
         .configure(authorize::configure)
+        .configure(par::configure)
         .configure(callback::configure)
+        .configure(steps::configure)
+        .configure(account::configure)
         .configure(logout::configure)
         .configure(admin::configure)
+        .configure(admin_accounts::configure)
         .route("/healthz", web::get().to(health_get))
         .route("/healthz", web::head().to(health_get))
         .route("/readyz", web::get().to(ready_get))

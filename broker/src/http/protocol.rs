@@ -51,12 +51,12 @@ async fn jwks_get(broker: web::Data<Broker>) -> HttpResponse {
 }
 
 /// A form body plus the client credentials it and its headers present.
-struct ClientRequest {
-    params: Params,
-    presented: Presented,
+pub(super) struct ClientRequest {
+    pub params: Params,
+    pub presented: Presented,
 }
 
-fn read_form(req: &HttpRequest, body: &[u8]) -> Result<ClientRequest, OAuthError> {
+pub(super) fn read_form(req: &HttpRequest, body: &[u8]) -> Result<ClientRequest, OAuthError> {
     let is_form = req
         .headers()
         .get(header::CONTENT_TYPE)

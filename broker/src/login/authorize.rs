@@ -5,8 +5,9 @@ use super::{BrowserCookie, FlowError, LoginFlow, Next};
 use crate::abuse::ClientKey;
 use crate::federation::pending::cookie_name as binding_cookie_name;
 use crate::federation::upstream::UpstreamHints;
-use crate::oidc::authorize::{self, AuthorizeError, AuthorizeRequest};
+use crate::oidc::authorize::{self, AuthorizeError, AuthorizeRequest, RequestOrigin};
 use crate::oidc::error::{ErrorCode, OAuthError};
+use crate::oidc::par::{unusable_request_uri, REQUEST_URI_PREFIX};
 use crate::oidc::params::Params;
 
 /// What the browser brought along with the request's parameters.
@@ -17,21 +18,59 @@ pub struct Browser<'r> {
     pub client: Option<ClientKey>,
 }
 
+/// The parameters an authorization request stands for: its own, or, given a `request_uri` of
+/// this broker, those its client pushed (RFC 9126 §4: the others are then ignored).
+#[derive(Debug)]
+pub struct Resolved {
+    pub params: Params,
+    pub origin: RequestOrigin,
+}
+
 impl<'a> LoginFlow<'a> {
-    /// `GET`/`POST /authorize` with its collected parameters.
+    /// Takes a pushed request back (once) when the request names one.
+    pub async fn resolve(&self, params: Params, now: i64) -> Result<Resolved, FlowError> {
+        let p = self.provider;
+        let pushed_uri = params
+            .get("request_uri")
+            .filter(|uri| uri.starts_with(REQUEST_URI_PREFIX));
+        let Some(uri) = pushed_uri else {
+            return Ok(Resolved {
+                origin: RequestOrigin::Browser {
+                    par_required: p.require_pushed_requests,
+                },
+                params,
+            });
+        };
+        let Some(client_id) = params.get("client_id") else {
+            return Err(FlowError::BadRequest(OAuthError::invalid_request(
+                "client_id is required with request_uri",
+            )));
+        };
+        // No redirect: until the pushed request is found, its redirect URI is not known.
+        match p.pushed.take(client_id, uri, now).await? {
+            Some(pushed) => Ok(Resolved {
+                params: pushed,
+                origin: RequestOrigin::Pushed,
+            }),
+            None => Err(FlowError::BadRequest(unusable_request_uri())),
+        }
+    }
+
+    /// `GET`/`POST /authorize` with its resolved parameters.
     pub async fn authorize(
         &self,
-        params: &Params,
+        request: &Resolved,
         browser: Browser<'_>,
         now: i64,
     ) -> Result<Next, FlowError> {
         let p = self.provider;
+        let params = &request.params;
         let client_id = params.get("client_id");
         let client = p.clients.get(client_id.unwrap_or_default()).await?;
         let parsed =
             authorize::check_client(client.as_deref(), params).and_then(
                 |redirect_uri| match &client {
-                    Some(c) => authorize::parse(c, redirect_uri, params, &p.acr),
+                    Some(c) => authorize::parse(c, redirect_uri, params, &p.acr, request.origin),
                     None => Err(AuthorizeError::Page(OAuthError::invalid_client())),
                 },
             );

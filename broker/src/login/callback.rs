@@ -3,8 +3,8 @@
 
 use super::{BrowserCookie, FlowError, LoginFlow, Next};
 use crate::abuse::ClientKey;
-use crate::accounts::login::LoginOutcome;
-use crate::accounts::UpstreamIdentity;
+use crate::accounts::login::AppLink;
+use crate::accounts::{Account, UpstreamIdentity};
 use crate::federation::pending::{PendingLogin, UnknownLogin};
 use crate::federation::upstream::UpstreamError;
 use crate::oidc::error::{ErrorCode, OAuthError};
@@ -152,8 +152,34 @@ impl<'a> LoginFlow<'a> {
                 "the application requires a higher VNeID assurance level",
             )));
         }
-        let LoginOutcome::Authenticated { account, .. } =
-            p.accounts.complete_login(&identity, now).await?;
+        let app_link = self.app_link(pending).await?;
+        let outcome = p
+            .accounts
+            .complete_login(&identity, app_link.as_ref().map(|(s, id)| AppLink { source: s, legacy_id: id }), now)
+            .await?;
+        self.after_resolution(pending, identity, auth_time, outcome, previous_secret, now)
+            .await
+    }
+
+    /// The legacy account the client's backend asked to link (through PAR), with the client's
+    /// legacy source.
+    async fn app_link(&self, pending: &PendingLogin) -> anyhow::Result<Option<(String, String)>> {
+        let _ = pending;
+        Ok(None)
+    }
+
+    /// The account is known: the client's subject requirement, the SSO session, the code.
+    pub(super) async fn start_session(
+        &self,
+        pending: &PendingLogin,
+        identity: &UpstreamIdentity,
+        auth_time: Option<i64>,
+        account: &Account,
+        previous_secret: Option<&str>,
+        now: i64,
+    ) -> Result<Result<Next, OAuthError>, FlowError> {
+        let p = self.provider;
+        let request = &pending.request;
         // OIDC Core §5.5.1: never a token for another person than the one the RP required. No
         // SSO session starts either: the RP did not accept this person.
         if request.subject.as_ref().is_some_and(|s| *s != account.id) {

@@ -9,19 +9,19 @@
 //!                              ▼
 //!                   budget ─► pending login (state, nonce, PKCE, binding cookie) ─► upstream
 //! /callback  ─► budget ─► take pending ─► iss ─► code exchange + ID token ─► auth_time
-//!                 ─► steps: level ─► account ─► [interaction steps to come] ─► SSO session
-//!                 ─► code ─► client
+//!                 ─► steps: level ─► account resolution ─► [failure page, phone, code]
+//!                 ─► SSO session ─► code ─► client
 //! ```
 //!
-//! A step that needs the person (legacy-account link, phone OTP, consent, the failure page)
-//! stops the flow with [`Next::Interaction`] after `PendingLogins::suspend` has stored the login
-//! (sealed, bound to the browser) under the interaction's id; [`InteractionStep`] has no
-//! variant until the first such step is built, so that adding one is one variant and one file.
+//! A step that needs the person (the phone, the one-time code, the failure page: see
+//! `standardise`) stops the flow with [`Next::Interaction`] after `PendingLogins::suspend` has
+//! stored the login (sealed, bound to the browser) under the interaction's id.
 
 pub mod authorize;
 pub mod callback;
 mod code;
 pub mod logout;
+pub mod standardise;
 
 use crate::abuse::{LoginBudget, Refusal};
 use crate::federation::pending::PendingLogins;
@@ -35,6 +35,7 @@ pub struct LoginFlow<'a> {
     pub upstream: &'a Upstream,
     pub pending: &'a PendingLogins,
     pub budget: &'a LoginBudget,
+    pub otp: &'a crate::otp::Otp,
 }
 
 /// The authorization response to send the browser back with (RFC 6749 §4.1.2, RFC 9207).
@@ -67,19 +68,16 @@ pub enum Next {
         url: url::Url,
         binding: BrowserCookie,
     },
-    /// A page that needs the person, identified by an id.
+    /// To the page of an interaction (its step is in the suspended login), holding its binding
+    /// cookie when the interaction is new.
     Interaction(Interaction),
 }
 
 #[derive(Debug)]
 pub struct Interaction {
     pub id: String,
-    pub step: InteractionStep,
+    pub binding: Option<BrowserCookie>,
 }
-
-/// The steps that stop for the person. None is built yet.
-#[derive(Debug)]
-pub enum InteractionStep {}
 
 /// Why the flow could not go on. None of these is sent back to the client: the request is
 /// not (or no longer) known to be the client's.

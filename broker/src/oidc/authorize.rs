@@ -42,6 +42,11 @@ pub struct AuthorizeRequest {
     /// it, so an unknown authentication time does not do.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auth_time_required: bool,
+    /// The id of a legacy account of the client's `legacy_source` that the app's backend says
+    /// this person holds (`legacy_account`, accepted only in a pushed request): the linking
+    /// step's candidate. Not yet checked against anything but its form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_account: Option<String>,
 }
 
 impl AuthorizeRequest {
@@ -53,6 +58,18 @@ impl AuthorizeRequest {
             .is_some_and(|l| l.starts_with("en"))
     }
 }
+
+/// Where an authorization request's parameters came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestOrigin {
+    /// From the browser; `par_required` when the server accepts pushed requests only.
+    Browser { par_required: bool },
+    /// Pushed by the authenticated client (RFC 9126), at `/par` or taken back by `request_uri`.
+    Pushed,
+}
+
+/// The longest `legacy_account` accepted: it is stored with the pending login.
+const MAX_LEGACY_ACCOUNT_LEN: usize = 128;
 
 /// Why an authorization request failed, and where the answer goes.
 #[derive(Debug)]
@@ -97,6 +114,7 @@ pub fn parse(
     redirect_uri: String,
     params: &Params,
     acr: &AcrPolicy,
+    origin: RequestOrigin,
 ) -> Result<AuthorizeRequest, AuthorizeError> {
     let state = params.get("state").map(str::to_string);
     let fail = |error: OAuthError| AuthorizeError::Redirect {
@@ -111,12 +129,25 @@ pub fn parse(
             "request objects are not supported",
         )));
     }
+    // Our own pushed requests are taken back before parsing; any other reference is a request
+    // object to fetch, which the broker does not do.
     if params.contains("request_uri") {
         return Err(fail(OAuthError::new(
             ErrorCode::RequestUriNotSupported,
-            "request_uri is not supported",
+            "request_uri is supported only for pushed authorization requests",
         )));
     }
+    let pushed = origin == RequestOrigin::Pushed;
+    let par_required = match origin {
+        RequestOrigin::Browser { par_required } => par_required,
+        RequestOrigin::Pushed => false,
+    };
+    if par_required || (!pushed && client.metadata.require_pushed_authorization_requests) {
+        return Err(fail(OAuthError::invalid_request(
+            "authorization requests must be pushed (/par) first",
+        )));
+    }
+    let legacy_account = legacy_account(client, params, pushed).map_err(&fail)?;
     match params.get("response_type") {
         Some("code") => {}
         Some(_) => {
@@ -262,7 +293,36 @@ pub fn parse(
         id_token_claims,
         subject: claims.subject,
         auth_time_required: claims.auth_time_essential,
+        legacy_account,
     })
+}
+
+/// `legacy_account` must come from the app's authenticated backend (a pushed request) of a
+/// client registered with a `legacy_source`: a value in a browser's URL could name anyone's.
+fn legacy_account(
+    client: &Client,
+    params: &Params,
+    pushed: bool,
+) -> Result<Option<String>, OAuthError> {
+    let Some(id) = params.get("legacy_account") else {
+        return Ok(None);
+    };
+    if !pushed {
+        return Err(OAuthError::invalid_request(
+            "legacy_account is accepted only in a pushed authorization request (/par)",
+        ));
+    }
+    if client.metadata.legacy_source().is_none() {
+        return Err(OAuthError::invalid_request(
+            "legacy_account needs a client registered with a legacy_source",
+        ));
+    }
+    let well_formed = id.chars().count() <= MAX_LEGACY_ACCOUNT_LEN
+        && !id.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !well_formed {
+        return Err(OAuthError::invalid_request("legacy_account is malformed"));
+    }
+    Ok(Some(id.to_string()))
 }
 
 /// The scope under which a user claim is released (OIDC Core §5.4), if the broker has it.
@@ -270,6 +330,7 @@ pub fn claim_scope(claim: &str) -> Option<&'static str> {
     match claim {
         "name" | "birthdate" | "gender" => Some("profile"),
         "personal_id" => Some("personal_id"),
+        "phone_number" | "phone_number_verified" => Some("phone"),
         _ => None,
     }
 }
@@ -414,6 +475,65 @@ pub fn session_satisfies(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn client(legacy_source: Option<&str>) -> Client {
+        let metadata = serde_json::json!({
+            "client_name": "Hue-S", "redirect_uris": ["https://app.example/cb"],
+            "grant_types": ["authorization_code"], "token_endpoint_auth_method": "client_secret_basic",
+            "scope": "openid", "legacy_source": legacy_source
+        });
+        Client {
+            client_id: "hue-s".into(),
+            secret_hash: None,
+            metadata: serde_json::from_value(metadata).unwrap(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn params(extra: &[(&str, &str)]) -> Params {
+        let mut pairs = vec![("response_type", "code"), ("scope", "openid")];
+        pairs.extend_from_slice(extra);
+        Params::collect(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    /// The linking step reads `legacy_account` from the stored request: only a pushed request
+    /// of a client with a `legacy_source` carries one.
+    #[test]
+    fn legacy_account_is_carried_only_when_pushed() {
+        let acr = AcrPolicy::new("urn:vn:hue:broker:loa:1", "urn:vn:hue:broker:loa:2");
+        let with = params(&[("legacy_account", "HS1003230")]);
+        let redirect = || "https://app.example/cb".to_string();
+        let req = parse(
+            &client(Some("hue-s")),
+            redirect(),
+            &with,
+            &acr,
+            RequestOrigin::Pushed,
+        )
+        .unwrap();
+        assert_eq!(req.legacy_account.as_deref(), Some("HS1003230"));
+        let browser = RequestOrigin::Browser {
+            par_required: false,
+        };
+        assert!(parse(&client(Some("hue-s")), redirect(), &with, &acr, browser).is_err());
+        assert!(parse(
+            &client(None),
+            redirect(),
+            &with,
+            &acr,
+            RequestOrigin::Pushed
+        )
+        .is_err());
+        let req = parse(&client(None), redirect(), &params(&[]), &acr, browser).unwrap();
+        assert_eq!(req.legacy_account, None);
+    }
 
     /// Pending logins already in the session store keep reading and writing the same JSON:
     /// the scope as a list, the required level as an integer.

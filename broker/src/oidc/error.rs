@@ -25,6 +25,8 @@ pub enum ErrorCode {
     TemporarilyUnavailable,
     RequestNotSupported,
     RequestUriNotSupported,
+    /// RFC 9101 §6.2: a `request_uri` that is unknown, expired, used or another client's.
+    InvalidRequestUri,
 }
 
 impl ErrorCode {
@@ -48,6 +50,7 @@ impl ErrorCode {
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
             ErrorCode::RequestNotSupported => "request_not_supported",
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
+            ErrorCode::InvalidRequestUri => "invalid_request_uri",
         }
     }
 

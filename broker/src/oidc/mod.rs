@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod error;
 pub mod grant_types;
 pub mod introspect;
+pub mod par;
 pub mod params;
 pub mod pkce;
 pub mod revoke;
@@ -47,6 +48,10 @@ pub struct Provider {
     pub tokens: TokenLifetimes,
     pub jwks_max_age: u64,
     pub clock: SharedClock,
+    /// Pushed authorization requests waiting for `/authorize` (RFC 9126).
+    pub pushed: par::PushedRequests,
+    /// Authorization requests only through `/par`, for every client.
+    pub require_pushed_requests: bool,
 }
 
 /// How long what the provider issues stays valid, in seconds.

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use async_trait::async_trait;
 
 use super::SessionStore;
@@ -82,7 +83,53 @@ impl SessionStore for MemoryStore {
         })
     }
 
+    async fn incr(&self, key: &str, ttl: Duration) -> anyhow::Result<u64> {
+        self.with(|map, now| match map.get_mut(key) {
+            Some((expires, value)) if *expires > now => {
+                let count = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .context("the value under this key is not a counter")?
+                    .saturating_add(1);
+                *value = count.to_string().into_bytes();
+                Ok(count)
+            }
+            _ => {
+                map.insert(key.to_string(), (now + ttl, b"1".to_vec()));
+                Ok(1)
+            }
+        })?
+    }
+
     async fn ping(&self) -> anyhow::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn incr_counts_from_one_and_never_extends_the_ttl() {
+        let store = MemoryStore::new();
+        let ttl = Duration::from_millis(150);
+        assert_eq!(store.incr("n", ttl).await.unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(store.incr("n", ttl).await.unwrap(), 2);
+        assert_eq!(store.get("n").await.unwrap().as_deref(), Some(&b"2"[..]));
+        // 150 ms after the first increment: the second one did not push the end further.
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(store.incr("n", ttl).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn incr_refuses_a_value_that_is_not_a_counter() {
+        let store = MemoryStore::new();
+        store
+            .put("k", b"{}", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(store.incr("k", Duration::from_secs(60)).await.is_err());
     }
 }

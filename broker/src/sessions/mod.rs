@@ -1,6 +1,7 @@
 //! The session store: ephemeral, TTL-bound state shared by every instance (browser SSO sessions,
 //! pending upstream logins, authorization codes, replay markers). In memory for the embedded
-//! default, in Redis for production. Keys are opaque strings; values are bytes (JSON).
+//! default, in Redis for production. Keys are opaque strings; values are bytes (JSON), or
+//! counters (`incr`: OTP attempts and SMS limits).
 
 pub mod ended;
 pub mod memory;
@@ -23,6 +24,10 @@ pub trait SessionStore: Send + Sync {
     /// does nothing and returns `None` when the key is absent.
     async fn swap(&self, key: &str, value: &[u8]) -> anyhow::Result<Option<Vec<u8>>>;
     async fn delete(&self, key: &str) -> anyhow::Result<()>;
+    /// Adds one to a counter atomically and returns the new count (1 for a new key). `ttl` is
+    /// set when the key is created and never extended, so a counter keyed by a time window
+    /// ends with it. The count reads back through `get` as ASCII decimal.
+    async fn incr(&self, key: &str, ttl: Duration) -> anyhow::Result<u64>;
     /// Liveness of the backend (readiness probe).
     async fn ping(&self) -> anyhow::Result<()>;
 }

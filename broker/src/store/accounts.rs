@@ -9,7 +9,8 @@ use crate::transaction::Transaction;
 
 const COLUMNS: &str =
     "a.id, a.personal_id_enc, a.personal_id_lookup, a.personal_id_flag, a.full_name, a.birthdate, \
-                       a.gender, a.account_type, a.loa, a.created_at, a.updated_at";
+                       a.gender, a.account_type, a.loa, a.phone, a.phone_verified_at, a.standardised_at, \
+                       a.created_at, a.updated_at";
 
 fn from_row(row: &AnyRow) -> anyhow::Result<AccountRecord> {
     let loa: i64 = row.try_get("loa")?;
@@ -23,6 +24,9 @@ fn from_row(row: &AnyRow) -> anyhow::Result<AccountRecord> {
         gender: opt_text(row, "gender")?,
         account_type: row.try_get("account_type")?,
         loa: Loa::try_from(loa).unwrap_or(Loa::One),
+        phone: opt_text(row, "phone")?,
+        phone_verified_at: row.try_get("phone_verified_at")?,
+        standardised_at: row.try_get("standardised_at")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -64,7 +68,8 @@ impl AccountStore for Db {
     ) -> anyhow::Result<bool> {
         sqlx::query(
             "INSERT INTO accounts (id, personal_id_enc, personal_id_lookup, personal_id_flag, full_name, birthdate, gender, \
-             account_type, loa, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             account_type, loa, phone, phone_verified_at, standardised_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&r.id)
         .bind(&r.personal_id_enc)
@@ -75,6 +80,9 @@ impl AccountStore for Db {
         .bind(&r.gender)
         .bind(&r.account_type)
         .bind(i64::from(r.loa))
+        .bind(&r.phone)
+        .bind(r.phone_verified_at)
+        .bind(r.standardised_at)
         .bind(r.created_at)
         .bind(r.updated_at)
         .execute(tx.connection())
@@ -108,6 +116,48 @@ impl AccountStore for Db {
         .bind(i64::from(r.loa))
         .bind(r.updated_at)
         .bind(&r.id)
+        .execute(tx.connection())
+        .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn set_standardised(
+        &self,
+        tx: &mut Transaction,
+        id: &str,
+        phone: Option<&str>,
+        verified_at: Option<i64>,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE accounts SET standardised_at = $1, updated_at = $1, \
+             phone = COALESCE($2, phone), phone_verified_at = CASE WHEN $2 IS NULL \
+             THEN phone_verified_at ELSE $3 END WHERE id = $4",
+        )
+        .bind(now)
+        .bind(phone)
+        .bind(verified_at)
+        .bind(id)
+        .execute(tx.connection())
+        .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn set_phone(
+        &self,
+        tx: &mut Transaction,
+        id: &str,
+        phone: &str,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE accounts SET phone = $1, phone_verified_at = $2, updated_at = $2 WHERE id = $3",
+        )
+        .bind(phone)
+        .bind(now)
+        .bind(id)
         .execute(tx.connection())
         .await?;
         Ok(())

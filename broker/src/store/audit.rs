@@ -11,13 +11,14 @@ where
     E: Executor<'c, Database = sqlx::Any>,
 {
     sqlx::query(
-        "INSERT INTO audit_log (at, kind, account_id, client_id, detail) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO audit_log (at, kind, account_id, client_id, actor, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(entry.at)
     .bind(entry.kind)
     .bind(entry.account_id)
     .bind(entry.client_id)
+    .bind(entry.actor)
     .bind(entry.detail.to_string())
     .execute(executor)
     .await?;

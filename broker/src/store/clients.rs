@@ -5,6 +5,7 @@ use sqlx::Row;
 
 use super::Db;
 use crate::clients::{Client, ClientStore, ClientStoreError};
+use crate::transaction::Transaction;
 
 fn from_row(row: &AnyRow) -> anyhow::Result<Client> {
     let metadata: String = row.try_get("metadata")?;
@@ -20,7 +21,7 @@ fn from_row(row: &AnyRow) -> anyhow::Result<Client> {
 #[async_trait::async_trait]
 impl ClientStore for Db {
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn insert(&self, client: &Client) -> Result<(), ClientStoreError> {
+    async fn insert(&self, tx: &mut Transaction, client: &Client) -> Result<(), ClientStoreError> {
         let metadata = serde_json::to_string(&client.metadata).map_err(anyhow::Error::from)?;
         let result = sqlx::query(
             "INSERT INTO clients (client_id, secret_hash, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5) \
@@ -31,7 +32,7 @@ impl ClientStore for Db {
         .bind(metadata)
         .bind(client.created_at)
         .bind(client.updated_at)
-        .execute(self.pool())
+        .execute(tx.connection())
         .await
         .map_err(anyhow::Error::from)?;
         if result.rows_affected() == 0 {
@@ -61,25 +62,25 @@ impl ClientStore for Db {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn update(&self, client: &Client) -> anyhow::Result<bool> {
+    async fn update(&self, tx: &mut Transaction, client: &Client) -> anyhow::Result<bool> {
         let result = sqlx::query("UPDATE clients SET secret_hash = $1, metadata = $2, updated_at = $3 WHERE client_id = $4")
             .bind(&client.secret_hash)
             .bind(serde_json::to_string(&client.metadata)?)
             .bind(client.updated_at)
             .bind(&client.client_id)
-            .execute(self.pool())
+            .execute(tx.connection())
             .await?;
         Ok(result.rows_affected() > 0)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn delete(&self, client_id: &str) -> anyhow::Result<bool> {
+    async fn delete(&self, tx: &mut Transaction, client_id: &str) -> anyhow::Result<bool> {
         if !storable(client_id) {
             return Ok(false);
         }
         let result = sqlx::query("DELETE FROM clients WHERE client_id = $1")
             .bind(client_id)
-            .execute(self.pool())
+            .execute(tx.connection())
             .await?;
         Ok(result.rows_affected() > 0)
     }

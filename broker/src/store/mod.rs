@@ -8,9 +8,12 @@
 mod accounts;
 mod audit;
 mod clients;
+mod events;
+mod failures;
+mod legacy;
 mod grants;
 mod keys;
-mod legacy;
+mod operators;
 
 use std::time::Duration;
 

@@ -47,7 +47,7 @@ on_both_backends!(admin_api_manages_clients, |app: TestApp| async move {
     let r = app
         .http
         .post(&url)
-        .bearer_auth(&app.admin_token)
+        .bearer_auth(&app.operator_token)
         .header("content-type", "application/json")
         .body("{not json")
         .send()
@@ -75,7 +75,7 @@ on_both_backends!(admin_api_manages_clients, |app: TestApp| async move {
     let shown: Value = app
         .http
         .get(format!("{url}/hue-s"))
-        .bearer_auth(&app.admin_token)
+        .bearer_auth(&app.operator_token)
         .send()
         .await
         .expect("show")
@@ -98,7 +98,7 @@ on_both_backends!(admin_api_manages_clients, |app: TestApp| async move {
     let r = app
         .http
         .put(format!("{url}/hue-s?rotate_secret=true"))
-        .bearer_auth(&app.admin_token)
+        .bearer_auth(&app.operator_token)
         .json(&json!({"client_name": "Hue-S 2", "redirect_uris": ["https://hue-s.example/cb2"]}))
         .send()
         .await
@@ -110,7 +110,7 @@ on_both_backends!(admin_api_manages_clients, |app: TestApp| async move {
     let r = app
         .http
         .put(format!("{url}/hue-s"))
-        .bearer_auth(&app.admin_token)
+        .bearer_auth(&app.operator_token)
         .json(&json!({"client_id": "other", "redirect_uris": ["https://evil.example/cb"]}))
         .send()
         .await
@@ -121,7 +121,7 @@ on_both_backends!(admin_api_manages_clients, |app: TestApp| async move {
     let list: Value = app
         .http
         .get(&url)
-        .bearer_auth(&app.admin_token)
+        .bearer_auth(&app.operator_token)
         .send()
         .await
         .expect("list")
@@ -132,7 +132,7 @@ on_both_backends!(admin_api_manages_clients, |app: TestApp| async move {
     assert_eq!(
         app.http
             .delete(format!("{url}/hue-s"))
-            .bearer_auth(&app.admin_token)
+            .bearer_auth(&app.operator_token)
             .send()
             .await
             .expect("del")
@@ -142,7 +142,7 @@ on_both_backends!(admin_api_manages_clients, |app: TestApp| async move {
     assert_eq!(
         app.http
             .delete(format!("{url}/hue-s"))
-            .bearer_auth(&app.admin_token)
+            .bearer_auth(&app.operator_token)
             .send()
             .await
             .expect("del")

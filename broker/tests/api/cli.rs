@@ -115,6 +115,32 @@ fn clients_and_keys_commands() {
     assert!(!ok && err.contains("RS256"), "{err}");
 }
 
+#[test]
+fn operators_commands() {
+    let cli = Cli::new();
+    let (ok, out, err) = cli.run(&["operators", "create", "an.nguyen"]);
+    assert!(ok, "{err}");
+    let token = out.trim().to_string();
+    assert_eq!(token.len(), 43, "the token alone on stdout: {out}");
+    assert!(err.contains("shown only now"), "{err}");
+    let (ok, out, _) = cli.run(&["operators", "list"]);
+    assert!(
+        ok && out.contains("an.nguyen") && out.contains("active"),
+        "{out}"
+    );
+    assert!(!out.contains(&token), "list never shows a token");
+    let (ok, _, err) = cli.run(&["operators", "create", "an.nguyen"]);
+    assert!(!ok && err.contains("exists"), "{err}");
+    let (ok, _, _) = cli.run(&["operators", "create", "Not Valid"]);
+    assert!(!ok);
+    let (ok, out, err) = cli.run(&["operators", "revoke", "an.nguyen"]);
+    assert!(ok && out.contains("revoked"), "{err}");
+    let (ok, out, _) = cli.run(&["operators", "list"]);
+    assert!(ok && out.contains("revoked_at="), "{out}");
+    let (ok, _, _) = cli.run(&["operators", "revoke", "an.nguyen"]);
+    assert!(!ok, "nothing left to revoke");
+}
+
 #[cfg(feature = "dev")]
 #[test]
 fn mock_vneid_is_refused_in_production() {

@@ -51,7 +51,7 @@ async fn refresh(app: &TestApp, client: &Client, tokens: &Value) -> (u16, Value)
 async fn admin_update(app: &TestApp, client_id: &str, body: &Value) -> reqwest::Response {
     app.http
         .put(app.endpoint(&format!("/admin/clients/{client_id}")))
-        .bearer_auth(&app.admin_token)
+        .bearer_auth(&app.operator_token)
         .json(body)
         .send()
         .await
@@ -172,7 +172,7 @@ on_both_backends!(
         let r = app
             .http
             .delete(app.endpoint(&format!("/admin/clients/{PORTAL}")))
-            .bearer_auth(&app.admin_token)
+            .bearer_auth(&app.operator_token)
             .send()
             .await
             .expect("delete");

@@ -82,7 +82,7 @@ on_both_backends_with!(
                     .http
                     .get(app.endpoint(path))
                     .header("x-forwarded-for", address.as_str())
-                    .bearer_auth(&app.admin_token)
+                    .bearer_auth(&app.operator_token)
                     .send()
                     .await
                     .expect("request");

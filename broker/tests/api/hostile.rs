@@ -123,7 +123,7 @@ on_both_backends!(
         let r = app
             .http
             .put(app.endpoint(&format!("/admin/clients/{}", client.id)))
-            .bearer_auth(&app.admin_token)
+            .bearer_auth(&app.operator_token)
             .json(&with("redirect_uris", json!(["https:///cb"])))
             .send()
             .await

@@ -76,6 +76,15 @@ pub fn profile_claims(
             out.insert("gender".into(), g.clone().into());
         }
     }
+    if has("phone") {
+        if let Some(phone) = &account.phone {
+            out.insert("phone_number".into(), phone.clone().into());
+            out.insert(
+                "phone_number_verified".into(),
+                account.phone_verified.into(),
+            );
+        }
+    }
     if has("personal_id") {
         if let Some(pid) = &account.personal_id {
             out.insert("personal_id".into(), pid.clone().into());

@@ -163,7 +163,8 @@ impl Browser {
         let back = if first.status() == 303 && location(&first).starts_with(&client.redirect_uri) {
             first
         } else {
-            self.through_upstream(first).await
+            let callback = self.through_upstream(first).await;
+            self.through_steps(app, callback, &test_phone(app, hint)).await
         };
         assert_eq!(
             back.status(),
@@ -187,5 +188,126 @@ impl Browser {
             "RFC 9207 iss must be present"
         );
         Callback { params }
+    }
+}
+
+/// The phone a test citizen gives when the broker asks: their `phone_for_otp`, or one derived
+/// from the hint (a valid Viettel number), so that citizens of one test do not share a phone.
+pub fn test_phone(app: &TestApp, hint: &str) -> String {
+    if let Some(phone) = app
+        .mock
+        .citizens()
+        .iter()
+        .find(|c| c.case == hint || c.sub() == hint)
+        .and_then(|c| c.phone_for_otp.clone())
+    {
+        return phone;
+    }
+    let digest = sha256_b64url(hint);
+    let n = digest
+        .bytes()
+        .fold(0u64, |acc, b| acc.wrapping_mul(31).wrapping_add(u64::from(b)));
+    format!("096{:07}", n % 10_000_000)
+}
+
+/// A form field's value on a page (`name="x" value="..."`).
+pub fn form_value(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_string())
+}
+
+/// The step page a login stands at.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StepPage {
+    Phone,
+    Code,
+    Failure { can_continue: bool },
+}
+
+pub fn step_page(html: &str) -> StepPage {
+    if html.contains("id=\"send-code\"") {
+        StepPage::Phone
+    } else if html.contains("id=\"verify-code\"") {
+        StepPage::Code
+    } else if html.contains("id=\"failure-fields\"") || html.contains("id=\"hotline-vneid\"") {
+        StepPage::Failure {
+            can_continue: html.contains("id=\"continue\""),
+        }
+    } else {
+        panic!("not a step page: {html}")
+    }
+}
+
+/// The last one-time code the dev SMS gateway "sent" to `phone`.
+pub fn last_code(app: &TestApp, phone: &str) -> Option<String> {
+    let phone = broker::accounts::phone::normalise(phone).expect("a valid test phone");
+    let text = app.broker.dev_sms.as_ref()?.last_to(&phone)?;
+    let digits: String = text
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)?
+        .to_string();
+    Some(digits)
+}
+
+impl Browser {
+    /// A step page's URL from a redirect to it.
+    pub fn step_url(app: &TestApp, response: &reqwest::Response) -> Option<String> {
+        let target = location(response);
+        target
+            .starts_with("/login/")
+            .then(|| app.endpoint(&target))
+    }
+
+    /// Posts a step form with the page's CSRF token.
+    pub async fn post_step(
+        &self,
+        page_url: &str,
+        html: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let csrf = form_value(html, "csrf").expect("the step page has a CSRF token");
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend_from_slice(fields);
+        self.http
+            .post(page_url)
+            .form(&form)
+            .send()
+            .await
+            .expect("POST step")
+    }
+
+    /// Goes through the standardisation pages the way a citizen would (continue past a failure
+    /// page, give `phone`, type the code the dev gateway got) until the broker sends the
+    /// browser elsewhere; returns that response.
+    pub async fn through_steps(
+        &self,
+        app: &TestApp,
+        mut response: reqwest::Response,
+        phone: &str,
+    ) -> reqwest::Response {
+        for _ in 0..8 {
+            let Some(url) = Self::step_url(app, &response) else {
+                return response;
+            };
+            let html = self.get(&url).await.text().await.expect("step page");
+            response = match step_page(&html) {
+                StepPage::Phone => {
+                    self.post_step(&url, &html, &[("action", "phone"), ("phone", phone)])
+                        .await
+                }
+                StepPage::Code => {
+                    let code = last_code(app, phone).expect("a code was sent");
+                    self.post_step(&url, &html, &[("action", "code"), ("code", &code)])
+                        .await
+                }
+                StepPage::Failure { can_continue: true } => {
+                    self.post_step(&url, &html, &[("action", "continue")]).await
+                }
+                StepPage::Failure { can_continue: false } => return response,
+            };
+        }
+        panic!("the standardisation steps did not end");
     }
 }

@@ -21,7 +21,12 @@ pub enum Backends {
 
 pub struct TestApp {
     pub url: String,
+    /// The bootstrap token: it only creates and lists operators.
     pub admin_token: String,
+    /// The broker's master key (to seal what a test writes, like imported legacy records).
+    pub master: MasterKey,
+    /// The token of operator `tester`, for everything else in the admin API.
+    pub operator_token: String,
     pub mock: MockVneid,
     pub clock: Arc<ManualClock>,
     pub app_db: broker::store::Db,
@@ -189,7 +194,9 @@ impl TestApp {
             issuer: url.parse().expect("url"),
             ..Default::default()
         };
-        settings.keys.master_key = Some(Secret::new(MasterKey::generate_encoded()));
+        let master_encoded = MasterKey::generate_encoded();
+        let master = MasterKey::from_secret(&Secret::new(master_encoded.clone())).expect("master");
+        settings.keys.master_key = Some(Secret::new(master_encoded));
         settings.keys.jwks_max_age_secs = 60;
         settings.admin.token = Some(Secret::new(admin_token.clone()));
         settings.upstream.issuer = mock_url.parse().expect("url");
@@ -224,9 +231,16 @@ impl TestApp {
         let app_db = app.db.clone();
         let broker = app.broker.clone();
         tokio::spawn(app.server());
+        let (_, operator_token) = broker
+            .operators
+            .create("tester", "bootstrap", clock.now())
+            .await
+            .expect("operator");
         TestApp {
             url,
             admin_token,
+            master,
+            operator_token,
             mock,
             clock,
             app_db,
@@ -257,7 +271,7 @@ impl TestApp {
     pub async fn admin_create(&self, body: Value) -> reqwest::Response {
         self.http
             .post(self.endpoint("/admin/clients"))
-            .bearer_auth(&self.admin_token)
+            .bearer_auth(&self.operator_token)
             .json(&body)
             .send()
             .await

@@ -1,0 +1,48 @@
+//! Account events for the systems that depend on the broker. Each change writes its event into
+//! the outbox in the same transaction as the change itself, so that no committed change lacks
+//! its event and no event describes a change that rolled back. Events are numbered per subject
+//! (`seq`), so a subscriber can apply them in order and notice a gap. Delivery (a dispatcher
+//! building one Security Event Token per subscriber, RFC 8417) reads the outbox; it is not
+//! built yet. SQL in `store/events.rs`.
+
+use async_trait::async_trait;
+
+use crate::transaction::Transaction;
+
+/// The event types, URIs under the broker's namespace (RFC 8417 §2.2).
+pub mod types {
+    pub const ACCOUNT_CREATED: &str = "urn:vn:hue:broker:event:account:created";
+    pub const ACCOUNT_LINKED: &str = "urn:vn:hue:broker:event:account:linked";
+    pub const ACCOUNT_UNLINKED: &str = "urn:vn:hue:broker:event:account:unlinked";
+    pub const ACCOUNT_UPDATED: &str = "urn:vn:hue:broker:event:account:updated";
+}
+
+/// One event as written.
+#[derive(Debug)]
+pub struct Event<'a> {
+    /// Whom it is about: an account id.
+    pub subject: &'a str,
+    pub event_type: &'static str,
+    /// What changed, without personal data (subscribers read that through their own grants).
+    pub payload: serde_json::Value,
+    pub at: i64,
+}
+
+/// An event as stored, with its number.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub subject: String,
+    pub seq: i64,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub created_at: i64,
+}
+
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Appends within the caller's transaction and returns the event's number for its subject.
+    async fn append(&self, tx: &mut Transaction, event: &Event<'_>) -> anyhow::Result<i64>;
+    /// A subject's events in order (for the admin API and the tests).
+    async fn of_subject(&self, subject: &str) -> anyhow::Result<Vec<StoredEvent>>;
+}

@@ -1,0 +1,263 @@
+//! The admin API of standardisation, for support staff: the failures to review, and the legacy
+//! records of an account, linked and unlinked by hand. Every change names its operator.
+
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use super::admin::Operator;
+use super::errors::HttpError;
+use super::limits::rate_limit;
+use super::Broker;
+use crate::accounts::login::AdminChange;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/admin/standardisation-failures")
+            .wrap(from_fn(rate_limit))
+            .route("", web::get().to(failures_list))
+            .route("/{id}", web::get().to(failure_show))
+            .route("/{id}/resolve", web::post().to(failure_resolve)),
+    )
+    .service(
+        web::scope("/admin/accounts/{account_id}")
+            .wrap(from_fn(rate_limit))
+            .route("/links", web::get().to(links_list))
+            .route("/links", web::post().to(link_create))
+            .route("/links/{source}/{legacy_id}", web::delete().to(link_delete))
+            .route("/events", web::get().to(events_list)),
+    );
+}
+
+/// A backend failure: logged with its chain, answered as `temporarily_unavailable` JSON.
+fn unavailable(e: anyhow::Error) -> HttpError {
+    HttpError::Json(crate::oidc::error::OAuthError::unavailable(&e))
+}
+
+fn bad_request(description: &str) -> HttpResponse {
+    HttpResponse::BadRequest()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(serde_json::json!({"error": "invalid_request", "error_description": description}))
+}
+
+fn problem(status: actix_web::http::StatusCode, error: &str, description: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header(("Cache-Control", "no-store"))
+        .json(serde_json::json!({"error": error, "error_description": description}))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    open: Option<bool>,
+    limit: Option<i64>,
+}
+
+async fn failures_list(
+    broker: web::Data<Broker>,
+    _operator: Operator,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, HttpError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let failures = broker
+        .provider
+        .accounts
+        .failures()
+        .failures(query.open.unwrap_or(true), limit)
+        .await
+        .map_err(unavailable)?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(failures))
+}
+
+async fn failure_show(
+    broker: web::Data<Broker>,
+    _operator: Operator,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    match broker
+        .provider
+        .accounts
+        .failures()
+        .failure(&path)
+        .await
+        .map_err(unavailable)?
+    {
+        Some(f) => Ok(HttpResponse::Ok()
+            .insert_header(("Cache-Control", "no-store"))
+            .json(f)),
+        None => Ok(problem(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "not_found",
+            "no such failure",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct Resolve {
+    resolution: String,
+}
+
+async fn failure_resolve(
+    broker: web::Data<Broker>,
+    operator: Operator,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, HttpError> {
+    let Ok(resolve) = serde_json::from_slice::<Resolve>(&body) else {
+        return Ok(bad_request("the body must be {\"resolution\": \"...\"}"));
+    };
+    let resolution = resolve.resolution.trim();
+    if resolution.is_empty() || resolution.chars().count() > 1000 {
+        return Ok(bad_request("resolution: 1 to 1000 characters"));
+    }
+    let done = broker
+        .provider
+        .accounts
+        .failures()
+        .resolve_failure(&path, &operator.name, resolution, broker.provider.now())
+        .await
+        .map_err(unavailable)?;
+    if !done {
+        return Ok(problem(
+            actix_web::http::StatusCode::CONFLICT,
+            "conflict",
+            "no such open failure",
+        ));
+    }
+    tracing::info!(operator = %operator.name, failure = %path.as_str(), "standardisation failure resolved");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn links_list(
+    broker: web::Data<Broker>,
+    _operator: Operator,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let account_id = path.into_inner();
+    if broker
+        .provider
+        .accounts
+        .find(&account_id)
+        .await
+        .map_err(unavailable)?
+        .is_none()
+    {
+        return Ok(problem(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "not_found",
+            "no such account",
+        ));
+    }
+    let records = broker
+        .provider
+        .accounts
+        .linked_records(&account_id)
+        .await
+        .map_err(unavailable)?;
+    let view: Vec<_> = records
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "source": r.source, "legacy_id": r.legacy_id, "linked_at": r.linked_at,
+                "has_personal_id": r.personal_id.is_some(),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(view))
+}
+
+#[derive(Deserialize)]
+struct LinkBody {
+    source: String,
+    legacy_id: String,
+}
+
+fn change_response(change: AdminChange, created: bool) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    match change {
+        AdminChange::Done if created => HttpResponse::Created().finish(),
+        AdminChange::Done => HttpResponse::NoContent().finish(),
+        AdminChange::NoSuchAccount => problem(StatusCode::NOT_FOUND, "not_found", "no such account"),
+        AdminChange::NoSuchRecord => {
+            problem(StatusCode::NOT_FOUND, "not_found", "no such legacy record")
+        }
+        AdminChange::Conflict if created => problem(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the legacy record is linked to another account",
+        ),
+        AdminChange::Conflict => problem(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the legacy record is not linked to this account",
+        ),
+    }
+}
+
+async fn link_create(
+    broker: web::Data<Broker>,
+    operator: Operator,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, HttpError> {
+    let Ok(link) = serde_json::from_slice::<LinkBody>(&body) else {
+        return Ok(bad_request(
+            "the body must be {\"source\": \"...\", \"legacy_id\": \"...\"}",
+        ));
+    };
+    let change = broker
+        .provider
+        .accounts
+        .admin_link(
+            &path,
+            &link.source,
+            &link.legacy_id,
+            &operator.name,
+            broker.provider.now(),
+        )
+        .await
+        .map_err(unavailable)?;
+    Ok(change_response(change, true))
+}
+
+async fn link_delete(
+    broker: web::Data<Broker>,
+    operator: Operator,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, HttpError> {
+    let (account_id, source, legacy_id) = path.into_inner();
+    let change = broker
+        .provider
+        .accounts
+        .admin_unlink(
+            &account_id,
+            &source,
+            &legacy_id,
+            &operator.name,
+            broker.provider.now(),
+        )
+        .await
+        .map_err(unavailable)?;
+    Ok(change_response(change, false))
+}
+
+async fn events_list(
+    broker: web::Data<Broker>,
+    _operator: Operator,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let events = broker
+        .provider
+        .accounts
+        .outbox()
+        .of_subject(&path)
+        .await
+        .map_err(unavailable)?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(events))
+}

@@ -1,0 +1,476 @@
+//! The standardisation steps that need the person: the failure page, the phone number, the
+//! one-time code. The login waits between them as a suspended login (sealed, bound to the
+//! browser by a cookie, its progress saved after every step), so that a failure half-way
+//! (a backend down after the code was verified) is retried from where it stopped.
+//!
+//! ```text
+//! callback ─► account resolution ─┬─ linked / matched by ID ───────────────────────► finish
+//!                                 ├─ doubt ─► failure page ─┬─ continue ─► finish (account exists)
+//!                                 │                         └─ continue ─► phone
+//!                                 └─ nothing by ID ─► phone ─► code ─► phone proven ─► account ─► finish
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use super::{BrowserCookie, FlowError, Interaction, LoginFlow, Next};
+use crate::abuse::ClientKey;
+use crate::accounts::failures::{Field, Reason};
+use crate::accounts::login::{LoginOutcome, Notice};
+use crate::accounts::phone::{self, Phone};
+use crate::accounts::UpstreamIdentity;
+use crate::crypto::random_token;
+use crate::federation::pending::{cookie_name, PendingLogin, SuspendedLogin, UnknownLogin};
+use crate::oidc::error::OAuthError;
+use crate::otp::{OtpFailure, OtpRefused};
+
+/// Where the person stands.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum Stage {
+    /// The failure page; then the phone step, or the client when the account exists.
+    Failed {
+        notice: Notice,
+        account_id: Option<String>,
+    },
+    /// Asking for the phone number.
+    AskPhone,
+    /// A code went to this phone (E.164).
+    EnterCode { phone: String, resend_at: i64 },
+    /// The phone is proven; what remains is writing the account, retried until it succeeds.
+    PhoneProven { phone: String },
+    /// Five wrong codes: the failure page, and a new login from the app.
+    Exhausted { notice: Notice },
+}
+
+/// A short message on the next page, in the person's language.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Message {
+    InvalidPhone,
+    NotMobile,
+    Sent,
+    TooSoon { seconds: u64 },
+    Limited { seconds: u64 },
+    SmsUnavailable,
+    WrongCode { attempts_left: u32 },
+    CodeExpired,
+    Unavailable,
+}
+
+/// The suspended login's step state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepState {
+    pub stage: Stage,
+    /// The forms' CSRF token.
+    pub csrf: String,
+    #[serde(default)]
+    pub message: Option<Message>,
+}
+
+impl StepState {
+    pub fn new(stage: Stage) -> Self {
+        Self {
+            stage,
+            csrf: random_token(),
+            message: None,
+        }
+    }
+}
+
+/// What a page shows.
+#[derive(Debug)]
+pub enum InteractionStep {
+    Phone,
+    Code {
+        /// Masked.
+        phone: String,
+        resend_in: i64,
+    },
+    Failure {
+        reason: Reason,
+        fields: Vec<Field>,
+        /// A continue button (to the phone step or to the client); none after five wrong codes.
+        can_continue: bool,
+    },
+}
+
+/// A page to render for an interaction.
+#[derive(Debug)]
+pub struct StepView {
+    pub interaction_id: String,
+    pub csrf: String,
+    pub english: bool,
+    pub step: InteractionStep,
+    pub message: Option<Message>,
+    /// The tail of the failure's id, for the citizen to read out to the support desk.
+    pub failure_ref: Option<String>,
+}
+
+/// What the person sent from a page.
+#[derive(Debug)]
+pub enum StepInput {
+    Phone(String),
+    Code(String),
+    Resend,
+    ChangePhone,
+    Continue,
+}
+
+/// A step request as the flow needs it.
+pub struct StepRequest<'r> {
+    pub interaction_id: &'r str,
+    pub binding_secret: Option<&'r str>,
+    pub csrf: Option<&'r str>,
+    pub sso_secret: Option<&'r str>,
+    pub client: Option<ClientKey>,
+}
+
+/// The name of an interaction's binding cookie (before any `__Host-`); it shares the pending
+/// logins' prefix, so the cap on a browser's binding cookies counts it too.
+pub fn interaction_cookie(interaction_id: &str) -> String {
+    cookie_name(&format!("interaction:{interaction_id}"))
+}
+
+impl<'a> LoginFlow<'a> {
+    /// Suspends the login at its first interaction and sends the browser to it.
+    pub(super) async fn suspend(
+        &self,
+        pending: &PendingLogin,
+        identity: UpstreamIdentity,
+        auth_time: Option<i64>,
+        stage: Stage,
+    ) -> Result<Next, FlowError> {
+        let login = SuspendedLogin {
+            pending: pending.clone(),
+            identity,
+            auth_time,
+            steps: StepState::new(stage),
+        };
+        let at = self.pending.suspend(&login).await?;
+        Ok(Next::Interaction(Interaction {
+            binding: Some(BrowserCookie {
+                name: interaction_cookie(&at.interaction_id),
+                value: at.browser_secret,
+                max_age: self.pending.ttl().as_secs() as i64,
+            }),
+            id: at.interaction_id,
+        }))
+    }
+
+    /// What the outcome of account resolution means for the browser.
+    pub(super) async fn after_resolution(
+        &self,
+        pending: &PendingLogin,
+        identity: UpstreamIdentity,
+        auth_time: Option<i64>,
+        outcome: LoginOutcome,
+        previous_secret: Option<&str>,
+        now: i64,
+    ) -> Result<Result<Next, OAuthError>, FlowError> {
+        match outcome {
+            LoginOutcome::Authenticated {
+                account,
+                notice: None,
+                ..
+            } => {
+                self.start_session(pending, &identity, auth_time, &account, previous_secret, now)
+                    .await
+            }
+            LoginOutcome::Authenticated {
+                account,
+                notice: Some(notice),
+                ..
+            } => {
+                let stage = Stage::Failed {
+                    notice,
+                    account_id: Some(account.id),
+                };
+                Ok(Ok(self.suspend(pending, identity, auth_time, stage).await?))
+            }
+            LoginOutcome::NeedsPhone { notice } => {
+                let stage = match notice {
+                    Some(notice) => Stage::Failed {
+                        notice,
+                        account_id: None,
+                    },
+                    None => Stage::AskPhone,
+                };
+                Ok(Ok(self.suspend(pending, identity, auth_time, stage).await?))
+            }
+        }
+    }
+
+    /// The page of an interaction, or why there is none.
+    pub async fn show_step(
+        &self,
+        interaction_id: &str,
+        binding_secret: Option<&str>,
+        now: i64,
+    ) -> Result<StepView, FlowError> {
+        let login = match self.pending.resume(interaction_id, binding_secret).await? {
+            Ok(login) => login,
+            Err(UnknownLogin) => return Err(FlowError::UnknownLogin),
+        };
+        let step = match &login.steps.stage {
+            Stage::AskPhone => InteractionStep::Phone,
+            Stage::EnterCode { phone, resend_at } => InteractionStep::Code {
+                phone: phone::normalise(phone)
+                    .map(|p| p.masked())
+                    .unwrap_or_default(),
+                resend_in: (resend_at - now).max(0),
+            },
+            Stage::PhoneProven { phone } => InteractionStep::Code {
+                phone: phone::normalise(phone)
+                    .map(|p| p.masked())
+                    .unwrap_or_default(),
+                resend_in: 0,
+            },
+            Stage::Failed { notice, .. } => InteractionStep::Failure {
+                reason: notice.reason,
+                fields: notice.fields.clone(),
+                can_continue: true,
+            },
+            Stage::Exhausted { notice } => InteractionStep::Failure {
+                reason: notice.reason,
+                fields: notice.fields.clone(),
+                can_continue: false,
+            },
+        };
+        let failure_ref = match &login.steps.stage {
+            Stage::Failed { notice, .. } | Stage::Exhausted { notice } => {
+                let id = &notice.failure_id;
+                Some(id[id.len().saturating_sub(8)..].to_uppercase())
+            }
+            _ => None,
+        };
+        Ok(StepView {
+            failure_ref,
+            interaction_id: interaction_id.to_string(),
+            csrf: login.steps.csrf.clone(),
+            english: login.pending.request.english(),
+            step,
+            message: login.steps.message,
+        })
+    }
+
+    /// Applies what the person sent. `Ok(Ok(next))`: where the browser goes (the same page
+    /// again, with its message, or the client); `Ok(Err(..))`: an answer for the client.
+    pub async fn step(
+        &self,
+        request: StepRequest<'_>,
+        input: StepInput,
+        now: i64,
+    ) -> Result<Result<Next, OAuthError>, FlowError> {
+        let id = request.interaction_id;
+        let mut login = match self.pending.resume(id, request.binding_secret).await? {
+            Ok(login) => login,
+            Err(UnknownLogin) => return Err(FlowError::UnknownLogin),
+        };
+        let Some(secret) = request.binding_secret else {
+            return Err(FlowError::UnknownLogin);
+        };
+        let csrf_ok = request.csrf.is_some_and(|c| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(
+                c.as_bytes(),
+                login.steps.csrf.as_bytes(),
+            )
+            .is_ok()
+        });
+        if !csrf_ok {
+            return Err(FlowError::BadRequest(OAuthError::invalid_request(
+                "the form is out of date; reload the page",
+            )));
+        }
+        login.steps.message = None;
+        let again = Next::Interaction(Interaction {
+            id: id.to_string(),
+            binding: None,
+        });
+        let stage = login.steps.stage.clone();
+        match (stage, input) {
+            (Stage::AskPhone, StepInput::Phone(text))
+            | (Stage::EnterCode { .. }, StepInput::Phone(text)) => {
+                match phone::normalise(&text) {
+                    Ok(phone) => self.send_code(&mut login, id, &phone, request.client, now).await?,
+                    Err(_) => login.steps.message = Some(Message::InvalidPhone),
+                }
+            }
+            (Stage::EnterCode { phone, .. }, StepInput::Resend) => {
+                if let Ok(phone) = phone::normalise(&phone) {
+                    self.send_code(&mut login, id, &phone, request.client, now).await?;
+                }
+            }
+            (Stage::EnterCode { .. }, StepInput::ChangePhone) => {
+                login.steps.stage = Stage::AskPhone;
+            }
+            (Stage::EnterCode { phone, .. }, StepInput::Code(code)) => {
+                let Ok(proven) = phone::normalise(&phone) else {
+                    login.steps.stage = Stage::AskPhone;
+                    self.pending.save(id, secret, &login).await?;
+                    return Ok(Ok(again));
+                };
+                match self.provider_otp().verify(id, &proven, code.trim(), now).await {
+                    Ok(()) => {
+                        login.steps.stage = Stage::PhoneProven {
+                            phone: proven.e164().to_string(),
+                        };
+                        // Saved before the account is written: a failure from here on is
+                        // retried without a new code.
+                        self.pending.save(id, secret, &login).await?;
+                        return self
+                            .with_proven_phone(login, id, secret, &proven, request.sso_secret, now)
+                            .await;
+                    }
+                    Err(OtpFailure::Wrong { attempts_left }) => {
+                        login.steps.message = Some(Message::WrongCode { attempts_left })
+                    }
+                    Err(OtpFailure::Expired) => login.steps.message = Some(Message::CodeExpired),
+                    Err(OtpFailure::Exhausted) => {
+                        let notice = self
+                            .provider
+                            .accounts
+                            .otp_exhausted(&login.identity, &proven, now)
+                            .await?;
+                        login.steps.stage = Stage::Exhausted { notice };
+                    }
+                    Err(OtpFailure::Unavailable(e)) => return Err(FlowError::Unavailable(e)),
+                }
+            }
+            (Stage::PhoneProven { phone }, _) => {
+                let proven = phone::normalise(&phone)
+                    .map_err(|_| anyhow::anyhow!("a stored proven phone no longer parses"))?;
+                return self
+                    .with_proven_phone(login, id, secret, &proven, request.sso_secret, now)
+                    .await;
+            }
+            (Stage::Failed { account_id: Some(account_id), .. }, StepInput::Continue) => {
+                let Some(account) = self.provider.accounts.find(&account_id).await? else {
+                    return Err(FlowError::UnknownLogin);
+                };
+                self.pending.end_interaction(id, secret).await?;
+                return self
+                    .start_session(
+                        &login.pending,
+                        &login.identity,
+                        login.auth_time,
+                        &account,
+                        request.sso_secret,
+                        now,
+                    )
+                    .await;
+            }
+            (Stage::Failed { account_id: None, .. }, StepInput::Continue) => {
+                login.steps.stage = Stage::AskPhone;
+            }
+            // Anything else (a stale form, a double submit) shows the current page again.
+            _ => {}
+        }
+        self.pending.save(id, secret, &login).await?;
+        Ok(Ok(again))
+    }
+
+    fn provider_otp(&self) -> &crate::otp::Otp {
+        self.otp
+    }
+
+    /// Sends a code and moves to the code page, or leaves a message saying why not.
+    async fn send_code(
+        &self,
+        login: &mut SuspendedLogin,
+        challenge: &str,
+        phone: &Phone,
+        client: Option<ClientKey>,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        let account_key = format!(
+            "{}|{}",
+            login.identity.upstream_iss, login.identity.upstream_sub
+        );
+        match self
+            .otp
+            .send(challenge, phone, &account_key, client, now)
+            .await
+        {
+            Ok(sent) => {
+                login.steps.stage = Stage::EnterCode {
+                    phone: phone.e164().to_string(),
+                    resend_at: sent.resend_at,
+                };
+                login.steps.message = Some(Message::Sent);
+            }
+            Err(OtpRefused::TooSoon { retry_after }) => {
+                login.steps.message = Some(Message::TooSoon {
+                    seconds: retry_after,
+                })
+            }
+            Err(OtpRefused::Limited { retry_after }) => {
+                login.steps.message = Some(Message::Limited {
+                    seconds: retry_after,
+                })
+            }
+            Err(OtpRefused::NotMobile) => login.steps.message = Some(Message::NotMobile),
+            Err(OtpRefused::Exhausted) => {
+                let notice = self
+                    .provider
+                    .accounts
+                    .otp_exhausted(&login.identity, phone, now)
+                    .await?;
+                login.steps.stage = Stage::Exhausted { notice };
+            }
+            Err(OtpRefused::Unavailable(e)) => {
+                tracing::warn!(error = format!("{e:#}"), "one-time code not sent");
+                login.steps.message = Some(Message::SmsUnavailable);
+            }
+        }
+        Ok(())
+    }
+
+    /// The phone is proven: link or create, then finish (or the failure page first).
+    async fn with_proven_phone(
+        &self,
+        mut login: SuspendedLogin,
+        id: &str,
+        secret: &str,
+        phone: &Phone,
+        previous_secret: Option<&str>,
+        now: i64,
+    ) -> Result<Result<Next, OAuthError>, FlowError> {
+        let outcome = self
+            .provider
+            .accounts
+            .complete_with_phone(&login.identity, phone, now)
+            .await?;
+        match outcome {
+            LoginOutcome::Authenticated {
+                account,
+                notice: Some(notice),
+                ..
+            } => {
+                login.steps.stage = Stage::Failed {
+                    notice,
+                    account_id: Some(account.id),
+                };
+                self.pending.save(id, secret, &login).await?;
+                Ok(Ok(Next::Interaction(Interaction {
+                    id: id.to_string(),
+                    binding: None,
+                })))
+            }
+            LoginOutcome::Authenticated { account, .. } => {
+                self.pending.end_interaction(id, secret).await?;
+                self.start_session(
+                    &login.pending,
+                    &login.identity,
+                    login.auth_time,
+                    &account,
+                    previous_secret,
+                    now,
+                )
+                .await
+            }
+            LoginOutcome::NeedsPhone { .. } => {
+                Err(anyhow::anyhow!("account resolution asked for a phone after one was proven").into())
+            }
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! `Outbox` in SQL. The per-subject number comes from an upsert on `event_subjects`, whose row
+//! lock orders two transactions writing events of one subject.
+
+use sqlx::Row;
+
+use super::Db;
+use crate::events::{Event, Outbox, StoredEvent};
+use crate::transaction::Transaction;
+
+#[async_trait::async_trait]
+impl Outbox for Db {
+    #[tracing::instrument(level = "debug", skip_all, fields(event_type = event.event_type))]
+    async fn append(&self, tx: &mut Transaction, event: &Event<'_>) -> anyhow::Result<i64> {
+        let seq: i64 = sqlx::query(
+            "INSERT INTO event_subjects (subject, seq) VALUES ($1, 1) \
+             ON CONFLICT (subject) DO UPDATE SET seq = event_subjects.seq + 1 RETURNING seq",
+        )
+        .bind(event.subject)
+        .fetch_one(tx.connection())
+        .await?
+        .try_get("seq")?;
+        sqlx::query(
+            "INSERT INTO outbox (subject, seq, event_type, payload, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(event.subject)
+        .bind(seq)
+        .bind(event.event_type)
+        .bind(event.payload.to_string())
+        .bind(event.at)
+        .execute(tx.connection())
+        .await?;
+        Ok(seq)
+    }
+
+    async fn of_subject(&self, subject: &str) -> anyhow::Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, subject, seq, event_type, payload, created_at FROM outbox \
+             WHERE subject = $1 ORDER BY seq",
+        )
+        .bind(subject)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let payload: String = row.try_get("payload")?;
+                Ok(StoredEvent {
+                    id: row.try_get("id")?,
+                    subject: row.try_get("subject")?,
+                    seq: row.try_get("seq")?,
+                    event_type: row.try_get("event_type")?,
+                    payload: serde_json::from_str(&payload)?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+}

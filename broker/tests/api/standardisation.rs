@@ -1,0 +1,512 @@
+//! Account standardisation end to end: the VNeID test citizens of fixtures/citizens-vneid.json
+//! log in against the legacy accounts of fixtures/legacy-accounts.csv, through the failure page,
+//! the phone step and the SMS code, on both storage pairs.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use broker::accounts::import::{Importer, Observer, Rejection, Summary};
+use broker::accounts::legacy::LegacySealer;
+use broker::clock::Clock;
+use serde_json::Value;
+
+use crate::on_both_backends;
+use crate::support::browser::{
+    last_code, location, query_of, step_page, test_phone, Browser, Pkce, StepPage,
+};
+use crate::support::{Client, TestApp};
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/legacy-accounts.csv");
+
+struct Quiet;
+
+impl Observer for Quiet {
+    fn rejected(&mut self, _: &Rejection) {}
+    fn progress(&mut self, _: u64, _: &Summary) {}
+}
+
+/// Imports a legacy file into the app's database as `broker import legacy-accounts` does.
+async fn import(app: &TestApp, path: &Path) -> Summary {
+    let importer = Importer::new(
+        Arc::new(app.app_db.clone()),
+        LegacySealer::new(app.master.clone()),
+    );
+    let format = broker::accounts::import::Format::of_path(path).expect("a known format");
+    importer
+        .run(path, format, app.clock.now(), &mut Quiet)
+        .await
+        .expect("import")
+}
+
+async fn import_fixture(app: &TestApp) {
+    let summary = import(app, Path::new(FIXTURE)).await;
+    assert_eq!(summary.inserted, 1980, "{summary:?}");
+}
+
+/// Where the browser stands after the VNeID login of `hint`, before any step.
+async fn after_vneid(
+    app: &TestApp,
+    browser: &Browser,
+    client: &Client,
+    hint: &str,
+) -> reqwest::Response {
+    let pkce = Pkce::new();
+    let params = crate::support::browser::code_request(
+        client,
+        &pkce,
+        &[
+            ("scope", "openid profile phone"),
+            ("state", "st"),
+            ("login_hint", hint),
+        ],
+    );
+    let first = browser.authorize(app, &params).await;
+    browser.through_upstream(first).await
+}
+
+/// The step page the browser was sent to: its URL and HTML.
+async fn page(app: &TestApp, browser: &Browser, response: &reqwest::Response) -> (String, String) {
+    let url = Browser::step_url(app, response)
+        .unwrap_or_else(|| panic!("expected a step page, got {}", location(response)));
+    let html = browser.get(&url).await.text().await.expect("page");
+    (url, html)
+}
+
+fn is_client_redirect(response: &reqwest::Response, client: &Client) -> bool {
+    response.status() == 303 && location(response).starts_with(&client.redirect_uri)
+}
+
+async fn phone_client(app: &TestApp) -> Client {
+    app.client_with(serde_json::json!({
+        "client_name": "hue-s",
+        "redirect_uris": ["https://app.example/cb"],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_method": "client_secret_basic",
+        "scope": "openid profile phone personal_id",
+    }))
+    .await
+}
+
+/// The account id behind a finished login (its ID token's `sub`) and its userinfo.
+async fn finish(app: &TestApp, client: &Client, response: &reqwest::Response) -> (String, Value) {
+    assert!(is_client_redirect(response, client), "to the client: {}", location(response));
+    let params = query_of(&location(response));
+    let code = params.get("code").expect("a code");
+    let (status, tokens) = app
+        .token(
+            client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &client.redirect_uri),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    let (_, userinfo) = app
+        .userinfo(tokens["access_token"].as_str().expect("access token"))
+        .await;
+    (userinfo["sub"].as_str().expect("sub").to_string(), userinfo)
+}
+
+async fn linked(app: &TestApp, account: &str) -> Vec<String> {
+    let mut ids: Vec<String> = app
+        .broker
+        .provider
+        .accounts
+        .linked_records(account)
+        .await
+        .expect("links")
+        .into_iter()
+        .map(|r| r.legacy_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn event_types(app: &TestApp, account: &str) -> Vec<String> {
+    let events = app
+        .broker
+        .provider
+        .accounts
+        .outbox()
+        .of_subject(account)
+        .await
+        .expect("events");
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=events.len() as i64).collect::<Vec<_>>(), "numbered per subject, no gap");
+    events
+        .into_iter()
+        .map(|e| e.event_type.rsplit(':').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(":"))
+        .collect()
+}
+
+/// Gives a phone and types the code the dev gateway got.
+async fn prove_phone(
+    app: &TestApp,
+    browser: &Browser,
+    response: reqwest::Response,
+    phone: &str,
+) -> reqwest::Response {
+    let (url, html) = page(app, browser, &response).await;
+    assert_eq!(step_page(&html), StepPage::Phone, "{html}");
+    let sent = browser
+        .post_step(&url, &html, &[("action", "phone"), ("phone", phone)])
+        .await;
+    let (url, html) = page(app, browser, &sent).await;
+    assert_eq!(step_page(&html), StepPage::Code, "{html}");
+    let code = last_code(app, phone).expect("a code was sent");
+    browser
+        .post_step(&url, &html, &[("action", "code"), ("code", &code)])
+        .await
+}
+
+on_both_backends!(
+    legacy_records_link_by_id_number_with_name_and_birthdate,
+    |app: TestApp| async move {
+        import_fixture(&app).await;
+        let client = phone_client(&app).await;
+        // C01: ID, name and date agree; C02: the tone mark sits the old way in the record.
+        for (hint, legacy) in [("C01", "HS1004606"), ("C02", "HS1004105")] {
+            let browser = Browser::new();
+            let back = after_vneid(&app, &browser, &client, hint).await;
+            let (account, _) = finish(&app, &client, &back).await;
+            assert_eq!(linked(&app, &account).await, vec![legacy.to_string()], "{hint}");
+            assert_eq!(
+                event_types(&app, &account).await,
+                ["account:created", "account:linked"],
+                "{hint}"
+            );
+        }
+        // C11: the record holds the old CMND VNeID also sends.
+        let browser = Browser::new();
+        let back = after_vneid(&app, &browser, &client, "C11").await;
+        let (account, _) = finish(&app, &client, &back).await;
+        assert_eq!(linked(&app, &account).await, ["HS1003711"]);
+        // C12: one person, two apps: both records, one account.
+        let browser = Browser::new();
+        let back = after_vneid(&app, &browser, &client, "C12").await;
+        let (account, _) = finish(&app, &client, &back).await;
+        assert_eq!(linked(&app, &account).await, ["DVC-2024-000003", "HS1003700"]);
+        assert_eq!(
+            event_types(&app, &account).await,
+            ["account:created", "account:linked", "account:linked"]
+        );
+        // C08: a child's pupil record shares the father's phone; only the child's is linked.
+        let browser = Browser::new();
+        let back = after_vneid(&app, &browser, &client, "C08").await;
+        let (account, _) = finish(&app, &client, &back).await;
+        assert_eq!(linked(&app, &account).await, ["EDU101500"]);
+        // A second login changes nothing and asks nothing.
+        let browser = Browser::new();
+        let back = after_vneid(&app, &browser, &client, "C01").await;
+        assert!(is_client_redirect(&back, &client), "no step on a later login");
+        assert_eq!(app.count("standardisation_failures").await, 0);
+    }
+);
+
+on_both_backends!(
+    an_id_match_with_another_birthdate_shows_the_failure_page_and_links_nothing,
+    |app: TestApp| async move {
+        import_fixture(&app).await;
+        let client = phone_client(&app).await;
+        let browser = Browser::new();
+        let back = after_vneid(&app, &browser, &client, "C03").await;
+        let (url, html) = page(&app, &browser, &back).await;
+        assert_eq!(step_page(&html), StepPage::Failure { can_continue: true });
+        assert!(html.contains("Chuẩn hoá không thành công"), "{html}");
+        assert!(html.contains("<li>Ngày sinh</li>"), "names the birth date: {html}");
+        assert!(!html.contains("<li>Họ và tên</li>"), "the name agrees");
+        assert!(!html.contains("1979"), "never the other record's data");
+        assert!(html.contains("href=\"tel:19000368\"") && html.contains("href=\"tel:19001075\""));
+        let english = browser.get(&format!("{url}?lang=en")).await.text().await.unwrap();
+        assert!(english.contains("Date of birth") && english.contains("lang=\"en\""));
+        // Recorded for support, masked.
+        let failures: Value = app
+            .http
+            .get(app.endpoint("/admin/standardisation-failures"))
+            .bearer_auth(&app.admin_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(failures.as_array().map(Vec::len), Some(1), "{failures}");
+        let failure = &failures[0];
+        assert_eq!(failure["reason"], "id_mismatch");
+        assert_eq!(failure["fields"], serde_json::json!(["birthdate"]));
+        assert_eq!(failure["compared"]["records"][0]["legacy_id"], "DVC-2019-000054");
+        let text = failure.to_string();
+        assert!(!text.contains("046079379289") && !text.contains("Trần Văn Vinh"), "masked: {text}");
+        // Continue: the phone step, then an account of its own, unlinked.
+        let next = browser.post_step(&url, &html, &[("action", "continue")]).await;
+        let back = prove_phone(&app, &browser, next, "0905123456").await;
+        let (account, userinfo) = finish(&app, &client, &back).await;
+        assert!(linked(&app, &account).await.is_empty());
+        assert_eq!(userinfo["phone_number"], "+84905123456");
+        assert_eq!(userinfo["phone_number_verified"], true);
+        // Support resolves it, naming the operator.
+        let id = failure["id"].as_str().unwrap();
+        let resolved = app
+            .http
+            .post(app.endpoint(&format!("/admin/standardisation-failures/{id}/resolve")))
+            .bearer_auth(&app.admin_token)
+            .json(&serde_json::json!({"resolution": "record has a typo; linked by hand"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resolved.status(), 204);
+        let open: Value = app
+            .http
+            .get(app.endpoint("/admin/standardisation-failures?open=true"))
+            .bearer_auth(&app.admin_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(open, serde_json::json!([]));
+        // ...and links the record by hand; the account's events say so, in order.
+        let link = app
+            .http
+            .post(app.endpoint(&format!("/admin/accounts/{account}/links")))
+            .bearer_auth(&app.admin_token)
+            .json(&serde_json::json!({"source": "dvc-hue", "legacy_id": "DVC-2019-000054"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(link.status(), 201);
+        assert_eq!(linked(&app, &account).await, ["DVC-2019-000054"]);
+        let unlink = app
+            .http
+            .delete(app.endpoint(&format!("/admin/accounts/{account}/links/dvc-hue/DVC-2019-000054")))
+            .bearer_auth(&app.admin_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unlink.status(), 204);
+        assert_eq!(
+            event_types(&app, &account).await,
+            ["account:created", "account:linked", "account:unlinked"]
+        );
+    }
+);
+
+on_both_backends!(
+    a_new_citizen_proves_a_phone_and_gets_an_account,
+    |app: TestApp| async move {
+        import_fixture(&app).await;
+        let client = phone_client(&app).await;
+        // C04: nobody by ID; C09: a foreigner without a 12-digit number; C10: an ID that fails
+        // the structure check (kept, flagged, never a refusal).
+        for hint in ["C04", "C09", "C10"] {
+            let browser = Browser::new();
+            let back = after_vneid(&app, &browser, &client, hint).await;
+            let phone = test_phone(&app, hint);
+            let back = prove_phone(&app, &browser, back, &phone).await;
+            let (account, userinfo) = finish(&app, &client, &back).await;
+            assert!(linked(&app, &account).await.is_empty(), "{hint}");
+            assert_eq!(userinfo["phone_number_verified"], true, "{hint}");
+            assert_eq!(event_types(&app, &account).await, ["account:created"], "{hint}");
+        }
+        // C05: the record without an ID is reached through its proven phone.
+        let browser = Browser::new();
+        let back = after_vneid(&app, &browser, &client, "C05").await;
+        let back = prove_phone(&app, &browser, back, "0819 282 851").await;
+        let (account, _) = finish(&app, &client, &back).await;
+        assert_eq!(linked(&app, &account).await, ["HS1003456"]);
+    }
+);
+
+on_both_backends!(
+    a_proven_phone_never_links_a_record_that_disagrees,
+    |app: TestApp| async move {
+        import_fixture(&app).await;
+        let client = phone_client(&app).await;
+        // C04 proves the phone of a mother (her own ID: not C04) and her son (no ID, another
+        // name and date): nothing links, the failure page names name and date.
+        let browser = Browser::new();
+        let back = after_vneid(&app, &browser, &client, "C04").await;
+        let back = prove_phone(&app, &browser, back, "0962572669").await;
+        let (url, html) = page(&app, &browser, &back).await;
+        assert_eq!(step_page(&html), StepPage::Failure { can_continue: true });
+        assert!(html.contains("<li>Họ và tên</li>") && html.contains("<li>Ngày sinh</li>"), "{html}");
+        assert!(!html.contains("Lê Minh Khôi") && !html.contains("2012"), "never their data");
+        let back = browser.post_step(&url, &html, &[("action", "continue")]).await;
+        let (account, userinfo) = finish(&app, &client, &back).await;
+        assert!(linked(&app, &account).await.is_empty());
+        assert_eq!(userinfo["phone_number"], "+84962572669", "the proven phone is kept");
+        assert_eq!(app.count("standardisation_failures").await, 1);
+    }
+);
+
+on_both_backends!(
+    two_records_that_both_agree_are_never_guessed_between,
+    |app: TestApp| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("two.csv");
+        std::fs::write(
+            &path,
+            "source,legacy_id,full_name,birthdate,phone,personal_id,email\n\
+             hue-s,HS9000001,Huỳnh Tấn Lộc,1993-07-11,0905111222,,\n\
+             hue-s,HS9000002,HUỲNH TẤN LỘC,1993,0905 111 222,,\n",
+        )
+        .unwrap();
+        assert_eq!(import(&app, &path).await.inserted, 2);
+        let client = phone_client(&app).await;
+        let browser = Browser::new();
+        let back = after_vneid(&app, &browser, &client, "C04").await;
+        let back = prove_phone(&app, &browser, back, "0905111222").await;
+        let (url, html) = page(&app, &browser, &back).await;
+        assert_eq!(step_page(&html), StepPage::Failure { can_continue: true });
+        let back = browser.post_step(&url, &html, &[("action", "continue")]).await;
+        let (account, _) = finish(&app, &client, &back).await;
+        assert!(linked(&app, &account).await.is_empty(), "no guess");
+        let failures = app
+            .broker
+            .provider
+            .accounts
+            .failures()
+            .failures(true, 10)
+            .await
+            .unwrap();
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].reason, "ambiguous");
+        assert_eq!(failures[0].account_id.as_deref(), Some(account.as_str()));
+    }
+);
+
+on_both_backends!(
+    one_time_codes_are_limited_and_expire,
+    |app: TestApp| async move {
+        let client = phone_client(&app).await;
+        let browser = Browser::new();
+        let back = after_vneid(&app, &browser, &client, "C04").await;
+        let (url, html) = page(&app, &browser, &back).await;
+        // A landline never gets a code.
+        browser
+            .post_step(&url, &html, &[("action", "phone"), ("phone", "0234 3822 222")])
+            .await;
+        let html = browser.get(&url).await.text().await.unwrap();
+        assert_eq!(step_page(&html), StepPage::Phone);
+        assert!(html.contains("di động"), "{html}");
+        browser
+            .post_step(&url, &html, &[("action", "phone"), ("phone", "0781139068")])
+            .await;
+        let html = browser.get(&url).await.text().await.unwrap();
+        assert_eq!(step_page(&html), StepPage::Code);
+        let first = last_code(&app, "0781139068").unwrap();
+        // A resend too early is refused.
+        browser.post_step(&url, &html, &[("action", "resend")]).await;
+        let html = browser.get(&url).await.text().await.unwrap();
+        assert!(html.contains("Vui lòng đợi"), "{html}");
+        assert_eq!(last_code(&app, "0781139068").unwrap(), first);
+        // An expired code is refused.
+        app.clock.advance(301);
+        browser
+            .post_step(&url, &html, &[("action", "code"), ("code", &first)])
+            .await;
+        let html = browser.get(&url).await.text().await.unwrap();
+        assert!(html.contains("hết hạn"), "{html}");
+        // After the cooldown a new code comes; four wrong ones count down, the fifth ends it.
+        browser.post_step(&url, &html, &[("action", "resend")]).await;
+        let html = browser.get(&url).await.text().await.unwrap();
+        let code = last_code(&app, "0781139068").unwrap();
+        let wrong = if code == "000000" { "111111" } else { "000000" };
+        let mut html = html;
+        for left in (1..=3).rev() {
+            browser
+                .post_step(&url, &html, &[("action", "code"), ("code", wrong)])
+                .await;
+            html = browser.get(&url).await.text().await.unwrap();
+            assert!(html.contains(&format!("còn {left} lần")), "{left}: {html}");
+        }
+        browser
+            .post_step(&url, &html, &[("action", "code"), ("code", wrong)])
+            .await;
+        let html = browser.get(&url).await.text().await.unwrap();
+        assert_eq!(step_page(&html), StepPage::Failure { can_continue: false }, "{html}");
+        // The right code no longer helps.
+        let after = browser
+            .post_step(&url, &html, &[("action", "code"), ("code", &code)])
+            .await;
+        assert_eq!(Browser::step_url(&app, &after).as_deref(), Some(url.as_str()));
+        assert_eq!(app.count("accounts").await, 0, "no account without a proven phone");
+        // The per-phone limit: a third login may not text the same number again at once.
+        let mut refused = false;
+        for _ in 0..4 {
+            app.clock.advance(61);
+            let browser = Browser::new();
+            let back = after_vneid(&app, &browser, &client, "C09").await;
+            let (url, html) = page(&app, &browser, &back).await;
+            browser
+                .post_step(&url, &html, &[("action", "phone"), ("phone", "0781139068")])
+                .await;
+            let html = browser.get(&url).await.text().await.unwrap();
+            if html.contains("quá nhiều mã") {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "the per-phone limit must stop a number being texted again and again");
+    }
+);
+
+on_both_backends!(
+    a_failure_after_the_code_loses_nothing_and_the_retry_finishes,
+    |app: TestApp| async move {
+        let client = phone_client(&app).await;
+        let browser = Browser::new();
+        let back = after_vneid(&app, &browser, &client, "C04").await;
+        let (url, html) = page(&app, &browser, &back).await;
+        browser
+            .post_step(&url, &html, &[("action", "phone"), ("phone", "0781139068")])
+            .await;
+        let html = browser.get(&url).await.text().await.unwrap();
+        let code = last_code(&app, "0781139068").unwrap();
+        // The database loses its accounts table between "code verified" and "account created".
+        sqlx::query("ALTER TABLE accounts RENAME TO accounts_away")
+            .execute(app.app_db.pool())
+            .await
+            .unwrap();
+        let failed = browser
+            .post_step(&url, &html, &[("action", "code"), ("code", &code)])
+            .await;
+        assert_eq!(failed.status(), 503, "a backend failure, not a wrong code");
+        sqlx::query("ALTER TABLE accounts_away RENAME TO accounts")
+            .execute(app.app_db.pool())
+            .await
+            .unwrap();
+        // The retry (the same form again) finishes without a new code.
+        let back = browser
+            .post_step(&url, &html, &[("action", "code"), ("code", &code)])
+            .await;
+        let (account, userinfo) = finish(&app, &client, &back).await;
+        assert_eq!(userinfo["phone_number"], "+84781139068");
+        assert_eq!(event_types(&app, &account).await, ["account:created"]);
+    }
+);
+
+on_both_backends!(
+    step_forms_need_their_csrf_token_and_their_browser,
+    |app: TestApp| async move {
+        let client = phone_client(&app).await;
+        let browser = Browser::new();
+        let back = after_vneid(&app, &browser, &client, "C04").await;
+        let (url, _) = page(&app, &browser, &back).await;
+        let forged = browser
+            .http
+            .post(&url)
+            .form(&[("csrf", "x".repeat(43).as_str()), ("action", "phone"), ("phone", "0781139068")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 400);
+        assert!(last_code(&app, "0781139068").is_none(), "no code for a forged form");
+        // Another browser does not hold the binding cookie.
+        let other = Browser::new();
+        assert_eq!(other.get(&url).await.status(), 400);
+    }
+);
