@@ -30,7 +30,8 @@ const TONES: [(char, char); 5] = [
 
 /// Characters that spreadsheets and copy-paste leave in names and that show as nothing.
 fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}') || c.is_control()
+    matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+        || (c.is_control() && !c.is_whitespace())
 }
 
 /// A name as it is stored: NFC, invisible and control characters dropped, whitespace collapsed;
