@@ -1,7 +1,10 @@
-//! The `broker` command line: serve, dev, migrate, keys, clients, operators, mock-vneid.
+//! The `broker` command line: serve, dev, migrate, keys, clients, operators, import, mock-vneid.
+
+mod import;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -56,6 +59,9 @@ pub enum Command {
     Operators(OperatorsCommand),
     /// Run only the mock VNeID (refused in production).
     MockVneid(crate::dev::MockArgs),
+    /// Load data from the province's older systems.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -175,7 +181,18 @@ impl ClientArgs {
     }
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a command; the exit status is 0 but for an import that rejected rows
+/// (`import::ROWS_REJECTED`).
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Import(command) = cli.command {
+        install_crypto_provider();
+        let settings = Settings::load(cli.config.as_deref())?;
+        return import::run(command, &settings).await;
+    }
+    run_command(cli).await.map(|()| ExitCode::SUCCESS)
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<()> {
     install_crypto_provider();
     match cli.command {
         Command::Dev(args) => crate::dev::run(args).await,
@@ -279,7 +296,7 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
             let operators = crate::startup::operators(&db, master_key(&settings)?);
             operators_command(&operators, cmd, clock.now()).await
         }
-        Command::Dev(_) | Command::MockVneid(_) => Ok(()),
+        Command::Dev(_) | Command::MockVneid(_) | Command::Import(_) => Ok(()),
     }
 }
 

@@ -16,7 +16,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     match runtime.block_on(broker::cli::run(args)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(status) => status,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "broker stopped with an error");
             eprintln!("error: {error:#}");

@@ -164,10 +164,10 @@ impl LegacySealer {
         let (id_kind, personal_id_enc, personal_id_lookup) = match &r.personal_id {
             Some((kind, number)) => (
                 Some(*kind),
-                Some(self.master.seal(
-                    &purpose(&r.source, &r.legacy_id),
-                    number.as_bytes(),
-                )),
+                Some(
+                    self.master
+                        .seal(&purpose(&r.source, &r.legacy_id), number.as_bytes()),
+                ),
                 Some(self.lookup(number)),
             ),
             None => (None, None, None),
@@ -299,7 +299,10 @@ mod tests {
         let sealer = sealer();
         let sealed = sealer.seal(&record());
         assert!(!format!("{sealed:?}").contains("046190982699"));
-        assert_eq!(sealed.personal_id_lookup, Some(sealer.lookup("046190982699")));
+        assert_eq!(
+            sealed.personal_id_lookup,
+            Some(sealer.lookup("046190982699"))
+        );
         assert_eq!(sealer.open(sealed.clone()).expect("open"), record());
         let mut moved = sealed;
         moved.legacy_id = "HS1".into();

@@ -8,9 +8,9 @@ pub mod failures;
 pub mod import;
 pub mod legacy;
 pub mod linking;
-pub mod names;
 pub mod loa;
 pub mod login;
+pub mod names;
 pub mod personal_id;
 pub mod phone;
 

@@ -30,7 +30,8 @@ const TONES: [(char, char); 5] = [
 
 /// Characters that spreadsheets and copy-paste leave in names and that show as nothing.
 fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}') || c.is_control()
+    matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+        || (c.is_control() && !c.is_whitespace())
 }
 
 /// A name as it is stored: NFC, invisible and control characters dropped, whitespace collapsed;
@@ -163,7 +164,8 @@ pub fn compare_birthdates(legacy: Option<&str>, upstream: Option<&str>) -> Birth
                 (Some(Birthdate::Full(a)), Some(Birthdate::Full(b))) if a == b => {
                     BirthdateComparison::Same
                 }
-                (Some(a @ Birthdate::Year(_)), Some(b)) | (Some(a), Some(b @ Birthdate::Year(_)))
+                (Some(a @ Birthdate::Year(_)), Some(b))
+                | (Some(a), Some(b @ Birthdate::Year(_)))
                     if a.year() == b.year() =>
                 {
                     BirthdateComparison::SameYear

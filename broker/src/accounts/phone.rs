@@ -99,10 +99,25 @@ pub fn normalise(input: &str) -> Result<Phone, PhoneError> {
         return Err(PhoneError::Invalid);
     };
     let national = migrate_2018(&national);
+    if national.len() == 9
+        && MOBILE_PREFIXES_MISSING
+            .iter()
+            .any(|p| national.starts_with(p))
+    {
+        return Ok(Phone {
+            e164: format!("+84{national}"),
+            mobile_vn: true,
+        });
+    }
     let number = phonenumber::parse(Some(Id::VN), format!("0{national}"))
         .map_err(|_| PhoneError::Invalid)?;
     from_parsed(number)
 }
+
+/// Current mobile prefixes (without the 0) that the `phonenumber` crate's metadata does not
+/// know yet: MobiFone's 089 (found by importing the synthetic legacy data, which uses every
+/// real mobile prefix). Numbers of 9 national digits under them are mobiles.
+const MOBILE_PREFIXES_MISSING: [&str; 1] = ["89"];
 
 /// `+` and a country code other than Vietnam's.
 fn foreign(digits: &str) -> Result<Phone, PhoneError> {
@@ -227,6 +242,15 @@ mod tests {
         ] {
             assert_eq!(e164(spelling), "+84905123456", "{spelling}");
         }
+    }
+
+    #[test]
+    fn mobifone_089_is_a_mobile_although_the_metadata_lacks_it() {
+        let phone = normalise("0893 823 138").unwrap();
+        assert_eq!(phone.e164(), "+84893823138");
+        assert!(phone.is_vietnamese_mobile());
+        assert_eq!(e164("+84 895 123 456"), "+84895123456");
+        assert_eq!(normalise("089382313"), Err(PhoneError::Invalid));
     }
 
     #[test]

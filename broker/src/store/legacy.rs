@@ -109,10 +109,7 @@ impl Db {
         let sql = format!(
             "SELECT {COLUMNS} FROM legacy_accounts WHERE {condition} ORDER BY source, legacy_id"
         );
-        let rows = sqlx::query(&sql)
-            .bind(value)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(&sql).bind(value).fetch_all(self.pool()).await?;
         rows.iter().map(from_row).collect()
     }
 

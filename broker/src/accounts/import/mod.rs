@@ -129,7 +129,9 @@ fn read_batches(
         let raw = raw?;
         batch.read += 1;
         batch.offset = raw.offset;
-        let record = raw.fields.and_then(|fields| row::validate(fields, today, now));
+        let record = raw
+            .fields
+            .and_then(|fields| row::validate(fields, today, now));
         let record = record.and_then(|r| {
             let key = format!("{}\u{1f}{}", r.source, r.legacy_id);
             match seen.get(&key) {

@@ -65,13 +65,15 @@ impl CsvRows {
             .flexible(true)
             .from_reader(reader);
         let mut header = csv::ByteRecord::new();
-        anyhow::ensure!(
-            reader.read_byte_record(&mut header)?,
-            "the file is empty"
-        );
+        anyhow::ensure!(reader.read_byte_record(&mut header)?, "the file is empty");
         let names: Vec<String> = header
             .iter()
-            .map(|h| String::from_utf8_lossy(h).trim_start_matches('\u{feff}').trim().to_string())
+            .map(|h| {
+                String::from_utf8_lossy(h)
+                    .trim_start_matches('\u{feff}')
+                    .trim()
+                    .to_string()
+            })
             .collect();
         anyhow::ensure!(
             names == COLUMNS,

@@ -124,7 +124,10 @@ fn trimmed(field: Option<String>) -> Option<String> {
 fn key_field(name: &'static str, field: Option<String>) -> Result<String, RowError> {
     let value = trimmed(field).ok_or(RowError::Empty(name))?;
     if value.len() > 128 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(RowError::Invalid(name, "spaces or more than 128 characters"));
+        return Err(RowError::Invalid(
+            name,
+            "spaces or more than 128 characters",
+        ));
     }
     Ok(value)
 }
@@ -182,8 +185,20 @@ mod tests {
 
     #[test]
     fn optional_fields_may_be_empty() {
-        let r = validate(row(["dvc-hue", "DVC-1", "Lê Xuân Phong", "1944", "", "191234567", ""]), TODAY, 0)
-            .expect("valid");
+        let r = validate(
+            row([
+                "dvc-hue",
+                "DVC-1",
+                "Lê Xuân Phong",
+                "1944",
+                "",
+                "191234567",
+                "",
+            ]),
+            TODAY,
+            0,
+        )
+        .expect("valid");
         assert_eq!(r.birthdate.as_deref(), Some("1944"));
         assert_eq!(r.personal_id, Some((IdKind::Cmnd, "191234567".into())));
         assert_eq!((r.phone, r.email), (None, None));
@@ -200,15 +215,25 @@ mod tests {
             (3, "không rõ", "birthdate: not a date"),
             (3, "2025-06-02", "birthdate: in the future"),
             (3, "1890", "birthdate: before 1900"),
-            (5, "04619098269", "personal_id: 11 digits, expected 12 (or 9 for a CMND) (046*****269)"),
+            (
+                5,
+                "04619098269",
+                "personal_id: 11 digits, expected 12 (or 9 for a CMND) (046*****269)",
+            ),
             (5, "0461909826990", "personal_id: 13 digits"),
-            (5, "0461909826O9", "personal_id: not digits only (046******6O9)"),
+            (
+                5,
+                "0461909826O9",
+                "personal_id: not digits only (046******6O9)",
+            ),
             (6, "hoa at example", "email: not an e-mail address"),
         ];
         for (field, value, reason) in cases {
             let mut fields = clean();
             fields[field] = value;
-            let error = validate(row(fields), TODAY, 0).expect_err(value).to_string();
+            let error = validate(row(fields), TODAY, 0)
+                .expect_err(value)
+                .to_string();
             assert!(error.starts_with(reason), "{value}: {error}");
             assert!(!error.contains("046190982699"));
         }

@@ -10,8 +10,14 @@ fn tone_mark_variants_of_the_fixture_equal_the_new_style() {
         "\u{0110}o\u{e0}n Th\u{1ecb} Ng\u{1ecd}c Ho\u{e0}",
         "Đoàn Thị Ngọc Hòa"
     ));
-    assert!(names_agree("Phan Th\u{1ecb} Thu\u{fd} Nga", "Phan Thị Thúy Nga"));
-    assert!(names_agree("Nguy\u{1ec5}n V\u{103}n Thu\u{1ef5}", "Nguyễn Văn Thụy"));
+    assert!(names_agree(
+        "Phan Th\u{1ecb} Thu\u{fd} Nga",
+        "Phan Thị Thúy Nga"
+    ));
+    assert!(names_agree(
+        "Nguy\u{1ec5}n V\u{103}n Thu\u{1ef5}",
+        "Nguyễn Văn Thụy"
+    ));
     assert!(names_agree(
         "L\u{ea} Th\u{1ecb} Thu Thu\u{1ef7}",
         "L\u{ea} Th\u{1ecb} Thu Th\u{1ee7}y"
@@ -27,8 +33,14 @@ fn d_variants_of_the_fixture() {
     ));
     assert!(names_agree("ðặng văn ðức", "Đặng Văn Đức"));
     // Line 833, all upper case; line 1956, all lower case.
-    assert!(names_agree("\u{110}\u{1ed6} \u{110}\u{1ee8}C \u{110}\u{1ea0}T", "Đỗ Đức Đạt"));
-    assert!(names_agree("\u{111}o\u{e0}n minh \u{111}\u{1ee9}c", "Đoàn Minh Đức"));
+    assert!(names_agree(
+        "\u{110}\u{1ed6} \u{110}\u{1ee8}C \u{110}\u{1ea0}T",
+        "Đỗ Đức Đạt"
+    ));
+    assert!(names_agree(
+        "\u{111}o\u{e0}n minh \u{111}\u{1ee9}c",
+        "Đoàn Minh Đức"
+    ));
 }
 
 #[test]
@@ -39,8 +51,14 @@ fn nfd_and_extra_spaces_of_the_fixture() {
         "H\u{1ed3} Th\u{1ecb} Ng\u{1ecd}c \u{c1}nh"
     ));
     // Line 1138: a double space and a trailing space.
-    assert!(names_agree("Nguy\u{1ec5}n  H\u{1eef}u Ph\u{1b0}\u{1edb}c ", "Nguyễn Hữu Phước"));
-    assert!(names_agree("\u{feff} Trần\u{a0}Văn\tVinh\u{200b}", "Trần Văn Vinh"));
+    assert!(names_agree(
+        "Nguy\u{1ec5}n  H\u{1eef}u Ph\u{1b0}\u{1edb}c ",
+        "Nguyễn Hữu Phước"
+    ));
+    assert!(names_agree(
+        "\u{feff} Trần\u{a0}Văn\tVinh\u{200b}",
+        "Trần Văn Vinh"
+    ));
 }
 
 #[test]
@@ -67,7 +85,10 @@ fn real_names_with_old_and_new_tone_placement() {
     let pairs = [
         ("Nguyễn Phước Hoà", "NGUYỄN PHƯỚC HÒA"),
         ("Tôn Nữ Thuỷ Tiên", "Tôn Nữ Thủy Tiên"),
-        ("Công Tằng Tôn Nữ Thị Thuý Hoè", "công tằng tôn nữ thị thúy hòe"),
+        (
+            "Công Tằng Tôn Nữ Thị Thuý Hoè",
+            "công tằng tôn nữ thị thúy hòe",
+        ),
         ("Tôn Thất Khoá", "Tôn Thất Khóa"),
         ("Huỳnh Thị Xoà", "Huỳnh Thị Xòa"),
         ("Hoàng Thị Loan", "Hoàng  Thị  Loan"),
@@ -106,11 +127,23 @@ fn the_key_is_the_same_for_every_spelling() {
 
 #[test]
 fn parses_iso_dates_and_years() {
-    assert!(matches!(Birthdate::parse("1990-09-04"), Some(Birthdate::Full(_))));
+    assert!(matches!(
+        Birthdate::parse("1990-09-04"),
+        Some(Birthdate::Full(_))
+    ));
     assert_eq!(Birthdate::parse("1948"), Some(Birthdate::Year(1948)));
     assert_eq!(Birthdate::parse("2024-02-29").map(|d| d.year()), Some(2024));
     // The fixture's malformed dates: 30 February, month 13, not ISO, text.
-    for bad in ["1990-02-30", "1985-13-01", "04/09/1990", "1990-9-4", "không rõ", "19900904", "", "199O"] {
+    for bad in [
+        "1990-02-30",
+        "1985-13-01",
+        "04/09/1990",
+        "1990-9-4",
+        "không rõ",
+        "19900904",
+        "",
+        "199O",
+    ] {
         assert_eq!(Birthdate::parse(bad), None, "{bad}");
     }
     let today = time::macros::date!(2025 - 06 - 01);

@@ -377,7 +377,7 @@ impl TestApp {
     }
 }
 
-async fn fresh_postgres_database() -> TestDatabase {
+pub async fn fresh_postgres_database() -> TestDatabase {
     use sqlx::Connection;
     let base = std::env::var("BROKER_TEST_DATABASE_URL").expect("db url");
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
