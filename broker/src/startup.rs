@@ -249,7 +249,6 @@ impl Application {
             }),
         });
 
-        ensure_account_client(&broker.registrar, issuer.as_ref(), clock.now()).await?;
         let port = listener.local_addr()?.port();
         let data = broker.clone();
         let https_issuer = settings.issuer.scheme() == "https";
@@ -338,12 +337,3 @@ fn login_budgets(settings: &RateLimitSettings) -> Budgets {
     }
 }
 
-/// The account page's own client (`http::account`), registered once.
-async fn ensure_account_client(registrar: &Registrar, issuer: &str, now: i64) -> anyhow::Result<()> {
-    use crate::clients::registration::RegistrationError;
-    let request = crate::http::account::client_request(issuer);
-    match registrar.create(&request, "startup", now).await {
-        Ok(_) | Err(RegistrationError::Conflict) => Ok(()),
-        Err(e) => Err(anyhow::anyhow!("cannot register the account page's client: {e}")),
-    }
-}

@@ -86,7 +86,7 @@ async fn show(
 ) -> Result<HttpResponse, HttpError> {
     let english = english_of(&req, query.lang.as_deref());
     let Some((secret, session)) = session(&broker, &req).await? else {
-        return Ok(start_login(&broker, english));
+        return start_login(&broker, english).await;
     };
     let unavailable = |e: anyhow::Error| HttpError::unavailable_page(&e, english);
     let Some(account) = broker
@@ -96,7 +96,7 @@ async fn show(
         .await
         .map_err(unavailable)?
     else {
-        return Ok(start_login(&broker, english));
+        return start_login(&broker, english).await;
     };
     let linked = broker
         .provider
@@ -108,8 +108,32 @@ async fn show(
     Ok(render(&account, &linked, english, &csrf_of(&secret), pending_phone.as_deref(), None))
 }
 
+/// The account page's own client, registered the first time the page needs a login.
+async fn ensure_account_client(broker: &Broker) -> anyhow::Result<()> {
+    use crate::clients::registration::RegistrationError;
+    if broker.provider.clients.get(ACCOUNT_CLIENT).await?.is_some() {
+        return Ok(());
+    }
+    let request = client_request(&broker.provider.issuer);
+    match broker
+        .registrar
+        .create(&request, "account-page", broker.provider.now())
+        .await
+    {
+        Ok(_) | Err(RegistrationError::Conflict) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("cannot register the account page's client: {e}")),
+    }
+}
+
 /// Sends the browser through `/authorize` as the account page's client.
-fn start_login(broker: &Broker, english: bool) -> HttpResponse {
+async fn start_login(broker: &Broker, english: bool) -> Result<HttpResponse, HttpError> {
+    ensure_account_client(broker)
+        .await
+        .map_err(|e| HttpError::unavailable_page(&e, english))?;
+    Ok(start_login_redirect(broker, english))
+}
+
+fn start_login_redirect(broker: &Broker, english: bool) -> HttpResponse {
     let state = random_token();
     let verifier = random_token();
     let challenge = sha256_b64url(&verifier);
@@ -218,7 +242,7 @@ async fn phone_post(
 ) -> Result<HttpResponse, HttpError> {
     let english = english_of(&req, form.lang.as_deref());
     let Some((secret, session)) = session(&broker, &req).await? else {
-        return Ok(start_login(&broker, english));
+        return start_login(&broker, english).await;
     };
     let csrf = csrf_of(&secret);
     let csrf_ok = form.csrf.as_deref().is_some_and(|c| {
@@ -240,7 +264,7 @@ async fn phone_post(
         .await
         .map_err(unavailable)?
     else {
-        return Ok(start_login(&broker, english));
+        return start_login(&broker, english).await;
     };
     let now = broker.provider.now();
     let challenge = format!("account:{}", sha256_b64url(&session.sid));

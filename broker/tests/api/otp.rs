@@ -63,8 +63,9 @@ on_both_backends_with!(
     }
 );
 
-on_both_backends!(
+on_both_backends_with!(
     without_the_dev_gateway_there_is_no_page_and_no_sms,
+    |s: &mut Settings| s.sms.gateway = GatewayKind::None,
     |app: TestApp| async move {
         let page = app.http.get(app.endpoint("/dev/sms")).send().await.unwrap();
         assert_eq!(page.status(), 404);

@@ -289,14 +289,70 @@ on_both_backends!(legacy_account_only_through_par, |app: TestApp| async move {
         );
     }
 
-    // The client of that source, from its backend: accepted, and the login goes on.
+    // The client of that source, from its backend: accepted, and the login goes on. C01 is
+    // not the holder of HS1003230 (another name, date and ID): the failure page, no link.
+    app.seed_legacy(&["HS1003230"]).await;
     let request_uri = pushed(&app, &legacy, &pkce, &[("legacy_account", "HS1003230")]).await;
     let first = authorize_with(&app, &browser, &legacy.id, &request_uri, &[]).await;
     assert_eq!(first.status(), 200);
     let back = browser.through_upstream(first).await;
-    let params = query_of(&location(&back));
-    assert!(params.contains_key("code"), "{params:?}");
+    let step = Browser::step_url(&app, &back).expect("the failure page");
+    let page = browser.get(&step).await.text().await.expect("page");
+    assert!(page.contains("<li>Họ và tên</li>"), "{page}");
+    assert!(!page.contains("Nguyễn Mỹ Anh"), "never the record's data");
+    let back = browser
+        .post_step(&step, &page, &[("action", "continue")])
+        .await;
+    let code = query_of(&location(&back))
+        .get("code")
+        .cloned()
+        .expect("a code after the failure page");
+    let (status, tokens) = app.exchange(&legacy, &code, &pkce.verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let (_, id_claims) = crate::support::jwt_parts(tokens["id_token"].as_str().unwrap());
+    assert_eq!(
+        id_claims["legacy_accounts"],
+        json!(["HS1004606"]),
+        "C01's own record (linked by ID), never the refused one"
+    );
 });
+
+on_both_backends!(
+    the_app_links_its_own_account_through_par,
+    |app: TestApp| async move {
+        app.seed_legacy(&["HS1003456"]).await;
+        let legacy = legacy_client(&app).await;
+        // C01's own Hue-S account is seeded (HS1004606) and would link by ID anyway; a record
+        // without an ID number proves what the app's request adds: C05's HS1003456.
+        let pkce = Pkce::new();
+        let request_uri = pushed(
+            &app,
+            &legacy,
+            &pkce,
+            &[("legacy_account", "HS1003456"), ("login_hint", "C05")],
+        )
+        .await;
+        let browser = Browser::new();
+        let first = authorize_with(&app, &browser, &legacy.id, &request_uri, &[]).await;
+        let back = browser.through_upstream(first).await;
+        let params = query_of(&location(&back));
+        let code = params.get("code").unwrap_or_else(|| panic!("no phone step: {params:?}"));
+        let (status, tokens) = app.exchange(&legacy, code, &pkce.verifier).await;
+        assert_eq!(status, 200, "{tokens}");
+        let (_, id_claims) = crate::support::jwt_parts(tokens["id_token"].as_str().unwrap());
+        assert_eq!(id_claims["legacy_accounts"], json!(["HS1003456"]));
+        let (_, access) = crate::support::jwt_parts(tokens["access_token"].as_str().unwrap());
+        assert_eq!(access["legacy_accounts"], json!(["HS1003456"]));
+        let (_, userinfo) = app.userinfo(tokens["access_token"].as_str().unwrap()).await;
+        assert_eq!(userinfo["legacy_accounts"], json!(["HS1003456"]));
+        // A client of another source never sees it.
+        let other = app.confidential_client().await;
+        let login = browser
+            .login(&app, &other, "C05", &Pkce::new(), &[])
+            .await;
+        assert!(login.params.contains_key("code"));
+    }
+);
 
 on_both_backends!(clients_may_require_par, |app: TestApp| async move {
     let client = app
