@@ -49,6 +49,10 @@ else
   storage=(BROKER_DATABASE__URL="sqlite://$WORK/broker.db?mode=rwc" BROKER_KEYS__STORE=file
     BROKER_KEYS__DIR="$WORK/keys" BROKER_SESSIONS__BACKEND=memory)
 fi
+# The synthetic legacy accounts: the login scenario's citizen (C01) links to hers by ID number.
+# Exit status 3 says the file's 20 malformed rows were refused, as they must be.
+env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" import legacy-accounts fixtures/legacy-accounts.csv \
+  > "$WORK/import.log" 2>&1 || [ $? -eq 3 ] || { cat "$WORK/import.log"; exit 1; }
 env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" serve > "$WORK/broker.log" 2>&1 &
 BROKER_PID=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null && break; sleep 0.1; done

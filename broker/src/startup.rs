@@ -24,9 +24,9 @@ use crate::oidc::acr::AcrPolicy;
 use crate::oidc::codes::Codes;
 use crate::oidc::par::PushedRequests;
 use crate::oidc::{Provider, TokenLifetimes};
+use crate::operators::Operators;
 use crate::otp::settings::GatewayKind;
 use crate::otp::Otp;
-use crate::operators::Operators;
 use crate::secret::{read_secret, Secret};
 use crate::sessions::ended::EndedSessions;
 use crate::sessions::memory::MemoryStore;
@@ -336,4 +336,3 @@ fn login_budgets(settings: &RateLimitSettings) -> Budgets {
         upstream_failures_per_address: per_address(settings.upstream_failures_per_address),
     }
 }
-

@@ -177,11 +177,29 @@ mod tests {
     #[test]
     fn a_record_agrees_on_name_date_and_id() {
         let me = identity("Đoàn Thị Ngọc Hòa", "1990-09-04", Some("046190982699"));
-        let theirs = record("hue-s", "1", "Đoàn Thị Ngọc Hoà", "1990-09-04", Some("046190982699"));
+        let theirs = record(
+            "hue-s",
+            "1",
+            "Đoàn Thị Ngọc Hoà",
+            "1990-09-04",
+            Some("046190982699"),
+        );
         assert!(disagreements(&theirs, &me).is_empty());
-        let other_date = record("hue-s", "1", "Đoàn Thị Ngọc Hòa", "1979-06-08", Some("046190982699"));
+        let other_date = record(
+            "hue-s",
+            "1",
+            "Đoàn Thị Ngọc Hòa",
+            "1979-06-08",
+            Some("046190982699"),
+        );
         assert_eq!(disagreements(&other_date, &me), vec![Field::Birthdate]);
-        let other_id = record("hue-s", "1", "Đoàn Thị Ngọc Hòa", "1990-09-04", Some("046190000000"));
+        let other_id = record(
+            "hue-s",
+            "1",
+            "Đoàn Thị Ngọc Hòa",
+            "1990-09-04",
+            Some("046190000000"),
+        );
         assert_eq!(disagreements(&other_id, &me), vec![Field::PersonalId]);
         let year_only = record("hue-s", "1", "ĐOÀN THỊ NGỌC HÒA", "1990", None);
         assert!(disagreements(&year_only, &me).is_empty());
@@ -222,7 +240,13 @@ mod tests {
     #[test]
     fn a_shared_phone_links_only_the_record_that_agrees() {
         let child = identity("Hồ Văn Bình", "2015-05-06", Some("046215000001"));
-        let parent = record("dvc-hue", "P", "Nguyễn Thị Lan", "1985-01-01", Some("046185000009"));
+        let parent = record(
+            "dvc-hue",
+            "P",
+            "Nguyễn Thị Lan",
+            "1985-01-01",
+            Some("046185000009"),
+        );
         let childs = record("hue-eduportal", "C", "Hồ Văn Bình", "2015-05-06", None);
         match match_by_phone(vec![parent.clone(), childs], &child) {
             PhoneMatch::Link(records) => {
@@ -246,9 +270,27 @@ mod tests {
     #[test]
     fn records_found_by_id_are_sorted_into_agree_disagree_and_taken() {
         let me = identity("Phan Văn Tú", "1980-01-01", Some("046080000001"));
-        let mine = record("hue-s", "1", "Phan Văn Tú", "1980-01-01", Some("046080000001"));
-        let typo = record("dvc-hue", "2", "Phan Văn Tú", "1980-01-11", Some("046080000001"));
-        let mut taken = record("hue-eduportal", "3", "Phan Văn Tú", "1980-01-01", Some("046080000001"));
+        let mine = record(
+            "hue-s",
+            "1",
+            "Phan Văn Tú",
+            "1980-01-01",
+            Some("046080000001"),
+        );
+        let typo = record(
+            "dvc-hue",
+            "2",
+            "Phan Văn Tú",
+            "1980-01-11",
+            Some("046080000001"),
+        );
+        let mut taken = record(
+            "hue-eduportal",
+            "3",
+            "Phan Văn Tú",
+            "1980-01-01",
+            Some("046080000001"),
+        );
         taken.account_id = Some("someone".into());
         let mut already = mine.clone();
         already.legacy_id = "4".into();

@@ -31,7 +31,7 @@ pub struct Notice {
 pub enum LoginOutcome {
     /// The person is logged in to this account; `notice`, when present, is shown first.
     Authenticated {
-        account: Account,
+        account: Box<Account>,
         created: bool,
         notice: Option<Notice>,
     },
@@ -144,29 +144,54 @@ impl AccountResolver {
             .collect();
         let mut notice = None;
         if let Some(app) = app_link {
-            match self.app_record(&app, identity, account_id.as_deref()).await? {
+            match self
+                .app_record(&app, identity, account_id.as_deref())
+                .await?
+            {
                 Ok(Some(record)) => {
-                    if !links.iter().any(|(r, _)| r.legacy_id == record.legacy_id && r.source == record.source) {
+                    if !links
+                        .iter()
+                        .any(|(r, _)| r.legacy_id == record.legacy_id && r.source == record.source)
+                    {
                         links.push((record, LinkMethod::App));
                     }
                 }
                 Ok(None) => {}
                 Err((fields, compared)) => {
                     notice = Some(
-                        self.fail(identity, account_id.as_deref(), Reason::AppLinkRefused, fields, compared, now)
-                            .await?,
+                        self.fail(
+                            identity,
+                            account_id.as_deref(),
+                            Reason::AppLinkRefused,
+                            fields,
+                            compared,
+                            now,
+                        )
+                        .await?,
                     );
                 }
             }
         }
-        let standardised = existing.as_ref().is_some_and(|r| r.standardised_at.is_some());
+        let standardised = existing
+            .as_ref()
+            .is_some_and(|r| r.standardised_at.is_some());
         if !by_id.disagree.is_empty() || !by_id.taken.is_empty() {
             let (reason, fields) = if by_id.disagree.is_empty() {
                 (Reason::Ambiguous, Vec::new())
             } else {
-                (Reason::IdMismatch, union(by_id.disagree.iter().map(|(_, f)| f)))
+                (
+                    Reason::IdMismatch,
+                    union(by_id.disagree.iter().map(|(_, f)| f)),
+                )
             };
-            let compared = compared(identity, by_id.disagree.iter().map(|(r, f)| (r, f.as_slice())).chain(by_id.taken.iter().map(|r| (r, &[][..]))));
+            let compared = compared(
+                identity,
+                by_id
+                    .disagree
+                    .iter()
+                    .map(|(r, f)| (r, f.as_slice()))
+                    .chain(by_id.taken.iter().map(|r| (r, &[][..]))),
+            );
             // A standardised account is not stopped again for a doubt support already has.
             let known = self
                 .stores
@@ -175,7 +200,14 @@ impl AccountResolver {
                 .await?;
             if !(standardised && known) {
                 let failure = self
-                    .fail(identity, account_id.as_deref(), reason, fields, compared, now)
+                    .fail(
+                        identity,
+                        account_id.as_deref(),
+                        reason,
+                        fields,
+                        compared,
+                        now,
+                    )
                     .await?;
                 if !standardised {
                     notice = notice.or(Some(failure));
@@ -185,10 +217,11 @@ impl AccountResolver {
         match existing {
             Some(record) if standardised => {
                 if !links.is_empty() {
-                    self.write(identity, Some(record.clone()), &links, None, now).await?;
+                    self.write(identity, Some(record.clone()), &links, None, now)
+                        .await?;
                 }
                 Ok(LoginOutcome::Authenticated {
-                    account: self.open(record)?,
+                    account: Box::new(self.open(record)?),
                     created: false,
                     notice,
                 })
@@ -196,7 +229,7 @@ impl AccountResolver {
             existing if !links.is_empty() => {
                 let (record, created) = self.write(identity, existing, &links, None, now).await?;
                 Ok(LoginOutcome::Authenticated {
-                    account: self.open(record)?,
+                    account: Box::new(self.open(record)?),
                     created,
                     notice,
                 })
@@ -224,20 +257,37 @@ impl AccountResolver {
         let proven = Some((phone.e164(), now));
         let (links, notice) = match linking::match_by_phone(found, identity) {
             PhoneMatch::Link(records) => (
-                records.into_iter().map(|r| (r, LinkMethod::Phone)).collect(),
+                records
+                    .into_iter()
+                    .map(|r| (r, LinkMethod::Phone))
+                    .collect(),
                 None,
             ),
             PhoneMatch::Ambiguous(records) => {
                 let compared = compared(identity, records.iter().map(|r| (r, &[][..])));
                 let notice = self
-                    .fail(identity, account_id.as_deref(), Reason::Ambiguous, Vec::new(), compared, now)
+                    .fail(
+                        identity,
+                        account_id.as_deref(),
+                        Reason::Ambiguous,
+                        Vec::new(),
+                        compared,
+                        now,
+                    )
                     .await?;
                 (Vec::new(), Some(notice))
             }
             PhoneMatch::Disagree(records, fields) => {
                 let compared = compared(identity, records.iter().map(|r| (r, fields.as_slice())));
                 let notice = self
-                    .fail(identity, account_id.as_deref(), Reason::PhoneMismatch, fields, compared, now)
+                    .fail(
+                        identity,
+                        account_id.as_deref(),
+                        Reason::PhoneMismatch,
+                        fields,
+                        compared,
+                        now,
+                    )
                     .await?;
                 (Vec::new(), Some(notice))
             }
@@ -245,7 +295,7 @@ impl AccountResolver {
         };
         let (record, created) = self.write(identity, existing, &links, proven, now).await?;
         Ok(LoginOutcome::Authenticated {
-            account: self.open(record)?,
+            account: Box::new(self.open(record)?),
             created,
             notice,
         })
@@ -284,16 +334,34 @@ impl AccountResolver {
     }
 
     /// Five wrong codes: recorded for support like any other failure.
-    pub async fn otp_exhausted(&self, identity: &UpstreamIdentity, phone: &Phone, now: i64) -> anyhow::Result<Notice> {
+    pub async fn otp_exhausted(
+        &self,
+        identity: &UpstreamIdentity,
+        phone: &Phone,
+        now: i64,
+    ) -> anyhow::Result<Notice> {
         let compared = serde_json::json!({"phone": phone.masked()});
-        self.fail(identity, None, Reason::OtpExhausted, vec![Field::Phone], compared, now)
-            .await
+        self.fail(
+            identity,
+            None,
+            Reason::OtpExhausted,
+            vec![Field::Phone],
+            compared,
+            now,
+        )
+        .await
     }
 
     /// The records holding VNeID's ID numbers (SoDinhDanh and SoCMND).
-    async fn records_by_id(&self, identity: &UpstreamIdentity) -> anyhow::Result<Vec<LegacyRecord>> {
+    async fn records_by_id(
+        &self,
+        identity: &UpstreamIdentity,
+    ) -> anyhow::Result<Vec<LegacyRecord>> {
         let mut found = Vec::new();
-        for number in [&identity.personal_id, &identity.legacy_cmnd].into_iter().flatten() {
+        for number in [&identity.personal_id, &identity.legacy_cmnd]
+            .into_iter()
+            .flatten()
+        {
             let sealed = self
                 .stores
                 .legacy
@@ -304,7 +372,10 @@ impl AccountResolver {
         Ok(found)
     }
 
-    fn open_all(&self, sealed: Vec<super::legacy::SealedLegacyRecord>) -> anyhow::Result<Vec<LegacyRecord>> {
+    fn open_all(
+        &self,
+        sealed: Vec<super::legacy::SealedLegacyRecord>,
+    ) -> anyhow::Result<Vec<LegacyRecord>> {
         sealed.into_iter().map(|s| self.sealer.open(s)).collect()
     }
 
@@ -358,10 +429,19 @@ impl AccountResolver {
             return Ok(Some(old));
         }
         let mut tx = self.stores.transactions.begin().await?;
-        self.stores.accounts.refresh_profile(&mut tx, &record).await?;
-        self.stores.audit.append(&mut tx, &entry).await?;
-        self.event(&mut tx, &record.id, types::ACCOUNT_UPDATED, serde_json::json!({"fields": changed}), now)
+        self.stores
+            .accounts
+            .refresh_profile(&mut tx, &record)
             .await?;
+        self.stores.audit.append(&mut tx, &entry).await?;
+        self.event(
+            &mut tx,
+            &record.id,
+            types::ACCOUNT_UPDATED,
+            serde_json::json!({"fields": changed}),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(record))
     }
@@ -397,37 +477,64 @@ impl AccountResolver {
                     .set_standardised(&mut tx, &record.id, phone.as_deref(), verified_at, now)
                     .await?;
                 if record.phone != phone {
-                    self.event(&mut tx, &record.id, types::ACCOUNT_UPDATED, serde_json::json!({"fields": ["phone"]}), now)
-                        .await?;
+                    self.event(
+                        &mut tx,
+                        &record.id,
+                        types::ACCOUNT_UPDATED,
+                        serde_json::json!({"fields": ["phone"]}),
+                        now,
+                    )
+                    .await?;
                 }
                 (record, false)
             }
             None => {
-                let mut record = self.profile_record(uuid::Uuid::now_v7().to_string(), identity, now, now);
+                let mut record =
+                    self.profile_record(uuid::Uuid::now_v7().to_string(), identity, now, now);
                 record.phone = phone.clone();
                 record.phone_verified_at = verified_at;
                 record.standardised_at = Some(now);
                 let (iss, sub) = (&identity.upstream_iss, &identity.upstream_sub);
-                if !self.stores.accounts.create_linked(&mut tx, &record, iss, sub).await? {
+                if !self
+                    .stores
+                    .accounts
+                    .create_linked(&mut tx, &record, iss, sub)
+                    .await?
+                {
                     // Another login of this identity created the account first: standardise theirs.
                     tx.rollback().await?;
-                    let theirs = self.stores.accounts.find_by_link(iss, sub).await?.ok_or_else(|| {
-                        anyhow::anyhow!("link vanished while resolving a concurrent first login")
-                    })?;
-                    return Box::pin(self.write(identity, Some(theirs), links, proven_phone, now)).await;
+                    let theirs = self
+                        .stores
+                        .accounts
+                        .find_by_link(iss, sub)
+                        .await?
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "link vanished while resolving a concurrent first login"
+                            )
+                        })?;
+                    return Box::pin(self.write(identity, Some(theirs), links, proven_phone, now))
+                        .await;
                 }
                 self.stores
                     .audit
                     .append(&mut tx, &login_entry(now, &record.id, identity, true))
                     .await?;
-                self.event(&mut tx, &record.id, types::ACCOUNT_CREATED, serde_json::json!({"upstream": iss}), now)
-                    .await?;
+                self.event(
+                    &mut tx,
+                    &record.id,
+                    types::ACCOUNT_CREATED,
+                    serde_json::json!({"upstream": iss}),
+                    now,
+                )
+                .await?;
                 tracing::info!(account = %record.id, personal_id = %identity.personal_id.as_deref().map(personal_id::mask).unwrap_or_default(), "account created");
                 (record, true)
             }
         };
         for (legacy, method) in links {
-            self.link_in(&mut tx, &record.id, legacy, *method, None, now).await?;
+            self.link_in(&mut tx, &record.id, legacy, *method, None, now)
+                .await?;
         }
         tx.commit().await?;
         record.phone = phone;
@@ -477,7 +584,8 @@ impl AccountResolver {
                 },
             )
             .await?;
-        self.event(tx, account_id, types::ACCOUNT_LINKED, detail, now).await?;
+        self.event(tx, account_id, types::ACCOUNT_LINKED, detail, now)
+            .await?;
         tracing::info!(account = %account_id, source = %legacy.source, method = method.as_str(), "legacy account linked");
         Ok(true)
     }
@@ -526,7 +634,14 @@ impl AccountResolver {
         }
         let mut tx = self.stores.transactions.begin().await?;
         if !self
-            .link_in(&mut tx, account_id, &record, LinkMethod::Admin, Some(operator), now)
+            .link_in(
+                &mut tx,
+                account_id,
+                &record,
+                LinkMethod::Admin,
+                Some(operator),
+                now,
+            )
             .await?
         {
             tx.rollback().await?;
@@ -552,11 +667,19 @@ impl AccountResolver {
             return Ok(AdminChange::Conflict);
         }
         let mut tx = self.stores.transactions.begin().await?;
-        if self.stores.legacy.unlink(&mut tx, source, legacy_id, now).await?.as_deref() != Some(account_id) {
+        if self
+            .stores
+            .legacy
+            .unlink(&mut tx, source, legacy_id, now)
+            .await?
+            .as_deref()
+            != Some(account_id)
+        {
             tx.rollback().await?;
             return Ok(AdminChange::Conflict);
         }
-        let detail = serde_json::json!({"source": source, "legacy_id": legacy_id, "operator": operator});
+        let detail =
+            serde_json::json!({"source": source, "legacy_id": legacy_id, "operator": operator});
         self.stores
             .audit
             .append(
@@ -571,7 +694,8 @@ impl AccountResolver {
                 },
             )
             .await?;
-        self.event(&mut tx, account_id, types::ACCOUNT_UNLINKED, detail, now).await?;
+        self.event(&mut tx, account_id, types::ACCOUNT_UNLINKED, detail, now)
+            .await?;
         tx.commit().await?;
         Ok(AdminChange::Done)
     }
@@ -597,9 +721,17 @@ impl AccountResolver {
     }
 
     /// A new phone proven by OTP on the account page.
-    pub async fn change_phone(&self, account_id: &str, phone: &Phone, now: i64) -> anyhow::Result<()> {
+    pub async fn change_phone(
+        &self,
+        account_id: &str,
+        phone: &Phone,
+        now: i64,
+    ) -> anyhow::Result<()> {
         let mut tx = self.stores.transactions.begin().await?;
-        self.stores.accounts.set_phone(&mut tx, account_id, phone.e164(), now).await?;
+        self.stores
+            .accounts
+            .set_phone(&mut tx, account_id, phone.e164(), now)
+            .await?;
         self.stores
             .audit
             .append(
@@ -614,8 +746,14 @@ impl AccountResolver {
                 },
             )
             .await?;
-        self.event(&mut tx, account_id, types::ACCOUNT_UPDATED, serde_json::json!({"fields": ["phone"]}), now)
-            .await?;
+        self.event(
+            &mut tx,
+            account_id,
+            types::ACCOUNT_UPDATED,
+            serde_json::json!({"fields": ["phone"]}),
+            now,
+        )
+        .await?;
         tx.commit().await
     }
 
@@ -867,7 +1005,9 @@ mod tests {
         );
 
         let working = AccountResolver::new(stores(db.clone()), master);
-        let LoginOutcome::Authenticated { account, created, .. } = working
+        let LoginOutcome::Authenticated {
+            account, created, ..
+        } = working
             .complete_with_phone(&identity, &phone, 1_000)
             .await
             .unwrap()

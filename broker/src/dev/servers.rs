@@ -17,8 +17,8 @@ use crate::config::{
 };
 use crate::crypto::{random_token, MasterKey};
 use crate::federation::profile::UpstreamProfile;
-use crate::otp::settings::{GatewayKind, SmsSettings};
 use crate::operators::CLI_ACTOR;
+use crate::otp::settings::{GatewayKind, SmsSettings};
 use crate::secret::Secret;
 use crate::startup::Application;
 

@@ -38,7 +38,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The registration of the account page's client, created at startup when missing.
-pub fn client_request(issuer: &str) -> crate::clients::registration::ClientRequest {
+pub fn client_request(
+    issuer: &str,
+) -> Result<crate::clients::registration::ClientRequest, serde_json::Error> {
     serde_json::from_value(serde_json::json!({
         "client_id": ACCOUNT_CLIENT,
         "client_name": "Tài khoản của tôi",
@@ -46,7 +48,6 @@ pub fn client_request(issuer: &str) -> crate::clients::registration::ClientReque
         "token_endpoint_auth_method": "none",
         "scope": "openid profile phone",
     }))
-    .expect("a valid account client request")
 }
 
 #[derive(Deserialize)]
@@ -55,7 +56,10 @@ struct ShowQuery {
 }
 
 /// The session behind the browser's SSO cookie, with its secret.
-async fn session(broker: &Broker, req: &HttpRequest) -> Result<Option<(String, SsoSession)>, HttpError> {
+async fn session(
+    broker: &Broker,
+    req: &HttpRequest,
+) -> Result<Option<(String, SsoSession)>, HttpError> {
     let Some(cookie) = req.cookie(&cookie_name(broker, SSO_COOKIE)) else {
         return Ok(None);
     };
@@ -104,8 +108,17 @@ async fn show(
         .linked_records(&account.id)
         .await
         .map_err(unavailable)?;
-    let pending_phone = pending_phone(&broker, &session.sid).await.map_err(unavailable)?;
-    Ok(render(&account, &linked, english, &csrf_of(&secret), pending_phone.as_deref(), None))
+    let pending_phone = pending_phone(&broker, &session.sid)
+        .await
+        .map_err(unavailable)?;
+    Ok(render(
+        &account,
+        &linked,
+        english,
+        &csrf_of(&secret),
+        pending_phone.as_deref(),
+        None,
+    ))
 }
 
 /// The account page's own client, registered the first time the page needs a login.
@@ -114,14 +127,16 @@ async fn ensure_account_client(broker: &Broker) -> anyhow::Result<()> {
     if broker.provider.clients.get(ACCOUNT_CLIENT).await?.is_some() {
         return Ok(());
     }
-    let request = client_request(&broker.provider.issuer);
+    let request = client_request(&broker.provider.issuer)?;
     match broker
         .registrar
         .create(&request, "account-page", broker.provider.now())
         .await
     {
         Ok(_) | Err(RegistrationError::Conflict) => Ok(()),
-        Err(e) => Err(anyhow::anyhow!("cannot register the account page's client: {e}")),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot register the account page's client: {e}"
+        )),
     }
 }
 
@@ -153,7 +168,12 @@ fn start_login_redirect(broker: &Broker, english: bool) -> HttpResponse {
     );
     match url {
         Ok(url) => HttpResponse::SeeOther()
-            .cookie(cookie(broker, LOGIN_COOKIE, format!("{state}.{verifier}"), 600))
+            .cookie(cookie(
+                broker,
+                LOGIN_COOKIE,
+                format!("{state}.{verifier}"),
+                600,
+            ))
             .insert_header((header::LOCATION, url.as_str()))
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .finish(),
@@ -180,13 +200,11 @@ async fn callback(
         .map(|c| c.value().to_string())
         .unwrap_or_default();
     let (state, verifier) = bound.split_once('.').unwrap_or_default();
-    let refused = || {
-        HttpError::BadSignIn {
-            error: crate::oidc::error::OAuthError::invalid_request(
-                "the sign-in to the account page did not come back to this browser",
-            ),
-            english,
-        }
+    let refused = || HttpError::BadSignIn {
+        error: crate::oidc::error::OAuthError::invalid_request(
+            "the sign-in to the account page did not come back to this browser",
+        ),
+        english,
     };
     if state.is_empty() || query.state.as_deref() != Some(state) {
         return Err(refused());
@@ -271,18 +289,44 @@ async fn phone_post(
     let store = &broker.sessions;
     let message: (&str, String) = match form.action.as_deref() {
         Some("send") => match phone::normalise(form.phone.as_deref().unwrap_or_default()) {
-            Err(_) => ("error", t(english, "Số điện thoại không hợp lệ.", "That is not a valid phone number.").into()),
+            Err(_) => (
+                "error",
+                t(
+                    english,
+                    "Số điện thoại không hợp lệ.",
+                    "That is not a valid phone number.",
+                )
+                .into(),
+            ),
             Ok(new) => match broker
                 .otp
-                .send(&challenge, &new, &account.id, broker.limits.client_key(&req), now)
+                .send(
+                    &challenge,
+                    &new,
+                    &account.id,
+                    broker.limits.client_key(&req),
+                    now,
+                )
                 .await
             {
                 Ok(_) => {
                     store
-                        .put(&pending_key(&session.sid), new.e164().as_bytes(), std::time::Duration::from_secs(600))
+                        .put(
+                            &pending_key(&session.sid),
+                            new.e164().as_bytes(),
+                            std::time::Duration::from_secs(600),
+                        )
                         .await
                         .map_err(unavailable)?;
-                    ("info", t(english, "Mã xác thực đã được gửi tới số mới.", "A code was sent to the new number.").into())
+                    (
+                        "info",
+                        t(
+                            english,
+                            "Mã xác thực đã được gửi tới số mới.",
+                            "A code was sent to the new number.",
+                        )
+                        .into(),
+                    )
                 }
                 Err(OtpRefused::TooSoon { retry_after } | OtpRefused::Limited { retry_after }) => (
                     "error",
@@ -292,20 +336,51 @@ async fn phone_post(
                         format!("Vui lòng thử lại sau {retry_after} giây.")
                     },
                 ),
-                Err(OtpRefused::NotMobile) => ("error", t(english, "Chỉ nhận số điện thoại di động Việt Nam.", "Only Vietnamese mobile numbers can receive the code.").into()),
-                Err(OtpRefused::Exhausted) => ("error", t(english, "Đã nhập sai mã quá nhiều lần. Vui lòng đăng nhập lại.", "Too many wrong codes. Please sign in again.").into()),
+                Err(OtpRefused::NotMobile) => (
+                    "error",
+                    t(
+                        english,
+                        "Chỉ nhận số điện thoại di động Việt Nam.",
+                        "Only Vietnamese mobile numbers can receive the code.",
+                    )
+                    .into(),
+                ),
+                Err(OtpRefused::Exhausted) => (
+                    "error",
+                    t(
+                        english,
+                        "Đã nhập sai mã quá nhiều lần. Vui lòng đăng nhập lại.",
+                        "Too many wrong codes. Please sign in again.",
+                    )
+                    .into(),
+                ),
                 Err(OtpRefused::Unavailable(e)) => {
                     tracing::warn!(error = format!("{e:#}"), "one-time code not sent");
-                    ("error", t(english, "Hiện không gửi được tin nhắn. Vui lòng thử lại sau.", "The text message could not be sent. Please try again later.").into())
+                    (
+                        "error",
+                        t(
+                            english,
+                            "Hiện không gửi được tin nhắn. Vui lòng thử lại sau.",
+                            "The text message could not be sent. Please try again later.",
+                        )
+                        .into(),
+                    )
                 }
             },
         },
         Some("verify") => {
-            let pending = pending_phone(&broker, &session.sid).await.map_err(unavailable)?;
+            let pending = pending_phone(&broker, &session.sid)
+                .await
+                .map_err(unavailable)?;
             match pending.as_deref().map(phone::normalise) {
                 Some(Ok(new)) => match broker
                     .otp
-                    .verify(&challenge, &new, form.code.as_deref().unwrap_or_default().trim(), now)
+                    .verify(
+                        &challenge,
+                        &new,
+                        form.code.as_deref().unwrap_or_default().trim(),
+                        now,
+                    )
                     .await
                 {
                     Ok(()) => {
@@ -315,8 +390,19 @@ async fn phone_post(
                             .change_phone(&account.id, &new, now)
                             .await
                             .map_err(unavailable)?;
-                        store.delete(&pending_key(&session.sid)).await.map_err(unavailable)?;
-                        ("info", t(english, "Đã cập nhật số điện thoại.", "Your phone number was updated.").into())
+                        store
+                            .delete(&pending_key(&session.sid))
+                            .await
+                            .map_err(unavailable)?;
+                        (
+                            "info",
+                            t(
+                                english,
+                                "Đã cập nhật số điện thoại.",
+                                "Your phone number was updated.",
+                            )
+                            .into(),
+                        )
                     }
                     Err(OtpFailure::Wrong { attempts_left }) => (
                         "error",
@@ -326,17 +412,42 @@ async fn phone_post(
                             format!("Mã xác thực không đúng. Bạn còn {attempts_left} lần thử.")
                         },
                     ),
-                    Err(OtpFailure::Expired) => ("error", t(english, "Mã xác thực đã hết hạn.", "The code has expired.").into()),
+                    Err(OtpFailure::Expired) => (
+                        "error",
+                        t(english, "Mã xác thực đã hết hạn.", "The code has expired.").into(),
+                    ),
                     Err(OtpFailure::Exhausted) => {
-                        store.delete(&pending_key(&session.sid)).await.map_err(unavailable)?;
-                        ("error", t(english, "Đã nhập sai mã quá nhiều lần.", "Too many wrong codes.").into())
+                        store
+                            .delete(&pending_key(&session.sid))
+                            .await
+                            .map_err(unavailable)?;
+                        (
+                            "error",
+                            t(
+                                english,
+                                "Đã nhập sai mã quá nhiều lần.",
+                                "Too many wrong codes.",
+                            )
+                            .into(),
+                        )
                     }
                     Err(OtpFailure::Unavailable(e)) => return Err(unavailable(e)),
                 },
-                _ => ("error", t(english, "Vui lòng nhập số điện thoại mới trước.", "Please enter the new number first.").into()),
+                _ => (
+                    "error",
+                    t(
+                        english,
+                        "Vui lòng nhập số điện thoại mới trước.",
+                        "Please enter the new number first.",
+                    )
+                    .into(),
+                ),
             }
         }
-        _ => ("error", t(english, "Yêu cầu không hợp lệ.", "Invalid request.").into()),
+        _ => (
+            "error",
+            t(english, "Yêu cầu không hợp lệ.", "Invalid request.").into(),
+        ),
     };
     let account = broker
         .provider
@@ -351,13 +462,22 @@ async fn phone_post(
         .linked_records(&account.id)
         .await
         .map_err(unavailable)?;
-    let pending = pending_phone(&broker, &session.sid).await.map_err(unavailable)?;
+    let pending = pending_phone(&broker, &session.sid)
+        .await
+        .map_err(unavailable)?;
     let status = if message.0 == "error" {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    let mut response = render(&account, &linked, english, &csrf, pending.as_deref(), Some(message));
+    let mut response = render(
+        &account,
+        &linked,
+        english,
+        &csrf,
+        pending.as_deref(),
+        Some(message),
+    );
     *response.status_mut() = status;
     Ok(response)
 }
@@ -406,7 +526,10 @@ fn render(
 ) -> HttpResponse {
     let dash = || "—".to_string();
     let rows = vec![
-        (t(english, "Họ và tên", "Full name"), account.full_name.clone()),
+        (
+            t(english, "Họ và tên", "Full name"),
+            account.full_name.clone(),
+        ),
         (
             t(english, "Ngày sinh", "Date of birth"),
             account.birthdate.clone().unwrap_or_else(dash),
@@ -426,7 +549,9 @@ fn render(
     ];
     let phone_now = match (&account.phone, account.phone_verified) {
         (Some(p), verified) => {
-            let shown = phone::normalise(p).map(|p| p.national()).unwrap_or_else(|_| p.clone());
+            let shown = phone::normalise(p)
+                .map(|p| p.national())
+                .unwrap_or_else(|_| p.clone());
             let state = match (verified, english) {
                 (true, false) => "đã xác thực",
                 (true, true) => "confirmed",
@@ -446,7 +571,11 @@ fn render(
         lang: if english { "en" } else { "vi" },
         title: t(english, "Tài khoản của tôi", "My account"),
         profile_title: t(english, "Thông tin định danh", "Identity details"),
-        profile_note: t(english, "Thông tin do VNeID cung cấp; thay đổi thông tin qua ứng dụng VNeID.", "Provided by VNeID; change them in the VNeID app."),
+        profile_note: t(
+            english,
+            "Thông tin do VNeID cung cấp; thay đổi thông tin qua ứng dụng VNeID.",
+            "Provided by VNeID; change them in the VNeID app.",
+        ),
         rows,
         phone_title: t(english, "Số điện thoại", "Phone number"),
         phone_now,
@@ -457,8 +586,16 @@ fn render(
         pending_phone: pending_phone
             .and_then(|p| phone::normalise(p).ok())
             .map(|p| p.masked()),
-        linked_title: t(english, "Tài khoản ứng dụng đã liên kết", "Linked app accounts"),
-        linked_none: t(english, "Chưa có tài khoản nào được liên kết.", "No app account is linked."),
+        linked_title: t(
+            english,
+            "Tài khoản ứng dụng đã liên kết",
+            "Linked app accounts",
+        ),
+        linked_none: t(
+            english,
+            "Chưa có tài khoản nào được liên kết.",
+            "No app account is linked.",
+        ),
         linked: linked
             .iter()
             .map(|r| (r.source.clone(), r.legacy_id.clone()))

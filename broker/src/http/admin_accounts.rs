@@ -178,7 +178,9 @@ fn change_response(change: AdminChange, created: bool) -> HttpResponse {
     match change {
         AdminChange::Done if created => HttpResponse::Created().finish(),
         AdminChange::Done => HttpResponse::NoContent().finish(),
-        AdminChange::NoSuchAccount => problem(StatusCode::NOT_FOUND, "not_found", "no such account"),
+        AdminChange::NoSuchAccount => {
+            problem(StatusCode::NOT_FOUND, "not_found", "no such account")
+        }
         AdminChange::NoSuchRecord => {
             problem(StatusCode::NOT_FOUND, "not_found", "no such legacy record")
         }

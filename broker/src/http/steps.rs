@@ -52,7 +52,11 @@ async fn show(
     let secret = req.cookie(&cookie_name(&broker, &interaction_cookie(&id)));
     let view = broker
         .login_flow()
-        .show_step(&id, secret.as_ref().map(|c| c.value()), broker.provider.now())
+        .show_step(
+            &id,
+            secret.as_ref().map(|c| c.value()),
+            broker.provider.now(),
+        )
         .await;
     let english_default = wants_english(&req, None);
     match view {
@@ -115,7 +119,8 @@ async fn submit(
         Ok(Ok(next)) => {
             let mut response = next_response(&broker, next);
             // The interaction is over: its binding cookie goes.
-            let mut removal = super::front::cookie(&broker, &interaction_cookie(&id), String::new(), 0);
+            let mut removal =
+                super::front::cookie(&broker, &interaction_cookie(&id), String::new(), 0);
             removal.make_removal();
             let _ = response.add_cookie(&removal);
             Ok(response)
@@ -157,7 +162,11 @@ fn message_text(english: bool, message: Message) -> (&'static str, String) {
         Message::CodeExpired => t(english, "Mã xác thực đã hết hạn. Vui lòng chọn Gửi lại mã.", "The code has expired. Please choose Send a new code.").to_string(),
         Message::Unavailable => t(english, "Hệ thống đang bận. Vui lòng thử lại.", "The service is busy. Please try again.").to_string(),
     };
-    let kind = if matches!(message, Message::Sent) { "info" } else { "error" };
+    let kind = if matches!(message, Message::Sent) {
+        "info"
+    } else {
+        "error"
+    };
     (kind, text)
 }
 

@@ -155,7 +155,14 @@ impl<'a> LoginFlow<'a> {
         let app_link = self.app_link(pending).await?;
         let outcome = p
             .accounts
-            .complete_login(&identity, app_link.as_ref().map(|(s, id)| AppLink { source: s, legacy_id: id }), now)
+            .complete_login(
+                &identity,
+                app_link.as_ref().map(|(s, id)| AppLink {
+                    source: s,
+                    legacy_id: id,
+                }),
+                now,
+            )
             .await?;
         self.after_resolution(pending, identity, auth_time, outcome, previous_secret, now)
             .await
@@ -169,7 +176,11 @@ impl<'a> LoginFlow<'a> {
         };
         // The request was checked against the registration when it was pushed; a client that
         // lost its source since then asks for nothing.
-        let client = self.provider.clients.get(&pending.request.client_id).await?;
+        let client = self
+            .provider
+            .clients
+            .get(&pending.request.client_id)
+            .await?;
         Ok(client
             .as_deref()
             .and_then(|c| c.metadata.legacy_source())

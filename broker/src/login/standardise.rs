@@ -173,8 +173,15 @@ impl<'a> LoginFlow<'a> {
                 notice: None,
                 ..
             } => {
-                self.start_session(pending, &identity, auth_time, &account, previous_secret, now)
-                    .await
+                self.start_session(
+                    pending,
+                    &identity,
+                    auth_time,
+                    &account,
+                    previous_secret,
+                    now,
+                )
+                .await
             }
             LoginOutcome::Authenticated {
                 account,
@@ -185,7 +192,9 @@ impl<'a> LoginFlow<'a> {
                     notice,
                     account_id: Some(account.id),
                 };
-                Ok(Ok(self.suspend(pending, identity, auth_time, stage).await?))
+                Ok(Ok(self
+                    .suspend(pending, identity, auth_time, stage)
+                    .await?))
             }
             LoginOutcome::NeedsPhone { notice } => {
                 let stage = match notice {
@@ -195,7 +204,9 @@ impl<'a> LoginFlow<'a> {
                     },
                     None => Stage::AskPhone,
                 };
-                Ok(Ok(self.suspend(pending, identity, auth_time, stage).await?))
+                Ok(Ok(self
+                    .suspend(pending, identity, auth_time, stage)
+                    .await?))
             }
         }
     }
@@ -289,15 +300,17 @@ impl<'a> LoginFlow<'a> {
         let stage = login.steps.stage.clone();
         match (stage, input) {
             (Stage::AskPhone, StepInput::Phone(text))
-            | (Stage::EnterCode { .. }, StepInput::Phone(text)) => {
-                match phone::normalise(&text) {
-                    Ok(phone) => self.send_code(&mut login, id, &phone, request.client, now).await?,
-                    Err(_) => login.steps.message = Some(Message::InvalidPhone),
+            | (Stage::EnterCode { .. }, StepInput::Phone(text)) => match phone::normalise(&text) {
+                Ok(phone) => {
+                    self.send_code(&mut login, id, &phone, request.client, now)
+                        .await?
                 }
-            }
+                Err(_) => login.steps.message = Some(Message::InvalidPhone),
+            },
             (Stage::EnterCode { phone, .. }, StepInput::Resend) => {
                 if let Ok(phone) = phone::normalise(&phone) {
-                    self.send_code(&mut login, id, &phone, request.client, now).await?;
+                    self.send_code(&mut login, id, &phone, request.client, now)
+                        .await?;
                 }
             }
             (Stage::EnterCode { .. }, StepInput::ChangePhone) => {
@@ -309,7 +322,11 @@ impl<'a> LoginFlow<'a> {
                     self.pending.save(id, secret, &login).await?;
                     return Ok(Ok(again));
                 };
-                match self.provider_otp().verify(id, &proven, code.trim(), now).await {
+                match self
+                    .provider_otp()
+                    .verify(id, &proven, code.trim(), now)
+                    .await
+                {
                     Ok(()) => {
                         login.steps.stage = Stage::PhoneProven {
                             phone: proven.e164().to_string(),
@@ -343,7 +360,13 @@ impl<'a> LoginFlow<'a> {
                     .with_proven_phone(login, id, secret, &proven, request.sso_secret, now)
                     .await;
             }
-            (Stage::Failed { account_id: Some(account_id), .. }, StepInput::Continue) => {
+            (
+                Stage::Failed {
+                    account_id: Some(account_id),
+                    ..
+                },
+                StepInput::Continue,
+            ) => {
                 let Some(account) = self.provider.accounts.find(&account_id).await? else {
                     return Err(FlowError::UnknownLogin);
                 };
@@ -359,7 +382,12 @@ impl<'a> LoginFlow<'a> {
                     )
                     .await;
             }
-            (Stage::Failed { account_id: None, .. }, StepInput::Continue) => {
+            (
+                Stage::Failed {
+                    account_id: None, ..
+                },
+                StepInput::Continue,
+            ) => {
                 login.steps.stage = Stage::AskPhone;
             }
             // Anything else (a stale form, a double submit) shows the current page again.
@@ -468,9 +496,10 @@ impl<'a> LoginFlow<'a> {
                 )
                 .await
             }
-            LoginOutcome::NeedsPhone { .. } => {
-                Err(anyhow::anyhow!("account resolution asked for a phone after one was proven").into())
-            }
+            LoginOutcome::NeedsPhone { .. } => Err(anyhow::anyhow!(
+                "account resolution asked for a phone after one was proven"
+            )
+            .into()),
         }
     }
 }

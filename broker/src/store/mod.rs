@@ -10,9 +10,9 @@ mod audit;
 mod clients;
 mod events;
 mod failures;
-mod legacy;
 mod grants;
 mod keys;
+mod legacy;
 mod operators;
 
 use std::time::Duration;

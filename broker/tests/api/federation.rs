@@ -389,7 +389,10 @@ on_both_backends!(
         };
         // No legacy record: the first login asks for a phone; a proven phone creates the account.
         assert!(matches!(
-            accounts.complete_login(&identity, None, 1_000).await.expect("login"),
+            accounts
+                .complete_login(&identity, None, 1_000)
+                .await
+                .expect("login"),
             LoginOutcome::NeedsPhone { notice: None }
         ));
         let phone = broker::accounts::phone::normalise("0905123456").expect("phone");

@@ -336,7 +336,9 @@ on_both_backends!(
         let first = authorize_with(&app, &browser, &legacy.id, &request_uri, &[]).await;
         let back = browser.through_upstream(first).await;
         let params = query_of(&location(&back));
-        let code = params.get("code").unwrap_or_else(|| panic!("no phone step: {params:?}"));
+        let code = params
+            .get("code")
+            .unwrap_or_else(|| panic!("no phone step: {params:?}"));
         let (status, tokens) = app.exchange(&legacy, code, &pkce.verifier).await;
         assert_eq!(status, 200, "{tokens}");
         let (_, id_claims) = crate::support::jwt_parts(tokens["id_token"].as_str().unwrap());
@@ -347,9 +349,7 @@ on_both_backends!(
         assert_eq!(userinfo["legacy_accounts"], json!(["HS1003456"]));
         // A client of another source never sees it.
         let other = app.confidential_client().await;
-        let login = browser
-            .login(&app, &other, "C05", &Pkce::new(), &[])
-            .await;
+        let login = browser.login(&app, &other, "C05", &Pkce::new(), &[]).await;
         assert!(login.params.contains_key("code"));
     }
 );

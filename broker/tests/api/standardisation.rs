@@ -19,7 +19,10 @@ use crate::support::{Client, TestApp};
 /// The PKCE pair of RFC 7636 Appendix B: every login here uses it.
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/legacy-accounts.csv");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../fixtures/legacy-accounts.csv"
+);
 
 struct Quiet;
 
@@ -96,7 +99,11 @@ async fn phone_client(app: &TestApp) -> Client {
 
 /// The account id behind a finished login (its ID token's `sub`) and its userinfo.
 async fn finish(app: &TestApp, client: &Client, response: &reqwest::Response) -> (String, Value) {
-    assert!(is_client_redirect(response, client), "to the client: {}", location(response));
+    assert!(
+        is_client_redirect(response, client),
+        "to the client: {}",
+        location(response)
+    );
     let params = query_of(&location(response));
     let code = params.get("code").expect("a code");
     let (status, tokens) = app
@@ -142,10 +149,23 @@ async fn event_types(app: &TestApp, account: &str) -> Vec<String> {
         .await
         .expect("events");
     let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, (1..=events.len() as i64).collect::<Vec<_>>(), "numbered per subject, no gap");
+    assert_eq!(
+        seqs,
+        (1..=events.len() as i64).collect::<Vec<_>>(),
+        "numbered per subject, no gap"
+    );
     events
         .into_iter()
-        .map(|e| e.event_type.rsplit(':').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(":"))
+        .map(|e| {
+            e.event_type
+                .rsplit(':')
+                .take(2)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join(":")
+        })
         .collect()
 }
 
@@ -179,7 +199,11 @@ on_both_backends!(
             let browser = Browser::new();
             let back = after_vneid(&app, &browser, &client, hint).await;
             let (account, _) = finish(&app, &client, &back).await;
-            assert_eq!(linked(&app, &account).await, vec![legacy.to_string()], "{hint}");
+            assert_eq!(
+                linked(&app, &account).await,
+                vec![legacy.to_string()],
+                "{hint}"
+            );
             assert_eq!(
                 event_types(&app, &account).await,
                 ["account:created", "account:linked"],
@@ -195,7 +219,10 @@ on_both_backends!(
         let browser = Browser::new();
         let back = after_vneid(&app, &browser, &client, "C12").await;
         let (account, _) = finish(&app, &client, &back).await;
-        assert_eq!(linked(&app, &account).await, ["DVC-2024-000003", "HS1003700"]);
+        assert_eq!(
+            linked(&app, &account).await,
+            ["DVC-2024-000003", "HS1003700"]
+        );
         assert_eq!(
             event_types(&app, &account).await,
             ["account:created", "account:linked", "account:linked"]
@@ -208,7 +235,10 @@ on_both_backends!(
         // A second login changes nothing and asks nothing.
         let browser = Browser::new();
         let back = after_vneid(&app, &browser, &client, "C01").await;
-        assert!(is_client_redirect(&back, &client), "no step on a later login");
+        assert!(
+            is_client_redirect(&back, &client),
+            "no step on a later login"
+        );
         assert_eq!(app.count("standardisation_failures").await, 0);
     }
 );
@@ -223,11 +253,19 @@ on_both_backends!(
         let (url, html) = page(&app, &browser, &back).await;
         assert_eq!(step_page(&html), StepPage::Failure { can_continue: true });
         assert!(html.contains("Chuẩn hoá không thành công"), "{html}");
-        assert!(html.contains("<li>Ngày sinh</li>"), "names the birth date: {html}");
+        assert!(
+            html.contains("<li>Ngày sinh</li>"),
+            "names the birth date: {html}"
+        );
         assert!(!html.contains("<li>Họ và tên</li>"), "the name agrees");
         assert!(!html.contains("1979"), "never the other record's data");
         assert!(html.contains("href=\"tel:19000368\"") && html.contains("href=\"tel:19001075\""));
-        let english = browser.get(&format!("{url}?lang=en")).await.text().await.unwrap();
+        let english = browser
+            .get(&format!("{url}?lang=en"))
+            .await
+            .text()
+            .await
+            .unwrap();
         assert!(english.contains("Date of birth") && english.contains("lang=\"en\""));
         // Recorded for support, masked.
         let failures: Value = app
@@ -244,11 +282,19 @@ on_both_backends!(
         let failure = &failures[0];
         assert_eq!(failure["reason"], "id_mismatch");
         assert_eq!(failure["fields"], serde_json::json!(["birthdate"]));
-        assert_eq!(failure["compared"]["records"][0]["legacy_id"], "DVC-2019-000054");
+        assert_eq!(
+            failure["compared"]["records"][0]["legacy_id"],
+            "DVC-2019-000054"
+        );
         let text = failure.to_string();
-        assert!(!text.contains("046079379289") && !text.contains("Trần Văn Vinh"), "masked: {text}");
+        assert!(
+            !text.contains("046079379289") && !text.contains("Trần Văn Vinh"),
+            "masked: {text}"
+        );
         // Continue: the phone step, then an account of its own, unlinked.
-        let next = browser.post_step(&url, &html, &[("action", "continue")]).await;
+        let next = browser
+            .post_step(&url, &html, &[("action", "continue")])
+            .await;
         let back = prove_phone(&app, &browser, next, "0905123456").await;
         let (account, userinfo) = finish(&app, &client, &back).await;
         assert!(linked(&app, &account).await.is_empty());
@@ -289,7 +335,9 @@ on_both_backends!(
         assert_eq!(linked(&app, &account).await, ["DVC-2019-000054"]);
         let unlink = app
             .http
-            .delete(app.endpoint(&format!("/admin/accounts/{account}/links/dvc-hue/DVC-2019-000054")))
+            .delete(app.endpoint(&format!(
+                "/admin/accounts/{account}/links/dvc-hue/DVC-2019-000054"
+            )))
             .bearer_auth(&app.operator_token)
             .send()
             .await
@@ -317,7 +365,11 @@ on_both_backends!(
             let (account, userinfo) = finish(&app, &client, &back).await;
             assert!(linked(&app, &account).await.is_empty(), "{hint}");
             assert_eq!(userinfo["phone_number_verified"], true, "{hint}");
-            assert_eq!(event_types(&app, &account).await, ["account:created"], "{hint}");
+            assert_eq!(
+                event_types(&app, &account).await,
+                ["account:created"],
+                "{hint}"
+            );
         }
         // C05: the record without an ID is reached through its proven phone.
         let browser = Browser::new();
@@ -340,12 +392,23 @@ on_both_backends!(
         let back = prove_phone(&app, &browser, back, "0962572669").await;
         let (url, html) = page(&app, &browser, &back).await;
         assert_eq!(step_page(&html), StepPage::Failure { can_continue: true });
-        assert!(html.contains("<li>Họ và tên</li>") && html.contains("<li>Ngày sinh</li>"), "{html}");
-        assert!(!html.contains("Lê Minh Khôi") && !html.contains("2012"), "never their data");
-        let back = browser.post_step(&url, &html, &[("action", "continue")]).await;
+        assert!(
+            html.contains("<li>Họ và tên</li>") && html.contains("<li>Ngày sinh</li>"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("Lê Minh Khôi") && !html.contains("2012"),
+            "never their data"
+        );
+        let back = browser
+            .post_step(&url, &html, &[("action", "continue")])
+            .await;
         let (account, userinfo) = finish(&app, &client, &back).await;
         assert!(linked(&app, &account).await.is_empty());
-        assert_eq!(userinfo["phone_number"], "+84962572669", "the proven phone is kept");
+        assert_eq!(
+            userinfo["phone_number"], "+84962572669",
+            "the proven phone is kept"
+        );
         assert_eq!(app.count("standardisation_failures").await, 1);
     }
 );
@@ -369,7 +432,9 @@ on_both_backends!(
         let back = prove_phone(&app, &browser, back, "0905111222").await;
         let (url, html) = page(&app, &browser, &back).await;
         assert_eq!(step_page(&html), StepPage::Failure { can_continue: true });
-        let back = browser.post_step(&url, &html, &[("action", "continue")]).await;
+        let back = browser
+            .post_step(&url, &html, &[("action", "continue")])
+            .await;
         let (account, _) = finish(&app, &client, &back).await;
         assert!(linked(&app, &account).await.is_empty(), "no guess");
         let failures = app
@@ -403,7 +468,11 @@ on_both_backends!(
             let html = browser.get(&url).await.text().await.unwrap();
             if html.contains("quá nhiều mã") {
                 refused = true;
-                assert_eq!(step_page(&html), StepPage::Phone, "still asking for a phone");
+                assert_eq!(
+                    step_page(&html),
+                    StepPage::Phone,
+                    "still asking for a phone"
+                );
                 break;
             }
             assert_eq!(step_page(&html), StepPage::Code);
@@ -416,7 +485,11 @@ on_both_backends!(
         let (url, html) = page(&app, &browser, &back).await;
         // A landline never gets a code.
         browser
-            .post_step(&url, &html, &[("action", "phone"), ("phone", "0234 3822 222")])
+            .post_step(
+                &url,
+                &html,
+                &[("action", "phone"), ("phone", "0234 3822 222")],
+            )
             .await;
         let html = browser.get(&url).await.text().await.unwrap();
         assert_eq!(step_page(&html), StepPage::Phone);
@@ -428,7 +501,9 @@ on_both_backends!(
         assert_eq!(step_page(&html), StepPage::Code);
         let first = last_code(&app, "0781139068").unwrap();
         // A resend too early is refused.
-        browser.post_step(&url, &html, &[("action", "resend")]).await;
+        browser
+            .post_step(&url, &html, &[("action", "resend")])
+            .await;
         let html = browser.get(&url).await.text().await.unwrap();
         assert!(html.contains("Vui lòng đợi"), "{html}");
         assert_eq!(last_code(&app, "0781139068").unwrap(), first);
@@ -440,7 +515,9 @@ on_both_backends!(
         let html = browser.get(&url).await.text().await.unwrap();
         assert!(html.contains("hết hạn"), "{html}");
         // After the cooldown a new code comes; four wrong ones count down, the fifth ends it.
-        browser.post_step(&url, &html, &[("action", "resend")]).await;
+        browser
+            .post_step(&url, &html, &[("action", "resend")])
+            .await;
         let mut html = browser.get(&url).await.text().await.unwrap();
         let code = last_code(&app, "0781139068").unwrap();
         assert_ne!(code, first, "a new code replaces the old one");
@@ -457,14 +534,34 @@ on_both_backends!(
             .await;
         let code_page = html;
         let html = browser.get(&url).await.text().await.unwrap();
-        assert_eq!(step_page(&html), StepPage::Failure { can_continue: false }, "{html}");
+        assert_eq!(
+            step_page(&html),
+            StepPage::Failure {
+                can_continue: false
+            },
+            "{html}"
+        );
         // The right code no longer helps (the code page's form, sent again).
         let after = browser
             .post_step(&url, &code_page, &[("action", "code"), ("code", &code)])
             .await;
-        assert_eq!(Browser::step_url(&app, &after).as_deref(), Some(url.as_str()));
-        assert_eq!(app.count("accounts").await, 0, "no account without a proven phone");
-        let failures = app.broker.provider.accounts.failures().failures(true, 10).await.unwrap();
+        assert_eq!(
+            Browser::step_url(&app, &after).as_deref(),
+            Some(url.as_str())
+        );
+        assert_eq!(
+            app.count("accounts").await,
+            0,
+            "no account without a proven phone"
+        );
+        let failures = app
+            .broker
+            .provider
+            .accounts
+            .failures()
+            .failures(true, 10)
+            .await
+            .unwrap();
         assert_eq!(failures.len(), 1);
         assert_eq!(failures[0].reason, "otp_exhausted");
     }
@@ -515,12 +612,19 @@ on_both_backends!(
         let forged = browser
             .http
             .post(&url)
-            .form(&[("csrf", "x".repeat(43).as_str()), ("action", "phone"), ("phone", "0781139068")])
+            .form(&[
+                ("csrf", "x".repeat(43).as_str()),
+                ("action", "phone"),
+                ("phone", "0781139068"),
+            ])
             .send()
             .await
             .unwrap();
         assert_eq!(forged.status(), 400);
-        assert!(last_code(&app, "0781139068").is_none(), "no code for a forged form");
+        assert!(
+            last_code(&app, "0781139068").is_none(),
+            "no code for a forged form"
+        );
         // Another browser does not hold the binding cookie.
         let other = Browser::new();
         assert_eq!(other.get(&url).await.status(), 400);

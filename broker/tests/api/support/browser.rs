@@ -164,7 +164,8 @@ impl Browser {
             first
         } else {
             let callback = self.through_upstream(first).await;
-            self.through_steps(app, callback, &test_phone(app, hint)).await
+            self.through_steps(app, callback, &test_phone(app, hint))
+                .await
         };
         assert_eq!(
             back.status(),
@@ -204,9 +205,9 @@ pub fn test_phone(app: &TestApp, hint: &str) -> String {
         return phone;
     }
     let digest = sha256_b64url(hint);
-    let n = digest
-        .bytes()
-        .fold(0u64, |acc, b| acc.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let n = digest.bytes().fold(0u64, |acc, b| {
+        acc.wrapping_mul(31).wrapping_add(u64::from(b))
+    });
     format!("096{:07}", n % 10_000_000)
 }
 
@@ -255,9 +256,7 @@ impl Browser {
     /// A step page's URL from a redirect to it.
     pub fn step_url(app: &TestApp, response: &reqwest::Response) -> Option<String> {
         let target = location(response);
-        target
-            .starts_with("/login/")
-            .then(|| app.endpoint(&target))
+        target.starts_with("/login/").then(|| app.endpoint(&target))
     }
 
     /// Posts a step form with the page's CSRF token.
@@ -305,7 +304,9 @@ impl Browser {
                 StepPage::Failure { can_continue: true } => {
                     self.post_step(&url, &html, &[("action", "continue")]).await
                 }
-                StepPage::Failure { can_continue: false } => return response,
+                StepPage::Failure {
+                    can_continue: false,
+                } => return response,
             };
         }
         panic!("the standardisation steps did not end");

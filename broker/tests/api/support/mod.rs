@@ -421,7 +421,13 @@ pub fn jwt_parts(token: &str) -> (Value, Value) {
 /// most tests expect. Citizens without such a record (C03's record disagrees; C04, C05, C09,
 /// C10) meet the standardisation steps, which `Browser::login` goes through.
 const SEEDED_LEGACY: [&str; 8] = [
-    "HS1004606", "HS1004105", "HS1003593", "HS1003457", "EDU101500", "HS1003711", "HS1003700",
+    "HS1004606",
+    "HS1004105",
+    "HS1003593",
+    "HS1003457",
+    "EDU101500",
+    "HS1003711",
+    "HS1003700",
     "DVC-2024-000003",
 ];
 
