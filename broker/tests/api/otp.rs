@@ -7,8 +7,8 @@ use broker::config::Settings;
 use broker::otp::settings::GatewayKind;
 use broker::otp::OtpRefused;
 
-use crate::support::TestApp;
 use crate::on_both_backends_with;
+use crate::support::TestApp;
 
 on_both_backends_with!(
     the_dev_gateway_shows_codes_at_dev_sms,
