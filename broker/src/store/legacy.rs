@@ -1,8 +1,9 @@
-//! `LegacyStore` in SQL. An import batch is two statements whatever its size: one SELECT of the
-//! digests already stored for its keys, then one multi-row upsert of the new and changed rows.
+//! `LegacyStore` in SQL. An import batch is one or two statements whatever its size: a
+//! multi-row INSERT of the new records, then a multi-row upsert of the others that writes only
+//! the changed ones.
 //! Links are written in the caller's transaction.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -86,16 +87,26 @@ fn placeholders(rows: usize, width: usize) -> String {
     out
 }
 
-fn upsert_sql(rows: usize) -> String {
+/// A multi-row INSERT of `rows` records; `conflict` says what a record already there gets.
+/// Conflicts are found through the primary key whatever the planner's statistics say (a
+/// SELECT of the stored digests went to a sequential scan while the table grew, and a million
+/// rows took minutes).
+fn insert_sql(rows: usize, conflict: &str) -> String {
+    format!(
+        "INSERT INTO legacy_accounts ({}) VALUES {} ON CONFLICT (source, legacy_id) {conflict} \
+         RETURNING source, legacy_id",
+        IMPORTED.join(", "),
+        placeholders(rows, IMPORTED.len()),
+    )
+}
+
+fn update_clause() -> String {
     let set: Vec<String> = UPDATED
         .iter()
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
     format!(
-        "INSERT INTO legacy_accounts ({}) VALUES {} ON CONFLICT (source, legacy_id) DO UPDATE \
-         SET {} WHERE legacy_accounts.row_digest <> excluded.row_digest",
-        IMPORTED.join(", "),
-        placeholders(rows, IMPORTED.len()),
+        "DO UPDATE SET {} WHERE legacy_accounts.row_digest <> excluded.row_digest",
         set.join(", ")
     )
 }
@@ -113,28 +124,33 @@ impl Db {
         rows.iter().map(from_row).collect()
     }
 
-    /// The stored digests of these keys (those that exist).
-    async fn digests(
+    /// Runs one multi-row INSERT; the keys it wrote.
+    async fn insert_rows(
         &self,
-        batch: &[SealedLegacyRecord],
-    ) -> anyhow::Result<HashMap<(String, String), String>> {
-        let sql = format!(
-            "SELECT source, legacy_id, row_digest FROM legacy_accounts \
-             WHERE (source, legacy_id) IN (VALUES {})",
-            placeholders(batch.len(), 2)
-        );
+        rows: &[&SealedLegacyRecord],
+        conflict: &str,
+    ) -> anyhow::Result<HashSet<(String, String)>> {
+        let sql = insert_sql(rows.len(), conflict);
         let mut query = sqlx::query(&sql);
-        for r in batch {
-            query = query.bind(&r.source).bind(&r.legacy_id);
+        for r in rows {
+            query = query
+                .bind(&r.source)
+                .bind(&r.legacy_id)
+                .bind(&r.full_name)
+                .bind(&r.birthdate)
+                .bind(&r.phone)
+                .bind(r.id_kind.map(IdKind::as_str))
+                .bind(&r.personal_id_enc)
+                .bind(&r.personal_id_lookup)
+                .bind(&r.email)
+                .bind(&r.row_digest)
+                .bind(r.imported_at)
+                .bind(r.updated_at);
         }
-        let rows = query.fetch_all(self.pool()).await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    (row.try_get("source")?, row.try_get("legacy_id")?),
-                    row.try_get("row_digest")?,
-                ))
-            })
+        let written = query.fetch_all(self.pool()).await?;
+        written
+            .iter()
+            .map(|row| Ok((row.try_get("source")?, row.try_get("legacy_id")?)))
             .collect()
     }
 }
@@ -234,45 +250,25 @@ impl LegacyStore for Db {
         if batch.is_empty() {
             return Ok(BatchOutcome::default());
         }
-        let stored = self.digests(batch).await?;
-        let mut outcome = BatchOutcome::default();
-        let mut writes = Vec::with_capacity(batch.len());
-        for r in batch {
-            match stored.get(&(r.source.clone(), r.legacy_id.clone())) {
-                Some(digest) if *digest == r.row_digest => outcome.unchanged += 1,
-                Some(_) => {
-                    outcome.updated += 1;
-                    writes.push(r);
-                }
-                None => {
-                    outcome.inserted += 1;
-                    writes.push(r);
-                }
-            }
-        }
-        if writes.is_empty() {
-            return Ok(outcome);
-        }
-        // One statement: atomic without a transaction, and a row written by someone else since
-        // the SELECT is updated rather than duplicated.
-        let sql = upsert_sql(writes.len());
-        let mut query = sqlx::query(&sql);
-        for r in writes {
-            query = query
-                .bind(&r.source)
-                .bind(&r.legacy_id)
-                .bind(&r.full_name)
-                .bind(&r.birthdate)
-                .bind(&r.phone)
-                .bind(r.id_kind.map(IdKind::as_str))
-                .bind(&r.personal_id_enc)
-                .bind(&r.personal_id_lookup)
-                .bind(&r.email)
-                .bind(&r.row_digest)
-                .bind(r.imported_at)
-                .bind(r.updated_at);
-        }
-        query.execute(self.pool()).await?;
+        // New records in one statement; the others then get one conditional upsert, which
+        // writes only those whose digest changed. Each statement is atomic on its own, and a
+        // first import costs one statement a batch.
+        let all: Vec<&SealedLegacyRecord> = batch.iter().collect();
+        let inserted = self.insert_rows(&all, "DO NOTHING").await?;
+        let rest: Vec<&SealedLegacyRecord> = batch
+            .iter()
+            .filter(|r| !inserted.contains(&(r.source.clone(), r.legacy_id.clone())))
+            .collect();
+        let updated = if rest.is_empty() {
+            0
+        } else {
+            self.insert_rows(&rest, &update_clause()).await?.len()
+        };
+        let outcome = BatchOutcome {
+            inserted: inserted.len() as u64,
+            updated: updated as u64,
+            unchanged: (rest.len() - updated) as u64,
+        };
         Ok(outcome)
     }
 }
