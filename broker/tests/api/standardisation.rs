@@ -630,3 +630,99 @@ on_both_backends!(
         assert_eq!(other.get(&url).await.status(), 400);
     }
 );
+
+on_both_backends!(
+    the_account_page_shows_the_profile_and_changes_the_phone_with_a_code,
+    |app: TestApp| async move {
+        // Without a session the page logs the person in through /authorize, as its own client.
+        let browser = Browser::new();
+        let first = browser.get(&app.endpoint("/account")).await;
+        assert_eq!(first.status(), 303);
+        let to = location(&first);
+        assert!(
+            to.contains("/authorize?") && to.contains("client_id=broker-account"),
+            "{to}"
+        );
+        // The mock picks the citizen named by login_hint at once (a person would choose).
+        let at_authorize = browser.get(&format!("{to}&login_hint=C01")).await;
+        let back = browser.through_upstream(at_authorize).await;
+        let back = browser.through_steps(&app, back, "0905000111").await;
+        assert!(
+            location(&back).contains("/account/callback?"),
+            "{}",
+            location(&back)
+        );
+        let done = browser.get(&location(&back)).await;
+        assert_eq!(location(&done), "/account");
+        let html = browser
+            .get(&app.endpoint("/account"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains("Võ Hữu Tài") && html.contains("HS1004606"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("046085690467"),
+            "the ID number is masked: {html}"
+        );
+        // A forged form changes nothing.
+        let forged = browser
+            .http
+            .post(app.endpoint("/account/phone"))
+            .form(&[
+                ("csrf", "forged"),
+                ("action", "send"),
+                ("phone", "0905000222"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 400);
+        assert!(last_code(&app, "0905000222").is_none());
+        // A new number, proven by a code.
+        let csrf = crate::support::browser::form_value(&html, "csrf").unwrap();
+        let sent = browser
+            .http
+            .post(app.endpoint("/account/phone"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("action", "send"),
+                ("phone", "0905 000 222"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sent.status(), 200);
+        let code = last_code(&app, "0905000222").expect("a code to the new number");
+        let changed = browser
+            .http
+            .post(app.endpoint("/account/phone"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("action", "verify"),
+                ("code", code.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(changed.status(), 200);
+        let html = changed.text().await.unwrap();
+        assert!(html.contains("0905000222 (đã xác thực)"), "{html}");
+        use sqlx::Row;
+        let account: String = sqlx::query("SELECT id FROM accounts WHERE phone = $1")
+            .bind("+84905000222")
+            .fetch_one(app.app_db.pool())
+            .await
+            .unwrap()
+            .get("id");
+        let events = event_types(&app, &account).await;
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some("account:updated"),
+            "{events:?}"
+        );
+    }
+);
