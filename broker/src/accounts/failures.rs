@@ -83,6 +83,26 @@ pub trait FailureStore: Send + Sync {
     async fn attach_failures(&self, iss: &str, sub: &str, account_id: &str) -> anyhow::Result<()>;
     async fn failures(&self, open_only: bool, limit: i64) -> anyhow::Result<Vec<Failure>>;
     async fn failure(&self, id: &str) -> anyhow::Result<Option<Failure>>;
+    /// An operator's unlink: the automatic matching never links this record to this account
+    /// again (in the caller's transaction).
+    async fn block_link(
+        &self,
+        tx: &mut crate::transaction::Transaction,
+        source: &str,
+        legacy_id: &str,
+        account_id: &str,
+        now: i64,
+    ) -> anyhow::Result<()>;
+    /// An operator's link lifts the block.
+    async fn unblock_link(
+        &self,
+        tx: &mut crate::transaction::Transaction,
+        source: &str,
+        legacy_id: &str,
+        account_id: &str,
+    ) -> anyhow::Result<()>;
+    /// The (source, legacy id) pairs blocked for an account.
+    async fn blocked_links(&self, account_id: &str) -> anyhow::Result<Vec<(String, String)>>;
     /// `false` when it was already resolved or does not exist.
     async fn resolve_failure(
         &self,

@@ -70,6 +70,12 @@ pub fn match_by_id(
             continue;
         }
         let fields = disagreements(&record, identity);
+        let cmnd = matches!(record.personal_id, Some((IdKind::Cmnd, _)));
+        if cmnd && fields.contains(&Field::FullName) && fields.contains(&Field::Birthdate) {
+            // Old ID-card numbers were issued per province: another province's holder of the
+            // same number, with another name and date, is someone else, not a doubt.
+            continue;
+        }
         if !fields.is_empty() {
             out.disagree.push((record, fields));
         } else if record.account_id.is_some() {
@@ -100,7 +106,12 @@ pub fn match_by_phone(found: Vec<LegacyRecord>, identity: &UpstreamIdentity) -> 
     let mut agree: Vec<LegacyRecord> = Vec::new();
     let mut disagree: Vec<(LegacyRecord, Vec<Field>)> = Vec::new();
     for record in found.into_iter().filter(|r| r.account_id.is_none()) {
-        let fields = disagreements(&record, identity);
+        let mut fields = disagreements(&record, identity);
+        // A phone proves little about a record that has no date to confirm (numbers are
+        // recycled, families share them): its birth date must be there and agree.
+        if record.birthdate.is_none() && !fields.contains(&Field::Birthdate) {
+            fields.push(Field::Birthdate);
+        }
         if fields.is_empty() {
             agree.push(record);
         } else if !fields.contains(&Field::PersonalId) {
@@ -259,6 +270,13 @@ mod tests {
         assert!(matches!(
             match_by_phone(vec![parent], &child),
             PhoneMatch::Nothing
+        ));
+        // A record without a birth date is never linked by a phone and a name alone.
+        let mut undated = record("hue-s", "U", "Hồ Văn Bình", "2015-05-06", None);
+        undated.birthdate = None;
+        assert!(matches!(
+            match_by_phone(vec![undated], &child),
+            PhoneMatch::Disagree(_, fields) if fields == vec![Field::Birthdate]
         ));
         let unknown = record("hue-s", "X", "Hồ Văn Bính", "2015-05-06", None);
         assert!(matches!(

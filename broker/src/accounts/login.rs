@@ -172,6 +172,15 @@ impl AccountResolver {
                 }
             }
         }
+        // What an operator unlinked from this account stays unlinked.
+        if let (Some(account), false) = (account_id.as_deref(), links.is_empty()) {
+            let blocked = self.stores.failures.blocked_links(account).await?;
+            links.retain(|(r, _)| {
+                !blocked
+                    .iter()
+                    .any(|(s, id)| *s == r.source && *id == r.legacy_id)
+            });
+        }
         let standardised = existing
             .as_ref()
             .is_some_and(|r| r.standardised_at.is_some());
@@ -476,6 +485,20 @@ impl AccountResolver {
                     .accounts
                     .set_standardised(&mut tx, &record.id, phone.as_deref(), verified_at, now)
                     .await?;
+                self.stores
+                    .audit
+                    .append(
+                        &mut tx,
+                        &AuditEntry {
+                            at: now,
+                            kind: "standardised",
+                            account_id: Some(&record.id),
+                            client_id: None,
+                            actor: None,
+                            detail: serde_json::json!({"phone_proven": proven_phone.is_some()}),
+                        },
+                    )
+                    .await?;
                 if record.phone != phone {
                     self.event(
                         &mut tx,
@@ -633,6 +656,10 @@ impl AccountResolver {
             return Ok(AdminChange::Done);
         }
         let mut tx = self.stores.transactions.begin().await?;
+        self.stores
+            .failures
+            .unblock_link(&mut tx, source, legacy_id, account_id)
+            .await?;
         if !self
             .link_in(
                 &mut tx,
@@ -678,6 +705,10 @@ impl AccountResolver {
             tx.rollback().await?;
             return Ok(AdminChange::Conflict);
         }
+        self.stores
+            .failures
+            .block_link(&mut tx, source, legacy_id, account_id, now)
+            .await?;
         let detail =
             serde_json::json!({"source": source, "legacy_id": legacy_id, "operator": operator});
         self.stores
@@ -755,6 +786,37 @@ impl AccountResolver {
         )
         .await?;
         tx.commit().await
+    }
+
+    /// Support closes a failure; the audit log names the operator.
+    pub async fn resolve_failure(
+        &self,
+        id: &str,
+        operator: &str,
+        resolution: &str,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        let failure = self.stores.failures.failure(id).await?;
+        if !self
+            .stores
+            .failures
+            .resolve_failure(id, operator, resolution, now)
+            .await?
+        {
+            return Ok(false);
+        }
+        self.stores
+            .audit
+            .append_alone(&AuditEntry {
+                at: now,
+                kind: "standardisation_failure_resolved",
+                account_id: failure.as_ref().and_then(|f| f.account_id.as_deref()),
+                client_id: None,
+                actor: Some(operator),
+                detail: serde_json::json!({"failure": id}),
+            })
+            .await?;
+        Ok(true)
     }
 
     pub fn failures(&self) -> &Arc<dyn FailureStore> {

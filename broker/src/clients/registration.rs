@@ -191,6 +191,13 @@ pub fn validate(
                 "legacy_source must be 1 to 40 characters of a-z, 0-9 and -",
             ));
         }
+        // legacy_account links a person's old account on the client's word: only a client
+        // that authenticates may give it (a mobile app's backend, not the app).
+        if method == AuthMethod::None {
+            return Err(meta_err(
+                "legacy_source needs a client that authenticates (client_secret_basic, client_secret_post or private_key_jwt)",
+            ));
+        }
     }
     Ok(ClientMetadata {
         client_name: name,

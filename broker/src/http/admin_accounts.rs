@@ -112,7 +112,6 @@ async fn failure_resolve(
     let done = broker
         .provider
         .accounts
-        .failures()
         .resolve_failure(&path, &operator.name, resolution, broker.provider.now())
         .await
         .map_err(unavailable)?;

@@ -112,11 +112,23 @@ async fn submit(
         )
         .await;
     match result {
-        Ok(Ok(Next::Interaction(interaction))) => Ok(HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, format!("/login/{}", interaction.id)))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .finish()),
-        Ok(Ok(next)) => {
+        Ok(Next::Interaction(interaction)) => {
+            // Every step renews the binding cookie, as every save renews the stored login.
+            let mut response = HttpResponse::SeeOther();
+            if let Some(secret) = &secret {
+                response.cookie(super::front::cookie(
+                    &broker,
+                    &interaction_cookie(&id),
+                    secret.value().to_string(),
+                    broker.pending.ttl().as_secs() as i64,
+                ));
+            }
+            Ok(response
+                .insert_header((header::LOCATION, format!("/login/{}", interaction.id)))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish())
+        }
+        Ok(next) => {
             let mut response = next_response(&broker, next);
             // The interaction is over: its binding cookie goes.
             let mut removal =
@@ -125,7 +137,6 @@ async fn submit(
             let _ = response.add_cookie(&removal);
             Ok(response)
         }
-        Ok(Err(error)) => Err(HttpError::BadSignIn { error, english }),
         Err(e) => Ok(flow_error(e, english).error_response()),
     }
 }

@@ -23,6 +23,11 @@ use crate::federation::pending::{cookie_name, PendingLogin, SuspendedLogin, Unkn
 use crate::oidc::error::OAuthError;
 use crate::otp::{OtpFailure, OtpRefused};
 
+/// The longest a login may take from `/authorize` to its last step (a slow SMS, a resend, the
+/// failure page read twice): past it the person starts again from the app, so that an old
+/// authentication is never turned into a code.
+pub const MAX_LOGIN_SECS: i64 = 30 * 60;
+
 /// Where the person stands.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "stage", rename_all = "snake_case")]
@@ -218,7 +223,10 @@ impl<'a> LoginFlow<'a> {
         binding_secret: Option<&str>,
         now: i64,
     ) -> Result<StepView, FlowError> {
-        let login = match self.pending.resume(interaction_id, binding_secret).await? {
+        let login = match self
+            .resume_live(interaction_id, binding_secret, now)
+            .await?
+        {
             Ok(login) => login,
             Err(UnknownLogin) => return Err(FlowError::UnknownLogin),
         };
@@ -271,12 +279,45 @@ impl<'a> LoginFlow<'a> {
         request: StepRequest<'_>,
         input: StepInput,
         now: i64,
-    ) -> Result<Result<Next, OAuthError>, FlowError> {
+    ) -> Result<Next, FlowError> {
         let id = request.interaction_id;
-        let mut login = match self.pending.resume(id, request.binding_secret).await? {
+        let login = match self.resume_live(id, request.binding_secret, now).await? {
             Ok(login) => login,
             Err(UnknownLogin) => return Err(FlowError::UnknownLogin),
         };
+        let (redirect_uri, state) = (
+            login.pending.request.redirect_uri.clone(),
+            login.pending.request.state.clone(),
+        );
+        // An answer for the client (say `login_required`) goes back to it, not to a dead end.
+        Ok(match self.apply(request, login, input, now).await? {
+            Ok(next) => next,
+            Err(error) => self.to_client(&redirect_uri, state.as_deref(), Err(error)),
+        })
+    }
+
+    /// The suspended login, unless it is older than the longest a login may take.
+    async fn resume_live(
+        &self,
+        id: &str,
+        binding_secret: Option<&str>,
+        now: i64,
+    ) -> anyhow::Result<Result<SuspendedLogin, UnknownLogin>> {
+        Ok(match self.pending.resume(id, binding_secret).await? {
+            Ok(login) if now - login.pending.created_at <= MAX_LOGIN_SECS => Ok(login),
+            Ok(_) => Err(UnknownLogin),
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn apply(
+        &self,
+        request: StepRequest<'_>,
+        mut login: SuspendedLogin,
+        input: StepInput,
+        now: i64,
+    ) -> Result<Result<Next, OAuthError>, FlowError> {
+        let id = request.interaction_id;
         let Some(secret) = request.binding_secret else {
             return Err(FlowError::UnknownLogin);
         };

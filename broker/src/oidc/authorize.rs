@@ -317,6 +317,13 @@ fn legacy_account(
             "legacy_account needs a client registered with a legacy_source",
         ));
     }
+    // A public client's `/par` proves nothing about who sends it: anyone could name anyone's
+    // legacy account with its client_id alone.
+    if client.metadata.is_public() {
+        return Err(OAuthError::invalid_request(
+            "legacy_account needs a client that authenticates (not token_endpoint_auth_method none)",
+        ));
+    }
     let well_formed = id.chars().count() <= MAX_LEGACY_ACCOUNT_LEN
         && !id.chars().any(|c| c.is_whitespace() || c.is_control());
     if !well_formed {

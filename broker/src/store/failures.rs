@@ -118,4 +118,54 @@ impl FailureStore for Db {
         .await?;
         Ok(done.rows_affected() > 0)
     }
+
+    async fn block_link(
+        &self,
+        tx: &mut crate::transaction::Transaction,
+        source: &str,
+        legacy_id: &str,
+        account_id: &str,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO legacy_link_blocks (source, legacy_id, account_id, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (source, legacy_id, account_id) DO NOTHING",
+        )
+        .bind(source)
+        .bind(legacy_id)
+        .bind(account_id)
+        .bind(now)
+        .execute(tx.connection())
+        .await?;
+        Ok(())
+    }
+
+    async fn unblock_link(
+        &self,
+        tx: &mut crate::transaction::Transaction,
+        source: &str,
+        legacy_id: &str,
+        account_id: &str,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "DELETE FROM legacy_link_blocks WHERE source = $1 AND legacy_id = $2 AND account_id = $3",
+        )
+        .bind(source)
+        .bind(legacy_id)
+        .bind(account_id)
+        .execute(tx.connection())
+        .await?;
+        Ok(())
+    }
+
+    async fn blocked_links(&self, account_id: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let rows =
+            sqlx::query("SELECT source, legacy_id FROM legacy_link_blocks WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("source")?, r.try_get("legacy_id")?)))
+            .collect()
+    }
 }

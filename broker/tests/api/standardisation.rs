@@ -240,6 +240,23 @@ on_both_backends!(
             "no step on a later login"
         );
         assert_eq!(app.count("standardisation_failures").await, 0);
+        // What an operator unlinks stays unlinked: the next login does not link it again.
+        let (c01, _) = finish(&app, &client, &back).await;
+        let unlink = app
+            .http
+            .delete(app.endpoint(&format!("/admin/accounts/{c01}/links/hue-s/HS1004606")))
+            .bearer_auth(&app.operator_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unlink.status(), 204);
+        let browser = Browser::new();
+        let back = after_vneid(&app, &browser, &client, "C01").await;
+        assert!(is_client_redirect(&back, &client));
+        assert!(
+            linked(&app, &c01).await.is_empty(),
+            "the operator's unlink holds"
+        );
     }
 );
 
@@ -724,5 +741,32 @@ on_both_backends!(
             Some("account:updated"),
             "{events:?}"
         );
+    }
+);
+
+on_both_backends!(
+    only_a_client_that_authenticates_may_name_a_legacy_source,
+    |app: TestApp| async move {
+        let response = app
+            .http
+            .post(app.endpoint("/admin/clients"))
+            .bearer_auth(&app.operator_token)
+            .json(&serde_json::json!({
+                "client_name": "Hue-S (mobile)",
+                "application_type": "native",
+                "redirect_uris": ["vn.hue.s:/oauth"],
+                "token_endpoint_auth_method": "none",
+                "legacy_source": "hue-s",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            400,
+            "a public client could name anyone's legacy account"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_client_metadata");
     }
 );
