@@ -82,6 +82,15 @@ pub enum Scenario {
     ClientCredentials,
     Refresh,
     Login,
+    /// First logins of fresh identities whose legacy record holds their ID number: linked, no page.
+    LoginLinkId,
+    /// First logins of fresh identities without a record: phone page, code page, new account.
+    LoginNewCitizen,
+    /// First logins of fresh identities whose record has no ID number: its phone proven, linked.
+    LoginPhoneLink,
+    /// The plain login and the three first-login branches, one after the other (the synthetic
+    /// legacy records must be imported first: see bench.sh).
+    Linking,
     All,
 }
 
@@ -94,6 +103,12 @@ impl Scenario {
                 Scenario::Login,
                 Scenario::Refresh,
             ],
+            Scenario::Linking => vec![
+                Scenario::Login,
+                Scenario::LoginLinkId,
+                Scenario::LoginNewCitizen,
+                Scenario::LoginPhoneLink,
+            ],
             one => vec![one],
         }
     }
@@ -103,6 +118,10 @@ impl Scenario {
             Scenario::ClientCredentials => "client-credentials",
             Scenario::Refresh => "refresh",
             Scenario::Login => "login",
+            Scenario::LoginLinkId => "login-link-id",
+            Scenario::LoginNewCitizen => "login-new-citizen",
+            Scenario::LoginPhoneLink => "login-phone-link",
+            Scenario::Linking => "linking",
             Scenario::All => "all",
         }
     }
