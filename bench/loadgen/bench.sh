@@ -41,7 +41,7 @@ MOCK_PID=$!
 common=(BROKER_ENVIRONMENT=development BROKER_ISSUER="http://127.0.0.1:$BPORT" BROKER_HTTP__PORT="$BPORT"
   BROKER_KEYS__MASTER_KEY_FILE="$WORK/master.key" BROKER_ADMIN__TOKEN="$ADMIN"
   BROKER_UPSTREAM__ISSUER="http://127.0.0.1:$MPORT" BROKER_UPSTREAM__CLIENT_SECRET="$SECRET"
-  BROKER_LOG=warn BROKER_RATE_LIMIT__ENABLED=false BROKER_SMS__GATEWAY=dev
+  BROKER_LOG=warn,broker::otp::dev=info BROKER_RATE_LIMIT__ENABLED=false BROKER_SMS__GATEWAY=dev
   BROKER_OTP__PER_PHONE_PER_15_MIN=0 BROKER_OTP__PER_PHONE_PER_DAY=0 BROKER_OTP__PER_ACCOUNT_PER_DAY=0
   BROKER_OTP__PER_ADDRESS_PER_HOUR=0 BROKER_OTP__PER_PREFIX_PER_DAY=0 BROKER_OTP__GLOBAL_PER_DAY=0)
 if [ "$PAIR" = postgres ]; then
@@ -76,4 +76,4 @@ extra=()
 [ "$PAIR" = postgres ] && extra+=(--postgres)
 "$BIN/loadgen" --issuer "http://127.0.0.1:$BPORT" --admin-token "$ADMIN" --scenario "$SCENARIO" \
   --duration "$DURATION" --concurrency "$CONCURRENCY" --server-pid "$BROKER_PID" \
-  "${extra[@]}" --markdown
+  "${extra[@]}" --sms-log "$WORK/broker.log" --markdown

@@ -14,8 +14,11 @@
 #                       page (the code read from the dev gateway's log line), account created
 #   login-phone-link    M first logins, each a fresh identity whose record has no ID number: the
 #                       record's phone proven by code, then linked
+# STORAGE=postgres runs it on PostgreSQL + Redis on loopback (a fresh database, dropped after)
+# instead of SQLite + memory; KEEP=DIR keeps the callgrind dumps (one per scenario, in order) for
+# callgrind_annotate.
 #   cargo build --release -p broker
-#   bash bench/loadgen/instructions.sh [N=2000] [M=100] [SCENARIO...]
+#   [STORAGE=postgres] [KEEP=DIR] bash bench/loadgen/instructions.sh [N=2000] [M=100] [SCENARIO...]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 N=${1:-2000}
@@ -29,9 +32,12 @@ a=socket.socket(); a.bind(("127.0.0.1",0)); b=socket.socket(); b.bind(("127.0.0.
 print(a.getsockname()[1], b.getsockname()[1])')"
 SECRET=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
 ADMIN=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+DB=""
 cleanup() {
   kill "${BROKER_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true
   wait 2>/dev/null || true
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$WORK"/callgrind.* "$WORK/windows" "$KEEP"/ 2>/dev/null || true; fi
+  if [ -n "$DB" ]; then psql postgres://postgres@127.0.0.1:5432/test -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -48,6 +54,13 @@ settings=(BROKER_ENVIRONMENT=development BROKER_ISSUER="http://127.0.0.1:$BPORT"
   BROKER_OTP__PER_ADDRESS_PER_HOUR=0 BROKER_OTP__PER_PREFIX_PER_DAY=0 BROKER_OTP__GLOBAL_PER_DAY=0
   BROKER_DATABASE__URL="sqlite://$WORK/broker.db?mode=rwc" BROKER_KEYS__STORE=file
   BROKER_KEYS__DIR="$WORK/keys" BROKER_SESSIONS__BACKEND=memory)
+if [ "${STORAGE:-sqlite}" = postgres ]; then
+  DB="instr_$(date +%s)"
+  psql postgres://postgres@127.0.0.1:5432/test -qc "CREATE DATABASE $DB" >/dev/null
+  settings+=(BROKER_DATABASE__URL="postgres://postgres@127.0.0.1:5432/$DB" BROKER_KEYS__STORE=sql
+    BROKER_SESSIONS__BACKEND=redis BROKER_SESSIONS__REDIS_URL=redis://127.0.0.1:6379
+    BROKER_SESSIONS__KEY_PREFIX="instr-$DB:")
+fi
 # The synthetic legacy accounts (the login's citizen C01 links to hers by ID number); exit
 # status 3 says the file's 20 malformed rows were refused, as they must be.
 env -i PATH="$PATH" "${settings[@]}" "$BIN/broker" import legacy-accounts fixtures/legacy-accounts.csv \

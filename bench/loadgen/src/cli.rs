@@ -72,6 +72,12 @@ pub struct Args {
     #[arg(long)]
     pub postgres: bool,
 
+    /// Read the one-time codes of the linking scenarios from this broker log (the dev SMS
+    /// gateway's line, `BROKER_LOG=warn,broker::otp::dev=info`) instead of fetching `/dev/sms`,
+    /// so that rendering that page, which no real login does, is not charged to the login.
+    #[arg(long)]
+    pub sms_log: Option<std::path::PathBuf>,
+
     /// Also print one Markdown table row per scenario (for docs/benchmarks.md).
     #[arg(long)]
     pub markdown: bool,

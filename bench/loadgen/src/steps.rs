@@ -1,6 +1,10 @@
 //! The broker's standardisation pages, answered the way a citizen does: the phone form, the code
-//! form (the code read from the dev SMS gateway's page, `/dev/sms`), and "continue" on a failure
-//! page. Each page posts back to itself with its CSRF token.
+//! form (the code read from the dev SMS gateway's page, `/dev/sms`, or its log line), and
+//! "continue" on a failure page. Each page posts back to itself with its CSRF token.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use url::Url;
 
@@ -9,8 +13,19 @@ use crate::failure::Failure;
 /// What a citizen answers: their phone, and where the dev SMS gateway shows the codes it sent.
 pub struct Answers<'a> {
     pub phone: &'a str,
-    pub sms_page: &'a Url,
+    pub codes: &'a Codes,
 }
+
+/// Where the dev SMS gateway's codes are read.
+pub enum Codes {
+    /// The broker's `/dev/sms` page (its rendering is charged to the broker).
+    Page(Url),
+    /// The broker's log file, where the gateway writes one line per message.
+    Log(PathBuf),
+}
+
+/// How much of the end of the log is searched: far more than 32 logins in flight write.
+const LOG_TAIL: u64 = 256 * 1024;
 
 /// The form to post back to the step page `html`.
 pub async fn answer(
@@ -38,8 +53,12 @@ pub async fn answer(
 /// The newest code the dev gateway sent to `answers.phone` (newest first on the page).
 async fn sms_code(http: &reqwest::Client, answers: &Answers<'_>) -> Result<String, Failure> {
     const STEP: &str = "GET /dev/sms";
+    let page = match answers.codes {
+        Codes::Page(page) => page,
+        Codes::Log(path) => return code_from_log(path, answers.phone).await,
+    };
     let response = http
-        .get(answers.sms_page.clone())
+        .get(page.clone())
         .send()
         .await
         .map_err(|e| Failure::transport(STEP, &e))?;
@@ -65,6 +84,40 @@ fn code_for(html: &str, phone: &str) -> Option<String> {
     text.split(|c: char| !c.is_ascii_digit())
         .find(|word| word.len() == 6)
         .map(str::to_owned)
+}
+
+/// The code of the gateway's newest log line for `phone` (the line is written before the broker
+/// answers the phone form, but the file may lag a moment behind).
+async fn code_from_log(path: &PathBuf, phone: &str) -> Result<String, Failure> {
+    const STEP: &str = "read the SMS log";
+    let masked = mask(phone).ok_or_else(|| Failure::bad(STEP, "not a phone", phone))?;
+    for _ in 0..50 {
+        let tail = read_tail(path).map_err(|e| Failure::bad(STEP, "unreadable", &e.to_string()))?;
+        let code = tail
+            .lines()
+            .rev()
+            .find(|l| l.contains(&masked))
+            .and_then(|line| {
+                let text = line.split("text").nth(1)?;
+                text.split(|c: char| !c.is_ascii_digit())
+                    .find(|word| word.len() == 6)
+                    .map(str::to_owned)
+            });
+        if let Some(code) = code {
+            return Ok(code);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(Failure::bad(STEP, "no code for the phone", ""))
+}
+
+fn read_tail(path: &PathBuf) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL)))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// `0971234567` → `0971***567`, as the broker masks a national number.

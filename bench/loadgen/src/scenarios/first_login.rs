@@ -7,8 +7,6 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use url::Url;
-
 use crate::cli::{Args, Scenario};
 use crate::cpu::CpuProbe;
 use crate::failure::Failure;
@@ -16,7 +14,7 @@ use crate::http::walk_login;
 use crate::oidc::Broker;
 use crate::page::parse_callback;
 use crate::stats::Report;
-use crate::steps::Answers;
+use crate::steps::{Answers, Codes};
 
 use super::{drive, Step};
 
@@ -40,7 +38,7 @@ fn plan(scenario: Scenario) -> (Range<u64>, usize) {
 
 struct Citizens {
     broker: Arc<Broker>,
-    sms_page: Url,
+    codes: Codes,
     numbers: Range<u64>,
     next: AtomicU64,
     pages: usize,
@@ -55,7 +53,10 @@ pub async fn run(
     let (numbers, pages) = plan(scenario);
     let citizens = Arc::new(Citizens {
         broker: Arc::clone(broker),
-        sms_page: Url::parse(&broker.issuer)?.join("/dev/sms")?,
+        codes: match &args.sms_log {
+            Some(log) => Codes::Log(log.clone()),
+            None => Codes::Page(url::Url::parse(&broker.issuer)?.join("/dev/sms")?),
+        },
         next: AtomicU64::new(numbers.start),
         numbers,
         pages,
@@ -89,7 +90,7 @@ async fn first_login(citizens: &Citizens) -> Result<(), Failure> {
     let phone = format!("097{:07}", n % 10_000_000);
     let answers = Answers {
         phone: &phone,
-        sms_page: &citizens.sms_page,
+        codes: &citizens.codes,
     };
     let walked = walk_login(
         &broker.http,
