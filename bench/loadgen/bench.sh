@@ -74,6 +74,6 @@ curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null || { cat "$WORK/broker.log
 
 extra=()
 [ "$PAIR" = postgres ] && extra+=(--postgres)
-"$BIN/loadgen" --issuer "http://127.0.0.1:$BPORT" --admin-token "$ADMIN" --scenario "$SCENARIO" \
+"$BIN/loadgen" --issuer "http://127.0.0.1:$BPORT" --admin-token="$ADMIN" --scenario "$SCENARIO" \
   --duration "$DURATION" --concurrency "$CONCURRENCY" --server-pid "$BROKER_PID" \
   "${extra[@]}" --sms-log "$WORK/broker.log" --markdown
