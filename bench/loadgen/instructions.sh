@@ -16,7 +16,7 @@
 #                       record's phone proven by code, then linked
 # STORAGE=postgres runs it on PostgreSQL + Redis on loopback (a fresh database, dropped after)
 # instead of SQLite + memory; KEEP=DIR keeps the callgrind dumps (one per scenario, in order) for
-# callgrind_annotate.
+# callgrind_annotate; RECORDS=K imports K synthetic records of each kind instead of M + 20.
 #   cargo build --release -p broker
 #   [STORAGE=postgres] [KEEP=DIR] bash bench/loadgen/instructions.sh [N=2000] [M=100] [SCENARIO...]
 set -euo pipefail
@@ -67,9 +67,11 @@ env -i PATH="$PATH" "${settings[@]}" "$BIN/broker" import legacy-accounts fixtur
   >"$WORK/import.log" 2>&1 || [ $? -eq 3 ] || { cat "$WORK/import.log"; exit 1; }
 # The fresh identities gen:<n> of the linking branches (the driver's ranges below): records with
 # their ID number for login-link-id (0..), with only their phone for login-phone-link (200000..);
-# login-new-citizen's numbers (400000..) have none.
-env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --emit-legacy "id:0-$((M + 20))" >"$WORK/legacy-id.csv"
-env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --emit-legacy "phone:200000-$((200000 + M + 20))" >"$WORK/legacy-phone.csv"
+# login-new-citizen's numbers (400000..) have none. RECORDS (default M + 20, what the logins use)
+# imports more of each kind, as bench.sh does (20,000).
+RECORDS=${RECORDS:-$((M + 20))}
+env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --emit-legacy "id:0-$RECORDS" >"$WORK/legacy-id.csv"
+env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --emit-legacy "phone:200000-$((200000 + RECORDS))" >"$WORK/legacy-phone.csv"
 for f in legacy-id legacy-phone; do
   env -i PATH="$PATH" "${settings[@]}" "$BIN/broker" import legacy-accounts "$WORK/$f.csv" \
     >"$WORK/import-$f.log" 2>&1 || { cat "$WORK/import-$f.log"; exit 1; }
