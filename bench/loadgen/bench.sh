@@ -4,11 +4,14 @@
 #   cargo build --release -p broker -p loadgen
 #   bash bench/loadgen/bench.sh sqlite   [duration] [concurrency]
 #   bash bench/loadgen/bench.sh postgres [duration] [concurrency]   # PostgreSQL + Redis on loopback
+#   bash bench/loadgen/bench.sh postgres 10 32 linking   # the plain login and each linking branch
+# The fourth argument is loadgen's --scenario (default: all).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 PAIR=${1:-postgres}
 DURATION=${2:-10}
 CONCURRENCY=${3:-32}
+SCENARIO=${4:-all}
 BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d)
 PORTS=$(python3 -c 'import socket
@@ -38,7 +41,9 @@ MOCK_PID=$!
 common=(BROKER_ENVIRONMENT=development BROKER_ISSUER="http://127.0.0.1:$BPORT" BROKER_HTTP__PORT="$BPORT"
   BROKER_KEYS__MASTER_KEY_FILE="$WORK/master.key" BROKER_ADMIN__TOKEN="$ADMIN"
   BROKER_UPSTREAM__ISSUER="http://127.0.0.1:$MPORT" BROKER_UPSTREAM__CLIENT_SECRET="$SECRET"
-  BROKER_LOG=warn BROKER_RATE_LIMIT__ENABLED=false)
+  BROKER_LOG=warn,broker::otp::dev=info BROKER_RATE_LIMIT__ENABLED=false BROKER_SMS__GATEWAY=dev
+  BROKER_OTP__PER_PHONE_PER_15_MIN=0 BROKER_OTP__PER_PHONE_PER_DAY=0 BROKER_OTP__PER_ACCOUNT_PER_DAY=0
+  BROKER_OTP__PER_ADDRESS_PER_HOUR=0 BROKER_OTP__PER_PREFIX_PER_DAY=0 BROKER_OTP__GLOBAL_PER_DAY=0)
 if [ "$PAIR" = postgres ]; then
   DB="bench_$(date +%s)"
   psql postgres://postgres@127.0.0.1:5432/test -qc "CREATE DATABASE $DB" >/dev/null
@@ -53,6 +58,15 @@ fi
 # Exit status 3 says the file's 20 malformed rows were refused, as they must be.
 env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" import legacy-accounts fixtures/legacy-accounts.csv \
   > "$WORK/import.log" 2>&1 || [ $? -eq 3 ] || { cat "$WORK/import.log"; exit 1; }
+# The linking scenarios' fresh identities (loadgen's scenarios/first_login.rs ranges): records
+# with the ID number, records with only the phone; the new citizens' numbers have none.
+if [ "$SCENARIO" != all ] && [ "$SCENARIO" != client-credentials ] && [ "$SCENARIO" != refresh ]; then
+  for spec in id:0-20000 phone:200000-220000; do
+    env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --emit-legacy "$spec" > "$WORK/legacy.csv"
+    env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" import legacy-accounts "$WORK/legacy.csv" \
+      > "$WORK/import-synthetic.log" 2>&1 || { cat "$WORK/import-synthetic.log"; exit 1; }
+  done
+fi
 env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" serve > "$WORK/broker.log" 2>&1 &
 BROKER_PID=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null && break; sleep 0.1; done
@@ -60,6 +74,6 @@ curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null || { cat "$WORK/broker.log
 
 extra=()
 [ "$PAIR" = postgres ] && extra+=(--postgres)
-"$BIN/loadgen" --issuer "http://127.0.0.1:$BPORT" --admin-token "$ADMIN" --scenario all \
+"$BIN/loadgen" --issuer "http://127.0.0.1:$BPORT" --admin-token="$ADMIN" --scenario "$SCENARIO" \
   --duration "$DURATION" --concurrency "$CONCURRENCY" --server-pid "$BROKER_PID" \
-  "${extra[@]}" --markdown
+  "${extra[@]}" --sms-log "$WORK/broker.log" --markdown

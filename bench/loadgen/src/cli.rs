@@ -72,6 +72,12 @@ pub struct Args {
     #[arg(long)]
     pub postgres: bool,
 
+    /// Read the one-time codes of the linking scenarios from this broker log (the dev SMS
+    /// gateway's line, `BROKER_LOG=warn,broker::otp::dev=info`) instead of fetching `/dev/sms`,
+    /// so that rendering that page, which no real login does, is not charged to the login.
+    #[arg(long)]
+    pub sms_log: Option<std::path::PathBuf>,
+
     /// Also print one Markdown table row per scenario (for docs/benchmarks.md).
     #[arg(long)]
     pub markdown: bool,
@@ -82,6 +88,15 @@ pub enum Scenario {
     ClientCredentials,
     Refresh,
     Login,
+    /// First logins of fresh identities whose legacy record holds their ID number: linked, no page.
+    LoginLinkId,
+    /// First logins of fresh identities without a record: phone page, code page, new account.
+    LoginNewCitizen,
+    /// First logins of fresh identities whose record has no ID number: its phone proven, linked.
+    LoginPhoneLink,
+    /// The plain login and the three first-login branches, one after the other (the synthetic
+    /// legacy records must be imported first: see bench.sh).
+    Linking,
     All,
 }
 
@@ -94,6 +109,12 @@ impl Scenario {
                 Scenario::Login,
                 Scenario::Refresh,
             ],
+            Scenario::Linking => vec![
+                Scenario::Login,
+                Scenario::LoginLinkId,
+                Scenario::LoginNewCitizen,
+                Scenario::LoginPhoneLink,
+            ],
             one => vec![one],
         }
     }
@@ -103,6 +124,10 @@ impl Scenario {
             Scenario::ClientCredentials => "client-credentials",
             Scenario::Refresh => "refresh",
             Scenario::Login => "login",
+            Scenario::LoginLinkId => "login-link-id",
+            Scenario::LoginNewCitizen => "login-new-citizen",
+            Scenario::LoginPhoneLink => "login-phone-link",
+            Scenario::Linking => "linking",
             Scenario::All => "all",
         }
     }

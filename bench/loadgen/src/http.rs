@@ -1,6 +1,6 @@
 //! The HTTP client and the browser-like walk through a federated login: follow redirects by hand, carry
-//! each login's own cookies, click the login page's VNeID link, and stop at the relying party's
-//! redirect URI without fetching it.
+//! each login's own cookies, click the login page's VNeID link, answer the standardisation pages of a
+//! first login, and stop at the relying party's redirect URI without fetching it.
 
 use std::time::Duration;
 
@@ -14,9 +14,11 @@ use crate::cli::ensure_loopback;
 use crate::cookies::CookieJar;
 use crate::failure::Failure;
 use crate::page::{find_login_href, is_redirect_uri, redirect_target};
+use crate::steps::{self, Answers};
 
-/// A login is a handful of hops; more than this is a redirect loop.
-const MAX_HOPS: usize = 8;
+/// A login is a handful of hops (a first login with its phone and code pages a dozen at most);
+/// more than this is a loop.
+const MAX_HOPS: usize = 12;
 
 /// One client for every request of a run, so connections are pooled as a load balancer would see them.
 /// No cookie store (each login brings its own jar), no redirects followed, no proxy from the environment.
@@ -33,24 +35,40 @@ pub fn build_client(request_timeout: Duration, pool: usize) -> anyhow::Result<re
         .context("building the HTTP client")
 }
 
-/// Walks from the broker's `/authorize` URL to the redirect back to the relying party and returns that
-/// final URL (which carries `code`, `state` and `iss`).
+/// Where a login ended: the redirect back to the relying party (which carries `code`, `state` and
+/// `iss`), and how many standardisation pages were answered on the way.
+pub struct Walked {
+    pub back: Url,
+    pub step_pages: usize,
+}
+
+/// Walks from the broker's `/authorize` URL to the redirect back to the relying party. Without
+/// `answers` a page other than the login page is a failure; with them, the standardisation pages
+/// are answered.
 pub async fn walk_login(
     http: &reqwest::Client,
     authorize: Url,
     redirect_uri: &Url,
-) -> Result<Url, Failure> {
+    answers: Option<&Answers<'_>>,
+) -> Result<Walked, Failure> {
     let broker_origin = authorize.origin();
     let mut jar = CookieJar::default();
     let mut url = authorize;
+    // A form to post to `url` instead of getting it (a step page posts back to itself).
+    let mut form: Option<Vec<(&'static str, String)>> = None;
+    let mut step_pages = 0;
     for _ in 0..MAX_HOPS {
         if is_redirect_uri(&url, redirect_uri) {
-            return Ok(url);
+            return Ok(Walked {
+                back: url,
+                step_pages,
+            });
         }
+        let method = if form.is_some() { "POST" } else { "GET" };
         let step = if url.origin() == broker_origin {
-            format!("GET {}", url.path())
+            format!("{method} {}", url.path())
         } else {
-            format!("GET upstream {}", url.path())
+            format!("{method} upstream {}", url.path())
         };
         if let Err(e) = ensure_loopback(&url) {
             return Err(Failure::bad(
@@ -59,7 +77,10 @@ pub async fn walk_login(
                 &e.to_string(),
             ));
         }
-        let mut request = http.get(url.clone());
+        let mut request = match form.take() {
+            Some(fields) => http.post(url.clone()).form(&fields),
+            None => http.get(url.clone()),
+        };
         if let Some(cookie) = jar.header_for(&url) {
             request = request.header(COOKIE, cookie);
         }
@@ -87,10 +108,15 @@ pub async fn walk_login(
             return Err(Failure::status(step, status.as_u16(), &body));
         }
         // A login page: the browser's user clicks "Đăng nhập bằng VNeID".
-        let href = find_login_href(&body)
-            .ok_or_else(|| Failure::bad(&step, "page without a#vneid-login", &body))?;
-        url = redirect_target(&url, &href)
-            .map_err(|e| Failure::bad(&step, "unparsable vneid-login href", &e.to_string()))?;
+        if let Some(href) = find_login_href(&body) {
+            url = redirect_target(&url, &href)
+                .map_err(|e| Failure::bad(&step, "unparsable vneid-login href", &e.to_string()))?;
+            continue;
+        }
+        let answers =
+            answers.ok_or_else(|| Failure::bad(&step, "page without a#vneid-login", &body))?;
+        form = Some(steps::answer(http, &body, answers, &step).await?);
+        step_pages += 1;
     }
     Err(Failure::bad("login", "too many redirects", url.as_str()))
 }

@@ -11,6 +11,7 @@ mod pkce;
 mod scenarios;
 mod setup;
 mod stats;
+mod steps;
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -41,6 +41,11 @@ pub struct LoginRequest {
 
 impl Broker {
     pub fn authorize_url(&self) -> anyhow::Result<LoginRequest> {
+        self.authorize_url_for(&self.login_hint)
+    }
+
+    /// A login request whose `login_hint` names the citizen the mock VNeID logs in.
+    pub fn authorize_url_for(&self, login_hint: &str) -> anyhow::Result<LoginRequest> {
         let pkce = Pkce::generate()?;
         let state = crate::pkce::random_token()?;
         let nonce = crate::pkce::random_token()?;
@@ -54,7 +59,7 @@ impl Broker {
             .append_pair("nonce", &nonce)
             .append_pair("code_challenge", &pkce.challenge)
             .append_pair("code_challenge_method", "S256")
-            .append_pair("login_hint", &self.login_hint);
+            .append_pair("login_hint", login_hint);
         Ok(LoginRequest { url, state, pkce })
     }
 

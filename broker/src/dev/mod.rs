@@ -34,13 +34,23 @@ pub struct MockArgs {
     pub port: u16,
     #[arg(long, default_value = "broker")]
     pub client_id: String,
-    #[arg(long, env = "MOCK_VNEID_CLIENT_SECRET")]
-    pub client_secret: String,
+    #[arg(
+        long,
+        env = "MOCK_VNEID_CLIENT_SECRET",
+        required_unless_present = "emit_legacy"
+    )]
+    pub client_secret: Option<String>,
     #[arg(
         long = "redirect-uri",
         default_value = "http://127.0.0.1:8080/callback/vneid"
     )]
     pub redirect_uris: Vec<String>,
+    /// Print the legacy-account CSV that agrees with the synthetic citizens `gen:FROM` up to
+    /// `gen:TO` (excluded) and exit, instead of serving: `id:FROM-TO` (records with the ID
+    /// number: link at the first login) or `phone:FROM-TO` (no ID number: link by the proven
+    /// phone). For benchmarks; import it with `broker import legacy-accounts`.
+    #[arg(long, value_name = "KIND:FROM-TO")]
+    pub emit_legacy: Option<String>,
 }
 
 /// Whether `broker dev` and `broker mock-vneid` are in this binary; an error naming the

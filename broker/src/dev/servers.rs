@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use broker_devkit::demo_rp::{self, DemoRpConfig};
+use broker_devkit::mock_vneid::synthetic::{self, LegacyKind};
 use broker_devkit::mock_vneid::{self, MockClient, MockVneid, MockVneidConfig};
 use url::Url;
 
@@ -29,18 +30,44 @@ fn listen(port: u16) -> anyhow::Result<TcpListener> {
 }
 
 pub async fn run_mock(args: MockArgs) -> anyhow::Result<()> {
+    if let Some(spec) = &args.emit_legacy {
+        let (kind, range) = parse_legacy_spec(spec)?;
+        print!("{}", synthetic::legacy_csv(kind, range));
+        return Ok(());
+    }
+    let client_secret = args
+        .client_secret
+        .context("--client-secret (or MOCK_VNEID_CLIENT_SECRET) is required")?;
     let issuer = Url::parse(&format!("http://127.0.0.1:{}", args.port))?;
     let mock = MockVneid::new(MockVneidConfig {
         issuer,
         clients: vec![MockClient {
             client_id: args.client_id,
-            client_secret: args.client_secret,
+            client_secret,
             redirect_uris: args.redirect_uris,
         }],
     })?;
     println!("mock VNeID on http://127.0.0.1:{}", args.port);
     mock_vneid::serve(mock, listen(args.port)?)?.await?;
     Ok(())
+}
+
+/// `id:FROM-TO` or `phone:FROM-TO`, TO excluded and at most `synthetic::MAX_N`.
+fn parse_legacy_spec(spec: &str) -> anyhow::Result<(LegacyKind, std::ops::Range<u64>)> {
+    let bad = || anyhow::anyhow!("--emit-legacy {spec}: expected id:FROM-TO or phone:FROM-TO");
+    let (kind, range) = spec.split_once(':').ok_or_else(bad)?;
+    let kind = match kind {
+        "id" => LegacyKind::Id,
+        "phone" => LegacyKind::Phone,
+        _ => return Err(bad()),
+    };
+    let (from, to) = range.split_once('-').ok_or_else(bad)?;
+    let (from, to) = (
+        from.parse::<u64>().map_err(|_| bad())?,
+        to.parse::<u64>().map_err(|_| bad())?,
+    );
+    anyhow::ensure!(from <= to && to <= synthetic::MAX_N, bad());
+    Ok((kind, from..to))
 }
 
 /// Reads the dev master key, creating it on first run (owner-only permissions).

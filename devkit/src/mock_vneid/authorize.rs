@@ -3,9 +3,10 @@
 
 use url::Url;
 
+use super::citizens::{self, Citizen};
 use super::grants::CodeGrant;
 use super::id_token::Tamper;
-use super::{citizens, Inner};
+use super::Inner;
 use crate::params::Params;
 
 /// `login_hint` value (and chooser button) that makes the mock answer `error=access_denied`, as
@@ -170,7 +171,7 @@ pub(crate) fn is_pkce_value(value: &str) -> bool {
 fn issue(
     inner: &Inner,
     request: &ValidRequest,
-    citizen: usize,
+    citizen: Citizen,
     now: u64,
 ) -> anyhow::Result<AuthorizeOutcome> {
     let grant = CodeGrant {

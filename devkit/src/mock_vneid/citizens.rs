@@ -58,9 +58,12 @@ pub(crate) fn load() -> anyhow::Result<Vec<Citizen>> {
     Ok(file.citizens)
 }
 
-/// Finds a citizen by test case id (`C01`, case-insensitive) or by VNeID subject.
-pub(crate) fn find(citizens: &[Citizen], hint: &str) -> Option<usize> {
+/// Finds a citizen by test case id (`C01`, case-insensitive) or by VNeID subject, or makes the
+/// synthetic citizen a `gen:<n>` hint names.
+pub(crate) fn find(citizens: &[Citizen], hint: &str) -> Option<Citizen> {
     citizens
         .iter()
-        .position(|c| c.case.eq_ignore_ascii_case(hint) || c.sub() == hint)
+        .find(|c| c.case.eq_ignore_ascii_case(hint) || c.sub() == hint)
+        .cloned()
+        .or_else(|| super::synthetic::from_hint(hint))
 }

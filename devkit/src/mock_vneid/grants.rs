@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::citizens::Citizen;
 use crate::util::{lock, random_token};
 
 pub(crate) const CODE_TTL_SECS: u64 = 60;
@@ -18,8 +19,8 @@ pub(crate) struct CodeGrant {
     pub(crate) scope: String,
     pub(crate) nonce: Option<String>,
     pub(crate) code_challenge: Option<String>,
-    /// Index into the mock's citizen list.
-    pub(crate) citizen: usize,
+    /// Who logs in (a copy: synthetic citizens exist only in their grants).
+    pub(crate) citizen: Citizen,
     pub(crate) auth_time: u64,
 }
 
@@ -58,7 +59,7 @@ impl<T> ExpiringMap<T> {
 #[derive(Default)]
 pub(crate) struct Grants {
     codes: Mutex<ExpiringMap<CodeGrant>>,
-    access_tokens: Mutex<ExpiringMap<usize>>,
+    access_tokens: Mutex<ExpiringMap<Citizen>>,
 }
 
 impl Grants {
@@ -72,13 +73,13 @@ impl Grants {
         ExpiringMap::live(lock(&self.codes).entries.remove(code), now)
     }
 
-    pub(crate) fn issue_access_token(&self, citizen: usize, now: u64) -> anyhow::Result<String> {
+    pub(crate) fn issue_access_token(&self, citizen: Citizen, now: u64) -> anyhow::Result<String> {
         lock(&self.access_tokens).insert(citizen, now + ACCESS_TOKEN_TTL_SECS, now)
     }
 
     /// The citizen an access token was issued for, while it is live.
-    pub(crate) fn access_token_citizen(&self, token: &str, now: u64) -> Option<usize> {
-        let entry = lock(&self.access_tokens).entries.get(token).copied();
+    pub(crate) fn access_token_citizen(&self, token: &str, now: u64) -> Option<Citizen> {
+        let entry = lock(&self.access_tokens).entries.get(token).cloned();
         ExpiringMap::live(entry, now)
     }
 }

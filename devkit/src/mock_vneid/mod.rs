@@ -9,6 +9,7 @@ mod http;
 mod id_token;
 mod keys;
 mod pages;
+pub mod synthetic;
 mod token;
 
 use std::fmt;

@@ -98,21 +98,19 @@ pub(crate) fn exchange(
             "code is unknown, expired or already used",
         ))?;
     check_grant(&grant, client, params)?;
-    let citizen = inner
-        .citizens
-        .get(grant.citizen)
-        .ok_or_else(|| anyhow::anyhow!("code names a citizen that does not exist"))?;
     let facts = IdTokenFacts {
         issuer: &inner.issuer,
         client_id: &client.client_id,
-        citizen,
+        citizen: &grant.citizen,
         nonce: grant.nonce.as_deref(),
         auth_time: grant.auth_time,
         now,
     };
     let id_token = id_token::issue(&facts, &inner.signing_key(), inner.tamper())?;
     Ok(TokenResponse {
-        access_token: inner.grants.issue_access_token(grant.citizen, now)?,
+        access_token: inner
+            .grants
+            .issue_access_token(grant.citizen.clone(), now)?,
         token_type: "Bearer",
         expires_in: ACCESS_TOKEN_TTL_SECS,
         id_token,

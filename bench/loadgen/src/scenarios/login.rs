@@ -37,7 +37,8 @@ pub async fn login_once(broker: &Broker) -> Result<Tokens, Failure> {
     let request = broker
         .authorize_url()
         .map_err(|e| Failure::bad("login", "cannot make PKCE/state", &format!("{e:#}")))?;
-    let back = walk_login(&broker.http, request.url, &broker.redirect_uri).await?;
+    let walked = walk_login(&broker.http, request.url, &broker.redirect_uri, None).await?;
+    let back = walked.back;
     let code = parse_callback(&back, &request.state, &broker.issuer)
         .map_err(|why| Failure::bad("redirect to client", why, back.as_str()))?;
     broker.redeem_code(&code, &request.pkce.verifier).await

@@ -2,6 +2,7 @@
 //! (or the operation budget runs out), after a warm-up that is not counted.
 
 mod client_credentials;
+mod first_login;
 mod login;
 mod refresh;
 
@@ -81,7 +82,10 @@ pub async fn run_all(
             Scenario::ClientCredentials => client_credentials::run(args, &broker, &probe).await,
             Scenario::Login => login::run(args, &broker, &probe).await,
             Scenario::Refresh => refresh::run(args, &broker, &probe).await,
-            Scenario::All => continue,
+            Scenario::LoginLinkId | Scenario::LoginNewCitizen | Scenario::LoginPhoneLink => {
+                first_login::run(scenario, args, &broker, &probe).await
+            }
+            Scenario::Linking | Scenario::All => continue,
         }
         .with_context(|| format!("scenario {}", scenario.name()))?;
         println!("{}", report.human());
