@@ -411,7 +411,11 @@ impl<'a> LoginFlow<'a> {
                 let Some(account) = self.provider.accounts.find(&account_id).await? else {
                     return Err(FlowError::UnknownLogin);
                 };
-                self.pending.end_interaction(id, secret).await?;
+                // Only the request that ends the interaction issues the code: a second tap that
+                // arrives meanwhile finds it ended and starts no second session.
+                if !self.pending.end_interaction(id, secret).await? {
+                    return Err(FlowError::UnknownLogin);
+                }
                 return self
                     .start_session(
                         &login.pending,
@@ -526,7 +530,11 @@ impl<'a> LoginFlow<'a> {
                 })))
             }
             LoginOutcome::Authenticated { account, .. } => {
-                self.pending.end_interaction(id, secret).await?;
+                // Only the request that ends the interaction issues the code: a second tap that
+                // arrives meanwhile finds it ended and starts no second session.
+                if !self.pending.end_interaction(id, secret).await? {
+                    return Err(FlowError::UnknownLogin);
+                }
                 self.start_session(
                     &login.pending,
                     &login.identity,

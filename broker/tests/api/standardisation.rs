@@ -449,9 +449,17 @@ on_both_backends!(
         let back = prove_phone(&app, &browser, back, "0905111222").await;
         let (url, html) = page(&app, &browser, &back).await;
         assert_eq!(step_page(&html), StepPage::Failure { can_continue: true });
-        let back = browser
-            .post_step(&url, &html, &[("action", "continue")])
-            .await;
+        // A double tap: two requests at once, and only one of them gets the code.
+        let (first, second) = tokio::join!(
+            browser.post_step(&url, &html, &[("action", "continue")]),
+            browser.post_step(&url, &html, &[("action", "continue")]),
+        );
+        let (back, other) = if is_client_redirect(&first, &client) {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        assert!(!is_client_redirect(&other, &client), "one code per login");
         let (account, _) = finish(&app, &client, &back).await;
         assert!(linked(&app, &account).await.is_empty(), "no guess");
         let failures = app
