@@ -13,11 +13,11 @@ use serde::Deserialize;
 use super::errors::HttpError;
 use super::front::{cookie, cookie_name, wants_english};
 use super::limits::rate_limit;
-use super::pages::html;
+use super::pages::{html, t};
 use super::Broker;
 use crate::accounts::phone;
 use crate::accounts::Account;
-use crate::crypto::{random_token, sha256_b64url};
+use crate::crypto::{ct_eq, random_token, sha256_b64url};
 use crate::oidc::codes::Redemption;
 use crate::otp::{OtpFailure, OtpRefused};
 use crate::sessions::sso::{SsoSession, COOKIE as SSO_COOKIE};
@@ -92,33 +92,47 @@ async fn show(
     let Some((secret, session)) = session(&broker, &req).await? else {
         return start_login(&broker, english).await;
     };
+    page(&broker, &secret, &session, english, None).await
+}
+
+/// The page of the session's account, with a message after a form.
+async fn page(
+    broker: &Broker,
+    secret: &str,
+    session: &SsoSession,
+    english: bool,
+    message: Option<(&str, String)>,
+) -> Result<HttpResponse, HttpError> {
     let unavailable = |e: anyhow::Error| HttpError::unavailable_page(&e, english);
-    let Some(account) = broker
-        .provider
-        .accounts
+    let accounts = &broker.provider.accounts;
+    let Some(account) = accounts
         .find(&session.account_id)
         .await
         .map_err(unavailable)?
     else {
-        return start_login(&broker, english).await;
+        return start_login(broker, english).await;
     };
-    let linked = broker
-        .provider
-        .accounts
+    let linked = accounts
         .linked_records(&account.id)
         .await
         .map_err(unavailable)?;
-    let pending_phone = pending_phone(&broker, &session.sid)
+    let pending = pending_phone(broker, &session.sid)
         .await
         .map_err(unavailable)?;
-    Ok(render(
+    let status = match &message {
+        Some(("error", _)) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    };
+    let mut response = render(
         &account,
         &linked,
         english,
-        &csrf_of(&secret),
-        pending_phone.as_deref(),
-        None,
-    ))
+        &csrf_of(secret),
+        pending.as_deref(),
+        message,
+    );
+    *response.status_mut() = status;
+    Ok(response)
 }
 
 /// The account page's own client, registered the first time the page needs a login.
@@ -263,9 +277,10 @@ async fn phone_post(
         return start_login(&broker, english).await;
     };
     let csrf = csrf_of(&secret);
-    let csrf_ok = form.csrf.as_deref().is_some_and(|c| {
-        aws_lc_rs::constant_time::verify_slices_are_equal(c.as_bytes(), csrf.as_bytes()).is_ok()
-    });
+    let csrf_ok = form
+        .csrf
+        .as_deref()
+        .is_some_and(|c| ct_eq(c.as_bytes(), csrf.as_bytes()));
     if !csrf_ok {
         return Err(HttpError::BadSignIn {
             error: crate::oidc::error::OAuthError::invalid_request(
@@ -449,45 +464,7 @@ async fn phone_post(
             t(english, "Yêu cầu không hợp lệ.", "Invalid request.").into(),
         ),
     };
-    let account = broker
-        .provider
-        .accounts
-        .find(&account.id)
-        .await
-        .map_err(unavailable)?
-        .unwrap_or(account);
-    let linked = broker
-        .provider
-        .accounts
-        .linked_records(&account.id)
-        .await
-        .map_err(unavailable)?;
-    let pending = pending_phone(&broker, &session.sid)
-        .await
-        .map_err(unavailable)?;
-    let status = if message.0 == "error" {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    let mut response = render(
-        &account,
-        &linked,
-        english,
-        &csrf,
-        pending.as_deref(),
-        Some(message),
-    );
-    *response.status_mut() = status;
-    Ok(response)
-}
-
-fn t(english: bool, vi: &'static str, en: &'static str) -> &'static str {
-    if english {
-        en
-    } else {
-        vi
-    }
+    page(&broker, &secret, &session, english, Some(message)).await
 }
 
 #[derive(Template)]

@@ -56,6 +56,15 @@ pub fn html(status: StatusCode, body: Result<String, askama::Error>) -> HttpResp
     }
 }
 
+/// The Vietnamese or the English text.
+pub fn t(english: bool, vi: &'static str, en: &'static str) -> &'static str {
+    if english {
+        en
+    } else {
+        vi
+    }
+}
+
 /// A page with a title and a message, each given as (Vietnamese, English).
 pub fn message_page(
     status: StatusCode,

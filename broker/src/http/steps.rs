@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::errors::HttpError;
 use super::front::{cookie_name, flow_error, next_response, wants_english};
 use super::limits::rate_limit;
-use super::pages::html;
+use super::pages::{html, t};
 use super::Broker;
 use crate::accounts::failures::{Field, Reason};
 use crate::login::standardise::{
@@ -138,14 +138,6 @@ async fn submit(
             Ok(response)
         }
         Err(e) => Ok(flow_error(e, english).error_response()),
-    }
-}
-
-fn t(english: bool, vi: &'static str, en: &'static str) -> &'static str {
-    if english {
-        en
-    } else {
-        vi
     }
 }
 

@@ -18,7 +18,7 @@ use crate::accounts::failures::{Field, Reason};
 use crate::accounts::login::{LoginOutcome, Notice};
 use crate::accounts::phone::{self, Phone};
 use crate::accounts::UpstreamIdentity;
-use crate::crypto::random_token;
+use crate::crypto::{ct_eq, random_token};
 use crate::federation::pending::{cookie_name, PendingLogin, SuspendedLogin, UnknownLogin};
 use crate::oidc::error::OAuthError;
 use crate::otp::{OtpFailure, OtpRefused};
@@ -321,13 +321,9 @@ impl<'a> LoginFlow<'a> {
         let Some(secret) = request.binding_secret else {
             return Err(FlowError::UnknownLogin);
         };
-        let csrf_ok = request.csrf.is_some_and(|c| {
-            aws_lc_rs::constant_time::verify_slices_are_equal(
-                c.as_bytes(),
-                login.steps.csrf.as_bytes(),
-            )
-            .is_ok()
-        });
+        let csrf_ok = request
+            .csrf
+            .is_some_and(|c| ct_eq(c.as_bytes(), login.steps.csrf.as_bytes()));
         if !csrf_ok {
             return Err(FlowError::BadRequest(OAuthError::invalid_request(
                 "the form is out of date; reload the page",
@@ -363,11 +359,7 @@ impl<'a> LoginFlow<'a> {
                     self.pending.save(id, secret, &login).await?;
                     return Ok(Ok(again));
                 };
-                match self
-                    .provider_otp()
-                    .verify(id, &proven, code.trim(), now)
-                    .await
-                {
+                match self.otp.verify(id, &proven, code.trim(), now).await {
                     Ok(()) => {
                         login.steps.stage = Stage::PhoneProven {
                             phone: proven.e164().to_string(),
@@ -440,10 +432,6 @@ impl<'a> LoginFlow<'a> {
         }
         self.pending.save(id, secret, &login).await?;
         Ok(Ok(again))
-    }
-
-    fn provider_otp(&self) -> &crate::otp::Otp {
-        self.otp
     }
 
     /// Sends a code and moves to the code page, or leaves a message saying why not.
