@@ -76,13 +76,21 @@ pub struct Failure {
 #[async_trait]
 pub trait FailureStore: Send + Sync {
     async fn record_failure(&self, failure: &Failure) -> anyhow::Result<()>;
-    /// Whether this identity already has an open failure for this reason (a later login does
-    /// not record the same doubt again).
-    async fn has_open_failure(&self, iss: &str, sub: &str, reason: Reason) -> anyhow::Result<bool>;
+    /// This identity's latest open failure for this reason, if any (a later login does not
+    /// record the same doubt again).
+    async fn open_failure(
+        &self,
+        iss: &str,
+        sub: &str,
+        reason: Reason,
+    ) -> anyhow::Result<Option<Failure>>;
     /// The account a failure's citizen went on with, once it exists.
     async fn attach_failures(&self, iss: &str, sub: &str, account_id: &str) -> anyhow::Result<()>;
     async fn failures(&self, open_only: bool, limit: i64) -> anyhow::Result<Vec<Failure>>;
     async fn failure(&self, id: &str) -> anyhow::Result<Option<Failure>>;
+    /// The failures whose id ends in `reference` (8 lowercase hex digits: what the failure page
+    /// shows), open or not, newest first.
+    async fn failures_by_reference(&self, reference: &str) -> anyhow::Result<Vec<Failure>>;
     /// An operator's unlink: the automatic matching never links this record to this account
     /// again (in the caller's transaction).
     async fn block_link(

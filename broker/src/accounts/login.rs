@@ -205,8 +205,9 @@ impl AccountResolver {
             let known = self
                 .stores
                 .failures
-                .has_open_failure(&identity.upstream_iss, &identity.upstream_sub, reason)
-                .await?;
+                .open_failure(&identity.upstream_iss, &identity.upstream_sub, reason)
+                .await?
+                .is_some();
             if !(standardised && known) {
                 let failure = self
                     .fail(
@@ -320,6 +321,20 @@ impl AccountResolver {
         compared: serde_json::Value,
         now: i64,
     ) -> anyhow::Result<Notice> {
+        // The same doubt at the next login is the same case for support, under the same
+        // reference the citizen was given: not one more row per login.
+        let open = self
+            .stores
+            .failures
+            .open_failure(&identity.upstream_iss, &identity.upstream_sub, reason)
+            .await?;
+        if let Some(open) = open.filter(|f| f.fields == fields) {
+            return Ok(Notice {
+                failure_id: open.id,
+                reason,
+                fields,
+            });
+        }
         let failure = Failure {
             id: uuid::Uuid::now_v7().to_string(),
             created_at: now,

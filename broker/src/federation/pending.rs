@@ -69,6 +69,11 @@ pub struct SuspendedLogin {
     pub steps: crate::login::standardise::StepState,
 }
 
+/// A suspended login as it was read (its sealed bytes, fresh for every save): a save goes
+/// through only over the version it started from, so that a late request (a stale wrong code
+/// after the right one) never overwrites a newer step, nor brings back an ended interaction.
+pub struct Version(Vec<u8>);
+
 /// Where a suspended login waits: its interaction id (in the page's URL) and the secret of the
 /// browser cookie that binds it.
 pub struct Suspended {
@@ -115,7 +120,7 @@ impl PendingLogins {
         &self,
         interaction_id: &str,
         browser_secret: Option<&str>,
-    ) -> anyhow::Result<Result<SuspendedLogin, UnknownLogin>> {
+    ) -> anyhow::Result<Result<(SuspendedLogin, Version), UnknownLogin>> {
         let Some(key) = Self::checked_interaction_key(interaction_id, browser_secret) else {
             return Ok(Err(UnknownLogin));
         };
@@ -125,24 +130,32 @@ impl PendingLogins {
         let plain = self
             .master
             .open(SEAL_PURPOSE, std::str::from_utf8(&bytes)?)?;
-        Ok(Ok(serde_json::from_slice(&plain)?))
+        Ok(Ok((serde_json::from_slice(&plain)?, Version(bytes))))
     }
 
-    /// Saves a step's progress under the same interaction.
+    /// Saves a step's progress under the same interaction, if nothing else saved or ended it
+    /// since `read`. The new version, or `None` when another request got there first.
     pub async fn save(
         &self,
         interaction_id: &str,
         browser_secret: &str,
         login: &SuspendedLogin,
-    ) -> anyhow::Result<()> {
-        let sealed = self.master.seal(SEAL_PURPOSE, &serde_json::to_vec(login)?);
-        self.store
-            .put(
+        read: &Version,
+    ) -> anyhow::Result<Option<Version>> {
+        let sealed = self
+            .master
+            .seal(SEAL_PURPOSE, &serde_json::to_vec(login)?)
+            .into_bytes();
+        let saved = self
+            .store
+            .replace_if(
                 &Self::interaction_key(interaction_id, browser_secret),
-                sealed.as_bytes(),
+                &read.0,
+                &sealed,
                 self.ttl,
             )
-            .await
+            .await?;
+        Ok(saved.then_some(Version(sealed)))
     }
 
     /// The login is over (its code issued): the interaction cannot be used again.
@@ -247,7 +260,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_suspended_login_resumes_in_its_own_browser_until_it_ends_and_is_sealed() {
+    async fn a_suspended_login_resumes_in_its_own_browser_saves_only_over_what_it_read_and_is_sealed(
+    ) {
         let store = Arc::new(MemoryStore::new());
         let master =
             MasterKey::from_secret(&crate::secret::Secret::new(MasterKey::generate_encoded()))
@@ -287,21 +301,43 @@ mod tests {
             .await
             .unwrap()
             .is_err());
-        let back = logins
+        let (back, read) = logins
             .resume(&at.interaction_id, Some(&at.browser_secret))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(back.identity, login.identity);
         assert_eq!(back.steps.csrf, login.steps.csrf);
+
+        // Two requests read the same version: the first save wins, the late one changes nothing.
+        let (id, secret) = (&at.interaction_id, &at.browser_secret);
+        let mut proven = back.clone();
+        proven.steps.stage = crate::login::standardise::Stage::PhoneProven {
+            phone: "+84905123456".into(),
+        };
+        let newer = logins.save(id, secret, &proven, &read).await.unwrap();
+        let newer = newer.expect("the first save over the version read goes through");
+        let mut stale = back.clone();
+        stale.steps.message = Some(crate::login::standardise::Message::CodeExpired);
         assert!(logins
-            .end_interaction(&at.interaction_id, &at.browser_secret)
-            .await
-            .unwrap());
-        assert!(logins
-            .resume(&at.interaction_id, Some(&at.browser_secret))
+            .save(id, secret, &stale, &read)
             .await
             .unwrap()
-            .is_err());
+            .is_none());
+        let (now_stored, _) = logins.resume(id, Some(secret)).await.unwrap().unwrap();
+        assert!(matches!(
+            now_stored.steps.stage,
+            crate::login::standardise::Stage::PhoneProven { .. }
+        ));
+
+        assert!(logins.end_interaction(id, secret).await.unwrap());
+        assert!(logins.resume(id, Some(secret)).await.unwrap().is_err());
+        // A save that started before the end never brings the interaction back.
+        assert!(logins
+            .save(id, secret, &proven, &newer)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(logins.resume(id, Some(secret)).await.unwrap().is_err());
     }
 }

@@ -116,9 +116,10 @@ async fn page(
         .linked_records(&account.id)
         .await
         .map_err(unavailable)?;
-    let pending = pending_phone(broker, &session.sid)
+    let pending = pending_change(broker, &session.sid)
         .await
-        .map_err(unavailable)?;
+        .map_err(unavailable)?
+        .map(|change| change.phone);
     let status = match &message {
         Some(("error", _)) => StatusCode::BAD_REQUEST,
         _ => StatusCode::OK,
@@ -256,13 +257,23 @@ fn pending_key(sid: &str) -> String {
     format!("account-phone:{}", sha256_b64url(sid))
 }
 
-/// The new phone a code was sent to, waiting for the code.
-async fn pending_phone(broker: &Broker, sid: &str) -> anyhow::Result<Option<String>> {
+/// A phone change waiting for its code: the new number (E.164) and the OTP challenge its codes
+/// were sent under. A resend to the same number keeps the challenge, so it buys no new
+/// guesses; five wrong codes kill the challenge and drop the change, and the next code starts a
+/// new one (the per-phone and per-account SMS limits bound how often).
+#[derive(serde::Serialize, Deserialize)]
+struct PendingChange {
+    phone: String,
+    challenge: String,
+}
+
+/// The phone change waiting for its code, if any.
+async fn pending_change(broker: &Broker, sid: &str) -> anyhow::Result<Option<PendingChange>> {
     Ok(broker
         .sessions
         .get(&pending_key(sid))
         .await?
-        .and_then(|b| String::from_utf8(b).ok()))
+        .and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
 /// `POST /account/phone`: `action=send` with a phone sends a code; `action=verify` with the
@@ -300,8 +311,10 @@ async fn phone_post(
         return start_login(&broker, english).await;
     };
     let now = broker.provider.now();
-    let challenge = format!("account:{}", sha256_b64url(&session.sid));
     let store = &broker.sessions;
+    let pending = pending_change(&broker, &session.sid)
+        .await
+        .map_err(unavailable)?;
     let message: (&str, String) = match form.action.as_deref() {
         Some("send") => match phone::normalise(form.phone.as_deref().unwrap_or_default()) {
             Err(_) => (
@@ -313,85 +326,102 @@ async fn phone_post(
                 )
                 .into(),
             ),
-            Ok(new) => match broker
-                .otp
-                .send(
-                    &challenge,
-                    &new,
-                    &account.id,
-                    broker.limits.client_key(&req),
-                    now,
-                )
-                .await
-            {
-                Ok(_) => {
-                    store
-                        .put(
-                            &pending_key(&session.sid),
-                            new.e164().as_bytes(),
-                            std::time::Duration::from_secs(600),
-                        )
-                        .await
-                        .map_err(unavailable)?;
-                    (
-                        "info",
-                        t(
-                            english,
-                            "Mã xác thực đã được gửi tới số mới.",
-                            "A code was sent to the new number.",
-                        )
-                        .into(),
-                    )
-                }
-                Err(OtpRefused::TooSoon { retry_after } | OtpRefused::Limited { retry_after }) => (
-                    "error",
-                    if english {
-                        format!("Please try again in {retry_after} seconds.")
-                    } else {
-                        format!("Vui lòng thử lại sau {retry_after} giây.")
+            Ok(new) => {
+                let change = PendingChange {
+                    phone: new.e164().to_string(),
+                    challenge: match pending {
+                        Some(p) if p.phone == new.e164() => p.challenge,
+                        _ => format!("account:{}", random_token()),
                     },
-                ),
-                Err(OtpRefused::NotMobile) => (
-                    "error",
-                    t(
-                        english,
-                        "Chỉ nhận số điện thoại di động Việt Nam.",
-                        "Only Vietnamese mobile numbers can receive the code.",
+                };
+                match broker
+                    .otp
+                    .send(
+                        &change.challenge,
+                        &new,
+                        &account.id,
+                        broker.limits.client_key(&req),
+                        now,
                     )
-                    .into(),
-                ),
-                Err(OtpRefused::Exhausted) => (
-                    "error",
-                    t(
-                        english,
-                        "Đã nhập sai mã quá nhiều lần. Vui lòng đăng nhập lại.",
-                        "Too many wrong codes. Please sign in again.",
-                    )
-                    .into(),
-                ),
-                Err(OtpRefused::Unavailable(e)) => {
-                    tracing::warn!(error = format!("{e:#}"), "one-time code not sent");
-                    (
+                    .await
+                {
+                    Ok(_) => {
+                        store
+                            .put(
+                                &pending_key(&session.sid),
+                                &serde_json::to_vec(&change).map_err(|e| unavailable(e.into()))?,
+                                std::time::Duration::from_secs(600),
+                            )
+                            .await
+                            .map_err(unavailable)?;
+                        (
+                            "info",
+                            t(
+                                english,
+                                "Mã xác thực đã được gửi tới số mới.",
+                                "A code was sent to the new number.",
+                            )
+                            .into(),
+                        )
+                    }
+                    Err(
+                        OtpRefused::TooSoon { retry_after } | OtpRefused::Limited { retry_after },
+                    ) => (
+                        "error",
+                        if english {
+                            format!("Please try again in {retry_after} seconds.")
+                        } else {
+                            format!("Vui lòng thử lại sau {retry_after} giây.")
+                        },
+                    ),
+                    Err(OtpRefused::NotMobile) => (
                         "error",
                         t(
                             english,
-                            "Hiện không gửi được tin nhắn. Vui lòng thử lại sau.",
-                            "The text message could not be sent. Please try again later.",
+                            "Chỉ nhận số điện thoại di động Việt Nam.",
+                            "Only Vietnamese mobile numbers can receive the code.",
                         )
                         .into(),
-                    )
+                    ),
+                    Err(OtpRefused::Exhausted) => {
+                        store
+                            .delete(&pending_key(&session.sid))
+                            .await
+                            .map_err(unavailable)?;
+                        (
+                            "error",
+                            t(
+                                english,
+                                "Đã nhập sai mã quá nhiều lần. Vui lòng yêu cầu mã mới.",
+                                "Too many wrong codes. Please ask for a new code.",
+                            )
+                            .into(),
+                        )
+                    }
+                    Err(OtpRefused::Unavailable(e)) => {
+                        tracing::warn!(error = format!("{e:#}"), "one-time code not sent");
+                        (
+                            "error",
+                            t(
+                                english,
+                                "Hiện không gửi được tin nhắn. Vui lòng thử lại sau.",
+                                "The text message could not be sent. Please try again later.",
+                            )
+                            .into(),
+                        )
+                    }
                 }
-            },
+            }
         },
         Some("verify") => {
-            let pending = pending_phone(&broker, &session.sid)
-                .await
-                .map_err(unavailable)?;
-            match pending.as_deref().map(phone::normalise) {
-                Some(Ok(new)) => match broker
+            let normalised = pending
+                .as_ref()
+                .map(|p| (phone::normalise(&p.phone), p.challenge.as_str()));
+            match normalised {
+                Some((Ok(new), challenge)) => match broker
                     .otp
                     .verify(
-                        &challenge,
+                        challenge,
                         &new,
                         form.code.as_deref().unwrap_or_default().trim(),
                         now,
@@ -440,8 +470,8 @@ async fn phone_post(
                             "error",
                             t(
                                 english,
-                                "Đã nhập sai mã quá nhiều lần.",
-                                "Too many wrong codes.",
+                                "Đã nhập sai mã quá nhiều lần. Vui lòng yêu cầu mã mới.",
+                                "Too many wrong codes. Please ask for a new code.",
                             )
                             .into(),
                         )

@@ -47,6 +47,8 @@ fn problem(status: actix_web::http::StatusCode, error: &str, description: &str) 
 struct ListQuery {
     open: Option<bool>,
     limit: Option<i64>,
+    /// The 8-character reference the failure page showed the citizen (the id's tail).
+    reference: Option<String>,
 }
 
 async fn failures_list(
@@ -55,13 +57,22 @@ async fn failures_list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, HttpError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let failures = broker
-        .provider
-        .accounts
-        .failures()
-        .failures(query.open.unwrap_or(true), limit)
-        .await
-        .map_err(unavailable)?;
+    let store = broker.provider.accounts.failures();
+    let failures = match query.reference.as_deref() {
+        Some(reference) => {
+            let valid = reference.len() == 8 && reference.bytes().all(|b| b.is_ascii_hexdigit());
+            if !valid {
+                return Ok(bad_request(
+                    "reference is the 8-character code shown on the failure page",
+                ));
+            }
+            store
+                .failures_by_reference(&reference.to_ascii_lowercase())
+                .await
+        }
+        None => store.failures(query.open.unwrap_or(true), limit).await,
+    }
+    .map_err(unavailable)?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(failures))

@@ -19,7 +19,9 @@ use crate::accounts::login::{LoginOutcome, Notice};
 use crate::accounts::phone::{self, Phone};
 use crate::accounts::UpstreamIdentity;
 use crate::crypto::{ct_eq, random_token};
-use crate::federation::pending::{cookie_name, PendingLogin, SuspendedLogin, UnknownLogin};
+use crate::federation::pending::{
+    cookie_name, PendingLogin, SuspendedLogin, UnknownLogin, Version,
+};
 use crate::oidc::error::OAuthError;
 use crate::otp::{OtpFailure, OtpRefused};
 
@@ -227,7 +229,7 @@ impl<'a> LoginFlow<'a> {
             .resume_live(interaction_id, binding_secret, now)
             .await?
         {
-            Ok(login) => login,
+            Ok((login, _)) => login,
             Err(UnknownLogin) => return Err(FlowError::UnknownLogin),
         };
         let step = match &login.steps.stage {
@@ -281,8 +283,8 @@ impl<'a> LoginFlow<'a> {
         now: i64,
     ) -> Result<Next, FlowError> {
         let id = request.interaction_id;
-        let login = match self.resume_live(id, request.binding_secret, now).await? {
-            Ok(login) => login,
+        let (login, version) = match self.resume_live(id, request.binding_secret, now).await? {
+            Ok(read) => read,
             Err(UnknownLogin) => return Err(FlowError::UnknownLogin),
         };
         let (redirect_uri, state) = (
@@ -290,10 +292,12 @@ impl<'a> LoginFlow<'a> {
             login.pending.request.state.clone(),
         );
         // An answer for the client (say `login_required`) goes back to it, not to a dead end.
-        Ok(match self.apply(request, login, input, now).await? {
-            Ok(next) => next,
-            Err(error) => self.to_client(&redirect_uri, state.as_deref(), Err(error)),
-        })
+        Ok(
+            match self.apply(request, login, version, input, now).await? {
+                Ok(next) => next,
+                Err(error) => self.to_client(&redirect_uri, state.as_deref(), Err(error)),
+            },
+        )
     }
 
     /// The suspended login, unless it is older than the longest a login may take.
@@ -302,9 +306,11 @@ impl<'a> LoginFlow<'a> {
         id: &str,
         binding_secret: Option<&str>,
         now: i64,
-    ) -> anyhow::Result<Result<SuspendedLogin, UnknownLogin>> {
+    ) -> anyhow::Result<Result<(SuspendedLogin, Version), UnknownLogin>> {
         Ok(match self.pending.resume(id, binding_secret).await? {
-            Ok(login) if now - login.pending.created_at <= MAX_LOGIN_SECS => Ok(login),
+            Ok((login, version)) if now - login.pending.created_at <= MAX_LOGIN_SECS => {
+                Ok((login, version))
+            }
             Ok(_) => Err(UnknownLogin),
             Err(e) => Err(e),
         })
@@ -314,6 +320,7 @@ impl<'a> LoginFlow<'a> {
         &self,
         request: StepRequest<'_>,
         mut login: SuspendedLogin,
+        version: Version,
         input: StepInput,
         now: i64,
     ) -> Result<Result<Next, OAuthError>, FlowError> {
@@ -356,7 +363,7 @@ impl<'a> LoginFlow<'a> {
             (Stage::EnterCode { phone, .. }, StepInput::Code(code)) => {
                 let Ok(proven) = phone::normalise(&phone) else {
                     login.steps.stage = Stage::AskPhone;
-                    self.pending.save(id, secret, &login).await?;
+                    self.pending.save(id, secret, &login, &version).await?;
                     return Ok(Ok(again));
                 };
                 match self.otp.verify(id, &proven, code.trim(), now).await {
@@ -365,10 +372,20 @@ impl<'a> LoginFlow<'a> {
                             phone: proven.e164().to_string(),
                         };
                         // Saved before the account is written: a failure from here on is
-                        // retried without a new code.
-                        self.pending.save(id, secret, &login).await?;
+                        // retried without a new code. A request that saved meanwhile (a
+                        // resend) wins, and this one shows where the login now stands.
+                        let Some(version) = self.pending.save(id, secret, &login, &version).await?
+                        else {
+                            return Ok(Ok(again));
+                        };
                         return self
-                            .with_proven_phone(login, id, secret, &proven, request.sso_secret, now)
+                            .with_proven_phone(
+                                login,
+                                (id, secret, &version),
+                                &proven,
+                                request.sso_secret,
+                                now,
+                            )
                             .await;
                     }
                     Err(OtpFailure::Wrong { attempts_left }) => {
@@ -390,7 +407,13 @@ impl<'a> LoginFlow<'a> {
                 let proven = phone::normalise(&phone)
                     .map_err(|_| anyhow::anyhow!("a stored proven phone no longer parses"))?;
                 return self
-                    .with_proven_phone(login, id, secret, &proven, request.sso_secret, now)
+                    .with_proven_phone(
+                        login,
+                        (id, secret, &version),
+                        &proven,
+                        request.sso_secret,
+                        now,
+                    )
                     .await;
             }
             (
@@ -430,7 +453,8 @@ impl<'a> LoginFlow<'a> {
             // Anything else (a stale form, a double submit) shows the current page again.
             _ => {}
         }
-        self.pending.save(id, secret, &login).await?;
+        // Lost to a request that saved or ended the login meanwhile: its outcome stands.
+        self.pending.save(id, secret, &login, &version).await?;
         Ok(Ok(again))
     }
 
@@ -490,8 +514,7 @@ impl<'a> LoginFlow<'a> {
     async fn with_proven_phone(
         &self,
         mut login: SuspendedLogin,
-        id: &str,
-        secret: &str,
+        (id, secret, version): (&str, &str, &Version),
         phone: &Phone,
         previous_secret: Option<&str>,
         now: i64,
@@ -511,7 +534,7 @@ impl<'a> LoginFlow<'a> {
                     notice,
                     account_id: Some(account.id),
                 };
-                self.pending.save(id, secret, &login).await?;
+                self.pending.save(id, secret, &login, version).await?;
                 Ok(Ok(Next::Interaction(Interaction {
                     id: id.to_string(),
                     binding: None,

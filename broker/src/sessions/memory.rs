@@ -77,6 +77,22 @@ impl SessionStore for MemoryStore {
         })
     }
 
+    async fn replace_if(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> anyhow::Result<bool> {
+        self.with(|map, now| match map.get_mut(key) {
+            Some(entry) if entry.0 > now && entry.1 == expected => {
+                *entry = (now + ttl, value.to_vec());
+                true
+            }
+            _ => false,
+        })
+    }
+
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
         self.with(|map, _| {
             map.remove(key);

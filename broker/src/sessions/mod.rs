@@ -23,6 +23,15 @@ pub trait SessionStore: Send + Sync {
     /// Atomically replaces an existing value, keeping its TTL, and returns the previous value;
     /// does nothing and returns `None` when the key is absent.
     async fn swap(&self, key: &str, value: &[u8]) -> anyhow::Result<Option<Vec<u8>>>;
+    /// Replaces the value only if it is still exactly `expected`, with a new TTL; true when
+    /// replaced. An optimistic lock: of two writers that read the same value, one wins.
+    async fn replace_if(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> anyhow::Result<bool>;
     async fn delete(&self, key: &str) -> anyhow::Result<()>;
     /// Adds one to a counter atomically and returns the new count (1 for a new key). `ttl` is
     /// set when the key is created and never extended, so a counter keyed by a time window

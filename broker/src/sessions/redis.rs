@@ -50,6 +50,18 @@ return n
     )
 });
 
+static REPLACE_IF: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+",
+    )
+});
+
 fn millis(ttl: Duration) -> u64 {
     ttl.as_millis().clamp(1, u64::MAX as u128) as u64
 }
@@ -109,6 +121,25 @@ impl SessionStore for RedisStore {
             .arg("GET")
             .query_async(&mut conn)
             .await?)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn replace_if(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> anyhow::Result<bool> {
+        let mut conn = self.conn.clone();
+        let replaced: i64 = REPLACE_IF
+            .key(self.key(key))
+            .arg(expected)
+            .arg(value)
+            .arg(millis(ttl))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(replaced == 1)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -185,6 +216,24 @@ mod tests {
         }
         counts.sort_unstable();
         assert_eq!(counts, (1..=40).collect::<Vec<u64>>());
+    }
+
+    #[tokio::test]
+    async fn replace_if_replaces_only_the_value_it_was_given_and_never_an_absent_key() {
+        let Some(store) = test_store().await else {
+            return;
+        };
+        let ttl = Duration::from_secs(60);
+        assert!(!store.replace_if("v", b"a", b"b", ttl).await.unwrap());
+        assert!(store.get("v").await.unwrap().is_none(), "no key appears");
+        store.put("v", b"a", Duration::from_secs(1)).await.unwrap();
+        assert!(!store.replace_if("v", b"x", b"b", ttl).await.unwrap());
+        assert!(store.replace_if("v", b"a", b"b", ttl).await.unwrap());
+        assert!(!store.replace_if("v", b"a", b"c", ttl).await.unwrap());
+        assert_eq!(store.get("v").await.unwrap().as_deref(), Some(&b"b"[..]));
+        let mut conn = store.conn.clone();
+        let left: i64 = conn.pttl(store.key("v")).await.unwrap();
+        assert!(left > 1_000, "the new TTL applies: {left}");
     }
 
     #[tokio::test]

@@ -47,17 +47,23 @@ impl FailureStore for Db {
         Ok(())
     }
 
-    async fn has_open_failure(&self, iss: &str, sub: &str, reason: Reason) -> anyhow::Result<bool> {
-        let row = sqlx::query(
-            "SELECT 1 AS one FROM standardisation_failures WHERE upstream_iss = $1 \
-             AND upstream_sub = $2 AND reason = $3 AND resolved_at IS NULL LIMIT 1",
-        )
+    async fn open_failure(
+        &self,
+        iss: &str,
+        sub: &str,
+        reason: Reason,
+    ) -> anyhow::Result<Option<Failure>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM standardisation_failures WHERE upstream_iss = $1 \
+             AND upstream_sub = $2 AND reason = $3 AND resolved_at IS NULL \
+             ORDER BY created_at DESC, id DESC LIMIT 1"
+        ))
         .bind(iss)
         .bind(sub)
         .bind(reason.as_str())
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.is_some())
+        row.as_ref().map(from_row).transpose()
     }
 
     async fn attach_failures(&self, iss: &str, sub: &str, account_id: &str) -> anyhow::Result<()> {
@@ -84,6 +90,17 @@ impl FailureStore for Db {
              ORDER BY created_at DESC, id LIMIT $1"
         ))
         .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    async fn failures_by_reference(&self, reference: &str) -> anyhow::Result<Vec<Failure>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM standardisation_failures WHERE id LIKE $1 \
+             ORDER BY created_at DESC, id LIMIT 20"
+        ))
+        .bind(format!("%{reference}"))
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(from_row).collect()

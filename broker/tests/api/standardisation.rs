@@ -284,6 +284,17 @@ on_both_backends!(
             .await
             .unwrap();
         assert!(english.contains("Date of birth") && english.contains("lang=\"en\""));
+        // Abandoned and tried again: the same case for support, under the same reference.
+        let again = Browser::new();
+        let back = after_vneid(&app, &again, &client, "C03").await;
+        let (_, html_again) = page(&app, &again, &back).await;
+        let reference = |h: &str| {
+            h.split("Mã tham chiếu khi liên hệ hỗ trợ: ")
+                .nth(1)
+                .map(|r| r.chars().take(8).collect::<String>())
+        };
+        assert!(reference(&html).is_some(), "{html}");
+        assert_eq!(reference(&html), reference(&html_again));
         // Recorded for support, masked.
         let failures: Value = app
             .http
@@ -297,6 +308,29 @@ on_both_backends!(
             .unwrap();
         assert_eq!(failures.as_array().map(Vec::len), Some(1), "{failures}");
         let failure = &failures[0];
+        // The support desk finds it by the reference the citizen reads out.
+        let reference = reference(&html).unwrap();
+        let found: Value = app
+            .http
+            .get(app.endpoint(&format!(
+                "/admin/standardisation-failures?reference={reference}"
+            )))
+            .bearer_auth(&app.operator_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(found[0]["id"], failure["id"], "{found}");
+        let malformed = app
+            .http
+            .get(app.endpoint("/admin/standardisation-failures?reference=%25"))
+            .bearer_auth(&app.operator_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(malformed.status(), 400, "a LIKE wildcard is no reference");
         assert_eq!(failure["reason"], "id_mismatch");
         assert_eq!(failure["fields"], serde_json::json!(["birthdate"]));
         assert_eq!(
@@ -749,6 +783,59 @@ on_both_backends!(
             Some("account:updated"),
             "{events:?}"
         );
+
+        // Five wrong codes drop the change; the next code starts afresh (it is not dead for
+        // the rest of the session), and a resend never buys more guesses.
+        let post = |fields: Vec<(&'static str, String)>| {
+            let browser = &browser;
+            let app = &app;
+            async move {
+                let response = browser
+                    .http
+                    .post(app.endpoint("/account/phone"))
+                    .form(&fields)
+                    .send()
+                    .await
+                    .unwrap();
+                response.text().await.unwrap()
+            }
+        };
+        let send = || {
+            post(vec![
+                ("csrf", csrf.clone()),
+                ("action", "send".into()),
+                ("phone", "0905000333".into()),
+            ])
+        };
+        let verify = |code: String| {
+            post(vec![
+                ("csrf", csrf.clone()),
+                ("action", "verify".into()),
+                ("code", code),
+            ])
+        };
+        send().await;
+        let right = last_code(&app, "0905000333").expect("a code to the third number");
+        let wrong: String = right
+            .chars()
+            .map(|c| if c == '9' { '0' } else { (c as u8 + 1) as char })
+            .collect();
+        for _ in 0..4 {
+            let html = verify(wrong.clone()).await;
+            assert!(html.contains("Mã xác thực không đúng"), "{html}");
+        }
+        let html = verify(wrong.clone()).await;
+        assert!(html.contains("Vui lòng yêu cầu mã mới"), "{html}");
+        let html = verify(right).await;
+        assert!(
+            html.contains("Vui lòng nhập số điện thoại mới trước"),
+            "a killed challenge's code does nothing: {html}"
+        );
+        let html = send().await;
+        assert!(html.contains("Mã xác thực đã được gửi"), "{html}");
+        let fresh = last_code(&app, "0905000333").expect("a new code after five wrong ones");
+        let html = verify(fresh).await;
+        assert!(html.contains("0905000333 (đã xác thực)"), "{html}");
     }
 );
 
