@@ -79,8 +79,14 @@ impl Db {
             .context("database migration failed")?;
         setup.close().await?;
 
+        // No ping before each acquire (sqlx's default): sqlx already pings every connection
+        // when it is released, so the one before the next use only finds a connection that
+        // broke while idle, at the price of one more round trip for every statement. Such a
+        // connection fails its statement (the request answers 503, `temporarily_unavailable`)
+        // and is closed; idle ones are closed after 10 minutes anyway.
         let mut options = AnyPoolOptions::new()
             .max_connections(max_connections)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _meta| {
