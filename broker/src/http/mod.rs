@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin;
 pub mod admin_accounts;
+pub mod admin_deliveries;
 pub mod authorize;
 pub mod callback;
 pub mod dev_sms;
