@@ -9,7 +9,7 @@ use broker::clock::Clock;
 use serde_json::{json, Value};
 
 use crate::support::browser::{Browser, Pkce};
-use crate::support::logout_rp::{verify_logout_token, LogoutRp};
+use crate::support::logout_rp::{misbehaving_rp, verify_logout_token, LogoutRp, Misbehaviour};
 use crate::support::{jwt_parts, Client, TestApp};
 use crate::{on_both_backends, on_both_backends_with};
 
@@ -90,7 +90,8 @@ async fn settled(app: &TestApp, n: usize) -> Vec<Value> {
             Instant::now() < deadline,
             "deliveries still pending: {list:?}"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Slower than the admin API's rate limit (10 requests/s).
+        tokio::time::sleep(Duration::from_millis(150)).await;
     }
 }
 
@@ -521,5 +522,83 @@ on_both_backends!(
         sids.sort();
         sids.dedup();
         assert_eq!(sids.len(), 5);
+    }
+);
+
+on_both_backends_with!(
+    redirects_are_not_followed_and_slow_receivers_hold_up_no_one,
+    |s: &mut broker::config::Settings| {
+        s.dispatch.request_timeout_secs = 2;
+        s.dispatch.max_attempts = 1;
+    },
+    |app: TestApp| async move {
+        let rp = LogoutRp::start();
+        rp.answer("moved", &[302]);
+        let moved = client_for(&app, "moved", Some(&rp.uri("moved"))).await;
+        let hang = misbehaving_rp(Misbehaviour::Hang).await;
+        let hanging = client_for(&app, "hanging", Some(&format!("{hang}/bcl"))).await;
+        let endless = misbehaving_rp(Misbehaviour::Endless).await;
+        let streaming = client_for(&app, "streaming", Some(&format!("{endless}/bcl"))).await;
+        let fine = client_for(&app, "fine", Some(&rp.uri("fine"))).await;
+        let browser = Browser::new();
+        let tokens = login(&app, &browser, &hanging, "C01").await;
+        for client in [&moved, &streaming, &fine] {
+            login(&app, &browser, client, "C01").await;
+        }
+        let started = Instant::now();
+        logout(&app, &browser, &tokens).await;
+        // The good receiver is not held up by the one that never answers.
+        rp.wait_for(2, WAIT).await;
+        assert!(!rp.received_by("fine").is_empty());
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+        let deliveries = settled(&app, 4).await;
+        let of = |client: &Client| {
+            deliveries
+                .iter()
+                .find(|d| d["target"] == client.id.as_str())
+                .map(|d| {
+                    (
+                        d["status"].clone(),
+                        d["last_http_status"].clone(),
+                        d["last_error"].clone(),
+                    )
+                })
+                .unwrap()
+        };
+        assert_eq!(of(&fine), (json!("delivered"), json!(200), Value::Null));
+        assert_eq!(
+            of(&moved),
+            (json!("failed"), json!(302), json!("unexpected status")),
+            "a redirect is a failed attempt"
+        );
+        assert!(
+            rp.received_by("redirected").is_empty(),
+            "and is never followed"
+        );
+        assert_eq!(
+            of(&hanging),
+            (json!("failed"), Value::Null, json!("timeout"))
+        );
+        // An answer that never ends is read only so far: delivered long before the timeout.
+        assert_eq!(
+            of(&streaming),
+            (json!("delivered"), json!(200), Value::Null)
+        );
+        let id = deliveries
+            .iter()
+            .find(|d| d["target"] == streaming.id.as_str())
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (_, attempts) = admin_get(&app, &format!("/admin/deliveries/{id}/attempts")).await;
+        let took = attempts[0]["duration_ms"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{attempts}"));
+        assert!(took < 1500, "the endless answer was read for {took} ms");
     }
 );

@@ -71,7 +71,12 @@ async fn receive(
         fields,
         at: Instant::now(),
     });
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+    let mut response = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+    if (300..400).contains(&status) {
+        // A redirect to another receiver of this RP, which must never be followed.
+        response.insert_header(("Location", "/bcl/redirected"));
+    }
+    response
         .insert_header(("Cache-Control", "no-store"))
         .finish()
 }
@@ -179,4 +184,42 @@ pub async fn verify_logout_token(app: &TestApp, token: &str, client_id: &str) ->
     assert_eq!(event, &serde_json::json!({}), "§2.4 events claim");
     assert!(claims.get("nonce").is_none(), "§2.4: never a nonce");
     claims
+}
+
+/// A receiver that misbehaves at the TCP level: it accepts and then either never answers
+/// (`Hang`) or answers 200 with a body that never ends (`Endless`). Returns its base URL.
+pub enum Misbehaviour {
+    Hang,
+    Endless,
+}
+
+pub async fn misbehaving_rp(how: Misbehaviour) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let endless = matches!(how, Misbehaviour::Endless);
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                let _ = socket.read(&mut buffer).await;
+                if !endless {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    return;
+                }
+                let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("{:x}\r\n{}\r\n", 1024, "x".repeat(1024));
+                while socket.write_all(chunk.as_bytes()).await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            });
+        }
+    });
+    base
 }
