@@ -191,4 +191,7 @@ pub trait DeliveryStore: Send + Sync {
     ) -> anyhow::Result<Vec<DeliveryView>>;
     /// The attempts of one delivery, in order.
     async fn attempts(&self, delivery_id: &str) -> anyhow::Result<Vec<Attempt>>;
+    /// Deletes delivered and cancelled deliveries finished before `done_before`, failed ones
+    /// finished before `failed_before`, with their attempts. Returns how many deliveries.
+    async fn purge_finished(&self, done_before: i64, failed_before: i64) -> anyhow::Result<u64>;
 }

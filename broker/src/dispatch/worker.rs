@@ -17,6 +17,11 @@ use crate::crypto::{random_bytes, random_token};
 
 /// Events read per fan-out transaction.
 const FAN_OUT_BATCH: i64 = 100;
+/// How often finished deliveries are purged, and how long they are kept: a week for delivered
+/// and cancelled ones, a month for failed ones (operators look at those).
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+const KEEP_DONE_SECS: i64 = 7 * 86_400;
+const KEEP_FAILED_SECS: i64 = 30 * 86_400;
 
 /// How the dispatcher paces itself.
 #[derive(Clone, Copy, Debug)]
@@ -83,7 +88,12 @@ impl Dispatcher {
 
     async fn run(self: Arc<Self>) {
         let mut in_flight: JoinSet<()> = JoinSet::new();
+        let mut purged_at = Instant::now();
         loop {
+            if purged_at.elapsed() >= PURGE_EVERY {
+                purged_at = Instant::now();
+                self.purge().await;
+            }
             if let Err(e) = self.fan_out().await {
                 tracing::error!(error = format!("{e:#}"), "dispatch: fan-out failed");
             }
@@ -104,6 +114,19 @@ impl Dispatcher {
                 _ = tokio::time::sleep(self.plan.poll) => {}
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             }
+        }
+    }
+
+    async fn purge(&self) {
+        let now = self.clock.now();
+        match self
+            .store
+            .purge_finished(now - KEEP_DONE_SECS, now - KEEP_FAILED_SECS)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deliveries = n, "dispatch: purged finished deliveries"),
+            Err(e) => tracing::error!(error = format!("{e:#}"), "dispatch: purge failed"),
         }
     }
 

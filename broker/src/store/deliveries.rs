@@ -216,6 +216,28 @@ impl DeliveryStore for Db {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
+    async fn purge_finished(&self, done_before: i64, failed_before: i64) -> anyhow::Result<u64> {
+        const FINISHED: &str = "(status IN ('delivered', 'cancelled') AND finished_at < $1) \
+                                OR (status = 'failed' AND finished_at < $2)";
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(&format!(
+            "DELETE FROM delivery_attempts WHERE delivery_id IN \
+             (SELECT id FROM deliveries WHERE {FINISHED})"
+        ))
+        .bind(done_before)
+        .bind(failed_before)
+        .execute(&mut *tx)
+        .await?;
+        let deleted = sqlx::query(&format!("DELETE FROM deliveries WHERE {FINISHED}"))
+            .bind(done_before)
+            .bind(failed_before)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn attempts(&self, delivery_id: &str) -> anyhow::Result<Vec<Attempt>> {
         let rows = sqlx::query(
             "SELECT at, outcome, http_status, error, duration_ms FROM delivery_attempts \

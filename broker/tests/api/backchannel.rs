@@ -475,6 +475,15 @@ on_both_backends_with!(
             "once"
         );
         assert_eq!(store.attempts(&fresh.id).await.unwrap().len(), 1);
+        // Finished deliveries are purged with their attempts; pending ones never.
+        assert_eq!(
+            store.purge_finished(later, later).await.unwrap(),
+            0,
+            "not yet old"
+        );
+        assert_eq!(store.purge_finished(later + 1, 0).await.unwrap(), 1);
+        assert!(store.attempts(&fresh.id).await.unwrap().is_empty());
+        assert_eq!(store.list(None, 100).await.unwrap().len(), 29);
     }
 );
 
