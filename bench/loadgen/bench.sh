@@ -5,6 +5,7 @@
 #   bash bench/loadgen/bench.sh sqlite   [duration] [concurrency]
 #   bash bench/loadgen/bench.sh postgres [duration] [concurrency]   # PostgreSQL + Redis on loopback
 #   bash bench/loadgen/bench.sh postgres 10 32 linking   # the plain login and each linking branch
+#   bash bench/loadgen/bench.sh postgres 10 8 backchannel-logout   # logout → logout token latency
 # The fourth argument is loadgen's --scenario (default: all).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -60,7 +61,8 @@ env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" import legacy-a
   > "$WORK/import.log" 2>&1 || [ $? -eq 3 ] || { cat "$WORK/import.log"; exit 1; }
 # The linking scenarios' fresh identities (loadgen's scenarios/first_login.rs ranges): records
 # with the ID number, records with only the phone; the new citizens' numbers have none.
-if [ "$SCENARIO" != all ] && [ "$SCENARIO" != client-credentials ] && [ "$SCENARIO" != refresh ]; then
+case "$SCENARIO" in all|client-credentials|refresh|backchannel-logout) synthetic=no ;; *) synthetic=yes ;; esac
+if [ "$synthetic" = yes ]; then
   for spec in id:0-20000 phone:200000-220000; do
     env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --emit-legacy "$spec" > "$WORK/legacy.csv"
     env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" import legacy-accounts "$WORK/legacy.csv" \

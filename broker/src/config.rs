@@ -42,6 +42,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub sms: SmsSettings,
     pub otp: OtpSettings,
+    pub dispatch: DispatchSettings,
 }
 
 impl Default for Settings {
@@ -63,6 +64,7 @@ impl Default for Settings {
             rate_limit: RateLimitSettings::default(),
             sms: SmsSettings::default(),
             otp: OtpSettings::default(),
+            dispatch: DispatchSettings::default(),
         }
     }
 }
@@ -290,6 +292,58 @@ pub struct LoginSettings {
     pub require_pushed_authorization_requests: bool,
 }
 
+/// The dispatcher of outbox events (back-channel logout today): where it may connect, how it
+/// retries. See `dispatch::address` for the addresses refused.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchSettings {
+    /// Run the dispatcher on this instance (any number of instances may).
+    pub enabled: bool,
+    /// CIDRs that deliveries may reach although they are private (the province's intranet),
+    /// e.g. `["10.20.0.0/16"]`.
+    pub allow_networks: Vec<String>,
+    /// Loopback receivers (and plain http to them); unset: only in development.
+    pub allow_loopback: Option<bool>,
+    /// How often to look for events of other instances and for due retries, milliseconds.
+    pub poll_interval_ms: u64,
+    /// Deliveries in flight at once per instance.
+    pub concurrency: usize,
+    /// Attempts before a delivery is marked failed.
+    pub max_attempts: i64,
+    /// A delivery older than this is marked failed at its next failure, seconds.
+    pub max_age_secs: i64,
+    /// The longest wait between two attempts, seconds.
+    pub max_backoff_secs: i64,
+    pub connect_timeout_secs: u64,
+    /// The whole request, answer included.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow_networks: Vec::new(),
+            allow_loopback: None,
+            poll_interval_ms: 1000,
+            concurrency: 16,
+            max_attempts: 10,
+            max_age_secs: 24 * 3600,
+            max_backoff_secs: 600,
+            connect_timeout_secs: 3,
+            request_timeout_secs: 10,
+        }
+    }
+}
+
+impl DispatchSettings {
+    /// Whether loopback receivers are allowed in `environment`.
+    pub fn loopback_allowed(&self, environment: Environment) -> bool {
+        self.allow_loopback
+            .unwrap_or(environment == Environment::Development)
+    }
+}
+
 /// Environment variables with the `BROKER_` prefix that are not settings, and are known so.
 const NOT_SETTINGS: &[&str] = &["log", "test_database_url", "test_redis_url", "config"];
 
@@ -382,6 +436,16 @@ impl Settings {
         );
         self.sms.validate(self.environment)?;
         self.otp.validate()?;
+        crate::dispatch::address::AddressPolicy::new(
+            self.dispatch.loopback_allowed(self.environment),
+            &self.dispatch.allow_networks,
+        )?;
+        anyhow::ensure!(
+            self.dispatch.concurrency > 0
+                && self.dispatch.max_attempts > 0
+                && self.dispatch.request_timeout_secs > 0,
+            "dispatch.concurrency, max_attempts and request_timeout_secs must be positive"
+        );
         Ok(())
     }
 

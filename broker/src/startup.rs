@@ -16,11 +16,16 @@ use crate::clients::ClientDirectory;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{KeyStoreKind, RateLimitSettings, SessionBackend, Settings};
 use crate::crypto::MasterKey;
+use crate::dispatch::address::AddressPolicy;
+use crate::dispatch::backoff::Backoff;
+use crate::dispatch::outbound::{Outbound, Timeouts};
+use crate::dispatch::{DispatchPlan, Dispatcher};
 use crate::federation::pending::PendingLogins;
 use crate::federation::upstream::Upstream;
 use crate::http::{Broker, Readiness};
 use crate::jobs;
 use crate::oidc::acr::AcrPolicy;
+use crate::oidc::backchannel_logout::BackchannelLogout;
 use crate::oidc::codes::Codes;
 use crate::oidc::par::PushedRequests;
 use crate::oidc::{Provider, TokenLifetimes};
@@ -28,6 +33,7 @@ use crate::operators::Operators;
 use crate::otp::settings::GatewayKind;
 use crate::otp::Otp;
 use crate::secret::{read_secret, Secret};
+use crate::session_end::SessionEnds;
 use crate::sessions::ended::EndedSessions;
 use crate::sessions::memory::MemoryStore;
 use crate::sessions::redis::RedisStore;
@@ -198,7 +204,12 @@ impl Application {
             clock: clock.clone(),
             pushed: PushedRequests::new(sessions.clone()),
             require_pushed_requests: settings.login.require_pushed_authorization_requests,
+            session_ends: SessionEnds::new(Arc::new(db.clone()), Arc::new(db.clone())),
+            transactions: Arc::new(db.clone()),
         };
+        if settings.dispatch.enabled {
+            dispatcher(&settings, &db, &provider, clock.clone())?.spawn();
+        }
         let limits = crate::http::limits::Limits::new(&settings.rate_limit)?;
         limits.spawn_cleanup();
         let budget = LoginBudget::new(
@@ -240,6 +251,7 @@ impl Application {
                 production: settings.environment == crate::config::Environment::Production,
             },
             operators: operators(&db, master.clone()),
+            deliveries: Arc::new(db.clone()),
             admin_token: admin_token(&settings)?,
             auto_redirect: settings.login.auto_redirect,
             secure_cookies: settings.issuer.scheme() == "https",
@@ -317,6 +329,45 @@ fn tls_config(
     Ok(rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key)?)
+}
+
+/// The dispatcher of outbox events with its routes (back-channel logout), woken by this
+/// instance's outbox commits. Tests build a second one on the same database this way.
+pub fn dispatcher(
+    settings: &Settings,
+    db: &Db,
+    provider: &Provider,
+    clock: SharedClock,
+) -> anyhow::Result<Dispatcher> {
+    let d = &settings.dispatch;
+    let policy = AddressPolicy::new(d.loopback_allowed(settings.environment), &d.allow_networks)?;
+    let outbound = Outbound::new(
+        policy,
+        Timeouts {
+            connect: Duration::from_secs(d.connect_timeout_secs.max(1)),
+            total: Duration::from_secs(d.request_timeout_secs.max(1)),
+        },
+    )?;
+    let plan = DispatchPlan {
+        poll: Duration::from_millis(d.poll_interval_ms.max(10)),
+        concurrency: d.concurrency.max(1),
+        // A claim outlives the longest request by a margin.
+        lease_secs: d.request_timeout_secs as i64 + d.connect_timeout_secs as i64 + 30,
+        backoff: Backoff {
+            max_attempts: d.max_attempts,
+            max_age_secs: d.max_age_secs,
+            cap_secs: d.max_backoff_secs.max(1),
+            ..Backoff::default()
+        },
+    };
+    Ok(Dispatcher::new(
+        Arc::new(db.clone()),
+        outbound,
+        clock,
+        plan,
+        db.outbox_signal(),
+    )
+    .with_route(Arc::new(BackchannelLogout::of(provider))))
 }
 
 pub fn rotation_timings(settings: &Settings) -> RotationTimings {

@@ -5,29 +5,50 @@
 //!
 //! Begin with a write: on SQLite a transaction that reads first and writes later can fail at
 //! once with "database is locked" when another connection wrote in between.
+//!
+//! A store may ask to be told when the transaction commits (`notify_on_commit`): the outbox
+//! wakes this instance's dispatcher that way, after the commit, when the event is visible to
+//! it, and not before (a dispatcher woken before the commit would find nothing and sleep).
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::Notify;
 
 /// One SQL transaction (SQLite or PostgreSQL through sqlx's `Any` driver).
-pub struct Transaction(sqlx::Transaction<'static, sqlx::Any>);
+pub struct Transaction {
+    inner: sqlx::Transaction<'static, sqlx::Any>,
+    on_commit: Option<Arc<Notify>>,
+}
 
 impl Transaction {
     pub(crate) fn new(inner: sqlx::Transaction<'static, sqlx::Any>) -> Self {
-        Self(inner)
+        Self {
+            inner,
+            on_commit: None,
+        }
     }
 
     /// The connection the stores execute on.
     pub(crate) fn connection(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.0
+        &mut self.inner
+    }
+
+    /// Wakes `signal` once this transaction has committed (nothing on rollback).
+    pub(crate) fn notify_on_commit(&mut self, signal: Arc<Notify>) {
+        self.on_commit = Some(signal);
     }
 
     pub async fn commit(self) -> anyhow::Result<()> {
-        self.0.commit().await?;
+        self.inner.commit().await?;
+        if let Some(signal) = self.on_commit {
+            signal.notify_one();
+        }
         Ok(())
     }
 
     pub async fn rollback(self) -> anyhow::Result<()> {
-        self.0.rollback().await?;
+        self.inner.rollback().await?;
         Ok(())
     }
 }

@@ -97,6 +97,10 @@ pub enum Scenario {
     /// The plain login and the three first-login branches, one after the other (the synthetic
     /// legacy records must be imported first: see bench.sh).
     Linking,
+    /// Back-channel logout: from an RP-initiated logout to the logout token at the RP's
+    /// endpoint, which the driver serves on loopback (the broker must allow loopback receivers,
+    /// as development does). Not part of `all`.
+    BackchannelLogout,
     All,
 }
 
@@ -128,6 +132,7 @@ impl Scenario {
             Scenario::LoginNewCitizen => "login-new-citizen",
             Scenario::LoginPhoneLink => "login-phone-link",
             Scenario::Linking => "linking",
+            Scenario::BackchannelLogout => "backchannel-logout",
             Scenario::All => "all",
         }
     }

@@ -40,6 +40,8 @@ pub fn build_client(request_timeout: Duration, pool: usize) -> anyhow::Result<re
 pub struct Walked {
     pub back: Url,
     pub step_pages: usize,
+    /// The `Cookie` header this browser would now send to the broker (its SSO session).
+    pub cookie: Option<reqwest::header::HeaderValue>,
 }
 
 /// Walks from the broker's `/authorize` URL to the redirect back to the relying party. Without
@@ -52,6 +54,7 @@ pub async fn walk_login(
     answers: Option<&Answers<'_>>,
 ) -> Result<Walked, Failure> {
     let broker_origin = authorize.origin();
+    let broker_url = authorize.clone();
     let mut jar = CookieJar::default();
     let mut url = authorize;
     // A form to post to `url` instead of getting it (a step page posts back to itself).
@@ -62,6 +65,7 @@ pub async fn walk_login(
             return Ok(Walked {
                 back: url,
                 step_pages,
+                cookie: jar.header_for(&broker_url),
             });
         }
         let method = if form.is_some() { "POST" } else { "GET" };

@@ -30,6 +30,7 @@ pub struct Broker {
 /// What a successful code or refresh exchange yields that the driver needs later.
 pub struct Tokens {
     pub refresh_token: Option<String>,
+    pub id_token: String,
 }
 
 /// Per-login secrets the relying party keeps until the code comes back.
@@ -113,7 +114,10 @@ impl Broker {
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
             .map(str::to_owned);
-        Ok(Tokens { refresh_token })
+        Ok(Tokens {
+            refresh_token,
+            id_token: id_token.to_owned(),
+        })
     }
 
     async fn token_request(&self, step: &str, form: &[(&str, &str)]) -> Result<Value, Failure> {

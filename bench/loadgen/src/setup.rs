@@ -24,7 +24,7 @@ pub async fn connect(http: reqwest::Client, args: &Args) -> anyhow::Result<Broke
                 .as_deref()
                 .context("no admin token to register a client")?;
             let operator = operator_token(&http, &args.issuer, token).await?;
-            register_client(&http, &args.issuer, &operator, &args.scope).await?
+            register_client(&http, &args.issuer, &operator, &args.scope, None).await?
         }
     };
     Ok(Broker {
@@ -80,7 +80,7 @@ fn endpoint(doc: &Value, field: &str) -> anyhow::Result<Url> {
 
 /// A fresh operator's token: the broker's bootstrap token may only create operators, and an
 /// operator's token may too, so either kind of admin token works here.
-async fn operator_token(
+pub async fn operator_token(
     http: &reqwest::Client,
     issuer: &Url,
     admin_token: &str,
@@ -116,14 +116,16 @@ async fn operator_token(
         .with_context(|| format!("POST {url}: response lacks the token"))
 }
 
-async fn register_client(
+/// Registers the load-test client, with a back-channel logout URI when given.
+pub async fn register_client(
     http: &reqwest::Client,
     issuer: &Url,
     admin_token: &str,
     scope: &str,
+    backchannel_logout_uri: Option<&str>,
 ) -> anyhow::Result<(String, String)> {
     let url = issuer_url(issuer, "admin/clients")?;
-    let metadata = json!({
+    let mut metadata = json!({
         "client_name": "loadgen",
         "redirect_uris": [REDIRECT_URI],
         "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
@@ -131,6 +133,9 @@ async fn register_client(
         "token_endpoint_auth_method": "client_secret_basic",
         "scope": scope,
     });
+    if let Some(uri) = backchannel_logout_uri {
+        metadata["backchannel_logout_uri"] = json!(uri);
+    }
     let response = http
         .post(url.clone())
         .bearer_auth(admin_token)
@@ -157,7 +162,7 @@ async fn register_client(
 }
 
 /// RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined and base64-encoded.
-fn basic_auth(id: &str, secret: &str) -> anyhow::Result<HeaderValue> {
+pub fn basic_auth(id: &str, secret: &str) -> anyhow::Result<HeaderValue> {
     let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let credentials = STANDARD.encode(format!("{}:{}", encode(id), encode(secret)));
     let mut value = HeaderValue::from_str(&format!("Basic {credentials}"))

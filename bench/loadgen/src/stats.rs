@@ -162,7 +162,7 @@ impl Report {
         if r.unmeasured > 0 {
             let _ = write!(
                 out,
-                "\n    {} unmeasured re-login(s) after broken refresh chains (not in ops/s)",
+                "\n    {} unmeasured login(s) (a refresh chain restarted, or the session a logout ends; not in ops/s)",
                 r.unmeasured
             );
         }

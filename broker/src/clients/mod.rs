@@ -107,6 +107,13 @@ pub struct ClientMetadata {
     /// RFC 9126 §6: authorization requests only through `/par`.
     #[serde(default)]
     pub require_pushed_authorization_requests: bool,
+    /// OpenID Connect Back-Channel Logout 1.0 §2.2: where logout tokens are POSTed when a
+    /// session this client had a part in ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
+    /// §2.2: the client needs `sid` in logout tokens (the broker always sends it).
+    #[serde(default)]
+    pub backchannel_logout_session_required: bool,
 }
 
 fn default_id_token_alg() -> Alg {

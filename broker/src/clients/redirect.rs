@@ -128,6 +128,8 @@ mod tests {
             disabled: false,
             legacy_source: None,
             require_pushed_authorization_requests: false,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
         }
     }
 

@@ -55,6 +55,12 @@ pub struct ClientRequest {
     /// RFC 9126 §6: the client's authorization requests must come through `/par`.
     #[serde(default)]
     pub require_pushed_authorization_requests: bool,
+    /// Back-Channel Logout 1.0 §2.2: https (plain http to a loopback host in development
+    /// only), no fragment.
+    pub backchannel_logout_uri: Option<String>,
+    /// §2.2: `sid` must be in the logout token (it always is); needs a `backchannel_logout_uri`.
+    #[serde(default)]
+    pub backchannel_logout_session_required: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +191,13 @@ pub fn validate(
             ));
         }
     }
+    if let Some(uri) = &req.backchannel_logout_uri {
+        check_backchannel_logout_uri(uri, production)?;
+    } else if req.backchannel_logout_session_required {
+        return Err(meta_err(
+            "backchannel_logout_session_required needs a backchannel_logout_uri",
+        ));
+    }
     if let Some(source) = &req.legacy_source {
         if !valid_legacy_source(source) {
             return Err(meta_err(
@@ -216,7 +229,34 @@ pub fn validate(
         disabled: req.disabled,
         legacy_source: req.legacy_source.clone(),
         require_pushed_authorization_requests: req.require_pushed_authorization_requests,
+        backchannel_logout_uri: req.backchannel_logout_uri.clone(),
+        backchannel_logout_session_required: req.backchannel_logout_session_required,
     })
+}
+
+/// Back-Channel Logout 1.0 §2.2: an absolute https URI without fragment (a query is allowed).
+/// Plain http only to a loopback host outside production. Where it may point is checked again
+/// at every delivery (`dispatch::address`), when the name is resolved.
+fn check_backchannel_logout_uri(uri: &str, production: bool) -> Result<(), RegistrationError> {
+    let refuse = |why: &str| Err(meta_err(&format!("backchannel_logout_uri {why}")));
+    if check_uri(uri).is_err() {
+        return refuse("must be an absolute URI of RFC 3986 characters");
+    }
+    let Ok(url) = url::Url::parse(uri) else {
+        return refuse("must be an absolute URI");
+    };
+    if url.fragment().is_some() || uri.contains('#') {
+        return refuse("must not have a fragment");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return refuse("must not carry credentials");
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if !production && crate::config::is_loopback(&url) => Ok(()),
+        "http" if !production => refuse("must be https (plain http only to a loopback host)"),
+        _ => refuse("must be https"),
+    }
 }
 
 /// A legacy source code names where imported accounts come from (`hue-s`, `dvc-hue`).
@@ -435,5 +475,66 @@ impl Registrar {
         } else {
             Err(RegistrationError::NotFound)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_backchannel(uri: &str) -> ClientRequest {
+        ClientRequest {
+            redirect_uris: vec!["https://rp.example/cb".into()],
+            backchannel_logout_uri: Some(uri.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn backchannel_logout_uri_rules() {
+        let issuer = "https://broker.example";
+        for (uri, production) in [
+            ("https://rp.example/logout", true),
+            ("https://rp.example/logout?tenant=hue", true),
+            ("http://127.0.0.1:8080/logout", false),
+            ("http://localhost/logout", false),
+        ] {
+            let metadata = validate(&with_backchannel(uri), issuer, production).unwrap();
+            assert_eq!(metadata.backchannel_logout_uri.as_deref(), Some(uri));
+        }
+        for (uri, production) in [
+            ("http://rp.example/logout", true),
+            ("http://rp.example/logout", false),
+            ("http://127.0.0.1/logout", true),
+            ("https://rp.example/logout#frag", true),
+            ("https://rp.example/logout#", false),
+            ("https://user:pw@rp.example/logout", true),
+            ("ftp://rp.example/logout", false),
+            ("/logout", false),
+            ("https:///logout", false),
+            ("https://rp.example/log out", false),
+        ] {
+            let refused = validate(&with_backchannel(uri), issuer, production);
+            assert!(
+                matches!(refused, Err(RegistrationError::Metadata(_))),
+                "{uri} (production: {production}) must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn session_required_needs_a_uri() {
+        let req = ClientRequest {
+            redirect_uris: vec!["https://rp.example/cb".into()],
+            backchannel_logout_session_required: true,
+            ..Default::default()
+        };
+        assert!(validate(&req, "https://broker.example", true).is_err());
+        let req = ClientRequest {
+            backchannel_logout_uri: Some("https://rp.example/logout".into()),
+            ..req
+        };
+        let metadata = validate(&req, "https://broker.example", true).unwrap();
+        assert!(metadata.backchannel_logout_session_required);
     }
 }

@@ -1,9 +1,9 @@
 //! Account events for the systems that depend on the broker. Each change writes its event into
 //! the outbox in the same transaction as the change itself, so that no committed change lacks
 //! its event and no event describes a change that rolled back. Events are numbered per subject
-//! (`seq`), so a subscriber can apply them in order and notice a gap. Delivery (a dispatcher
-//! building one Security Event Token per subscriber, RFC 8417) reads the outbox; it is not
-//! built yet. SQL in `store/events.rs`.
+//! (`seq`), so a subscriber can apply them in order and notice a gap. The dispatcher
+//! (`crate::dispatch`) reads the outbox and asks its routes what each event delivers (today:
+//! back-channel logout tokens for `session:ended`). SQL in `store/events.rs`.
 
 use async_trait::async_trait;
 
@@ -15,6 +15,8 @@ pub mod types {
     pub const ACCOUNT_LINKED: &str = "urn:vn:hue:broker:event:account:linked";
     pub const ACCOUNT_UNLINKED: &str = "urn:vn:hue:broker:event:account:unlinked";
     pub const ACCOUNT_UPDATED: &str = "urn:vn:hue:broker:event:account:updated";
+    /// A broker session ended (logout, eviction, an administrator); payload `{sid, reason}`.
+    pub const SESSION_ENDED: &str = "urn:vn:hue:broker:event:session:ended";
 }
 
 /// One event as written.

@@ -1,5 +1,6 @@
-//! The admin API of standardisation, for support staff: the failures to review, and the legacy
-//! records of an account, linked and unlinked by hand. Every change names its operator.
+//! The admin API of standardisation and sessions, for support staff: the failures to review,
+//! the legacy records of an account, linked and unlinked by hand, and ending one of an
+//! account's sessions. Every change names its operator.
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -8,6 +9,7 @@ use super::admin::Operator;
 use super::errors::HttpError;
 use super::Broker;
 use crate::accounts::login::AdminChange;
+use crate::login::logout::{end_session_by_operator, AdminEnd};
 
 /// Routes inside the `/admin` scope (`http::admin`), which rate-limits them.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -22,7 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/links", web::get().to(links_list))
             .route("/links", web::post().to(link_create))
             .route("/links/{source}/{legacy_id}", web::delete().to(link_delete))
-            .route("/events", web::get().to(events_list)),
+            .route("/events", web::get().to(events_list))
+            .route("/sessions/{sid}", web::delete().to(session_delete)),
     );
 }
 
@@ -269,4 +272,38 @@ async fn events_list(
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(events))
+}
+
+/// Ends one session of an account: its grants revoked, its RPs told by back-channel logout.
+async fn session_delete(
+    broker: web::Data<Broker>,
+    operator: Operator,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, HttpError> {
+    let (account_id, sid) = path.into_inner();
+    if account_id.len() > 255 || sid.len() > 255 {
+        return Ok(bad_request("account id and sid: at most 255 characters"));
+    }
+    let p = &broker.provider;
+    let outcome = end_session_by_operator(
+        p,
+        &*broker.registrar.audit,
+        &account_id,
+        &sid,
+        &operator.name,
+        p.now(),
+    )
+    .await
+    .map_err(unavailable)?;
+    Ok(match outcome {
+        AdminEnd::Ended => {
+            tracing::info!(operator = %operator.name, "session ended by an operator");
+            HttpResponse::NoContent().finish()
+        }
+        AdminEnd::NotFound => problem(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "not_found",
+            "no such session of this account",
+        ),
+    })
 }

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin;
 pub mod admin_accounts;
+pub mod admin_deliveries;
 pub mod authorize;
 pub mod callback;
 pub mod dev_sms;
@@ -48,6 +49,8 @@ pub struct Broker {
     pub registrar: Registrar,
     /// The operators of the admin API and their tokens.
     pub operators: crate::operators::Operators,
+    /// The dispatcher's deliveries, for the admin API.
+    pub deliveries: Arc<dyn crate::dispatch::DeliveryStore>,
     /// The bootstrap admin token: it may only create and list operators.
     pub admin_token: Option<Secret>,
     pub auto_redirect: bool,

@@ -36,7 +36,8 @@ pub fn metadata(p: &Provider) -> Value {
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
-        "backchannel_logout_supported": false,
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "ui_locales_supported": ["vi", "en"],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
     })

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod acr;
 pub mod authorize;
+pub mod backchannel_logout;
 pub mod codes;
 pub mod discovery;
 pub mod error;
@@ -24,10 +25,12 @@ use crate::clients::auth::ClientAuthenticator;
 use crate::clients::ClientDirectory;
 use crate::clock::SharedClock;
 use crate::scope::Scope;
+use crate::session_end::SessionEnds;
 use crate::sessions::ended::EndedSessions;
 use crate::sessions::sso::SsoSessions;
 use crate::tokens::refresh_families::{GrantStore, RefreshTokens};
 use crate::tokens::TokenSigner;
+use crate::transaction::Transactions;
 use acr::AcrPolicy;
 use codes::Codes;
 
@@ -52,6 +55,9 @@ pub struct Provider {
     pub pushed: par::PushedRequests,
     /// Authorization requests only through `/par`, for every client.
     pub require_pushed_requests: bool,
+    /// Ends sessions in SQL with their `session:ended` event (`crate::session_end`).
+    pub session_ends: SessionEnds,
+    pub transactions: Arc<dyn Transactions>,
 }
 
 /// How long what the provider issues stays valid, in seconds.

@@ -1,6 +1,8 @@
 //! `Outbox` in SQL. The per-subject number comes from an upsert on `event_subjects`, whose row
-//! lock orders two transactions writing events of one subject.
+//! lock orders two transactions writing events of one subject. An append wakes this instance's
+//! dispatcher when its transaction commits.
 
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::Db;
@@ -30,6 +32,7 @@ impl Outbox for Db {
         .bind(event.at)
         .execute(tx.connection())
         .await?;
+        tx.notify_on_commit(self.outbox_signal());
         Ok(seq)
     }
 
@@ -41,18 +44,19 @@ impl Outbox for Db {
         .bind(subject)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                let payload: String = row.try_get("payload")?;
-                Ok(StoredEvent {
-                    id: row.try_get("id")?,
-                    subject: row.try_get("subject")?,
-                    seq: row.try_get("seq")?,
-                    event_type: row.try_get("event_type")?,
-                    payload: serde_json::from_str(&payload)?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(event_from_row).collect()
     }
+}
+
+/// An outbox row (columns id, subject, seq, event_type, payload, created_at).
+pub(super) fn event_from_row(row: &AnyRow) -> anyhow::Result<StoredEvent> {
+    let payload: String = row.try_get("payload")?;
+    Ok(StoredEvent {
+        id: row.try_get("id")?,
+        subject: row.try_get("subject")?,
+        seq: row.try_get("seq")?,
+        event_type: row.try_get("event_type")?,
+        payload: serde_json::from_str(&payload)?,
+        created_at: row.try_get("created_at")?,
+    })
 }

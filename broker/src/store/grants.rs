@@ -6,6 +6,7 @@ use sqlx::Row;
 use super::{opt_text, Db};
 use crate::scope::Scope;
 use crate::tokens::refresh_families::{GrantRecord, GrantStore, RotateOutcome};
+use crate::transaction::Transaction;
 
 const GRANT_COLUMNS: &str =
     "id, client_id, account_id, sid, scope, resource, acr, auth_time, amr, created_at, revoked_at, \
@@ -162,6 +163,30 @@ impl GrantStore for Db {
             .execute(self.pool())
             .await?;
         Ok(result.rows_affected())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn revoke_session_in(
+        &self,
+        tx: &mut Transaction,
+        sid: &str,
+        reason: &str,
+        now: i64,
+    ) -> anyhow::Result<u64> {
+        let result = sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE sid = $3 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(reason)
+            .bind(sid)
+            .execute(tx.connection())
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn grants_of_session(&self, sid: &str) -> anyhow::Result<Vec<GrantRecord>> {
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE sid = $1 ORDER BY created_at");
+        let rows = sqlx::query(&sql).bind(sid).fetch_all(self.pool()).await?;
+        rows.iter().map(grant_from_row).collect()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

@@ -8,6 +8,7 @@
 mod accounts;
 mod audit;
 mod clients;
+mod deliveries;
 mod events;
 mod failures;
 mod grants;
@@ -15,12 +16,14 @@ mod keys;
 mod legacy;
 mod operators;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use tokio::sync::Notify;
 
 use crate::transaction::{Transaction, Transactions};
 
@@ -37,6 +40,9 @@ pub enum Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// Woken after each commit that appended to the outbox (this instance's dispatcher waits on
+    /// it; other instances' events are found by polling).
+    outbox_signal: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Db {
@@ -105,11 +111,29 @@ impl Db {
             .connect(url)
             .await
             .context("cannot connect to the database")?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            outbox_signal: Arc::new(Notify::new()),
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The row-locking clause of a queue read: PostgreSQL skips the rows another instance is
+    /// claiming instead of waiting for them; SQLite has one writer at a time and no such clause.
+    pub(crate) fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
+    }
+
+    /// Notified after every commit that wrote an outbox event through this `Db` (or a clone).
+    pub fn outbox_signal(&self) -> Arc<Notify> {
+        self.outbox_signal.clone()
     }
 }
 

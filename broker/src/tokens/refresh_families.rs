@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use crate::crypto::{ct_eq, MasterKey};
 use crate::scope::Scope;
+use crate::transaction::Transaction;
 
 #[derive(Clone, Debug)]
 pub struct GrantRecord {
@@ -117,6 +118,16 @@ pub trait GrantStore: Send + Sync {
     async fn purge_expired(&self, now: i64) -> anyhow::Result<u64>;
     /// Revokes every live grant of a browser session (logout). Returns how many.
     async fn revoke_session(&self, sid: &str, reason: &str, now: i64) -> anyhow::Result<u64>;
+    /// The same within the caller's transaction (with the session's `session:ended` event).
+    async fn revoke_session_in(
+        &self,
+        tx: &mut Transaction,
+        sid: &str,
+        reason: &str,
+        now: i64,
+    ) -> anyhow::Result<u64>;
+    /// Every grant issued under a session, revoked or not: who had a part in it.
+    async fn grants_of_session(&self, sid: &str) -> anyhow::Result<Vec<GrantRecord>>;
     /// The live (not revoked) grants of a client.
     async fn live_grants_of_client(&self, client_id: &str) -> anyhow::Result<Vec<GrantRecord>>;
     /// Revokes every live grant of a client (the client is being deleted). Returns how many.

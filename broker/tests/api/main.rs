@@ -8,6 +8,7 @@ mod support;
 
 mod admin;
 mod authorize;
+mod backchannel;
 mod cli;
 mod client_changes;
 mod federation;

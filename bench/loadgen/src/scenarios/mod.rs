@@ -1,6 +1,7 @@
 //! Runs scenarios: a fixed set of virtual users loop on one operation until the measured window ends
 //! (or the operation budget runs out), after a warm-up that is not counted.
 
+mod backchannel_logout;
 mod client_credentials;
 mod first_login;
 mod login;
@@ -85,6 +86,7 @@ pub async fn run_all(
             Scenario::LoginLinkId | Scenario::LoginNewCitizen | Scenario::LoginPhoneLink => {
                 first_login::run(scenario, args, &broker, &probe).await
             }
+            Scenario::BackchannelLogout => backchannel_logout::run(args, &broker, &probe).await,
             Scenario::Linking | Scenario::All => continue,
         }
         .with_context(|| format!("scenario {}", scenario.name()))?;

@@ -1,0 +1,251 @@
+//! The dispatcher's loop: fan out new events, claim due deliveries, send them (several at once,
+//! so one slow receiver delays no other), record each attempt. It wakes on this instance's
+//! outbox commits, on a finished send, and every `poll` for other instances' events and for
+//! retries falling due.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use super::backoff::Backoff;
+use super::outbound::Outbound;
+use super::{After, Attempt, Delivery, DeliveryStatus, DeliveryStore, Planned, Prepared, Route};
+use crate::clock::SharedClock;
+use crate::crypto::{random_bytes, random_token};
+
+/// Events read per fan-out transaction.
+const FAN_OUT_BATCH: i64 = 100;
+/// How often finished deliveries are purged, and how long they are kept: a week for delivered
+/// and cancelled ones, a month for failed ones (operators look at those).
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+const KEEP_DONE_SECS: i64 = 7 * 86_400;
+const KEEP_FAILED_SECS: i64 = 30 * 86_400;
+
+/// How the dispatcher paces itself.
+#[derive(Clone, Copy, Debug)]
+pub struct DispatchPlan {
+    /// How often to look for other instances' events and due retries.
+    pub poll: Duration,
+    /// Deliveries in flight at once on this instance.
+    pub concurrency: usize,
+    /// How long a claim holds a delivery (longer than a request may take).
+    pub lease_secs: i64,
+    pub backoff: Backoff,
+}
+
+impl Default for DispatchPlan {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_secs(1),
+            concurrency: 16,
+            lease_secs: 60,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+pub struct Dispatcher {
+    store: Arc<dyn DeliveryStore>,
+    routes: Vec<Arc<dyn Route>>,
+    outbound: Outbound,
+    clock: SharedClock,
+    plan: DispatchPlan,
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    /// `wake`: notified when this instance commits an outbox event (`Db::outbox_signal`).
+    pub fn new(
+        store: Arc<dyn DeliveryStore>,
+        outbound: Outbound,
+        clock: SharedClock,
+        plan: DispatchPlan,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            routes: Vec::new(),
+            outbound,
+            clock,
+            plan,
+            wake,
+        }
+    }
+
+    /// Adds a route; every event is offered to every route.
+    pub fn with_route(mut self, route: Arc<dyn Route>) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// Runs the loop on the runtime until the process ends.
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        let me = Arc::new(self);
+        tokio::spawn(async move { me.run().await })
+    }
+
+    async fn run(self: Arc<Self>) {
+        let mut in_flight: JoinSet<()> = JoinSet::new();
+        let mut purged_at = Instant::now();
+        loop {
+            if purged_at.elapsed() >= PURGE_EVERY {
+                purged_at = Instant::now();
+                self.purge().await;
+            }
+            if let Err(e) = self.fan_out().await {
+                tracing::error!(error = format!("{e:#}"), "dispatch: fan-out failed");
+            }
+            let free = self.plan.concurrency.saturating_sub(in_flight.len());
+            if free > 0 {
+                match self.claim(free as i64).await {
+                    Ok(claimed) => {
+                        for delivery in claimed {
+                            let me = self.clone();
+                            in_flight.spawn(async move { me.deliver(delivery).await });
+                        }
+                    }
+                    Err(e) => tracing::error!(error = format!("{e:#}"), "dispatch: claim failed"),
+                }
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.plan.poll) => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            }
+        }
+    }
+
+    async fn purge(&self) {
+        let now = self.clock.now();
+        match self
+            .store
+            .purge_finished(now - KEEP_DONE_SECS, now - KEEP_FAILED_SECS)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deliveries = n, "dispatch: purged finished deliveries"),
+            Err(e) => tracing::error!(error = format!("{e:#}"), "dispatch: purge failed"),
+        }
+    }
+
+    /// Fans out every event not fanned out yet; returns how many events.
+    pub async fn fan_out(&self) -> anyhow::Result<usize> {
+        let mut total = 0;
+        loop {
+            let events = self.store.undispatched(FAN_OUT_BATCH).await?;
+            if events.is_empty() {
+                return Ok(total);
+            }
+            let mut deliveries: Vec<(i64, &'static str, Planned)> = Vec::new();
+            for event in &events {
+                for route in &self.routes {
+                    for planned in route.plan(event).await? {
+                        deliveries.push((event.id, route.name(), planned));
+                    }
+                }
+            }
+            let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+            self.store
+                .fan_out(&ids, &deliveries, self.clock.now())
+                .await?;
+            total += events.len();
+            if (events.len() as i64) < FAN_OUT_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Claims up to `limit` due deliveries for this instance.
+    pub async fn claim(&self, limit: i64) -> anyhow::Result<Vec<Delivery>> {
+        let now = self.clock.now();
+        self.store
+            .claim_due(now, now + self.plan.lease_secs, &random_token(), limit)
+            .await
+    }
+
+    /// Makes one attempt at a claimed delivery and records it. Failures are logged: the lease
+    /// runs out and the delivery is tried again.
+    pub async fn deliver(&self, delivery: Delivery) {
+        let started = Instant::now();
+        let (attempt, after) = self.attempt(&delivery, started).await;
+        if after == After::Finished(DeliveryStatus::Failed) {
+            tracing::warn!(
+                delivery = %delivery.id, route = %delivery.route, target = %delivery.target,
+                attempts = delivery.attempts + 1, error = attempt.error.as_deref().unwrap_or(""),
+                http_status = attempt.http_status, "dispatch: delivery failed for good"
+            );
+        }
+        match self.store.record_attempt(&delivery, &attempt, after).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                delivery = %delivery.id,
+                "dispatch: the lease ran out before the attempt was recorded"
+            ),
+            Err(e) => tracing::error!(
+                delivery = %delivery.id, error = format!("{e:#}"),
+                "dispatch: recording an attempt failed"
+            ),
+        }
+    }
+
+    async fn attempt(&self, delivery: &Delivery, started: Instant) -> (Attempt, After) {
+        let now = self.clock.now();
+        let record = |outcome: &str, status: Option<u16>, error: Option<&str>| Attempt {
+            at: now,
+            outcome: outcome.to_string(),
+            http_status: status,
+            error: error.map(str::to_string),
+            duration_ms: started.elapsed().as_millis().min(i64::MAX as u128) as i64,
+        };
+        let Some(route) = self.routes.iter().find(|r| r.name() == delivery.route) else {
+            return (
+                record("cancelled", None, Some("no such route")),
+                After::Finished(DeliveryStatus::Cancelled),
+            );
+        };
+        let request = match route.prepare(delivery, now).await {
+            Ok(Prepared::Send(request)) => request,
+            Ok(Prepared::Cancel(why)) => {
+                return (
+                    record("cancelled", None, Some(why)),
+                    After::Finished(DeliveryStatus::Cancelled),
+                )
+            }
+            Err(e) => {
+                tracing::error!(delivery = %delivery.id, error = format!("{e:#}"), "dispatch: preparing a delivery failed");
+                return self.failed(delivery, record("retry", None, Some("not prepared")), now);
+            }
+        };
+        match self.outbound.post(&request).await {
+            Ok(status) if request.success.contains(&status) => (
+                record("delivered", Some(status), None),
+                After::Finished(DeliveryStatus::Delivered),
+            ),
+            Ok(status) => self.failed(
+                delivery,
+                record("retry", Some(status), Some("unexpected status")),
+                now,
+            ),
+            Err(e) if e.is_permanent() => (
+                record("failed", None, Some(e.summary())),
+                After::Finished(DeliveryStatus::Failed),
+            ),
+            Err(e) => self.failed(delivery, record("retry", None, Some(e.summary())), now),
+        }
+    }
+
+    /// A failed attempt: retried later, or failed for good once the attempts or age run out.
+    fn failed(&self, delivery: &Delivery, mut attempt: Attempt, now: i64) -> (Attempt, After) {
+        let failures = delivery.attempts + 1;
+        let backoff = &self.plan.backoff;
+        if backoff.exhausted(failures, delivery.created_at, now) {
+            attempt.outcome = "failed".into();
+            return (attempt, After::Finished(DeliveryStatus::Failed));
+        }
+        let random = u64::from_le_bytes(random_bytes::<8>());
+        let at = now + backoff.delay(failures, random);
+        (attempt, After::Retry { at })
+    }
+}

@@ -1,0 +1,84 @@
+//! Ending a broker session in SQL, with its event. Every way a session ends (RP-initiated
+//! logout, an administrator, a device pushed out of the mobile slot) goes through
+//! [`SessionEnds::end`], in the caller's transaction: the grants issued under the session are
+//! revoked and a `session:ended` event is appended to the outbox, so that either both commit or
+//! neither does. The dispatcher turns the event into back-channel logout tokens for every RP
+//! that had a part in the session (`oidc::backchannel_logout`).
+//!
+//! What lives outside SQL (the browser's SSO session, the ended-session marker that spoils the
+//! session's unredeemed codes) is the caller's to end, after the commit.
+
+use std::sync::Arc;
+
+use crate::events::{types, Event, Outbox};
+use crate::tokens::refresh_families::GrantStore;
+use crate::transaction::Transaction;
+
+/// Why a session ended: recorded as the grants' `revoked_reason` and in the event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// The person logged out (RP-initiated logout, or a new login replacing the session).
+    LoggedOut,
+    /// An operator ended it through the admin API.
+    Administrator,
+    /// A newer login on another mobile device took the account's mobile slot.
+    DeviceEvicted,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::LoggedOut => "logged_out",
+            EndReason::Administrator => "administrator",
+            EndReason::DeviceEvicted => "device_evicted",
+        }
+    }
+
+    /// The grants' `revoked_reason` (kept as it was before events existed).
+    fn revocation(self) -> &'static str {
+        match self {
+            EndReason::LoggedOut => "logged out",
+            EndReason::Administrator => "session ended by an administrator",
+            EndReason::DeviceEvicted => "device evicted",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SessionEnds {
+    grants: Arc<dyn GrantStore>,
+    outbox: Arc<dyn Outbox>,
+}
+
+impl SessionEnds {
+    pub fn new(grants: Arc<dyn GrantStore>, outbox: Arc<dyn Outbox>) -> Self {
+        Self { grants, outbox }
+    }
+
+    /// Revokes every live grant of session `sid` of `account_id` and appends its
+    /// `session:ended` event, both in `tx`. Returns how many grants were live. The event is
+    /// written even when none were (the session may have had no code exchange yet): what the
+    /// receivers learn is that the session is over. The payload carries no personal data.
+    pub async fn end(
+        &self,
+        tx: &mut Transaction,
+        account_id: &str,
+        sid: &str,
+        reason: EndReason,
+        now: i64,
+    ) -> anyhow::Result<u64> {
+        // A write first (see `transaction`): the UPDATE of the grants.
+        let revoked = self
+            .grants
+            .revoke_session_in(tx, sid, reason.revocation(), now)
+            .await?;
+        let event = Event {
+            subject: account_id,
+            event_type: types::SESSION_ENDED,
+            payload: serde_json::json!({"sid": sid, "reason": reason.as_str()}),
+            at: now,
+        };
+        self.outbox.append(tx, &event).await?;
+        Ok(revoked)
+    }
+}
