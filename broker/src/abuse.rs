@@ -20,6 +20,11 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 pub struct ClientKey(IpAddr);
 
 impl ClientKey {
+    /// The address (an IPv6 address's /64).
+    pub fn ip(&self) -> IpAddr {
+        self.0
+    }
+
     pub fn from_ip(ip: IpAddr) -> Self {
         match ip {
             IpAddr::V4(v4) => Self(IpAddr::V4(v4)),

@@ -43,6 +43,24 @@ pub struct Settings {
     pub sms: SmsSettings,
     pub otp: OtpSettings,
     pub dispatch: DispatchSettings,
+    pub devices: DeviceSettings,
+}
+
+/// The one-mobile-device rule (`crate::devices`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceSettings {
+    /// One mobile device per account at a time (the province's rule). Off only to measure
+    /// what the rule costs: mobile clients still must send `device_id`.
+    pub one_mobile_device: bool,
+}
+
+impl Default for DeviceSettings {
+    fn default() -> Self {
+        Self {
+            one_mobile_device: true,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -65,6 +83,7 @@ impl Default for Settings {
             sms: SmsSettings::default(),
             otp: OtpSettings::default(),
             dispatch: DispatchSettings::default(),
+            devices: DeviceSettings::default(),
         }
     }
 }

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use crate::events::{types, Event, Outbox};
+use crate::sessions::records::SessionRecords;
 use crate::tokens::refresh_families::GrantStore;
 use crate::transaction::Transaction;
 
@@ -48,11 +49,20 @@ impl EndReason {
 pub struct SessionEnds {
     grants: Arc<dyn GrantStore>,
     outbox: Arc<dyn Outbox>,
+    records: Arc<dyn SessionRecords>,
 }
 
 impl SessionEnds {
-    pub fn new(grants: Arc<dyn GrantStore>, outbox: Arc<dyn Outbox>) -> Self {
-        Self { grants, outbox }
+    pub fn new(
+        grants: Arc<dyn GrantStore>,
+        outbox: Arc<dyn Outbox>,
+        records: Arc<dyn SessionRecords>,
+    ) -> Self {
+        Self {
+            grants,
+            outbox,
+            records,
+        }
     }
 
     /// Revokes every live grant of session `sid` of `account_id` and appends its
@@ -71,6 +81,9 @@ impl SessionEnds {
         let revoked = self
             .grants
             .revoke_session_in(tx, sid, reason.revocation(), now)
+            .await?;
+        self.records
+            .record_end(tx, sid, reason.as_str(), now)
             .await?;
         let event = Event {
             subject: account_id,

@@ -16,6 +16,7 @@ use crate::clients::ClientDirectory;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{KeyStoreKind, RateLimitSettings, SessionBackend, Settings};
 use crate::crypto::MasterKey;
+use crate::devices::MobileSlots;
 use crate::dispatch::address::AddressPolicy;
 use crate::dispatch::backoff::Backoff;
 use crate::dispatch::outbound::{Outbound, Timeouts};
@@ -168,6 +169,15 @@ impl Application {
             settings.tokens.client_cache_secs,
             clock.clone(),
         );
+        let ended = EndedSessions::new(
+            sessions.clone(),
+            Duration::from_secs(settings.tokens.code_ttl_secs),
+        );
+        let session_ends = SessionEnds::new(
+            Arc::new(db.clone()),
+            Arc::new(db.clone()),
+            Arc::new(db.clone()),
+        );
         let provider = Provider {
             issuer: issuer.as_str().into(),
             clients: directory.clone(),
@@ -184,10 +194,7 @@ impl Application {
                 sessions.clone(),
                 Duration::from_secs(settings.tokens.code_ttl_secs),
             ),
-            ended: EndedSessions::new(
-                sessions.clone(),
-                Duration::from_secs(settings.tokens.code_ttl_secs),
-            ),
+            ended: ended.clone(),
             sso: SsoSessions::new(
                 sessions.clone(),
                 Duration::from_secs(settings.sessions.sso_ttl_secs),
@@ -204,8 +211,17 @@ impl Application {
             clock: clock.clone(),
             pushed: PushedRequests::new(sessions.clone()),
             require_pushed_requests: settings.login.require_pushed_authorization_requests,
-            session_ends: SessionEnds::new(Arc::new(db.clone()), Arc::new(db.clone())),
+            session_ends: session_ends.clone(),
             transactions: Arc::new(db.clone()),
+            session_records: Arc::new(db.clone()),
+            devices: MobileSlots::new(
+                Arc::new(db.clone()),
+                Arc::new(db.clone()),
+                session_ends,
+                Arc::new(db.clone()),
+                ended.clone(),
+                settings.devices.one_mobile_device,
+            ),
         };
         if settings.dispatch.enabled {
             dispatcher(&settings, &db, &provider, clock.clone())?.spawn();

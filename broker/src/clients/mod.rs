@@ -64,6 +64,17 @@ pub enum ApplicationType {
     Native,
 }
 
+/// Where a client's tokens live. A mobile app's tokens take the account's one mobile slot: a
+/// newer login on another device pushes the older device out (see `devices`). Web clients
+/// never take it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceClass {
+    #[default]
+    Web,
+    Mobile,
+}
+
 /// What a client registered (RFC 7591 names where one exists).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ClientMetadata {
@@ -114,6 +125,15 @@ pub struct ClientMetadata {
     /// §2.2: the client needs `sid` in logout tokens (the broker always sends it).
     #[serde(default)]
     pub backchannel_logout_session_required: bool,
+    /// `mobile` apps send a `device_id` and take the account's mobile slot; `web` (the
+    /// default) never does.
+    #[serde(default)]
+    pub device_class: DeviceClass,
+    /// The group whose apps share a device identifier (iOS `identifierForVendor` is shared by
+    /// one vendor's apps): the same `device_id` in two apps of one group is one device. Mobile
+    /// clients only; default: the client's own id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_slot: Option<String>,
 }
 
 fn default_id_token_alg() -> Alg {
@@ -136,6 +156,11 @@ impl ClientMetadata {
     }
     pub fn allows_scope(&self, scope: &str) -> bool {
         self.scope.contains(scope)
+    }
+    /// The device group of a mobile client (`device_slot`, else its id); `None` for web clients.
+    pub fn device_group<'a>(&'a self, client_id: &'a str) -> Option<&'a str> {
+        (self.device_class == DeviceClass::Mobile)
+            .then(|| self.device_slot.as_deref().unwrap_or(client_id))
     }
     /// The source of the legacy accounts this client may name (`legacy_account`).
     pub fn legacy_source(&self) -> Option<&str> {

@@ -130,6 +130,8 @@ mod tests {
             require_pushed_authorization_requests: false,
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            device_class: Default::default(),
+            device_slot: None,
         }
     }
 

@@ -12,7 +12,7 @@ use super::redirect::validate_for_registration;
 use super::uri::check_uri;
 use super::{
     ApplicationType, AuthMethod, Client, ClientDirectory, ClientMetadata, ClientStoreError,
-    GrantType,
+    DeviceClass, GrantType,
 };
 use crate::audit::{AuditEntry, AuditLog};
 use crate::crypto::{random_token, MasterKey};
@@ -61,6 +61,11 @@ pub struct ClientRequest {
     /// §2.2: `sid` must be in the logout token (it always is); needs a `backchannel_logout_uri`.
     #[serde(default)]
     pub backchannel_logout_session_required: bool,
+    /// `mobile` or `web` (the default): a mobile app takes the account's one mobile slot.
+    pub device_class: Option<DeviceClass>,
+    /// Mobile clients only: the group of apps sharing a device identifier (default: the
+    /// client's own id); `[a-z0-9._-]{1,64}`.
+    pub device_slot: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +203,21 @@ pub fn validate(
             "backchannel_logout_session_required needs a backchannel_logout_uri",
         ));
     }
+    let device_class = req.device_class.unwrap_or_default();
+    if let Some(group) = &req.device_slot {
+        if device_class != DeviceClass::Mobile {
+            return Err(meta_err("device_slot needs device_class mobile"));
+        }
+        let valid = (1..=64).contains(&group.len())
+            && group.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            });
+        if !valid {
+            return Err(meta_err(
+                "device_slot must be 1 to 64 characters of a-z, 0-9, '.', '_' and '-'",
+            ));
+        }
+    }
     if let Some(source) = &req.legacy_source {
         if !valid_legacy_source(source) {
             return Err(meta_err(
@@ -231,6 +251,8 @@ pub fn validate(
         require_pushed_authorization_requests: req.require_pushed_authorization_requests,
         backchannel_logout_uri: req.backchannel_logout_uri.clone(),
         backchannel_logout_session_required: req.backchannel_logout_session_required,
+        device_class,
+        device_slot: req.device_slot.clone(),
     })
 }
 

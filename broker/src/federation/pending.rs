@@ -35,6 +35,9 @@ pub struct PendingLogin {
     /// the callback may stand for `auth_time` when the upstream does not send one.
     #[serde(default)]
     pub forced_login: bool,
+    /// The browser that asked, for the session record.
+    #[serde(default)]
+    pub seen_from: crate::sessions::records::SeenFrom,
 }
 
 /// Unknown, expired or already used `state`, or a callback from another browser than the one
@@ -199,6 +202,7 @@ impl PendingLogins {
         forced_login: bool,
         use_nonce: bool,
         use_pkce: bool,
+        seen_from: crate::sessions::records::SeenFrom,
         now: i64,
     ) -> anyhow::Result<Started> {
         let started = Started {
@@ -213,6 +217,7 @@ impl PendingLogins {
             pkce_verifier: started.pkce_verifier.clone(),
             created_at: now,
             forced_login,
+            seen_from,
         };
         self.store
             .put(
@@ -281,6 +286,7 @@ mod tests {
                 pkce_verifier: None,
                 created_at: 1,
                 forced_login: false,
+                seen_from: Default::default(),
             },
             identity: identity(),
             auth_time: Some(1),

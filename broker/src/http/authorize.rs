@@ -63,6 +63,10 @@ async fn authorize(
     let browser = Browser {
         sso_secret: sso.as_ref().map(|c| c.value()),
         client: broker.limits.client_key(req),
+        user_agent: req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
     };
     let next = flow
         .authorize(&request, browser, now)

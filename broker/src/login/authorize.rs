@@ -16,6 +16,8 @@ pub struct Browser<'r> {
     pub sso_secret: Option<&'r str>,
     /// Who the request counts against for the login budget.
     pub client: Option<ClientKey>,
+    /// Its `User-Agent`, for the session record.
+    pub user_agent: Option<&'r str>,
 }
 
 /// The parameters an authorization request stands for: its own, or, given a `request_uri` of
@@ -100,7 +102,7 @@ impl<'a> LoginFlow<'a> {
             None => None,
         };
         let session = match browser.sso_secret {
-            Some(secret) => p.sso.find(secret).await.unwrap_or_else(|e| {
+            Some(secret) => p.live_sso(secret).await.unwrap_or_else(|e| {
                 tracing::error!(error = format!("{e:#}"), "session store failure");
                 None
             }),
@@ -111,6 +113,10 @@ impl<'a> LoginFlow<'a> {
         // Linking the app's own legacy account needs the person's VNeID login now, not a
         // session that may be someone else's on a shared device.
         let session = session.filter(|_| request.legacy_account.is_none());
+        // A session started for one mobile device never answers for another.
+        let session = session.filter(|s| {
+            s.device_id.is_none() || request.device_id.is_none() || s.device_id == request.device_id
+        });
         let session = session.filter(|s| {
             [hinted_subject.as_deref(), request.subject.as_deref()]
                 .into_iter()
@@ -128,7 +134,11 @@ impl<'a> LoginFlow<'a> {
                 "the user must log in",
             )));
         }
-        self.start_upstream_login(request, browser.client, now)
+        let seen_from = crate::sessions::records::SeenFrom::new(
+            browser.user_agent,
+            browser.client.as_ref().map(ClientKey::ip),
+        );
+        self.start_upstream_login(request, browser.client, seen_from, now)
             .await
     }
 
@@ -147,6 +157,7 @@ impl<'a> LoginFlow<'a> {
         &self,
         request: AuthorizeRequest,
         client: Option<ClientKey>,
+        seen_from: crate::sessions::records::SeenFrom,
         now: i64,
     ) -> Result<Next, FlowError> {
         let profile = &self.upstream.profile;
@@ -167,6 +178,7 @@ impl<'a> LoginFlow<'a> {
                 force_login,
                 profile.use_nonce,
                 profile.use_pkce,
+                seen_from,
                 now,
             )
             .await

@@ -8,6 +8,7 @@ use crate::accounts::{Account, UpstreamIdentity};
 use crate::federation::pending::{PendingLogin, UnknownLogin};
 use crate::federation::upstream::UpstreamError;
 use crate::oidc::error::{ErrorCode, OAuthError};
+use crate::sessions::records::SessionRecord;
 use crate::sessions::sso::{SsoSession, COOKIE as SSO_COOKIE};
 
 /// Reads a parameter from the raw query without turning `+` into a space: some upstreams put
@@ -217,7 +218,29 @@ impl<'a> LoginFlow<'a> {
             loa: identity.loa,
             amr: vec!["fed".into()],
             upstream: self.upstream.profile.name.clone(),
+            device_id: request.device_id.clone(),
         };
+        // SQL first: a session the store knows is always one SQL can end.
+        p.session_records
+            .record_start(&SessionRecord {
+                sid: session.sid.clone(),
+                account_id: account.id.clone(),
+                client_id: request.client_id.clone(),
+                device_class: if request.device_id.is_some() {
+                    "mobile"
+                } else {
+                    "web"
+                }
+                .into(),
+                device_group: request.device_group.clone(),
+                device_id: request.device_id.clone(),
+                user_agent: pending.seen_from.user_agent.clone(),
+                address: pending.seen_from.address.clone(),
+                started_at: now,
+                ended_at: None,
+                end_reason: None,
+            })
+            .await?;
         let secret = p.sso.start(&session).await?;
         let next = match self.issue_code(request, &session, now).await {
             Next::ToClient { redirect, .. } => Next::ToClient {
@@ -245,7 +268,7 @@ impl<'a> LoginFlow<'a> {
     ) -> anyhow::Result<String> {
         let p = self.provider;
         let previous = match previous_secret {
-            Some(secret) => p.sso.find(secret).await?.map(|s| (secret, s)),
+            Some(secret) => p.live_sso(secret).await?.map(|s| (secret, s)),
             None => None,
         };
         match previous {

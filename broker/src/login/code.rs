@@ -30,6 +30,7 @@ impl<'a> LoginFlow<'a> {
             amr: session.amr.clone(),
             id_token_claims: request.id_token_claims.clone(),
             grant_id: uuid::Uuid::now_v7().to_string(),
+            device_id: request.device_id.clone(),
             expires_at: now + p.tokens.code_ttl_secs as i64,
         };
         let result = p

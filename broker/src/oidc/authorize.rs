@@ -47,6 +47,13 @@ pub struct AuthorizeRequest {
     /// step's candidate. Not yet checked against anything but its form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legacy_account: Option<String>,
+    /// The device a mobile client's request comes from (`device_id`, required of mobile
+    /// clients, ignored for web clients): bound into the code, the session and the grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// The client's device group (`device_slot`) when it is a mobile client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_group: Option<String>,
 }
 
 impl AuthorizeRequest {
@@ -67,6 +74,9 @@ pub enum RequestOrigin {
     /// Pushed by the authenticated client (RFC 9126), at `/par` or taken back by `request_uri`.
     Pushed,
 }
+
+/// The longest `device_id` accepted (a UUID is 36 characters; vendor ids are shorter).
+const MAX_DEVICE_ID_LEN: usize = 128;
 
 /// The longest `legacy_account` accepted: it is stored with the pending login.
 const MAX_LEGACY_ACCOUNT_LEN: usize = 128;
@@ -148,6 +158,7 @@ pub fn parse(
         )));
     }
     let legacy_account = legacy_account(client, params, pushed).map_err(&fail)?;
+    let device_id = device_id(client, params).map_err(&fail)?;
     match params.get("response_type") {
         Some("code") => {}
         Some(_) => {
@@ -294,7 +305,41 @@ pub fn parse(
         subject: claims.subject,
         auth_time_required: claims.auth_time_essential,
         legacy_account,
+        device_group: device_id
+            .is_some()
+            .then(|| {
+                client
+                    .metadata
+                    .device_group(&client.client_id)
+                    .map(str::to_string)
+            })
+            .flatten(),
+        device_id,
     })
+}
+
+/// A mobile client names the device it runs on; without it the one-device rule could not hold,
+/// so the request is refused. It is the app's own assertion (see docs/devices.md): opaque,
+/// 1 to 128 characters of `A-Z a-z 0-9 . _ : -`. Web clients' `device_id` is ignored.
+fn device_id(client: &Client, params: &Params) -> Result<Option<String>, OAuthError> {
+    if client.metadata.device_class != crate::clients::DeviceClass::Mobile {
+        return Ok(None);
+    }
+    let Some(id) = params.get("device_id") else {
+        return Err(OAuthError::invalid_request(
+            "device_id is required: this client is a mobile application (device_class mobile)",
+        ));
+    };
+    let well_formed = (1..=MAX_DEVICE_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if !well_formed {
+        return Err(OAuthError::invalid_request(
+            "device_id must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'",
+        ));
+    }
+    Ok(Some(id.to_string()))
 }
 
 /// `legacy_account` must come from the app's authenticated backend (a pushed request) of a

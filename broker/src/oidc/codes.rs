@@ -31,6 +31,9 @@ pub struct CodeRecord {
     pub id_token_claims: Vec<String>,
     /// Decided when the code is issued, so a replay can revoke what the first redemption got.
     pub grant_id: String,
+    /// The mobile device the code was issued to (its client's `device_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
     pub expires_at: i64,
 }
 

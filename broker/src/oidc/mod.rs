@@ -27,7 +27,7 @@ use crate::clock::SharedClock;
 use crate::scope::Scope;
 use crate::session_end::SessionEnds;
 use crate::sessions::ended::EndedSessions;
-use crate::sessions::sso::SsoSessions;
+use crate::sessions::sso::{SsoSession, SsoSessions};
 use crate::tokens::refresh_families::{GrantStore, RefreshTokens};
 use crate::tokens::TokenSigner;
 use crate::transaction::Transactions;
@@ -58,6 +58,10 @@ pub struct Provider {
     /// Ends sessions in SQL with their `session:ended` event (`crate::session_end`).
     pub session_ends: SessionEnds,
     pub transactions: Arc<dyn Transactions>,
+    /// Every session in SQL: the truth behind `sso` and `ended` (`sessions::records`).
+    pub session_records: Arc<dyn crate::sessions::records::SessionRecords>,
+    /// One mobile device per account (`crate::devices`).
+    pub devices: crate::devices::MobileSlots,
 }
 
 /// How long what the provider issues stays valid, in seconds.
@@ -76,6 +80,22 @@ impl Provider {
 
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}{}", self.issuer, path)
+    }
+
+    /// The browser's SSO session, unless it has ended: the session store's marker is the fast
+    /// path, SQL the truth (an eviction or an operator ended it on another instance, and the
+    /// marker expired or was lost with Redis). An ended session's entry is dropped.
+    pub async fn live_sso(&self, cookie_secret: &str) -> anyhow::Result<Option<SsoSession>> {
+        let Some(session) = self.sso.find(cookie_secret).await? else {
+            return Ok(None);
+        };
+        if self.ended.is_ended(&session.sid).await?
+            || self.session_records.is_ended(&session.sid).await?
+        {
+            self.sso.end(cookie_secret).await?;
+            return Ok(None);
+        }
+        Ok(Some(session))
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod ended;
 pub mod memory;
+pub mod records;
 pub mod redis;
 pub mod sso;
 

@@ -24,6 +24,9 @@ pub struct SsoSession {
     pub loa: Loa,
     pub amr: Vec<String>,
     pub upstream: String,
+    /// The mobile device whose login started the session, if a mobile app's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
 }
 
 #[derive(Clone)]

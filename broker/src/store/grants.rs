@@ -4,13 +4,53 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{opt_text, Db};
+use crate::devices::Device;
 use crate::scope::Scope;
-use crate::tokens::refresh_families::{GrantRecord, GrantStore, RotateOutcome};
+use crate::tokens::refresh_families::{GrantCreated, GrantRecord, GrantStore, RotateOutcome};
 use crate::transaction::Transaction;
 
 const GRANT_COLUMNS: &str =
     "id, client_id, account_id, sid, scope, resource, acr, auth_time, amr, created_at, revoked_at, \
-                             refresh_generation, refresh_expires_at";
+                             refresh_generation, refresh_expires_at, device_group, device_id";
+
+/// A grant is recorded unless its id exists or its session has ended in SQL (a logout or an
+/// eviction committed while the code was on its way): one statement, no extra round trip.
+const INSERT_GRANT: &str =
+    "INSERT INTO grants (id, client_id, account_id, sid, scope, resource, acr, \
+     auth_time, created_at, refresh_generation, refresh_expires_at, amr, device_group, device_id) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 \
+     WHERE NOT EXISTS (SELECT 1 FROM sessions WHERE sid = $4 AND ended_at IS NOT NULL) \
+     ON CONFLICT (id) DO NOTHING";
+
+fn insert_grant<'q>(
+    g: &'q GrantRecord,
+    amr: String,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(INSERT_GRANT)
+        .bind(&g.id)
+        .bind(&g.client_id)
+        .bind(&g.account_id)
+        .bind(&g.sid)
+        .bind(g.scope.to_string())
+        .bind(&g.resource)
+        .bind(&g.acr)
+        .bind(g.auth_time)
+        .bind(g.created_at)
+        .bind(g.refresh_generation)
+        .bind(g.refresh_expires_at)
+        .bind(amr)
+        .bind(g.device.as_ref().map(|d| d.group.clone()))
+        .bind(g.device.as_ref().map(|d| d.id.clone()))
+}
+
+/// Why nothing was inserted: the id exists (a second redemption), or the session ended.
+fn not_created(exists: bool) -> GrantCreated {
+    if exists {
+        GrantCreated::Duplicate
+    } else {
+        GrantCreated::SessionEnded
+    }
+}
 
 fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
     Ok(GrantRecord {
@@ -30,33 +70,47 @@ fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
         revoked_at: row.try_get("revoked_at")?,
         refresh_generation: row.try_get("refresh_generation")?,
         refresh_expires_at: row.try_get("refresh_expires_at")?,
+        device: match (opt_text(row, "device_group")?, opt_text(row, "device_id")?) {
+            (Some(group), Some(id)) => Some(Device { group, id }),
+            _ => None,
+        },
     })
 }
 
 #[async_trait::async_trait]
 impl GrantStore for Db {
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn create_grant(&self, g: &GrantRecord) -> anyhow::Result<bool> {
-        let result = sqlx::query(
-            "INSERT INTO grants (id, client_id, account_id, sid, scope, resource, acr, auth_time, created_at, \
-             refresh_generation, refresh_expires_at, amr) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&g.id)
-        .bind(&g.client_id)
-        .bind(&g.account_id)
-        .bind(&g.sid)
-        .bind(g.scope.to_string())
-        .bind(&g.resource)
-        .bind(&g.acr)
-        .bind(g.auth_time)
-        .bind(g.created_at)
-        .bind(g.refresh_generation)
-        .bind(g.refresh_expires_at)
-        .bind(serde_json::to_string(&g.amr)?)
-        .execute(self.pool())
-        .await?;
-        Ok(result.rows_affected() == 1)
+    async fn create_grant(&self, g: &GrantRecord) -> anyhow::Result<GrantCreated> {
+        let result = insert_grant(g, serde_json::to_string(&g.amr)?)
+            .execute(self.pool())
+            .await?;
+        if result.rows_affected() == 1 {
+            return Ok(GrantCreated::Created);
+        }
+        let exists = sqlx::query("SELECT 1 AS one FROM grants WHERE id = $1")
+            .bind(&g.id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(not_created(exists.is_some()))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn create_grant_in(
+        &self,
+        tx: &mut Transaction,
+        g: &GrantRecord,
+    ) -> anyhow::Result<GrantCreated> {
+        let result = insert_grant(g, serde_json::to_string(&g.amr)?)
+            .execute(tx.connection())
+            .await?;
+        if result.rows_affected() == 1 {
+            return Ok(GrantCreated::Created);
+        }
+        let exists = sqlx::query("SELECT 1 AS one FROM grants WHERE id = $1")
+            .bind(&g.id)
+            .fetch_optional(tx.connection())
+            .await?;
+        Ok(not_created(exists.is_some()))
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -80,7 +134,11 @@ impl GrantStore for Db {
         let sql = format!(
             "UPDATE grants SET refresh_generation = refresh_generation + 1, rotated_at = $1 \
              WHERE id = $2 AND client_id = $3 AND refresh_generation = $4 AND revoked_at IS NULL \
-             AND refresh_expires_at > $1 RETURNING {GRANT_COLUMNS}"
+             AND refresh_expires_at > $1 \
+             AND (device_id IS NULL OR EXISTS (SELECT 1 FROM mobile_slots s \
+                  WHERE s.account_id = grants.account_id AND s.device_group = grants.device_group \
+                  AND s.device_id = grants.device_id)) \
+             RETURNING {GRANT_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(now)

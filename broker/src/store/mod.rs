@@ -15,6 +15,7 @@ mod grants;
 mod keys;
 mod legacy;
 mod operators;
+mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -30,6 +30,19 @@ pub struct GrantRecord {
     /// The generation of the current refresh token; `None` when the grant has none (any more).
     pub refresh_generation: Option<i64>,
     pub refresh_expires_at: Option<i64>,
+    /// The mobile device the grant was issued to (mobile clients only): the family lives only
+    /// while that device holds the account's mobile slot (`crate::devices`).
+    pub device: Option<crate::devices::Device>,
+}
+
+/// What recording a grant did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantCreated {
+    Created,
+    /// A grant with this id exists: its code is being redeemed twice.
+    Duplicate,
+    /// The session it belongs to has ended (in SQL): no grant may join it.
+    SessionEnded,
 }
 
 impl GrantRecord {
@@ -91,9 +104,16 @@ pub enum RotateOutcome {
 
 #[async_trait]
 pub trait GrantStore: Send + Sync {
-    /// Records a grant (with its refresh family, if any). False when a grant with this id exists
-    /// already: the code it comes from is being redeemed twice at once.
-    async fn create_grant(&self, grant: &GrantRecord) -> anyhow::Result<bool>;
+    /// Records a grant (with its refresh family, if any), unless a grant with this id exists
+    /// already (the code it comes from is being redeemed twice at once) or its session has
+    /// ended in SQL.
+    async fn create_grant(&self, grant: &GrantRecord) -> anyhow::Result<GrantCreated>;
+    /// The same within the caller's transaction.
+    async fn create_grant_in(
+        &self,
+        tx: &mut crate::transaction::Transaction,
+        grant: &GrantRecord,
+    ) -> anyhow::Result<GrantCreated>;
     async fn find_grant(&self, grant_id: &str) -> anyhow::Result<Option<GrantRecord>>;
     /// Moves the family from `generation` to the next in one atomic statement, only if the grant
     /// is live, belongs to `client_id`, is at that generation and its refresh token has not expired.

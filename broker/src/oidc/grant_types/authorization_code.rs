@@ -3,11 +3,12 @@
 use super::issue::{self, IdTokenInput, UserContext};
 use crate::clients::{Client, GrantType};
 
+use crate::devices::{Device, Taken};
 use crate::oidc::codes::{CodeRecord, Redemption};
 use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::oidc::params::Params;
 use crate::oidc::{pkce, Provider, TokenResponse};
-use crate::tokens::refresh_families::GrantRecord;
+use crate::tokens::refresh_families::{GrantCreated, GrantRecord};
 
 const BAD_CODE: &str = "the authorization code is invalid, expired or already used";
 
@@ -46,6 +47,21 @@ pub async fn exchange(
     // finds something to revoke.
     let scope = record.scope.clone();
     let refresh = client.metadata.allows_grant(GrantType::RefreshToken);
+    // A mobile client's grant belongs to the device the code was issued to.
+    let device =
+        match (
+            client.metadata.device_group(&client.client_id),
+            &record.device_id,
+        ) {
+            (Some(group), Some(id)) => p.devices.enabled().then(|| Device {
+                group: group.to_string(),
+                id: id.clone(),
+            }),
+            (Some(_), None) => return Err(OAuthError::invalid_grant(
+                "the code was issued without a device_id, and this client is a mobile application",
+            )),
+            (None, _) => None,
+        };
     let grant = GrantRecord {
         id: record.grant_id.clone(),
         client_id: client.client_id.clone(),
@@ -60,10 +76,25 @@ pub async fn exchange(
         revoked_at: None,
         refresh_generation: refresh.then_some(0),
         refresh_expires_at: refresh.then_some(now + p.tokens.refresh_token_ttl_secs),
+        device,
     };
-    if !p.grants.create_grant(&grant).await? {
+    // A mobile device takes the account's mobile slot in the grant's own transaction.
+    let created = match grant.device {
+        Some(_) => match p.devices.take(&grant, now).await? {
+            Taken::Yes { .. } => GrantCreated::Created,
+            Taken::No(created) => created,
+        },
+        None => p.grants.create_grant(&grant).await?,
+    };
+    match created {
+        GrantCreated::Created => {}
         // Another request is redeeming the same code right now: a replay.
-        return Err(replayed(p, &grant.id, now).await);
+        GrantCreated::Duplicate => return Err(replayed(p, &grant.id, now).await),
+        GrantCreated::SessionEnded => {
+            return Err(OAuthError::invalid_grant(
+                "the session this code was issued in has ended",
+            ))
+        }
     }
     match p.codes.redeem(&client.client_id, code, &grant.id).await? {
         Redemption::Fresh(_) => {}

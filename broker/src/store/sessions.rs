@@ -1,0 +1,211 @@
+//! `SessionRecords` and `SlotStore` in SQL.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{opt_text, Db};
+use crate::devices::{Device, SlotHolder, SlotStore};
+use crate::sessions::records::{SessionRecord, SessionRecords};
+use crate::transaction::Transaction;
+
+const SESSION_COLUMNS: &str = "sid, account_id, client_id, device_class, device_group, device_id, \
+                               user_agent, address, started_at, ended_at, end_reason";
+
+fn session_from_row(row: &AnyRow) -> anyhow::Result<SessionRecord> {
+    Ok(SessionRecord {
+        sid: row.try_get("sid")?,
+        account_id: row.try_get("account_id")?,
+        client_id: row.try_get("client_id")?,
+        device_class: row.try_get("device_class")?,
+        device_group: opt_text(row, "device_group")?,
+        device_id: opt_text(row, "device_id")?,
+        user_agent: opt_text(row, "user_agent")?,
+        address: opt_text(row, "address")?,
+        started_at: row.try_get("started_at")?,
+        ended_at: row.try_get("ended_at")?,
+        end_reason: opt_text(row, "end_reason")?,
+    })
+}
+
+#[async_trait::async_trait]
+impl SessionRecords for Db {
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn record_start(&self, s: &SessionRecord) -> anyhow::Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO sessions ({SESSION_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL) ON CONFLICT (sid) DO NOTHING"
+        ))
+        .bind(&s.sid)
+        .bind(&s.account_id)
+        .bind(&s.client_id)
+        .bind(&s.device_class)
+        .bind(&s.device_group)
+        .bind(&s.device_id)
+        .bind(&s.user_agent)
+        .bind(&s.address)
+        .bind(s.started_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn record_end(
+        &self,
+        tx: &mut Transaction,
+        sid: &str,
+        reason: &str,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        let result = sqlx::query(
+            "UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE sid = $3 AND ended_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(sid)
+        .execute(tx.connection())
+        .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn session(&self, sid: &str) -> anyhow::Result<Option<SessionRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE sid = $1"
+        ))
+        .bind(sid)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn is_ended(&self, sid: &str) -> anyhow::Result<bool> {
+        let row =
+            sqlx::query("SELECT 1 AS one FROM sessions WHERE sid = $1 AND ended_at IS NOT NULL")
+                .bind(sid)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.is_some())
+    }
+
+    async fn open_sessions(
+        &self,
+        account_id: &str,
+        since: i64,
+    ) -> anyhow::Result<Vec<SessionRecord>> {
+        // Open: not ended, and either recent enough for its browser session to live or still
+        // holding a live grant (a mobile app's refresh family outlives the browser session).
+        let rows = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.account_id = $1 AND s.ended_at IS NULL \
+             AND (s.started_at > $2 OR EXISTS (SELECT 1 FROM grants g WHERE g.sid = s.sid \
+                  AND g.revoked_at IS NULL AND g.refresh_generation IS NOT NULL)) \
+             ORDER BY s.started_at DESC LIMIT 100"
+        ))
+        .bind(account_id)
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+}
+
+fn holder_from_row(row: &AnyRow) -> anyhow::Result<Option<SlotHolder>> {
+    let id: String = row.try_get("device_id")?;
+    if id.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(SlotHolder {
+        device: Device {
+            group: row.try_get("device_group")?,
+            id,
+        },
+        client_id: opt_text(row, "client_id")?.unwrap_or_default(),
+        sid: opt_text(row, "sid")?,
+        taken_at: row.try_get("taken_at")?,
+    }))
+}
+
+#[async_trait::async_trait]
+impl SlotStore for Db {
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn lock_slot(
+        &self,
+        tx: &mut Transaction,
+        account_id: &str,
+    ) -> anyhow::Result<Option<SlotHolder>> {
+        // An upsert that changes nothing but locks the row (PostgreSQL) or the database
+        // (SQLite, whose first write takes the lock) until the transaction ends, and returns the
+        // holder as the latest committed transaction left it. A new row is an empty slot.
+        let row = sqlx::query(
+            "INSERT INTO mobile_slots (account_id, device_group, device_id, client_id, sid, taken_at) \
+             VALUES ($1, '', '', NULL, NULL, 0) \
+             ON CONFLICT (account_id) DO UPDATE SET account_id = excluded.account_id \
+             RETURNING device_group, device_id, client_id, sid, taken_at",
+        )
+        .bind(account_id)
+        .fetch_one(tx.connection())
+        .await?;
+        holder_from_row(&row)
+    }
+
+    async fn give_slot(
+        &self,
+        tx: &mut Transaction,
+        account_id: &str,
+        holder: &SlotHolder,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE mobile_slots SET device_group = $1, device_id = $2, client_id = $3, sid = $4, \
+             taken_at = $5 WHERE account_id = $6",
+        )
+        .bind(&holder.device.group)
+        .bind(&holder.device.id)
+        .bind(&holder.client_id)
+        .bind(&holder.sid)
+        .bind(holder.taken_at)
+        .bind(account_id)
+        .execute(tx.connection())
+        .await?;
+        Ok(())
+    }
+
+    async fn revoke_device(
+        &self,
+        tx: &mut Transaction,
+        account_id: &str,
+        device: &Device,
+        now: i64,
+    ) -> anyhow::Result<Vec<String>> {
+        let rows = sqlx::query(
+            "UPDATE grants SET revoked_at = $1, revoked_reason = 'device evicted' \
+             WHERE account_id = $2 AND device_group = $3 AND device_id = $4 AND revoked_at IS NULL \
+             RETURNING sid",
+        )
+        .bind(now)
+        .bind(account_id)
+        .bind(&device.group)
+        .bind(&device.id)
+        .fetch_all(tx.connection())
+        .await?;
+        let mut sids = Vec::new();
+        for row in &rows {
+            if let Some(sid) = opt_text(row, "sid")? {
+                sids.push(sid);
+            }
+        }
+        Ok(sids)
+    }
+
+    async fn holder(&self, account_id: &str) -> anyhow::Result<Option<SlotHolder>> {
+        let row = sqlx::query(
+            "SELECT device_group, device_id, client_id, sid, taken_at FROM mobile_slots \
+             WHERE account_id = $1",
+        )
+        .bind(account_id)
+        .fetch_optional(self.pool())
+        .await?;
+        match row {
+            Some(row) => holder_from_row(&row),
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! One mobile device at a time: the newer mobile login pushes the older device out, at once,
+//! every RP of the old device's session hears it (back-channel logout), and nothing brings the
+//! old device back (its refresh, its access tokens, its SSO session, a later refresh).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use crate::on_both_backends;
+use crate::support::browser::{code_request, location, query_of, Browser, Pkce};
+use crate::support::logout_rp::{verify_logout_token, LogoutRp};
+use crate::support::{jwt_parts, Client, TestApp};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn mobile_client(app: &TestApp, name: &str, backchannel: &str, slot: Option<&str>) -> Client {
+    let mut body = json!({
+        "client_name": name,
+        "application_type": "native",
+        "redirect_uris": [format!("vn.hue.{name}:/oauth")],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_method": "none",
+        "scope": "openid profile",
+        "device_class": "mobile",
+        "backchannel_logout_uri": backchannel,
+    });
+    if let Some(slot) = slot {
+        body["device_slot"] = json!(slot);
+    }
+    app.client_with(body).await
+}
+
+async fn web_client(app: &TestApp, name: &str, backchannel: &str) -> Client {
+    app.client_with(json!({
+        "client_name": name,
+        "redirect_uris": [format!("https://{name}.example/cb")],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_method": "client_secret_basic",
+        "scope": "openid profile",
+        "backchannel_logout_uri": backchannel,
+    }))
+    .await
+}
+
+/// A code for `client` from `browser` (`device_id` when given); not yet exchanged.
+async fn code(
+    app: &TestApp,
+    browser: &Browser,
+    client: &Client,
+    hint: &str,
+    device: Option<&str>,
+) -> (String, Pkce) {
+    let pkce = Pkce::new();
+    let extra: Vec<(&str, &str)> = device.map(|d| ("device_id", d)).into_iter().collect();
+    let cb = browser.login(app, client, hint, &pkce, &extra).await;
+    (cb.code().to_string(), pkce)
+}
+
+async fn login(
+    app: &TestApp,
+    browser: &Browser,
+    client: &Client,
+    hint: &str,
+    device: Option<&str>,
+) -> Value {
+    let (code, pkce) = code(app, browser, client, hint, device).await;
+    let (status, tokens) = app.exchange(client, &code, &pkce.verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    tokens
+}
+
+async fn refresh(app: &TestApp, client: &Client, tokens: &Value) -> u16 {
+    app.token(
+        client,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await
+    .0
+}
+
+fn claims(tokens: &Value) -> Value {
+    jwt_parts(tokens["id_token"].as_str().unwrap()).1
+}
+
+async fn holder(app: &TestApp, account: &str) -> Option<String> {
+    sqlx::query("SELECT device_id FROM mobile_slots WHERE account_id = $1")
+        .bind(account)
+        .fetch_optional(app.app_db.pool())
+        .await
+        .unwrap()
+        .map(|row| row.get::<String, _>("device_id"))
+}
+
+on_both_backends!(
+    a_newer_mobile_login_pushes_the_older_device_out_and_every_rp_of_its_session_hears_it,
+    |app: TestApp| async move {
+        let rp = LogoutRp::start();
+        let mobile = mobile_client(&app, "s", &rp.uri("mobile"), None).await;
+        let web = web_client(&app, "portal", &rp.uri("web")).await;
+
+        // Device A: the app, and a web portal in the same phone browser (one session).
+        let phone_a = Browser::new();
+        let at_a = login(&app, &phone_a, &mobile, "C01", Some("device-a")).await;
+        let web_a = login(&app, &phone_a, &web, "C01", None).await;
+        let account = claims(&at_a)["sub"].as_str().unwrap().to_string();
+        let sid_a = claims(&at_a)["sid"].as_str().unwrap().to_string();
+        assert_eq!(claims(&web_a)["sid"], sid_a.as_str());
+        assert_eq!(holder(&app, &account).await.as_deref(), Some("device-a"));
+
+        // A web login elsewhere never takes the slot.
+        let laptop = Browser::new();
+        let at_laptop = login(&app, &laptop, &web, "C01", None).await;
+        assert_eq!(holder(&app, &account).await.as_deref(), Some("device-a"));
+        assert_eq!(refresh(&app, &mobile, &at_a).await, 200, "A still holds it");
+
+        // Device B logs in: from its token response on, A is out.
+        let phone_b = Browser::new();
+        let at_b = login(&app, &phone_b, &mobile, "C01", Some("device-b")).await;
+        let evicted_at = Instant::now();
+        assert_eq!(holder(&app, &account).await.as_deref(), Some("device-b"));
+        let (status, body) = app
+            .token(
+                &mobile,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", at_a["refresh_token"].as_str().unwrap()),
+                ],
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+        let (status, _) = app.userinfo(at_a["access_token"].as_str().unwrap()).await;
+        assert_eq!(status, 401, "A's access token is dead");
+        assert_eq!(
+            refresh(&app, &web, &web_a).await,
+            400,
+            "the web app of A's session is out too"
+        );
+        assert_eq!(refresh(&app, &mobile, &at_b).await, 200);
+        assert_eq!(
+            refresh(&app, &web, &at_laptop).await,
+            200,
+            "the laptop stays"
+        );
+
+        // Every RP of A's session is told, with A's sid.
+        let received = rp.wait_for(2, WAIT).await;
+        eprintln!("logout tokens after {:?}", evicted_at.elapsed());
+        for (name, client) in [("mobile", &mobile), ("web", &web)] {
+            let got = rp.received_by(name);
+            assert_eq!(got.len(), 1, "{name}: {received:?}");
+            let token = verify_logout_token(&app, got[0].logout_token(), &client.id).await;
+            assert_eq!(token["sid"], sid_a.as_str());
+            assert_eq!(token["sub"], account.as_str());
+        }
+
+        // A's browser session is over too: no silent login brings A back.
+        let pkce = Pkce::new();
+        let params = code_request(
+            &mobile,
+            &pkce,
+            &[
+                ("prompt", "none"),
+                ("device_id", "device-a"),
+                ("state", "s1"),
+            ],
+        );
+        let answer = phone_a.authorize(&app, &params).await;
+        let back = query_of(&location(&answer));
+        assert_eq!(
+            back.get("error").map(String::as_str),
+            Some("login_required")
+        );
+        let ended: Option<String> = sqlx::query("SELECT end_reason FROM sessions WHERE sid = $1")
+            .bind(&sid_a)
+            .fetch_one(app.app_db.pool())
+            .await
+            .unwrap()
+            .get("end_reason");
+        assert_eq!(ended.as_deref(), Some("device_evicted"));
+
+        // The same device logging in again keeps the slot, and its earlier tokens.
+        let again = Browser::new();
+        let at_b2 = login(&app, &again, &mobile, "C01", Some("device-b")).await;
+        assert_eq!(refresh(&app, &mobile, &at_b2).await, 200);
+        let (status, body) = app
+            .token(
+                &mobile,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", at_b["refresh_token"].as_str().unwrap()),
+                ],
+            )
+            .await;
+        assert_eq!(status, 400, "B's first token was rotated already: {body}");
+        assert_eq!(holder(&app, &account).await.as_deref(), Some("device-b"));
+    }
+);
+
+on_both_backends!(
+    a_mobile_client_must_name_its_device_and_sibling_apps_share_one,
+    |app: TestApp| async move {
+        let rp = LogoutRp::start();
+        let hue_s = mobile_client(&app, "s", &rp.uri("s"), Some("vn.hue")).await;
+        let sibling = mobile_client(&app, "dvc", &rp.uri("dvc"), Some("vn.hue")).await;
+        let stranger = mobile_client(&app, "other", &rp.uri("other"), None).await;
+
+        // No device_id: refused, back to the app.
+        let pkce = Pkce::new();
+        let params = code_request(&hue_s, &pkce, &[("state", "s1")]);
+        let answer = Browser::new().authorize(&app, &params).await;
+        let back = query_of(&location(&answer));
+        assert_eq!(
+            back.get("error").map(String::as_str),
+            Some("invalid_request")
+        );
+        assert!(back["error_description"].contains("device_id"), "{back:?}");
+        let params = code_request(&hue_s, &pkce, &[("state", "s1"), ("device_id", "a b")]);
+        let answer = Browser::new().authorize(&app, &params).await;
+        assert_eq!(
+            query_of(&location(&answer))
+                .get("error")
+                .map(String::as_str),
+            Some("invalid_request"),
+            "a malformed device_id"
+        );
+
+        // Two apps of one group on one phone (one vendor id): one device, both stay.
+        let phone = Browser::new();
+        let first = login(&app, &phone, &hue_s, "C02", Some("ifv-1")).await;
+        let phone2 = Browser::new();
+        let second = login(&app, &phone2, &sibling, "C02", Some("ifv-1")).await;
+        assert_eq!(refresh(&app, &hue_s, &first).await, 200);
+        assert_eq!(refresh(&app, &sibling, &second).await, 200);
+        // An app of another group cannot tell it is the same phone: it is another device.
+        let phone3 = Browser::new();
+        let third = login(&app, &phone3, &stranger, "C02", Some("ifv-1")).await;
+        assert_eq!(refresh(&app, &hue_s, &first).await, 400);
+        assert_eq!(refresh(&app, &sibling, &second).await, 400);
+        assert_eq!(refresh(&app, &stranger, &third).await, 200);
+
+        // Registration: device_slot only for mobile clients, and well formed.
+        for body in [
+            json!({"client_name": "x", "redirect_uris": ["https://x.example/cb"], "device_slot": "vn.hue"}),
+            json!({"client_name": "x", "redirect_uris": ["vn.x:/cb"], "application_type": "native",
+                   "token_endpoint_auth_method": "none", "device_class": "mobile", "device_slot": "VN HUE"}),
+        ] {
+            let response = app.admin_create(body).await;
+            assert_eq!(response.status(), 400);
+            let error: Value = response.json().await.unwrap();
+            assert_eq!(error["error"], "invalid_client_metadata");
+        }
+    }
+);
+
+on_both_backends!(
+    two_devices_racing_for_the_slot_end_with_exactly_one_owner,
+    |app: TestApp| async move {
+        let rp = LogoutRp::start();
+        let mobile = mobile_client(&app, "s", &rp.uri("s"), None).await;
+        let (code_a, pkce_a) = code(&app, &Browser::new(), &mobile, "C06", Some("device-a")).await;
+        let (code_b, pkce_b) = code(&app, &Browser::new(), &mobile, "C06", Some("device-b")).await;
+        let account = {
+            let browser = Browser::new();
+            let web = web_client(&app, "portal", &rp.uri("web")).await;
+            claims(&login(&app, &browser, &web, "C06", None).await)["sub"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+
+        // A's token request stops inside its transaction, holding the slot, before it commits.
+        let gate = broker::faults::arm("slot:before-commit", &account);
+        let a = app.exchange(&mobile, &code_a, &pkce_a.verifier);
+        tokio::pin!(a);
+        tokio::select! {
+            _ = gate.reached() => {}
+            answer = &mut a => panic!("A finished without reaching the fault point: {answer:?}"),
+        }
+        // B's request while A holds the slot: it waits for A's lock, deciding nothing yet.
+        let b = app.exchange(&mobile, &code_b, &pkce_b.verifier);
+        tokio::pin!(b);
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut b).await;
+        assert!(
+            early.is_err(),
+            "B went past A's lock on the slot: {early:?}"
+        );
+        gate.release();
+        let ((status_a, at_a), (status_b, at_b)) = tokio::join!(a, b);
+        broker::faults::disarm("slot:before-commit", &account);
+        assert_eq!((status_a, status_b), (200, 200), "{at_a} {at_b}");
+
+        // B came second and saw A: B holds the slot, A's fresh tokens are dead.
+        assert_eq!(holder(&app, &account).await.as_deref(), Some("device-b"));
+        assert_eq!(refresh(&app, &mobile, &at_a).await, 400);
+        assert_eq!(refresh(&app, &mobile, &at_b).await, 200);
+        let live: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM grants WHERE account_id = $1 AND device_id IS NOT NULL \
+             AND revoked_at IS NULL",
+        )
+        .bind(&account)
+        .fetch_one(app.app_db.pool())
+        .await
+        .unwrap()
+        .get("n");
+        assert_eq!(live, 1, "one device's grant lives");
+    }
+);
