@@ -312,3 +312,54 @@ on_both_backends!(
         assert_eq!(live, 1, "one device's grant lives");
     }
 );
+
+/// Redis is only the fast path: with every key of this app gone, SQL still says who holds the
+/// slot, which sessions ended and which grants are revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_rule_survives_losing_redis() {
+    let Some(app) = TestApp::spawn_production().await else {
+        return;
+    };
+    let _dir = app.guard();
+    let rp = LogoutRp::start();
+    let mobile = mobile_client(&app, "s", &rp.uri("s"), None).await;
+    let at_a = login(&app, &Browser::new(), &mobile, "C07", Some("device-a")).await;
+    let phone_b = Browser::new();
+    let at_b = login(&app, &phone_b, &mobile, "C07", Some("device-b")).await;
+    let account = claims(&at_b)["sub"].as_str().unwrap().to_string();
+    assert_eq!(refresh(&app, &mobile, &at_a).await, 400);
+
+    let lost = app.lose_redis_keys().await;
+    assert!(lost > 0, "the test's own keys existed");
+
+    // No revoked token comes back.
+    assert_eq!(refresh(&app, &mobile, &at_a).await, 400);
+    let (status, _) = app.userinfo(at_a["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, 401);
+    // A token whose session Redis no longer knows is checked against SQL: B's lives.
+    let (status, _) = app.userinfo(at_b["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    // A third device still evicts the second.
+    let at_c = login(&app, &Browser::new(), &mobile, "C07", Some("device-c")).await;
+    assert_eq!(holder(&app, &account).await.as_deref(), Some("device-c"));
+    assert_eq!(refresh(&app, &mobile, &at_b).await, 400);
+    let (status, _) = app.userinfo(at_b["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, 401);
+    assert_eq!(refresh(&app, &mobile, &at_c).await, 200);
+    // B's session ended in SQL; its browser (whose cookie Redis forgot) logs in afresh.
+    let sid_b = claims(&at_b)["sid"].as_str().unwrap().to_string();
+    let reason: Option<String> = sqlx::query("SELECT end_reason FROM sessions WHERE sid = $1")
+        .bind(&sid_b)
+        .fetch_one(app.app_db.pool())
+        .await
+        .unwrap()
+        .get("end_reason");
+    assert_eq!(reason.as_deref(), Some("device_evicted"));
+    let received = rp.wait_for(2, WAIT).await;
+    assert!(
+        received
+            .iter()
+            .any(|r| jwt_parts(r.logout_token()).1["sid"] == sid_b.as_str()),
+        "B's RP is told although Redis forgot B"
+    );
+}

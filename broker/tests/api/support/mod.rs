@@ -33,6 +33,8 @@ pub struct TestApp {
     pub app_db: broker::store::Db,
     pub broker: actix_web::web::Data<broker::http::Broker>,
     pub http: reqwest::Client,
+    /// The Redis key prefix of this app's session store (PostgreSQL + Redis only).
+    pub redis_prefix: Option<String>,
     dir: Arc<tempfile::TempDir>,
     database: Option<Arc<TestDatabase>>,
 }
@@ -227,6 +229,8 @@ impl TestApp {
             }
         }
         adjust(&mut settings);
+        let redis_prefix = (settings.sessions.backend == SessionBackend::Redis)
+            .then(|| settings.sessions.key_prefix.clone());
         let clock = Arc::new(ManualClock::new(SystemClock.now()));
         let app = Application::build_with_clock(settings, listener, clock.clone())
             .await
@@ -255,6 +259,7 @@ impl TestApp {
                 .expect("client"),
             dir: Arc::new(dir),
             database,
+            redis_prefix,
         }
     }
 
@@ -367,6 +372,31 @@ impl TestApp {
             .expect("userinfo");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Deletes every key of this app's session store in Redis (never `FLUSHALL`: other tests
+    /// share the server), as a Redis that lost its data would look. Returns how many.
+    pub async fn lose_redis_keys(&self) -> usize {
+        let prefix = self.redis_prefix.as_ref().expect("a Redis-backed app");
+        let url = std::env::var("BROKER_TEST_REDIS_URL").expect("redis url");
+        let client = redis::Client::open(url).expect("redis client");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut conn)
+            .await
+            .expect("KEYS");
+        for key in &keys {
+            let _: () = redis::cmd("DEL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .expect("DEL");
+        }
+        keys.len()
     }
 
     pub async fn count(&self, table: &str) -> i64 {
