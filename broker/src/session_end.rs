@@ -24,6 +24,8 @@ pub enum EndReason {
     Administrator,
     /// A newer login on another mobile device took the account's mobile slot.
     DeviceEvicted,
+    /// The citizen ended it from the account page (a lost phone, a shared computer).
+    ByCitizen,
 }
 
 impl EndReason {
@@ -32,6 +34,7 @@ impl EndReason {
             EndReason::LoggedOut => "logged_out",
             EndReason::Administrator => "administrator",
             EndReason::DeviceEvicted => "device_evicted",
+            EndReason::ByCitizen => "ended_by_citizen",
         }
     }
 
@@ -41,6 +44,7 @@ impl EndReason {
             EndReason::LoggedOut => "logged out",
             EndReason::Administrator => "session ended by an administrator",
             EndReason::DeviceEvicted => "device evicted",
+            EndReason::ByCitizen => "session ended by its owner",
         }
     }
 }

@@ -33,7 +33,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(rate_limit))
             .route("", web::get().to(show))
             .route("/callback", web::get().to(callback))
-            .route("/phone", web::post().to(phone_post)),
+            .route("/phone", web::post().to(phone_post))
+            .route("/sessions", web::post().to(sessions_post)),
     );
 }
 
@@ -64,7 +65,7 @@ async fn session(
         return Ok(None);
     };
     let secret = cookie.value().to_string();
-    match broker.provider.sso.find(&secret).await {
+    match broker.provider.live_sso(&secret).await {
         Ok(found) => Ok(found.map(|s| (secret, s))),
         Err(e) => Err(HttpError::unavailable_page(&e, wants_english(req, None))),
     }
@@ -120,6 +121,9 @@ async fn page(
         .await
         .map_err(unavailable)?
         .map(|change| change.phone);
+    let sessions = session_rows(broker, session, english)
+        .await
+        .map_err(unavailable)?;
     let status = match &message {
         Some(("error", _)) => StatusCode::BAD_REQUEST,
         _ => StatusCode::OK,
@@ -130,6 +134,7 @@ async fn page(
         english,
         &csrf_of(secret),
         pending.as_deref(),
+        sessions,
         message,
     );
     *response.status_mut() = status;
@@ -242,6 +247,163 @@ async fn callback(
         .cookie(removal)
         .insert_header((header::LOCATION, "/account"))
         .finish())
+}
+
+#[derive(Deserialize)]
+/// One open session as the account page lists it.
+struct SessionRow {
+    sid: String,
+    app: String,
+    device: &'static str,
+    started: String,
+    from: String,
+    current: bool,
+}
+
+/// The account's open sessions, this browser's first.
+async fn session_rows(
+    broker: &Broker,
+    current: &SsoSession,
+    english: bool,
+) -> anyhow::Result<Vec<SessionRow>> {
+    let p = &broker.provider;
+    let since = p.now() - p.sso.ttl().as_secs() as i64;
+    let mut rows = Vec::new();
+    for s in p
+        .session_records
+        .open_sessions(&current.account_id, since)
+        .await?
+    {
+        let app = match p.clients.get(&s.client_id).await? {
+            Some(client) if !client.metadata.client_name.is_empty() => {
+                client.metadata.client_name.clone()
+            }
+            _ => s.client_id.clone(),
+        };
+        let device = match (s.device_class.as_str(), english) {
+            ("mobile", false) => "Điện thoại di động",
+            ("mobile", true) => "Mobile phone",
+            (_, false) => "Trình duyệt web",
+            (_, true) => "Web browser",
+        };
+        let from = [s.address.clone(), s.user_agent.as_deref().map(short_agent)]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" · ");
+        rows.push(SessionRow {
+            current: s.sid == current.sid,
+            sid: s.sid,
+            app,
+            device,
+            started: local_time(s.started_at),
+            from,
+        });
+    }
+    rows.sort_by_key(|r| !r.current);
+    Ok(rows)
+}
+
+/// A time as the province reads it: Vietnam's time (UTC+7), day first.
+fn local_time(at: i64) -> String {
+    let format = time::macros::format_description!("[day]/[month]/[year] [hour]:[minute]");
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .ok()
+        .map(|t| t.to_offset(time::macros::offset!(+7)))
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
+/// The browser and system a `User-Agent` names, roughly, for a person to recognise.
+fn short_agent(agent: &str) -> String {
+    let browser = ["Zalo", "Edg", "Firefox", "Chrome", "Safari"]
+        .into_iter()
+        .find(|b| agent.contains(b))
+        .map(|b| if b == "Edg" { "Edge" } else { b });
+    let system = ["Android", "iPhone", "iPad", "Windows", "Mac OS", "Linux"]
+        .into_iter()
+        .find(|s| agent.contains(s));
+    match (browser, system) {
+        (Some(b), Some(s)) => format!("{b}, {s}"),
+        (Some(x), None) | (None, Some(x)) => x.to_string(),
+        (None, None) => agent.chars().take(40).collect(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SessionForm {
+    csrf: Option<String>,
+    sid: Option<String>,
+    lang: Option<String>,
+}
+
+/// `POST /account/sessions`: ends another session of the account (a lost phone, a shared
+/// computer). The session itself is ended by logging out.
+async fn sessions_post(
+    broker: web::Data<Broker>,
+    req: HttpRequest,
+    form: web::Form<SessionForm>,
+) -> Result<HttpResponse, HttpError> {
+    let english = english_of(&req, form.lang.as_deref());
+    let Some((secret, session)) = session(&broker, &req).await? else {
+        return start_login(&broker, english).await;
+    };
+    let csrf_ok = form
+        .csrf
+        .as_deref()
+        .is_some_and(|c| ct_eq(c.as_bytes(), csrf_of(&secret).as_bytes()));
+    let sid = form.sid.as_deref().unwrap_or_default();
+    if !csrf_ok || sid.is_empty() || sid.len() > 255 {
+        return Err(HttpError::BadSignIn {
+            error: crate::oidc::error::OAuthError::invalid_request(
+                "the form is out of date; reload the page",
+            ),
+            english,
+        });
+    }
+    let message = if sid == session.sid {
+        (
+            "error",
+            t(
+                english,
+                "Để thoát phiên trên thiết bị này, vui lòng đăng xuất.",
+                "To end the session on this device, please log out.",
+            )
+            .to_string(),
+        )
+    } else {
+        let p = &broker.provider;
+        let ended = crate::login::logout::end_session_of(
+            p,
+            crate::login::logout::Ender::Citizen,
+            &session.account_id,
+            sid,
+            p.now(),
+        )
+        .await
+        .map_err(|e| HttpError::unavailable_page(&e, english))?;
+        match ended {
+            crate::login::logout::AdminEnd::Ended => (
+                "info",
+                t(
+                    english,
+                    "Đã đăng xuất phiên đăng nhập đó.",
+                    "That session has been signed out.",
+                )
+                .to_string(),
+            ),
+            crate::login::logout::AdminEnd::NotFound => (
+                "error",
+                t(
+                    english,
+                    "Không tìm thấy phiên đăng nhập này.",
+                    "That session was not found.",
+                )
+                .to_string(),
+            ),
+        }
+    };
+    page(&broker, &secret, &session, english, Some(message)).await
 }
 
 #[derive(Deserialize)]
@@ -515,6 +677,10 @@ struct AccountPage<'a> {
     linked_title: &'a str,
     linked_none: &'a str,
     linked: Vec<(String, String)>,
+    sessions_title: &'a str,
+    sessions: Vec<SessionRow>,
+    this_device: &'a str,
+    end_label: &'a str,
     message: Option<(&'a str, String)>,
     csrf: &'a str,
     lang_field: &'a str,
@@ -529,6 +695,7 @@ fn render(
     english: bool,
     csrf: &str,
     pending_phone: Option<&str>,
+    sessions: Vec<SessionRow>,
     message: Option<(&str, String)>,
 ) -> HttpResponse {
     let dash = || "—".to_string();
@@ -607,6 +774,14 @@ fn render(
             .iter()
             .map(|r| (r.source.clone(), r.legacy_id.clone()))
             .collect(),
+        sessions_title: t(
+            english,
+            "Thiết bị và phiên đăng nhập",
+            "Devices and sessions",
+        ),
+        sessions,
+        this_device: t(english, "thiết bị này", "this device"),
+        end_label: t(english, "Đăng xuất", "Sign out"),
         message,
         csrf,
         lang_field: if english { "en" } else { "vi" },

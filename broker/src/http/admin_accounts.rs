@@ -9,7 +9,7 @@ use super::admin::Operator;
 use super::errors::HttpError;
 use super::Broker;
 use crate::accounts::login::AdminChange;
-use crate::login::logout::{end_session_by_operator, AdminEnd};
+use crate::login::logout::{end_session_of, AdminEnd, Ender};
 
 /// Routes inside the `/admin` scope (`http::admin`), which rate-limits them.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -25,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/links", web::post().to(link_create))
             .route("/links/{source}/{legacy_id}", web::delete().to(link_delete))
             .route("/events", web::get().to(events_list))
+            .route("/sessions", web::get().to(sessions_list))
             .route("/sessions/{sid}", web::delete().to(session_delete)),
     );
 }
@@ -275,6 +276,30 @@ async fn events_list(
 }
 
 /// Ends one session of an account: its grants revoked, its RPs told by back-channel logout.
+/// `GET /admin/accounts/{id}/sessions`: the account's open sessions (newest first) and who
+/// holds its mobile slot.
+async fn sessions_list(
+    broker: web::Data<Broker>,
+    _operator: Operator,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let account_id = path.into_inner();
+    if account_id.len() > 255 {
+        return Ok(bad_request("account id: at most 255 characters"));
+    }
+    let p = &broker.provider;
+    let since = p.now() - p.sso.ttl().as_secs() as i64;
+    let sessions = p
+        .session_records
+        .open_sessions(&account_id, since)
+        .await
+        .map_err(unavailable)?;
+    let slot = p.devices.holder(&account_id).await.map_err(unavailable)?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(serde_json::json!({"sessions": sessions, "mobile_slot": slot})))
+}
+
 async fn session_delete(
     broker: web::Data<Broker>,
     operator: Operator,
@@ -285,16 +310,13 @@ async fn session_delete(
         return Ok(bad_request("account id and sid: at most 255 characters"));
     }
     let p = &broker.provider;
-    let outcome = end_session_by_operator(
-        p,
-        &*broker.registrar.audit,
-        &account_id,
-        &sid,
-        &operator.name,
-        p.now(),
-    )
-    .await
-    .map_err(unavailable)?;
+    let ender = Ender::Operator {
+        audit: &*broker.registrar.audit,
+        name: &operator.name,
+    };
+    let outcome = end_session_of(p, ender, &account_id, &sid, p.now())
+        .await
+        .map_err(unavailable)?;
     Ok(match outcome {
         AdminEnd::Ended => {
             tracing::info!(operator = %operator.name, "session ended by an operator");

@@ -88,45 +88,65 @@ pub enum AdminEnd {
     NotFound,
 }
 
-/// An operator ends one session of an account (the admin API): its grants and event as for a
-/// logout, an audit entry naming the operator in the same transaction, and the ended-session
-/// marker. The browser's SSO session is found by its cookie only, so it is not removed here:
-/// until sessions are recorded in SQL, that browser could start new grants under the same `sid`
-/// once the marker (twice the code lifetime) has expired. **Known gap**, closed by the SQL
-/// session table of the device-slot work.
-pub async fn end_session_by_operator(
+/// Who ends a session of an account from outside its browser.
+pub enum Ender<'a> {
+    /// An operator (the admin API): audited, naming them.
+    Operator {
+        audit: &'a dyn AuditLog,
+        name: &'a str,
+    },
+    /// The citizen, from the account page (another of their sessions).
+    Citizen,
+}
+
+/// Ends one session of an account from outside its browser: its grants and event as for a
+/// logout (and, for an operator, an audit entry naming them) in one transaction, then the
+/// ended-session marker. The browser's SSO session is found by its cookie only, so its entry
+/// stays in the session store, but the session is ended in SQL, and `Provider::live_sso` never
+/// takes an ended session as alive: that browser logs in afresh.
+pub async fn end_session_of(
     p: &Provider,
-    audit: &dyn AuditLog,
+    ender: Ender<'_>,
     account_id: &str,
     sid: &str,
-    operator: &str,
     now: i64,
 ) -> anyhow::Result<AdminEnd> {
-    let known = p
-        .grants
-        .grants_of_session(sid)
-        .await?
-        .iter()
-        .any(|g| g.account_id.as_deref() == Some(account_id));
+    let recorded = p.session_records.session(sid).await?;
+    let known = match &recorded {
+        Some(session) => session.account_id == account_id,
+        // Sessions from before the session table: known by their grants.
+        None => p
+            .grants
+            .grants_of_session(sid)
+            .await?
+            .iter()
+            .any(|g| g.account_id.as_deref() == Some(account_id)),
+    };
     if !known {
         return Ok(AdminEnd::NotFound);
     }
-    p.ended.mark(sid).await?;
+    let reason = match ender {
+        Ender::Operator { .. } => EndReason::Administrator,
+        Ender::Citizen => EndReason::ByCitizen,
+    };
     let mut tx = p.transactions.begin().await?;
     let revoked = p
         .session_ends
-        .end(&mut tx, account_id, sid, EndReason::Administrator, now)
+        .end(&mut tx, account_id, sid, reason, now)
         .await?;
-    let entry = AuditEntry {
-        at: now,
-        kind: "session.ended",
-        account_id: Some(account_id),
-        client_id: None,
-        actor: Some(operator),
-        detail: serde_json::json!({"sid": sid, "grants_revoked": revoked}),
-    };
-    audit.append(&mut tx, &entry).await?;
+    if let Ender::Operator { audit, name } = ender {
+        let entry = AuditEntry {
+            at: now,
+            kind: "session.ended",
+            account_id: Some(account_id),
+            client_id: None,
+            actor: Some(name),
+            detail: serde_json::json!({"sid": sid, "grants_revoked": revoked}),
+        };
+        audit.append(&mut tx, &entry).await?;
+    }
     tx.commit().await?;
+    p.ended.mark(sid).await?;
     Ok(AdminEnd::Ended)
 }
 

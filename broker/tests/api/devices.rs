@@ -363,3 +363,115 @@ async fn the_device_rule_survives_losing_redis() {
         "B's RP is told although Redis forgot B"
     );
 }
+
+/// Opens `/account` in `browser`, logging `hint` in through the account page's own client.
+async fn account_page(app: &TestApp, browser: &Browser, hint: &str) -> String {
+    let first = browser.get(&app.endpoint("/account")).await;
+    if first.status() == 200 {
+        return first.text().await.unwrap();
+    }
+    let to = location(&first);
+    let at_authorize = browser.get(&format!("{to}&login_hint={hint}")).await;
+    let back = browser.through_upstream(at_authorize).await;
+    let back = browser
+        .through_steps(app, back, &crate::support::browser::test_phone(app, hint))
+        .await;
+    let done = browser.get(&location(&back)).await;
+    assert_eq!(location(&done), "/account");
+    browser
+        .get(&app.endpoint("/account"))
+        .await
+        .text()
+        .await
+        .unwrap()
+}
+
+on_both_backends!(
+    the_citizen_sees_their_devices_and_signs_a_lost_phone_out,
+    |app: TestApp| async move {
+        let rp = LogoutRp::start();
+        let mobile = mobile_client(&app, "s", &rp.uri("s"), None).await;
+        let phone = Browser::new();
+        let on_phone = login(&app, &phone, &mobile, "C01", Some("device-a")).await;
+        let sid_phone = claims(&on_phone)["sid"].as_str().unwrap().to_string();
+
+        let laptop = Browser::new();
+        let html = account_page(&app, &laptop, "C01").await;
+        assert!(html.contains("Thiết bị và phiên đăng nhập"), "{html}");
+        assert!(
+            html.contains("Điện thoại di động") && html.contains("Trình duyệt web"),
+            "both sessions, by kind: {html}"
+        );
+        assert!(html.contains("(thiết bị này)"));
+        assert!(
+            html.contains(&format!("name=\"sid\" value=\"{sid_phone}\"")),
+            "the phone can be signed out: {html}"
+        );
+
+        // Support sees the same, and who holds the mobile slot.
+        let account = claims(&on_phone)["sub"].as_str().unwrap().to_string();
+        let listed: Value = app
+            .http
+            .get(app.endpoint(&format!("/admin/accounts/{account}/sessions")))
+            .bearer_auth(&app.operator_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            listed["sessions"].as_array().map(Vec::len),
+            Some(2),
+            "{listed}"
+        );
+        assert_eq!(listed["mobile_slot"]["device"]["id"], "device-a");
+
+        // A forged form changes nothing; the real one signs the phone out.
+        let csrf = crate::support::browser::form_value(&html, "csrf").unwrap();
+        let forged = laptop
+            .http
+            .post(app.endpoint("/account/sessions"))
+            .form(&[("csrf", "forged"), ("sid", sid_phone.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 400);
+        assert_eq!(refresh(&app, &mobile, &on_phone).await, 200);
+        let ended = laptop
+            .http
+            .post(app.endpoint("/account/sessions"))
+            .form(&[("csrf", csrf.as_str()), ("sid", sid_phone.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let html = ended.text().await.unwrap();
+        assert!(html.contains("Đã đăng xuất phiên đăng nhập đó"), "{html}");
+        assert!(!html.contains(&sid_phone), "no longer listed");
+        assert_eq!(refresh(&app, &mobile, &on_phone).await, 400);
+        let told = rp.wait_for(1, WAIT).await;
+        assert_eq!(
+            jwt_parts(told[0].logout_token()).1["sid"],
+            sid_phone.as_str()
+        );
+
+        // Someone else's session id changes nothing.
+        let other = login(&app, &Browser::new(), &mobile, "C02", Some("device-z")).await;
+        let sid_other = claims(&other)["sid"].as_str().unwrap().to_string();
+        let html = laptop
+            .http
+            .post(app.endpoint("/account/sessions"))
+            .form(&[("csrf", csrf.as_str()), ("sid", sid_other.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains("Không tìm thấy phiên đăng nhập này"),
+            "{html}"
+        );
+        assert_eq!(refresh(&app, &mobile, &other).await, 200);
+    }
+);
