@@ -27,6 +27,7 @@ use crate::jobs;
 use crate::oidc::acr::AcrPolicy;
 use crate::oidc::backchannel_logout::BackchannelLogout;
 use crate::oidc::codes::Codes;
+use crate::oidc::dpop::DpopVerifier;
 use crate::oidc::par::PushedRequests;
 use crate::oidc::{Provider, TokenLifetimes};
 use crate::operators::Operators;
@@ -206,6 +207,7 @@ impl Application {
             require_pushed_requests: settings.login.require_pushed_authorization_requests,
             session_ends: SessionEnds::new(Arc::new(db.clone()), Arc::new(db.clone())),
             transactions: Arc::new(db.clone()),
+            dpop: DpopVerifier::new(sessions.clone()),
         };
         if settings.dispatch.enabled {
             dispatcher(&settings, &db, &provider, clock.clone())?.spawn();

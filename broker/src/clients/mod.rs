@@ -114,6 +114,10 @@ pub struct ClientMetadata {
     /// §2.2: the client needs `sid` in logout tokens (the broker always sends it).
     #[serde(default)]
     pub backchannel_logout_session_required: bool,
+    /// RFC 9449 §5.2: every token request must carry a DPoP proof, so every access token is
+    /// bound to a key.
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
 }
 
 fn default_id_token_alg() -> Alg {

@@ -130,6 +130,7 @@ mod tests {
             require_pushed_authorization_requests: false,
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            dpop_bound_access_tokens: false,
         }
     }
 

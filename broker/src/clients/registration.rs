@@ -61,6 +61,9 @@ pub struct ClientRequest {
     /// §2.2: `sid` must be in the logout token (it always is); needs a `backchannel_logout_uri`.
     #[serde(default)]
     pub backchannel_logout_session_required: bool,
+    /// RFC 9449 §5.2: token requests without a DPoP proof are refused.
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -231,6 +234,7 @@ pub fn validate(
         require_pushed_authorization_requests: req.require_pushed_authorization_requests,
         backchannel_logout_uri: req.backchannel_logout_uri.clone(),
         backchannel_logout_session_required: req.backchannel_logout_session_required,
+        dpop_bound_access_tokens: req.dpop_bound_access_tokens,
     })
 }
 

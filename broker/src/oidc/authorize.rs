@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::acr::AcrPolicy;
+use super::dpop;
 use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
 use super::pkce;
@@ -47,6 +48,9 @@ pub struct AuthorizeRequest {
     /// step's candidate. Not yet checked against anything but its form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legacy_account: Option<String>,
+    /// RFC 9449 §10: the thumbprint of the DPoP key the code may be redeemed with only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 impl AuthorizeRequest {
@@ -148,6 +152,15 @@ pub fn parse(
         )));
     }
     let legacy_account = legacy_account(client, params, pushed).map_err(&fail)?;
+    let dpop_jkt = match params.get("dpop_jkt") {
+        Some(jkt) if dpop::valid_jkt(jkt) => Some(jkt.to_string()),
+        Some(_) => {
+            return Err(fail(OAuthError::invalid_request(
+                "dpop_jkt must be a base64url SHA-256 JWK thumbprint",
+            )))
+        }
+        None => None,
+    };
     match params.get("response_type") {
         Some("code") => {}
         Some(_) => {
@@ -294,6 +307,7 @@ pub fn parse(
         subject: claims.subject,
         auth_time_required: claims.auth_time_essential,
         legacy_account,
+        dpop_jkt,
     })
 }
 

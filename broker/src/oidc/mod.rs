@@ -7,6 +7,7 @@ pub mod authorize;
 pub mod backchannel_logout;
 pub mod codes;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod grant_types;
 pub mod introspect;
@@ -58,6 +59,8 @@ pub struct Provider {
     /// Ends sessions in SQL with their `session:ended` event (`crate::session_end`).
     pub session_ends: SessionEnds,
     pub transactions: Arc<dyn Transactions>,
+    /// Checks DPoP proofs (RFC 9449) and remembers their `jti`s.
+    pub dpop: dpop::DpopVerifier,
 }
 
 /// How long what the provider issues stays valid, in seconds.

@@ -10,7 +10,7 @@ use crate::transaction::Transaction;
 
 const GRANT_COLUMNS: &str =
     "id, client_id, account_id, sid, scope, resource, acr, auth_time, amr, created_at, revoked_at, \
-                             refresh_generation, refresh_expires_at";
+                             refresh_generation, refresh_expires_at, dpop_jkt";
 
 fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
     Ok(GrantRecord {
@@ -30,6 +30,7 @@ fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
         revoked_at: row.try_get("revoked_at")?,
         refresh_generation: row.try_get("refresh_generation")?,
         refresh_expires_at: row.try_get("refresh_expires_at")?,
+        dpop_jkt: opt_text(row, "dpop_jkt")?,
     })
 }
 
@@ -39,7 +40,8 @@ impl GrantStore for Db {
     async fn create_grant(&self, g: &GrantRecord) -> anyhow::Result<bool> {
         let result = sqlx::query(
             "INSERT INTO grants (id, client_id, account_id, sid, scope, resource, acr, auth_time, created_at, \
-             refresh_generation, refresh_expires_at, amr) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             refresh_generation, refresh_expires_at, amr, dpop_jkt) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&g.id)
@@ -54,6 +56,7 @@ impl GrantStore for Db {
         .bind(g.refresh_generation)
         .bind(g.refresh_expires_at)
         .bind(serde_json::to_string(&g.amr)?)
+        .bind(&g.dpop_jkt)
         .execute(self.pool())
         .await?;
         Ok(result.rows_affected() == 1)
@@ -75,18 +78,22 @@ impl GrantStore for Db {
         grant_id: &str,
         client_id: &str,
         generation: i64,
+        dpop_jkt: Option<&str>,
         now: i64,
     ) -> anyhow::Result<RotateOutcome> {
+        // `dpop_jkt = NULL` is never true: a bound family does not rotate without a proof.
         let sql = format!(
             "UPDATE grants SET refresh_generation = refresh_generation + 1, rotated_at = $1 \
              WHERE id = $2 AND client_id = $3 AND refresh_generation = $4 AND revoked_at IS NULL \
-             AND refresh_expires_at > $1 RETURNING {GRANT_COLUMNS}"
+             AND refresh_expires_at > $1 AND (dpop_jkt IS NULL OR dpop_jkt = $5) \
+             RETURNING {GRANT_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(now)
             .bind(grant_id)
             .bind(client_id)
             .bind(generation)
+            .bind(dpop_jkt)
             .fetch_optional(self.pool())
             .await?;
         Ok(match row {

@@ -30,6 +30,8 @@ pub struct GrantRecord {
     /// The generation of the current refresh token; `None` when the grant has none (any more).
     pub refresh_generation: Option<i64>,
     pub refresh_expires_at: Option<i64>,
+    /// The DPoP key (RFC 7638 thumbprint) the refresh family is bound to (RFC 9449 §5).
+    pub dpop_jkt: Option<String>,
 }
 
 impl GrantRecord {
@@ -96,12 +98,14 @@ pub trait GrantStore: Send + Sync {
     async fn create_grant(&self, grant: &GrantRecord) -> anyhow::Result<bool>;
     async fn find_grant(&self, grant_id: &str) -> anyhow::Result<Option<GrantRecord>>;
     /// Moves the family from `generation` to the next in one atomic statement, only if the grant
-    /// is live, belongs to `client_id`, is at that generation and its refresh token has not expired.
+    /// is live, belongs to `client_id`, is at that generation, its refresh token has not expired,
+    /// and it is bound to no DPoP key or to `dpop_jkt`.
     async fn rotate_refresh(
         &self,
         grant_id: &str,
         client_id: &str,
         generation: i64,
+        dpop_jkt: Option<&str>,
         now: i64,
     ) -> anyhow::Result<RotateOutcome>;
     /// Revokes a grant (its refresh family and access tokens). True if it was live.
