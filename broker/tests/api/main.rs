@@ -11,6 +11,7 @@ mod authorize;
 mod backchannel;
 mod cli;
 mod client_changes;
+mod dpop;
 mod federation;
 mod hardening;
 mod hostile;
