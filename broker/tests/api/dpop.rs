@@ -542,3 +542,47 @@ on_both_backends!(an_unbound_family_stays_unbound, |app: TestApp| async move {
     assert_eq!(status, 200, "the family is not: {again}");
     assert_eq!(again["token_type"], "Bearer");
 });
+
+on_both_backends!(dpop_jkt_in_a_pushed_request, |app: TestApp| async move {
+    use crate::support::browser::{code_request, location, query_of};
+    let client = app.confidential_client().await;
+    let key = DpopKey::new();
+    let jkt = key.jkt();
+    let pkce = Pkce::new();
+    let mut form = code_request(&client, &pkce, &[("login_hint", "C01"), ("dpop_jkt", &jkt)]);
+    form.retain(|(k, _)| *k != "client_id");
+    let pushed: Value = app
+        .http
+        .post(app.endpoint("/par"))
+        .basic_auth(&client.id, client.secret.as_deref())
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let request_uri = str_of(&pushed, "request_uri");
+    let browser = Browser::new();
+    let first = browser
+        .authorize(
+            &app,
+            &[("client_id", &client.id), ("request_uri", request_uri)],
+        )
+        .await;
+    let back = browser.through_upstream(first).await;
+    let code = query_of(&location(&back)).remove("code").expect("a code");
+    let form = exchange_form(&client, &code, &pkce);
+    let answer = app.token(&client, &form).await;
+    assert_eq!(
+        error(&answer),
+        (400, Some("invalid_dpop_proof")),
+        "{}",
+        answer.1
+    );
+    let (status, tokens) = app
+        .token_dpop(&client, &form, &[&key.proof(&app, "POST", "/token", None)])
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["token_type"], "DPoP");
+});
