@@ -28,6 +28,7 @@ use crate::jobs;
 use crate::oidc::acr::AcrPolicy;
 use crate::oidc::backchannel_logout::BackchannelLogout;
 use crate::oidc::codes::Codes;
+use crate::oidc::dpop::DpopVerifier;
 use crate::oidc::par::PushedRequests;
 use crate::oidc::{Provider, TokenLifetimes};
 use crate::operators::Operators;
@@ -222,6 +223,7 @@ impl Application {
                 ended.clone(),
                 settings.devices.one_mobile_device,
             ),
+            dpop: DpopVerifier::new(sessions.clone()),
         };
         if settings.dispatch.enabled {
             dispatcher(&settings, &db, &provider, clock.clone())?.spawn();

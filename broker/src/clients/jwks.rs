@@ -15,7 +15,7 @@ pub enum JwksError {
 }
 
 /// JWK members that hold private or symmetric key material (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
-const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+pub(crate) const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
 pub fn check_public_jwks(jwks: &serde_json::Value) -> Result<(), JwksError> {
     let keys = jwks

@@ -134,6 +134,10 @@ pub struct ClientMetadata {
     /// clients only; default: the client's own id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_slot: Option<String>,
+    /// RFC 9449 §5.2: every token request must carry a DPoP proof, so every access token is
+    /// bound to a key.
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
 }
 
 fn default_id_token_alg() -> Alg {

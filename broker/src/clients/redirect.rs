@@ -132,6 +132,7 @@ mod tests {
             backchannel_logout_session_required: false,
             device_class: Default::default(),
             device_slot: None,
+            dpop_bound_access_tokens: false,
         }
     }
 

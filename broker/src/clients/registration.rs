@@ -66,6 +66,9 @@ pub struct ClientRequest {
     /// Mobile clients only: the group of apps sharing a device identifier (default: the
     /// client's own id); `[a-z0-9._-]{1,64}`.
     pub device_slot: Option<String>,
+    /// RFC 9449 §5.2: token requests without a DPoP proof are refused.
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -253,6 +256,7 @@ pub fn validate(
         backchannel_logout_session_required: req.backchannel_logout_session_required,
         device_class,
         device_slot: req.device_slot.clone(),
+        dpop_bound_access_tokens: req.dpop_bound_access_tokens,
     })
 }
 

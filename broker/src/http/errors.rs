@@ -15,7 +15,8 @@ use super::pages::message_page;
 use crate::abuse::Refusal;
 use crate::clients::registration::RegistrationError;
 use crate::login::ClientRedirect;
-use crate::oidc::error::OAuthError;
+use crate::oidc::dpop;
+use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::operators::OperatorError;
 
 /// Why a protected-resource request failed (RFC 6750 §3.1).
@@ -25,6 +26,9 @@ pub enum BearerFailure {
     Missing,
     /// Credentials that did not do: the challenge names the error.
     Refused(OAuthError),
+    /// Credentials sent with the DPoP scheme that did not do: the DPoP challenge names the
+    /// error and the proof algorithms accepted (RFC 9449 §7.1).
+    Dpop(OAuthError),
 }
 
 /// A front-channel page: its status, RFC code, and title and message in both languages.
@@ -98,7 +102,7 @@ impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HttpError::Json(e)
-            | HttpError::Bearer(BearerFailure::Refused(e))
+            | HttpError::Bearer(BearerFailure::Refused(e) | BearerFailure::Dpop(e))
             | HttpError::BadSignIn { error: e, .. }
             | HttpError::BadSignOut { error: e, .. } => write!(f, "{e}"),
             HttpError::Bearer(BearerFailure::Missing) => f.write_str("no credentials"),
@@ -127,6 +131,11 @@ impl ResponseError for HttpError {
             HttpError::Json(e) | HttpError::Bearer(BearerFailure::Refused(e)) => {
                 StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST)
             }
+            // At a resource, a bad proof is an authentication failure (RFC 9449 §7.1).
+            HttpError::Bearer(BearerFailure::Dpop(e)) => match e.code {
+                ErrorCode::InvalidDpopProof => StatusCode::UNAUTHORIZED,
+                code => StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            },
             HttpError::Bearer(BearerFailure::Missing) => StatusCode::UNAUTHORIZED,
             HttpError::BadSignIn { .. } | HttpError::BadSignOut { .. } => StatusCode::BAD_REQUEST,
             HttpError::Page(p) => p.status,
@@ -164,6 +173,18 @@ impl ResponseError for HttpError {
                 let mut builder = HttpResponseBuilder::new(self.status_code());
                 no_store(&mut builder);
                 let challenge = format!("Bearer realm=\"broker\", error=\"{}\"", e.code.as_str());
+                builder
+                    .insert_header((header::WWW_AUTHENTICATE, challenge))
+                    .json(json!({"error": e.code.as_str(), "error_description": e.description}))
+            }
+            HttpError::Bearer(BearerFailure::Dpop(e)) => {
+                let mut builder = HttpResponseBuilder::new(self.status_code());
+                no_store(&mut builder);
+                let challenge = format!(
+                    "DPoP realm=\"broker\", error=\"{}\", algs=\"{}\"",
+                    e.code.as_str(),
+                    dpop::SIGNING_ALGS.join(" ")
+                );
                 builder
                     .insert_header((header::WWW_AUTHENTICATE, challenge))
                     .json(json!({"error": e.code.as_str(), "error_description": e.description}))

@@ -6,9 +6,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::errors::{no_store, BearerFailure, HttpError};
 use super::{form_pairs, Broker};
 use crate::clients::auth::Presented;
+use crate::oidc::access::{PresentedToken, TokenScheme};
 use crate::oidc::error::OAuthError;
 use crate::oidc::params::Params;
-use crate::oidc::{discovery, grant_types, introspect, revoke, userinfo};
+use crate::oidc::{discovery, dpop, grant_types, introspect, revoke, userinfo};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // One resource per path, so that another method gets 405 with `Allow`, not 404. What answers
@@ -101,8 +102,35 @@ async fn token_post(
     body: web::Bytes,
 ) -> Result<HttpResponse, HttpError> {
     let form = read_form(&req, &body)?;
-    let tokens = grant_types::token(&broker.provider, &form.presented, &form.params).await?;
+    let proof = dpop_header(&req)?;
+    let tokens = grant_types::token(
+        &broker.provider,
+        &form.presented,
+        &form.params,
+        proof.as_deref(),
+    )
+    .await?;
     Ok(json_ok(tokens))
+}
+
+/// The request's `DPoP` header (RFC 9449 §4.3: at most one, a compact JWS of at most 8 KB).
+fn dpop_header(req: &HttpRequest) -> Result<Option<String>, OAuthError> {
+    let mut values = req.headers().get_all("dpop");
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(OAuthError::invalid_dpop_proof(
+            "send exactly one DPoP header",
+        ));
+    }
+    if value.len() > dpop::MAX_PROOF_LEN {
+        return Err(OAuthError::invalid_dpop_proof("the DPoP proof is too long"));
+    }
+    value
+        .to_str()
+        .map(|v| Some(v.trim().to_string()))
+        .map_err(|_| OAuthError::invalid_dpop_proof("the DPoP proof is not a JWS"))
 }
 
 /// A back-channel JSON answer, never cached.
@@ -112,19 +140,25 @@ fn json_ok<T: serde::Serialize>(body: T) -> HttpResponse {
     builder.json(body)
 }
 
-fn bearer(req: &HttpRequest) -> Option<String> {
+/// The access token of `Authorization: Bearer …` or `Authorization: DPoP …` (RFC 9449 §7.1).
+fn authorization(req: &HttpRequest) -> Option<(TokenScheme, String)> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        TokenScheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        TokenScheme::Dpop
+    } else {
+        return None;
+    };
+    Some((scheme, token.trim().to_string()))
 }
 
 async fn userinfo_get(
     broker: web::Data<Broker>,
     req: HttpRequest,
 ) -> Result<HttpResponse, HttpError> {
-    userinfo_answer(&broker, bearer(&req)).await
+    userinfo_answer(&broker, &req, authorization(&req)).await
 }
 
 async fn userinfo_post(
@@ -138,22 +172,42 @@ async fn userinfo_post(
             .find(|(k, _)| k == "access_token")
             .map(|(_, v)| v)
     });
-    match (bearer(&req), from_body) {
+    match (authorization(&req), from_body) {
         (Some(_), Some(_)) => Err(HttpError::Bearer(BearerFailure::Refused(
             OAuthError::invalid_request("use one way to send the access token"),
         ))),
-        (header_token, body_token) => userinfo_answer(&broker, header_token.or(body_token)).await,
+        (header_token, body_token) => {
+            let presented = header_token.or(body_token.map(|t| (TokenScheme::Bearer, t)));
+            userinfo_answer(&broker, &req, presented).await
+        }
     }
 }
 
 async fn userinfo_answer(
     broker: &Broker,
-    token: Option<String>,
+    req: &HttpRequest,
+    presented: Option<(TokenScheme, String)>,
 ) -> Result<HttpResponse, HttpError> {
-    let token = token.ok_or(HttpError::Bearer(BearerFailure::Missing))?;
-    let claims = userinfo::userinfo(&broker.provider, &token)
+    let (scheme, token) = presented.ok_or(HttpError::Bearer(BearerFailure::Missing))?;
+    // A DPoP failure is answered with the DPoP challenge (RFC 9449 §7.1), a bearer one with
+    // the Bearer challenge.
+    let refused = |e: OAuthError| match scheme {
+        TokenScheme::Dpop => HttpError::Bearer(BearerFailure::Dpop(e)),
+        TokenScheme::Bearer => HttpError::Bearer(BearerFailure::Refused(e)),
+    };
+    let proof = match scheme {
+        TokenScheme::Dpop => dpop_header(req).map_err(refused)?,
+        TokenScheme::Bearer => None,
+    };
+    let presented = PresentedToken {
+        token: &token,
+        scheme,
+        proof: proof.as_deref(),
+        method: req.method().as_str(),
+    };
+    let claims = userinfo::userinfo(&broker.provider, &presented)
         .await
-        .map_err(|e| HttpError::Bearer(BearerFailure::Refused(e)))?;
+        .map_err(refused)?;
     Ok(json_ok(claims))
 }
 

@@ -29,6 +29,7 @@ impl<'a> LoginFlow<'a> {
             loa: session.loa,
             amr: session.amr.clone(),
             id_token_claims: request.id_token_claims.clone(),
+            dpop_jkt: request.dpop_jkt.clone(),
             grant_id: uuid::Uuid::now_v7().to_string(),
             device_id: request.device_id.clone(),
             expires_at: now + p.tokens.code_ttl_secs as i64,

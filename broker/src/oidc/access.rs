@@ -1,7 +1,10 @@
 //! Whether an access token is still live, and revoking one: shared by userinfo, introspection
 //! and revocation. The signature says who issued it; SQL, the durable truth, says whether it or
-//! its grant was revoked since.
+//! its grant was revoked since. At a protected resource, a token bound to a DPoP key
+//! (`cnf.jkt`, RFC 9449 §7) is accepted only under the `DPoP` scheme with a proof of that key
+//! for this request and this token; a bound token sent as a bearer token is refused.
 
+use super::dpop::ProofTarget;
 use super::error::{ErrorCode, OAuthError};
 use super::Provider;
 use crate::crypto::sha256_b64url;
@@ -33,6 +36,62 @@ pub async fn live_access_token(
         return Err(invalid_token());
     }
     Ok(claims)
+}
+
+/// How the token came (`Authorization: Bearer` or `DPoP`, RFC 9449 §7.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenScheme {
+    Bearer,
+    Dpop,
+}
+
+/// An access token presented at a protected resource, with what came along with it.
+#[derive(Debug)]
+pub struct PresentedToken<'a> {
+    pub token: &'a str,
+    pub scheme: TokenScheme,
+    /// The `DPoP` header (read only under the `DPoP` scheme).
+    pub proof: Option<&'a str>,
+    pub method: &'a str,
+}
+
+/// A live token presented at the broker's resource `path`, sender-constrained if it is bound.
+pub async fn presented_access_token(
+    p: &Provider,
+    presented: &PresentedToken<'_>,
+    path: &str,
+    now: i64,
+) -> Result<AccessClaims, OAuthError> {
+    let claims = live_access_token(p, presented.token, now).await?;
+    match (&claims.cnf, presented.scheme) {
+        (None, TokenScheme::Bearer) => Ok(claims),
+        (Some(_), TokenScheme::Bearer) => Err(OAuthError::new(
+            ErrorCode::InvalidToken,
+            "the access token is bound to a DPoP key: send it with the DPoP scheme and a proof",
+        )),
+        (None, TokenScheme::Dpop) => Err(OAuthError::new(
+            ErrorCode::InvalidToken,
+            "the access token is not bound to a DPoP key: send it as a Bearer token",
+        )),
+        (Some(cnf), TokenScheme::Dpop) => {
+            let proof = presented
+                .proof
+                .ok_or_else(|| OAuthError::invalid_dpop_proof("a DPoP proof is required"))?;
+            let url = p.endpoint(path);
+            let target = ProofTarget {
+                method: presented.method,
+                url: &url,
+                access_token: Some(presented.token),
+            };
+            let proof = p.dpop.verify(proof, target, now).await?;
+            if proof.jkt != cnf.jkt {
+                return Err(OAuthError::invalid_dpop_proof(
+                    "the DPoP proof is not signed by the key the access token is bound to",
+                ));
+            }
+            Ok(claims)
+        }
+    }
 }
 
 /// Revokes one access token until it expires (RFC 7009 for access tokens).

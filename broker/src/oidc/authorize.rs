@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::acr::AcrPolicy;
+use super::dpop;
 use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
 use super::pkce;
@@ -54,6 +55,9 @@ pub struct AuthorizeRequest {
     /// The client's device group (`device_slot`) when it is a mobile client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_group: Option<String>,
+    /// RFC 9449 §10: the thumbprint of the DPoP key the code may be redeemed with only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
 }
 
 impl AuthorizeRequest {
@@ -159,6 +163,15 @@ pub fn parse(
     }
     let legacy_account = legacy_account(client, params, pushed).map_err(&fail)?;
     let device_id = device_id(client, params).map_err(&fail)?;
+    let dpop_jkt = match params.get("dpop_jkt") {
+        Some(jkt) if dpop::valid_jkt(jkt) => Some(jkt.to_string()),
+        Some(_) => {
+            return Err(fail(OAuthError::invalid_request(
+                "dpop_jkt must be a base64url SHA-256 JWK thumbprint",
+            )))
+        }
+        None => None,
+    };
     match params.get("response_type") {
         Some("code") => {}
         Some(_) => {
@@ -315,6 +328,7 @@ pub fn parse(
             })
             .flatten(),
         device_id,
+        dpop_jkt,
     })
 }
 

@@ -29,6 +29,9 @@ pub struct CodeRecord {
     /// Claims the RP asked for in the ID token (`claims` parameter).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub id_token_claims: Vec<String>,
+    /// RFC 9449 §10: the code is redeemed only with a DPoP proof of this key (`dpop_jkt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
     /// Decided when the code is issued, so a replay can revoke what the first redemption got.
     pub grant_id: String,
     /// The mobile device the code was issued to (its client's `device_id`).

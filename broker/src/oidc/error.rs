@@ -27,6 +27,8 @@ pub enum ErrorCode {
     RequestUriNotSupported,
     /// RFC 9101 §6.2: a `request_uri` that is unknown, expired, used or another client's.
     InvalidRequestUri,
+    /// RFC 9449 §5, §7.1: a DPoP proof that is missing where required, or invalid.
+    InvalidDpopProof,
 }
 
 impl ErrorCode {
@@ -51,6 +53,7 @@ impl ErrorCode {
             ErrorCode::RequestNotSupported => "request_not_supported",
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
             ErrorCode::InvalidRequestUri => "invalid_request_uri",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
         }
     }
 
@@ -84,6 +87,9 @@ impl OAuthError {
     }
     pub fn invalid_grant(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidGrant, description)
+    }
+    pub fn invalid_dpop_proof(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidDpopProof, description)
     }
     pub fn invalid_client() -> Self {
         Self::new(ErrorCode::InvalidClient, "client authentication failed")

@@ -37,7 +37,13 @@ pub async fn introspect(
             let mut out = serde_json::to_value(&claims).map_err(anyhow::Error::from)?;
             if let Some(obj) = out.as_object_mut() {
                 obj.insert("active".into(), json!(true));
-                obj.insert("token_type".into(), json!("Bearer"));
+                // RFC 9449 §6.2: a bound token says so, with its `cnf` (kept in the claims).
+                let token_type = if claims.cnf.is_some() {
+                    "DPoP"
+                } else {
+                    "Bearer"
+                };
+                obj.insert("token_type".into(), json!(token_type));
                 obj.remove("gid");
             }
             return Ok(out);

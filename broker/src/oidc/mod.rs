@@ -7,6 +7,7 @@ pub mod authorize;
 pub mod backchannel_logout;
 pub mod codes;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod grant_types;
 pub mod introspect;
@@ -62,6 +63,8 @@ pub struct Provider {
     pub session_records: Arc<dyn crate::sessions::records::SessionRecords>,
     /// One mobile device per account (`crate::devices`).
     pub devices: crate::devices::MobileSlots,
+    /// Checks DPoP proofs (RFC 9449) and remembers their `jti`s.
+    pub dpop: dpop::DpopVerifier,
 }
 
 /// How long what the provider issues stays valid, in seconds.

@@ -2,15 +2,18 @@
 
 use serde_json::{Map, Value};
 
-use super::access::{invalid_token, live_access_token};
+use super::access::{invalid_token, presented_access_token, PresentedToken};
 use super::error::{ErrorCode, OAuthError};
 use super::grant_types::issue::profile_claims;
 use super::Provider;
 use crate::tokens::claims::Audience;
 
-pub async fn userinfo(p: &Provider, token: &str) -> Result<Map<String, Value>, OAuthError> {
+pub async fn userinfo(
+    p: &Provider,
+    presented: &PresentedToken<'_>,
+) -> Result<Map<String, Value>, OAuthError> {
     let now = p.now();
-    let claims = live_access_token(p, token, now).await?;
+    let claims = presented_access_token(p, presented, "/userinfo", now).await?;
     if !claims.aud.contains(&p.issuer) {
         // RFC 9068 §4: a token meant for another API is not one for userinfo.
         return Err(invalid_token());

@@ -11,14 +11,15 @@ use crate::transaction::Transaction;
 
 const GRANT_COLUMNS: &str =
     "id, client_id, account_id, sid, scope, resource, acr, auth_time, amr, created_at, revoked_at, \
-                             refresh_generation, refresh_expires_at, device_group, device_id";
+                             refresh_generation, refresh_expires_at, device_group, device_id, dpop_jkt";
 
 /// A grant is recorded unless its id exists or its session has ended in SQL (a logout or an
 /// eviction committed while the code was on its way): one statement, no extra round trip.
 const INSERT_GRANT: &str =
     "INSERT INTO grants (id, client_id, account_id, sid, scope, resource, acr, \
-     auth_time, created_at, refresh_generation, refresh_expires_at, amr, device_group, device_id) \
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 \
+     auth_time, created_at, refresh_generation, refresh_expires_at, amr, device_group, device_id, \
+     dpop_jkt) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
      WHERE NOT EXISTS (SELECT 1 FROM sessions WHERE sid = $4 AND ended_at IS NOT NULL) \
      ON CONFLICT (id) DO NOTHING";
 
@@ -41,6 +42,7 @@ fn insert_grant<'q>(
         .bind(amr)
         .bind(g.device.as_ref().map(|d| d.group.clone()))
         .bind(g.device.as_ref().map(|d| d.id.clone()))
+        .bind(&g.dpop_jkt)
 }
 
 /// Why nothing was inserted: the id exists (a second redemption), or the session ended.
@@ -74,6 +76,7 @@ fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
             (Some(group), Some(id)) => Some(Device { group, id }),
             _ => None,
         },
+        dpop_jkt: opt_text(row, "dpop_jkt")?,
     })
 }
 
@@ -129,8 +132,10 @@ impl GrantStore for Db {
         grant_id: &str,
         client_id: &str,
         generation: i64,
+        dpop_jkt: Option<&str>,
         now: i64,
     ) -> anyhow::Result<RotateOutcome> {
+        // `dpop_jkt = NULL` is never true: a bound family does not rotate without a proof.
         let sql = format!(
             "UPDATE grants SET refresh_generation = refresh_generation + 1, rotated_at = $1 \
              WHERE id = $2 AND client_id = $3 AND refresh_generation = $4 AND revoked_at IS NULL \
@@ -138,6 +143,7 @@ impl GrantStore for Db {
              AND (device_id IS NULL OR EXISTS (SELECT 1 FROM mobile_slots s \
                   WHERE s.account_id = grants.account_id AND s.device_group = grants.device_group \
                   AND s.device_id = grants.device_id)) \
+             AND (dpop_jkt IS NULL OR dpop_jkt = $5) \
              RETURNING {GRANT_COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -145,6 +151,7 @@ impl GrantStore for Db {
             .bind(grant_id)
             .bind(client_id)
             .bind(generation)
+            .bind(dpop_jkt)
             .fetch_optional(self.pool())
             .await?;
         Ok(match row {

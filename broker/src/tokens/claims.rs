@@ -28,6 +28,15 @@ pub struct AccessClaims {
     /// The client's own legacy account ids of this person (clients with a `legacy_source`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legacy_accounts: Option<Vec<String>>,
+    /// RFC 9449 §6.1: the token is bound to the DPoP key with this thumbprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// The confirmation claim of a sender-constrained token (RFC 7800 §3.1, RFC 9449 §6.1).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Confirmation {
+    pub jkt: String,
 }
 
 impl AccessClaims {

@@ -33,6 +33,8 @@ pub struct GrantRecord {
     /// The mobile device the grant was issued to (mobile clients only): the family lives only
     /// while that device holds the account's mobile slot (`crate::devices`).
     pub device: Option<crate::devices::Device>,
+    /// The DPoP key (RFC 7638 thumbprint) the refresh family is bound to (RFC 9449 §5).
+    pub dpop_jkt: Option<String>,
 }
 
 /// What recording a grant did.
@@ -116,12 +118,14 @@ pub trait GrantStore: Send + Sync {
     ) -> anyhow::Result<GrantCreated>;
     async fn find_grant(&self, grant_id: &str) -> anyhow::Result<Option<GrantRecord>>;
     /// Moves the family from `generation` to the next in one atomic statement, only if the grant
-    /// is live, belongs to `client_id`, is at that generation and its refresh token has not expired.
+    /// is live, belongs to `client_id`, is at that generation, its refresh token has not expired,
+    /// and it is bound to no DPoP key or to `dpop_jkt`.
     async fn rotate_refresh(
         &self,
         grant_id: &str,
         client_id: &str,
         generation: i64,
+        dpop_jkt: Option<&str>,
         now: i64,
     ) -> anyhow::Result<RotateOutcome>;
     /// Revokes a grant (its refresh family and access tokens). True if it was live.

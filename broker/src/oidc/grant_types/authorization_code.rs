@@ -1,10 +1,12 @@
 //! `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636, RFC 9700 §4.8.2).
 
 use super::issue::{self, IdTokenInput, UserContext};
+use super::proof;
 use crate::clients::{Client, GrantType};
 
 use crate::devices::{Device, Taken};
 use crate::oidc::codes::{CodeRecord, Redemption};
+use crate::oidc::dpop::Proof;
 use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::oidc::params::Params;
 use crate::oidc::{pkce, Provider, TokenResponse};
@@ -16,6 +18,7 @@ pub async fn exchange(
     p: &Provider,
     client: &Client,
     params: &Params,
+    dpop: Option<&Proof>,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     if !client.metadata.allows_grant(GrantType::AuthorizationCode) {
@@ -36,6 +39,8 @@ pub async fn exchange(
         Redemption::Unknown => return Err(OAuthError::invalid_grant(BAD_CODE)),
     };
     check_bindings(&record, redirect_uri, params.get("code_verifier"))?;
+    // RFC 9449 §10: a code requested with `dpop_jkt` is redeemed only with that key.
+    proof::check_bound(record.dpop_jkt.as_deref(), dpop)?;
     super::same_resource(params.get("resource"), record.resource.as_deref())?;
     if p.ended.is_ended(&record.sid).await? {
         return Err(OAuthError::invalid_grant(
@@ -77,6 +82,7 @@ pub async fn exchange(
         refresh_generation: refresh.then_some(0),
         refresh_expires_at: refresh.then_some(now + p.tokens.refresh_token_ttl_secs),
         device,
+        dpop_jkt: proof::family_binding(client, dpop),
     };
     // A mobile device takes the account's mobile slot in the grant's own transaction.
     let created = match grant.device {
@@ -131,7 +137,9 @@ pub async fn exchange(
         legacy_accounts: account.legacy_accounts.as_deref(),
     };
     let aud = issue::audience(p, client, record.resource.as_deref(), &scope);
-    let access_token = issue::access_token(p, client, &account.id, &scope, aud, Some(&user), now)?;
+    let jkt = dpop.map(|proof| proof.jkt.as_str());
+    let access_token =
+        issue::access_token(p, client, &account.id, &scope, aud, Some(&user), jkt, now)?;
     let id_token = issue::id_token(
         p,
         client,
@@ -150,7 +158,7 @@ pub async fn exchange(
     )?;
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: proof::token_type(dpop),
         expires_in: p.tokens.access_token_ttl_secs,
         refresh_token: refresh.then(|| p.refresh.mint(&grant.id, 0)),
         id_token: Some(id_token),

@@ -1,7 +1,8 @@
 //! `grant_type=client_credentials` (RFC 6749 §4.4): a token for the client itself.
 
-use super::issue;
+use super::{issue, proof};
 use crate::clients::{Client, GrantType};
+use crate::oidc::dpop::Proof;
 use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::oidc::params::Params;
 use crate::oidc::{Provider, TokenResponse};
@@ -21,6 +22,7 @@ pub async fn grant(
     p: &Provider,
     client: &Client,
     params: &Params,
+    dpop: Option<&Proof>,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     if !client.metadata.allows_grant(GrantType::ClientCredentials) || client.metadata.is_public() {
@@ -49,10 +51,12 @@ pub async fn grant(
         }
     }
     let aud = issue::audience(p, client, resource, &scope);
-    let access_token = issue::access_token(p, client, &client.client_id, &scope, aud, None, now)?;
+    let jkt = dpop.map(|proof| proof.jkt.as_str());
+    let access_token =
+        issue::access_token(p, client, &client.client_id, &scope, aud, None, jkt, now)?;
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: proof::token_type(dpop),
         expires_in: p.tokens.access_token_ttl_secs,
         refresh_token: None,
         id_token: None,

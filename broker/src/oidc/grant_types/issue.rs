@@ -6,7 +6,7 @@ use crate::crypto::random_token;
 use crate::oidc::error::OAuthError;
 use crate::oidc::Provider;
 use crate::scope::Scope;
-use crate::tokens::claims::{AccessClaims, Audience, IdClaims};
+use crate::tokens::claims::{AccessClaims, Audience, Confirmation, IdClaims};
 use crate::tokens::half_hash;
 
 pub struct UserContext<'a> {
@@ -34,6 +34,8 @@ pub fn audience(p: &Provider, client: &Client, resource: Option<&str>, scope: &S
     }
 }
 
+/// `jkt`: the DPoP key the token is bound to (RFC 9449 §6.1), if the request proved one.
+#[allow(clippy::too_many_arguments)]
 pub fn access_token(
     p: &Provider,
     client: &Client,
@@ -41,6 +43,7 @@ pub fn access_token(
     scope: &Scope,
     aud: Audience,
     user: Option<&UserContext<'_>>,
+    jkt: Option<&str>,
     now: i64,
 ) -> Result<String, OAuthError> {
     let claims = AccessClaims {
@@ -57,6 +60,9 @@ pub fn access_token(
         acr: user.and_then(|u| u.acr.map(str::to_string)),
         gid: user.and_then(|u| u.grant_id.map(str::to_string)),
         legacy_accounts: user.and_then(|u| u.legacy_accounts.map(<[String]>::to_vec)),
+        cnf: jkt.map(|jkt| Confirmation {
+            jkt: jkt.to_string(),
+        }),
     };
     p.signer
         .sign_access_token(&claims, now)

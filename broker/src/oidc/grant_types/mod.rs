@@ -3,6 +3,7 @@
 mod authorization_code;
 mod client_credentials;
 pub mod issue;
+pub mod proof;
 pub mod refresh_token;
 
 use super::error::{ErrorCode, OAuthError};
@@ -11,17 +12,25 @@ use crate::clients::auth::Presented;
 use crate::oidc::params::Params;
 use crate::scope::Scope;
 
+/// `dpop`: the request's `DPoP` header (RFC 9449), checked once the client is known.
 pub async fn token(
     p: &Provider,
     presented: &Presented,
     params: &Params,
+    dpop: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     let now = p.now();
     let client = p.client_auth.authenticate(presented, now).await?;
+    let proof = proof::token_request_proof(p, &client, dpop, now).await?;
+    let proof = proof.as_ref();
     match params.get("grant_type") {
-        Some("authorization_code") => authorization_code::exchange(p, &client, params, now).await,
-        Some("refresh_token") => refresh_token::refresh(p, &client, params, now).await,
-        Some("client_credentials") => client_credentials::grant(p, &client, params, now).await,
+        Some("authorization_code") => {
+            authorization_code::exchange(p, &client, params, proof, now).await
+        }
+        Some("refresh_token") => refresh_token::refresh(p, &client, params, proof, now).await,
+        Some("client_credentials") => {
+            client_credentials::grant(p, &client, params, proof, now).await
+        }
         Some(_) => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
             "unsupported grant_type",

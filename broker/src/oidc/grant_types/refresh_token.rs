@@ -7,9 +7,10 @@
 //! §12.2 makes it optional; it costs a signature per refresh for a token the client has).
 
 use super::issue::{self, IdTokenInput, UserContext};
-use super::{narrow_scope, same_resource};
+use super::{narrow_scope, proof, same_resource};
 use crate::accounts::{Account, Loa};
 use crate::clients::{Client, GrantType};
+use crate::oidc::dpop::Proof;
 use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::oidc::params::Params;
 use crate::oidc::{Provider, TokenResponse};
@@ -22,6 +23,7 @@ pub async fn refresh(
     p: &Provider,
     client: &Client,
     params: &Params,
+    dpop: Option<&Proof>,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     if !client.metadata.allows_grant(GrantType::RefreshToken) {
@@ -65,14 +67,22 @@ pub async fn refresh(
         ),
         None => None,
     };
+    // A family bound to a DPoP key rotates only with a proof of that key (in the same UPDATE).
+    let jkt = dpop.map(|proof| proof.jkt.as_str());
     let outcome = p
         .grants
-        .rotate_refresh(&token.grant_id, &client.client_id, token.generation, now)
+        .rotate_refresh(
+            &token.grant_id,
+            &client.client_id,
+            token.generation,
+            jkt,
+            now,
+        )
         .await?;
     let grant = match outcome {
         RotateOutcome::Rotated(grant) => grant,
         RotateOutcome::NotCurrent => {
-            reuse_check(p, client, &token, now).await?;
+            reuse_check(p, client, &token, dpop, now).await?;
             return Err(OAuthError::invalid_grant(BAD_TOKEN));
         }
     };
@@ -104,7 +114,8 @@ pub async fn refresh(
         legacy_accounts: legacy_accounts.as_deref(),
     };
     let aud = issue::audience(p, client, grant.resource.as_deref(), &scope);
-    let access_token = issue::access_token(p, client, &account_id, &scope, aud, Some(&user), now)?;
+    let access_token =
+        issue::access_token(p, client, &account_id, &scope, aud, Some(&user), jkt, now)?;
     let id_token = match &id_token_account {
         Some(account) if grant.scope.contains("openid") => Some(refreshed_id_token(
             p,
@@ -119,7 +130,7 @@ pub async fn refresh(
     };
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: proof::token_type(dpop),
         expires_in: p.tokens.access_token_ttl_secs,
         refresh_token: Some(new_token),
         id_token,
@@ -162,11 +173,14 @@ fn refreshed_id_token(
 
 /// The authentic token was not the live current one. If it belongs to a live family of this
 /// client and is of an earlier generation, it is a replay, so the family is revoked. Another
-/// client's token, or one of an expired or revoked family, changes nothing.
+/// client's token, or one of an expired or revoked family, changes nothing. Neither does a
+/// token of a family bound to a DPoP key presented without a proof of that key: it proves
+/// nothing about the key holder, and a copied token must not let its thief end the family.
 async fn reuse_check(
     p: &Provider,
     client: &Client,
     token: &RefreshToken,
+    dpop: Option<&Proof>,
     now: i64,
 ) -> Result<(), OAuthError> {
     let Some(grant) = p.grants.find_grant(&token.grant_id).await? else {
@@ -175,6 +189,9 @@ async fn reuse_check(
     let live_family = grant.client_id == client.client_id
         && grant.revoked_at.is_none()
         && grant.refresh_expires_at.is_some_and(|t| t > now);
+    if live_family {
+        proof::check_bound(grant.dpop_jkt.as_deref(), dpop)?;
+    }
     let earlier = grant
         .refresh_generation
         .is_some_and(|current| token.generation < current);

@@ -2,6 +2,7 @@
 //! master key and mock VNeID; a browser-like HTTP client; helpers for common steps.
 
 pub mod browser;
+pub mod dpop;
 pub mod logout_rp;
 
 use std::net::TcpListener;
