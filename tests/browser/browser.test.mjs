@@ -330,7 +330,20 @@ describe('broker pages in Chromium', () => {
       await page.goto(`${BROKER_URL}/account`)
       await page.waitForSelector('#phone-now')
       assert.match(await page.locator('#phone-now').innerText(), /0781139068 \(đã xác thực\)/)
+      assert.match(await page.locator('#sessions').innerText(), /thiết bị này/)
       await expectAccessible(page, 'account page')
+      // A second browser signs in too; the first one signs it out from the account page.
+      await inBrowser('second-browser', {}, async (other) => {
+        await throughVneid(other, 'C04')
+        await other.waitForURL(startsWith(`${DEMO_URL}/callback?`))
+      })
+      await page.reload()
+      assert.equal(await page.locator('#sessions li').count(), 2, 'both sessions are listed')
+      await page.locator('#sessions form button').click()
+      await page.waitForSelector('.msg.info')
+      assert.match(await page.locator('.msg.info').innerText(), /Đã đăng xuất phiên đăng nhập đó/)
+      assert.equal(await page.locator('#sessions li').count(), 1, 'the other session is gone')
+      await expectAccessible(page, 'account page after signing a session out')
     })
   })
 
