@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod dev;
 pub mod devices;
+pub mod directory;
 pub mod dispatch;
 pub mod events;
 pub mod faults;

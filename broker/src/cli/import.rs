@@ -31,6 +31,19 @@ pub enum ImportCommand {
         #[arg(long, value_enum)]
         format: Option<FormatArg>,
     },
+    /// Load the agency tree: CSV with the header code,name,parent_code[,level]. Units are
+    /// inserted or updated, never deleted; a unit whose parent is unknown, or on a cycle, is
+    /// refused with its descendants. Exit status as for legacy-accounts.
+    OrgUnits { file: PathBuf },
+    /// Load the staff roster: CSV with the header
+    /// personal_id,full_name,birthdate,gender,category,org_code,position (import org-units
+    /// first). One person may hold several posts. Exit status as for legacy-accounts.
+    Staff {
+        file: PathBuf,
+        /// The file is the whole roster: remove the posts of earlier imports it lacks.
+        #[arg(long)]
+        prune: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -40,7 +53,22 @@ pub enum FormatArg {
 }
 
 pub async fn run(command: ImportCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let ImportCommand::LegacyAccounts { file, format } = command;
+    let (file, format) = match command {
+        ImportCommand::LegacyAccounts { file, format } => (file, format),
+        ImportCommand::OrgUnits { file } => {
+            let db = connect_db(settings).await?;
+            let report = crate::directory::import::org_units(&db, &file, SystemClock.now()).await?;
+            return Ok(directory_report(&report));
+        }
+        ImportCommand::Staff { file, prune } => {
+            let db = connect_db(settings).await?;
+            let sealer = crate::directory::import::PostSealer::new(master_key(settings)?);
+            let report =
+                crate::directory::import::staff(&db, &sealer, &file, prune, SystemClock.now())
+                    .await?;
+            return Ok(directory_report(&report));
+        }
+    };
     let format = match format {
         Some(FormatArg::Csv) => Format::Csv,
         Some(FormatArg::Jsonl) => Format::Jsonl,
@@ -67,6 +95,28 @@ pub async fn run(command: ImportCommand, settings: &Settings) -> anyhow::Result<
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A directory import's rejections and summary on standard output, and its exit status.
+fn directory_report(report: &crate::directory::import::Report) -> ExitCode {
+    for rejection in &report.rejected {
+        println!("line {}: {}", rejection.line, rejection.reason);
+    }
+    let w = &report.written;
+    println!(
+        "read {}, inserted {}, updated {}, unchanged {}, removed {}, rejected {}",
+        report.read,
+        w.inserted,
+        w.updated,
+        w.unchanged,
+        w.removed,
+        report.rejected.len()
+    );
+    if report.rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(ROWS_REJECTED)
+    }
 }
 
 /// Rejections on standard output as they come; a progress bar on standard error when it is a

@@ -9,6 +9,7 @@ mod accounts;
 mod audit;
 mod clients;
 mod deliveries;
+mod directory;
 mod events;
 mod failures;
 mod grants;

@@ -12,6 +12,7 @@ mod backchannel;
 mod cli;
 mod client_changes;
 mod devices;
+mod directory;
 mod dpop;
 mod federation;
 mod hardening;
