@@ -221,12 +221,14 @@ impl DeliveryStore for Db {
                 .fetch_all(self.pool())
                 .await?
             }
-            None => sqlx::query(&format!(
+            None => {
+                sqlx::query(&format!(
                 "SELECT {VIEW_COLUMNS} FROM deliveries ORDER BY created_at DESC, id DESC LIMIT $1"
             ))
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?,
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?
+            }
         };
         rows.iter().map(view_from_row).collect()
     }
