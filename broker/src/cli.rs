@@ -1,4 +1,5 @@
-//! The `broker` command line: serve, dev, migrate, keys, clients, operators, import, mock-vneid.
+//! The `broker` command line: serve, dev, migrate, keys, clients, operators, deliveries, import,
+//! mock-vneid.
 
 mod import;
 
@@ -57,6 +58,9 @@ pub enum Command {
     /// Operators of the admin API and their tokens.
     #[command(subcommand)]
     Operators(OperatorsCommand),
+    /// The dispatcher's deliveries: list them, replay a finished one.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCommand),
     /// Run only the mock VNeID (refused in production).
     MockVneid(crate::dev::MockArgs),
     /// Load data from the province's older systems.
@@ -110,6 +114,20 @@ pub enum OperatorsCommand {
     List,
     /// Revoke an operator's token at once.
     Revoke { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeliveriesCommand {
+    /// One line per delivery, newest first.
+    List {
+        /// pending, delivered, failed (dead letters) or cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Send a finished delivery again as a new delivery (a new jti, the same txn and seq).
+    Replay { id: String },
 }
 
 #[derive(Args, Debug)]
@@ -296,7 +314,63 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
             let operators = crate::startup::operators(&db, master_key(&settings)?);
             operators_command(&operators, cmd, clock.now()).await
         }
+        Command::Deliveries(cmd) => {
+            let db = connect_db(&settings).await?;
+            deliveries_command(&db, cmd, clock.now()).await
+        }
         Command::Dev(_) | Command::MockVneid(_) | Command::Import(_) => Ok(()),
+    }
+}
+
+async fn deliveries_command(
+    db: &crate::store::Db,
+    cmd: DeliveriesCommand,
+    now: i64,
+) -> anyhow::Result<()> {
+    use crate::dispatch::replay::{ReplayOutcome, Replayer};
+    use crate::dispatch::{DeliveryStatus, DeliveryStore};
+    match cmd {
+        DeliveriesCommand::List { status, limit } => {
+            let status = status
+                .map(|s| {
+                    DeliveryStatus::parse(&s)
+                        .context("status must be pending, delivered, failed or cancelled")
+                })
+                .transpose()?;
+            for d in db.list(status, limit.clamp(1, 10_000)).await? {
+                println!(
+                    "{}\t{}\t{}\t{}\tevent={}\treplay={}\tattempts={}\thttp={}\t{}",
+                    d.id,
+                    d.status,
+                    d.route,
+                    d.target,
+                    d.event_id,
+                    d.replay,
+                    d.attempts,
+                    d.last_http_status.map_or("-".into(), |s| s.to_string()),
+                    d.last_error.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(())
+        }
+        DeliveriesCommand::Replay { id } => {
+            let replayer = Replayer {
+                store: db,
+                transactions: db,
+                audit: db,
+            };
+            match replayer.replay(&id, CLI_ACTOR, now).await? {
+                ReplayOutcome::Replayed(new_id) => {
+                    println!("{new_id}");
+                    eprintln!("replay of {id} queued; a running broker sends it");
+                    Ok(())
+                }
+                ReplayOutcome::NotFound => anyhow::bail!("no such delivery"),
+                ReplayOutcome::StillPending => {
+                    anyhow::bail!("the delivery is still pending; it will be sent")
+                }
+            }
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use crate::dispatch::address::AddressPolicy;
 use crate::dispatch::backoff::Backoff;
 use crate::dispatch::outbound::{Outbound, Timeouts};
 use crate::dispatch::{DispatchPlan, Dispatcher};
+use crate::events::delivery::SecurityEvents;
 use crate::federation::pending::PendingLogins;
 use crate::federation::upstream::Upstream;
 use crate::http::{Broker, Readiness};
@@ -349,8 +350,9 @@ fn tls_config(
         .with_single_cert(certs, key)?)
 }
 
-/// The dispatcher of outbox events with its routes (back-channel logout), woken by this
-/// instance's outbox commits. Tests build a second one on the same database this way.
+/// The dispatcher of outbox events with its routes (back-channel logout, Security Event Tokens
+/// for subscribers), woken by this instance's outbox commits. Tests build a second one on the
+/// same database this way.
 pub fn dispatcher(
     settings: &Settings,
     db: &Db,
@@ -385,7 +387,12 @@ pub fn dispatcher(
         plan,
         db.outbox_signal(),
     )
-    .with_route(Arc::new(BackchannelLogout::of(provider))))
+    .with_route(Arc::new(BackchannelLogout::of(provider)))
+    .with_route(Arc::new(SecurityEvents {
+        clients: provider.clients.clone(),
+        grants: Arc::new(db.clone()),
+        signer: provider.signer.clone(),
+    })))
 }
 
 pub fn rotation_timings(settings: &Settings) -> RotationTimings {

@@ -125,6 +125,13 @@ pub struct ClientMetadata {
     /// §2.2: the client needs `sid` in logout tokens (the broker always sends it).
     #[serde(default)]
     pub backchannel_logout_session_required: bool,
+    /// RFC 8935 push delivery: where Security Event Tokens about this client's people are
+    /// POSTed (`events::delivery`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_delivery_uri: Option<String>,
+    /// The event types (URIs under `urn:vn:hue:broker:event:`) pushed to `event_delivery_uri`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_types: Vec<String>,
     /// `mobile` apps send a `device_id` and take the account's mobile slot; `web` (the
     /// default) never does.
     #[serde(default)]

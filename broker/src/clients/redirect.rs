@@ -130,6 +130,8 @@ mod tests {
             require_pushed_authorization_requests: false,
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            event_delivery_uri: None,
+            event_types: vec![],
             device_class: Default::default(),
             device_slot: None,
             dpop_bound_access_tokens: false,

@@ -61,6 +61,12 @@ pub struct ClientRequest {
     /// §2.2: `sid` must be in the logout token (it always is); needs a `backchannel_logout_uri`.
     #[serde(default)]
     pub backchannel_logout_session_required: bool,
+    /// RFC 8935: where Security Event Tokens are pushed; the rules of `backchannel_logout_uri`.
+    pub event_delivery_uri: Option<String>,
+    /// The event types pushed there (known URIs under `urn:vn:hue:broker:event:`); required
+    /// with the URI, and the URI with them.
+    #[serde(default)]
+    pub event_types: Vec<String>,
     /// `mobile` or `web` (the default): a mobile app takes the account's one mobile slot.
     pub device_class: Option<DeviceClass>,
     /// Mobile clients only: the group of apps sharing a device identifier (default: the
@@ -206,6 +212,7 @@ pub fn validate(
             "backchannel_logout_session_required needs a backchannel_logout_uri",
         ));
     }
+    check_event_subscription(req, production)?;
     let device_class = req.device_class.unwrap_or_default();
     if let Some(group) = &req.device_slot {
         if device_class != DeviceClass::Mobile {
@@ -254,6 +261,8 @@ pub fn validate(
         require_pushed_authorization_requests: req.require_pushed_authorization_requests,
         backchannel_logout_uri: req.backchannel_logout_uri.clone(),
         backchannel_logout_session_required: req.backchannel_logout_session_required,
+        event_delivery_uri: req.event_delivery_uri.clone(),
+        event_types: req.event_types.clone(),
         device_class,
         device_slot: req.device_slot.clone(),
         dpop_bound_access_tokens: req.dpop_bound_access_tokens,
@@ -264,7 +273,40 @@ pub fn validate(
 /// Plain http only to a loopback host outside production. Where it may point is checked again
 /// at every delivery (`dispatch::address`), when the name is resolved.
 fn check_backchannel_logout_uri(uri: &str, production: bool) -> Result<(), RegistrationError> {
-    let refuse = |why: &str| Err(meta_err(&format!("backchannel_logout_uri {why}")));
+    check_push_uri("backchannel_logout_uri", uri, production)
+}
+
+/// An RFC 8935 subscription: `event_delivery_uri` under the rules of a back-channel logout URI,
+/// and at least one event type, each a known type of the broker's namespace, none twice.
+fn check_event_subscription(
+    req: &ClientRequest,
+    production: bool,
+) -> Result<(), RegistrationError> {
+    use crate::events::types;
+    match (&req.event_delivery_uri, req.event_types.is_empty()) {
+        (None, true) => return Ok(()),
+        (None, false) => return Err(meta_err("event_types needs an event_delivery_uri")),
+        (Some(_), true) => return Err(meta_err("event_delivery_uri needs event_types")),
+        (Some(uri), false) => check_push_uri("event_delivery_uri", uri, production)?,
+    }
+    for (i, event_type) in req.event_types.iter().enumerate() {
+        if !types::is_known(event_type) {
+            return Err(meta_err(&format!(
+                "event_types: unknown event type (known: {})",
+                types::ALL.join(", ")
+            )));
+        }
+        if req.event_types[..i].contains(event_type) {
+            return Err(meta_err("event_types: an event type is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+/// A URI the broker pushes to: absolute https without fragment or credentials (a query is
+/// allowed); plain http only to a loopback host outside production.
+fn check_push_uri(field: &str, uri: &str, production: bool) -> Result<(), RegistrationError> {
+    let refuse = |why: &str| Err(meta_err(&format!("{field} {why}")));
     if check_uri(uri).is_err() {
         return refuse("must be an absolute URI of RFC 3986 characters");
     }

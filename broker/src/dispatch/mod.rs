@@ -1,5 +1,5 @@
-//! The dispatcher: delivers what the outbox records to the systems outside (today the RPs'
-//! back-channel logout endpoints; later issues add Security Event Tokens for subscribers). It is
+//! The dispatcher: delivers what the outbox records to the systems outside (the RPs'
+//! back-channel logout endpoints, and Security Event Tokens for subscribers). It is
 //! built once and knows nothing of any event: **routes** decide what an event delivers and build
 //! each request when it is sent.
 //!
@@ -16,7 +16,12 @@
 //!
 //! Delivery is **at least once**: an instance that sent but crashed before recording sends
 //! again after its lease. Receivers deduplicate by the message's own identifier (a logout
-//! token's `jti`, fresh per attempt, and its `sid`/`sub`, which make a repeat harmless).
+//! token's `sid`/`sub`, which make a repeat harmless; a SET's `jti`, fixed per delivery).
+//!
+//! A delivery may be **ordered** ([`Ordering`]): it is claimed only when no earlier delivery of
+//! the same route, target and subject is pending, so a later event waits while an earlier one
+//! is retried, until that one is delivered or has failed for good. An operator may **replay** a
+//! finished delivery (`replay.rs`): a new delivery of the same event.
 //!
 //! Outbound requests go through `outbound.rs` (https only, the address resolved once and checked
 //! against `address.rs`'s policy, no redirects, timeouts, a capped response read).
@@ -27,6 +32,7 @@
 pub mod address;
 pub mod backoff;
 pub mod outbound;
+pub mod replay;
 mod worker;
 
 use async_trait::async_trait;
@@ -42,6 +48,15 @@ pub use worker::{DispatchPlan, Dispatcher};
 pub struct Planned {
     pub target: String,
     pub payload: serde_json::Value,
+    /// Deliveries of one route, target and subject go out in `seq` order; `None`: any order.
+    pub ordering: Option<Ordering>,
+}
+
+/// Where a delivery stands in its subject's sequence (the outbox's per-subject `seq`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ordering {
+    pub subject: String,
+    pub seq: i64,
 }
 
 /// A claimed delivery, as the route gets it back at send time.
@@ -64,9 +79,17 @@ pub struct Delivery {
 pub struct OutboundRequest {
     pub url: String,
     pub content_type: &'static str,
+    /// The `Accept` header, if the receiver's answer matters.
+    pub accept: Option<&'static str>,
     pub body: Vec<u8>,
     /// The statuses that mean "received" (anything else is retried).
     pub success: &'static [u16],
+    /// The statuses that mean "refused for good": sending it again would change nothing, so
+    /// the delivery fails at once.
+    pub refused: &'static [u16],
+    /// Turns a refusal's answer into the fixed summary operators see (never the receiver's
+    /// free text, which may hold anything).
+    pub explain: Option<fn(&[u8]) -> String>,
 }
 
 /// What a route makes of a delivery when its time comes.
@@ -145,6 +168,8 @@ pub struct DeliveryView {
     pub event_id: i64,
     pub route: String,
     pub target: String,
+    /// 0 for the original delivery of an event, n for its n-th replay.
+    pub replay: i64,
     pub status: String,
     pub attempts: i64,
     pub created_at: i64,
@@ -189,6 +214,17 @@ pub trait DeliveryStore: Send + Sync {
         status: Option<DeliveryStatus>,
         limit: i64,
     ) -> anyhow::Result<Vec<DeliveryView>>;
+    /// One delivery for operators.
+    async fn find(&self, id: &str) -> anyhow::Result<Option<DeliveryView>>;
+    /// Makes a new pending delivery of a finished one (same event, route, target, payload and
+    /// place in its sequence), within the caller's transaction; its id, or `None` when there
+    /// is no such delivery or it is still pending.
+    async fn replay(
+        &self,
+        tx: &mut crate::transaction::Transaction,
+        id: &str,
+        now: i64,
+    ) -> anyhow::Result<Option<String>>;
     /// The attempts of one delivery, in order.
     async fn attempts(&self, delivery_id: &str) -> anyhow::Result<Vec<Attempt>>;
     /// Deletes delivered and cancelled deliveries finished before `done_before`, failed ones

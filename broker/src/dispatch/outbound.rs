@@ -17,8 +17,16 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use super::address::AddressPolicy;
 use super::OutboundRequest;
 
-/// What is read of a receiver's answer before it is dropped (nothing in it is used).
+/// What is read of a receiver's answer before it is dropped (a route may read a refusal's
+/// error code in it, nothing more).
 pub const MAX_RESPONSE_BYTES: usize = 4 * 1024;
+
+/// A receiver's answer: its status and at most [`MAX_RESPONSE_BYTES`] of its body.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
@@ -135,27 +143,34 @@ impl Outbound {
         Ok(url)
     }
 
-    /// POSTs the request; the answer's status, or why there was none.
-    pub async fn post(&self, request: &OutboundRequest) -> Result<u16, SendError> {
+    /// POSTs the request; the answer, or why there was none.
+    pub async fn post(&self, request: &OutboundRequest) -> Result<Answer, SendError> {
         let url = self.check_url(&request.url)?;
-        let mut response = self
+        let mut builder = self
             .http
             .post(url)
-            .header(reqwest::header::CONTENT_TYPE, request.content_type)
+            .header(reqwest::header::CONTENT_TYPE, request.content_type);
+        if let Some(accept) = request.accept {
+            builder = builder.header(reqwest::header::ACCEPT, accept);
+        }
+        let mut response = builder
             .body(request.body.clone())
             .send()
             .await
             .map_err(|e| classify(&e))?;
         let status = response.status().as_u16();
         // Read a little of the answer (so the connection can be reused), never all of it.
-        let mut read = 0;
-        while read < MAX_RESPONSE_BYTES {
+        let mut body = Vec::new();
+        while body.len() < MAX_RESPONSE_BYTES {
             match response.chunk().await {
-                Ok(Some(chunk)) => read += chunk.len(),
+                Ok(Some(chunk)) => {
+                    let room = MAX_RESPONSE_BYTES - body.len();
+                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
                 Ok(None) | Err(_) => break,
             }
         }
-        Ok(status)
+        Ok(Answer { status, body })
     }
 }
 
@@ -257,8 +272,11 @@ mod tests {
         let request = OutboundRequest {
             url: format!("https://localhost:{port}/logout"),
             content_type: "application/x-www-form-urlencoded",
+            accept: None,
             body: b"logout_token=x".to_vec(),
             success: &[200],
+            refused: &[],
+            explain: None,
         };
         let refused = outbound(false).post(&request).await;
         assert_eq!(refused, Err(SendError::Refused("address not allowed")));

@@ -219,13 +219,22 @@ impl Dispatcher {
             }
         };
         match self.outbound.post(&request).await {
-            Ok(status) if request.success.contains(&status) => (
-                record("delivered", Some(status), None),
+            Ok(answer) if request.success.contains(&answer.status) => (
+                record("delivered", Some(answer.status), None),
                 After::Finished(DeliveryStatus::Delivered),
             ),
-            Ok(status) => self.failed(
+            Ok(answer) if request.refused.contains(&answer.status) => {
+                let why = request
+                    .explain
+                    .map_or_else(|| "refused".to_string(), |explain| explain(&answer.body));
+                (
+                    record("failed", Some(answer.status), Some(&why)),
+                    After::Finished(DeliveryStatus::Failed),
+                )
+            }
+            Ok(answer) => self.failed(
                 delivery,
-                record("retry", Some(status), Some("unexpected status")),
+                record("retry", Some(answer.status), Some("unexpected status")),
                 now,
             ),
             Err(e) if e.is_permanent() => (

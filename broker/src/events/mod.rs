@@ -2,8 +2,11 @@
 //! the outbox in the same transaction as the change itself, so that no committed change lacks
 //! its event and no event describes a change that rolled back. Events are numbered per subject
 //! (`seq`), so a subscriber can apply them in order and notice a gap. The dispatcher
-//! (`crate::dispatch`) reads the outbox and asks its routes what each event delivers (today:
-//! back-channel logout tokens for `session:ended`). SQL in `store/events.rs`.
+//! (`crate::dispatch`) reads the outbox and asks its routes what each event delivers:
+//! back-channel logout tokens for `session:ended`, and Security Event Tokens for the clients
+//! that subscribed (`delivery.rs`). SQL in `store/events.rs`.
+
+pub mod delivery;
 
 use async_trait::async_trait;
 
@@ -11,12 +14,27 @@ use crate::transaction::Transaction;
 
 /// The event types, URIs under the broker's namespace (RFC 8417 §2.2).
 pub mod types {
+    /// Every event type starts with this; subscribers register types under it.
+    pub const NAMESPACE: &str = "urn:vn:hue:broker:event:";
     pub const ACCOUNT_CREATED: &str = "urn:vn:hue:broker:event:account:created";
     pub const ACCOUNT_LINKED: &str = "urn:vn:hue:broker:event:account:linked";
     pub const ACCOUNT_UNLINKED: &str = "urn:vn:hue:broker:event:account:unlinked";
     pub const ACCOUNT_UPDATED: &str = "urn:vn:hue:broker:event:account:updated";
     /// A broker session ended (logout, eviction, an administrator); payload `{sid, reason}`.
     pub const SESSION_ENDED: &str = "urn:vn:hue:broker:event:session:ended";
+
+    /// The types a client may subscribe to (`event_types`); a new type is added here too.
+    pub const ALL: &[&str] = &[
+        ACCOUNT_CREATED,
+        ACCOUNT_LINKED,
+        ACCOUNT_UNLINKED,
+        ACCOUNT_UPDATED,
+        SESSION_ENDED,
+    ];
+
+    pub fn is_known(event_type: &str) -> bool {
+        ALL.contains(&event_type)
+    }
 }
 
 /// One event as written.

@@ -110,6 +110,7 @@ impl Route for BackchannelLogout {
                 planned.push(Planned {
                     target: client_id,
                     payload: serde_json::to_value(payload)?,
+                    ordering: None,
                 });
             }
         }
@@ -144,8 +145,11 @@ impl Route for BackchannelLogout {
         Ok(Prepared::Send(OutboundRequest {
             url: uri,
             content_type: "application/x-www-form-urlencoded",
+            accept: None,
             body: body.into_bytes(),
             success: &[200, 204],
+            refused: &[],
+            explain: None,
         }))
     }
 }

@@ -2,6 +2,10 @@
 //! conditional UPDATE that takes only pending, due rows whose lease is absent or over, and
 //! re-checks that on the row it updates, so two instances cannot both hold one delivery
 //! (PostgreSQL also skips rows another claim has locked instead of waiting on them).
+//!
+//! An ordered delivery (`subject`, `seq` set) is due only when no delivery of the same route,
+//! target and subject with a lower `seq` is still pending: a claimed one stays pending until its
+//! attempt is recorded, so the next of the sequence is never sent alongside it.
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -12,6 +16,7 @@ use crate::dispatch::{
     After, Attempt, Delivery, DeliveryStatus, DeliveryStore, DeliveryView, Planned,
 };
 use crate::events::StoredEvent;
+use crate::transaction::Transaction;
 
 fn delivery_from_row(row: &AnyRow, lease_token: &str) -> anyhow::Result<Delivery> {
     let payload: String = row.try_get("payload")?;
@@ -33,6 +38,7 @@ fn view_from_row(row: &AnyRow) -> anyhow::Result<DeliveryView> {
         event_id: row.try_get("event_id")?,
         route: row.try_get("route")?,
         target: row.try_get("target")?,
+        replay: row.try_get("replay")?,
         status: row.try_get("status")?,
         attempts: row.try_get("attempts")?,
         created_at: row.try_get("created_at")?,
@@ -42,6 +48,10 @@ fn view_from_row(row: &AnyRow) -> anyhow::Result<DeliveryView> {
         finished_at: row.try_get("finished_at")?,
     })
 }
+
+/// What operators see of a delivery.
+const VIEW_COLUMNS: &str = "id, event_id, route, target, replay, status, attempts, created_at, \
+                            next_attempt_at, last_http_status, last_error, finished_at";
 
 /// `$first, $first+1, …` for `n` values.
 fn placeholders(first: usize, n: usize) -> String {
@@ -78,10 +88,15 @@ impl DeliveryStore for Db {
         // Writes only, from the first statement on (see `transaction`).
         let mut tx = self.pool().begin().await?;
         for (event_id, route, planned) in deliveries {
+            let (subject, seq) = match &planned.ordering {
+                Some(o) => (Some(o.subject.as_str()), Some(o.seq)),
+                None => (None, None),
+            };
             sqlx::query(
                 "INSERT INTO deliveries (id, event_id, route, target, payload, status, attempts, \
-                 created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6) \
-                 ON CONFLICT (event_id, route, target) DO NOTHING",
+                 created_at, next_attempt_at, subject, seq, replay) \
+                 VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $7, $8, 0) \
+                 ON CONFLICT (event_id, route, target, replay) DO NOTHING",
             )
             .bind(uuid::Uuid::now_v7().to_string())
             .bind(event_id)
@@ -89,6 +104,8 @@ impl DeliveryStore for Db {
             .bind(&planned.target)
             .bind(planned.payload.to_string())
             .bind(now)
+            .bind(subject)
+            .bind(seq)
             .execute(&mut *tx)
             .await?;
         }
@@ -115,8 +132,11 @@ impl DeliveryStore for Db {
     ) -> anyhow::Result<Vec<Delivery>> {
         let sql = format!(
             "UPDATE deliveries SET lease_token = $1, lease_until = $2 \
-             WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' \
+             WHERE id IN (SELECT id FROM deliveries d WHERE status = 'pending' \
                  AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until <= $3) \
+                 AND (d.subject IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries e \
+                     WHERE e.status = 'pending' AND e.route = d.route AND e.target = d.target \
+                     AND e.subject = d.subject AND e.seq < d.seq)) \
                  ORDER BY next_attempt_at, id LIMIT $4{}) \
              AND status = 'pending' AND (lease_until IS NULL OR lease_until <= $3) \
              RETURNING id, event_id, route, target, payload, attempts, created_at",
@@ -190,12 +210,10 @@ impl DeliveryStore for Db {
         status: Option<DeliveryStatus>,
         limit: i64,
     ) -> anyhow::Result<Vec<DeliveryView>> {
-        const COLUMNS: &str = "id, event_id, route, target, status, attempts, created_at, \
-                               next_attempt_at, last_http_status, last_error, finished_at";
         let rows = match status {
             Some(status) => {
                 sqlx::query(&format!(
-                    "SELECT {COLUMNS} FROM deliveries WHERE status = $1 \
+                    "SELECT {VIEW_COLUMNS} FROM deliveries WHERE status = $1 \
                      ORDER BY created_at DESC, id DESC LIMIT $2"
                 ))
                 .bind(status.as_str())
@@ -205,14 +223,55 @@ impl DeliveryStore for Db {
             }
             None => {
                 sqlx::query(&format!(
-                    "SELECT {COLUMNS} FROM deliveries ORDER BY created_at DESC, id DESC LIMIT $1"
-                ))
+                "SELECT {VIEW_COLUMNS} FROM deliveries ORDER BY created_at DESC, id DESC LIMIT $1"
+            ))
                 .bind(limit)
                 .fetch_all(self.pool())
                 .await?
             }
         };
         rows.iter().map(view_from_row).collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn find(&self, id: &str) -> anyhow::Result<Option<DeliveryView>> {
+        let row = sqlx::query(&format!(
+            "SELECT {VIEW_COLUMNS} FROM deliveries WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(view_from_row).transpose()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn replay(
+        &self,
+        tx: &mut Transaction,
+        id: &str,
+        now: i64,
+    ) -> anyhow::Result<Option<String>> {
+        // The next replay number of this (event, route, target); two replays at once collide
+        // on the unique key and one of them fails, which the operator simply tries again.
+        let new_id = uuid::Uuid::now_v7().to_string();
+        let inserted = sqlx::query(
+            "INSERT INTO deliveries (id, event_id, route, target, payload, status, attempts, \
+             created_at, next_attempt_at, subject, seq, replay) \
+             SELECT $1, o.event_id, o.route, o.target, o.payload, 'pending', 0, $2, $2, \
+                 o.subject, o.seq, (SELECT MAX(r.replay) + 1 FROM deliveries r \
+                     WHERE r.event_id = o.event_id AND r.route = o.route AND r.target = o.target) \
+             FROM deliveries o WHERE o.id = $3 AND o.status <> 'pending'",
+        )
+        .bind(&new_id)
+        .bind(now)
+        .bind(id)
+        .execute(tx.connection())
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(None);
+        }
+        tx.notify_on_commit(self.outbox_signal());
+        Ok(Some(new_id))
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

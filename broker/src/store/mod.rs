@@ -17,6 +17,7 @@ mod keys;
 mod legacy;
 mod operators;
 mod sessions;
+mod subscribers;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -428,6 +428,7 @@ on_both_backends_with!(
                     Planned {
                         target: format!("t{i}"),
                         payload: json!({}),
+                        ordering: None,
                     },
                 )
             })

@@ -308,3 +308,62 @@ fn foreign_broker_variables_are_ignored_but_nested_typos_are_not() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid configuration"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_commands_list_dead_letters_and_replay_them() {
+    use broker::dispatch::{After, Attempt, DeliveryStatus, DeliveryStore, Planned};
+    let cli = Cli::new();
+    let (ok, _, err) = cli.run(&["migrate"]);
+    assert!(ok, "{err}");
+    let mut settings = broker::config::Settings::default();
+    settings.database.url = broker::secret::Secret::new(format!(
+        "sqlite://{}/cli.db?mode=rwc",
+        cli.dir.path().display()
+    ));
+    let db = broker::startup::connect_db(&settings).await.expect("db");
+    let planned = Planned {
+        target: "portal".into(),
+        payload: serde_json::json!({}),
+        ordering: None,
+    };
+    db.fan_out(&[7], &[(7, "security_event", planned)], 100)
+        .await
+        .unwrap();
+    let claimed = db.claim_due(100, 160, "cli-test", 10).await.unwrap();
+    let attempt = Attempt {
+        at: 100,
+        outcome: "failed".into(),
+        http_status: Some(400),
+        error: Some("refused: invalid_key".into()),
+        duration_ms: 1,
+    };
+    let done = After::Finished(DeliveryStatus::Failed);
+    assert!(db
+        .record_attempt(&claimed[0], &attempt, done)
+        .await
+        .unwrap());
+    let id = claimed[0].id.clone();
+
+    let (ok, out, err) = cli.run(&["deliveries", "list", "--status", "failed"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(&id) && out.contains("refused: invalid_key"),
+        "{out}"
+    );
+    let (ok, _, err) = cli.run(&["deliveries", "list", "--status", "bogus"]);
+    assert!(!ok && err.contains("status must be"), "{err}");
+
+    let (ok, out, err) = cli.run(&["deliveries", "replay", &id]);
+    assert!(ok, "{err}");
+    let replay = out.trim().to_string();
+    assert_ne!(replay, id, "a new delivery");
+    let view = db.find(&replay).await.unwrap().expect("the replay");
+    assert_eq!(
+        (view.status.as_str(), view.replay, view.event_id),
+        ("pending", 1, 7)
+    );
+    let (ok, _, err) = cli.run(&["deliveries", "replay", &replay]);
+    assert!(!ok && err.contains("still pending"), "{err}");
+    let (ok, _, err) = cli.run(&["deliveries", "replay", "nope"]);
+    assert!(!ok && err.contains("no such delivery"), "{err}");
+}

@@ -23,6 +23,7 @@ mod operators;
 mod otp;
 mod par;
 mod rp;
+mod security_events;
 mod standardisation;
 mod tls;
 mod tokens;

@@ -4,6 +4,7 @@
 pub mod browser;
 pub mod dpop;
 pub mod logout_rp;
+pub mod set_receiver;
 
 use std::net::TcpListener;
 use std::sync::Arc;

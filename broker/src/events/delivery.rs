@@ -1,0 +1,229 @@
+//! Security Event Tokens (RFC 8417) pushed to subscribers (RFC 8935), as a dispatcher route.
+//!
+//! A client subscribes in its registration (`event_delivery_uri`, `event_types`). An event goes
+//! to a subscriber only if the person it is about has, or had, a grant at that client: a system
+//! with no business with a citizen learns nothing of them (the personal-data law). Who is told
+//! is decided once, when the event is fanned out.
+//!
+//! One SET per subscriber and event, built when it is sent: header `typ: secevent+jwt` (§2.3),
+//! signed with the client's ID-token algorithm and the broker's keys (verifiable through the
+//! JWKS, as its ID tokens are); claims `iss`, `aud` (the client), `iat`, `jti`, `txn` (the
+//! outbox event id), `toe` (when it happened), `sub_id` (RFC 9493 `opaque`, the `sub` of that
+//! client's ID tokens, `issue::subject`) and `events: {type: {payload…, "seq": n}}`.
+//!
+//! - **`jti` is the delivery's id**, the same in every attempt (`iat` too: the SET is issued
+//!   once, at fan-out), so a receiver that got an attempt whose answer was lost recognises the
+//!   retry (RFC 8935 §2: the recipient deduplicates by `jti`). An operator's replay is a new
+//!   delivery, hence a new `jti`, with the same `txn` and `seq`.
+//! - **Order**: deliveries carry the subject and its `seq`, and the dispatcher sends one
+//!   subject's events to one subscriber one after the other (`dispatch::Ordering`). A
+//!   subscriber still drops any `seq` at or below what it has applied (a replay, or a delivery
+//!   after a dead letter).
+//! - **Answers** (RFC 8935 §2.2–2.4): 202 is success (200 and 204 are taken as success too:
+//!   they also say the SET arrived, and retrying would only repeat it). 400 means the recipient
+//!   refused this SET (its `err`: `invalid_request`, `invalid_key`, …); the same SET would be
+//!   refused again, so the delivery fails at once, visible to operators with the `err` code.
+//!   Anything else (401, 403, 404, 5xx, timeouts) is retried with backoff until
+//!   `dispatch.max_attempts`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::clients::{Client, ClientDirectory};
+use crate::dispatch::{Delivery, Ordering, OutboundRequest, Planned, Prepared, Route};
+use crate::events::StoredEvent;
+use crate::oidc::grant_types::issue::subject;
+use crate::tokens::TokenSigner;
+
+pub const ROUTE: &str = "security_event";
+/// RFC 8417 §2.3.
+pub const TYP: &str = "secevent+jwt";
+/// RFC 8935 §2.
+pub const CONTENT_TYPE: &str = "application/secevent+jwt";
+
+/// The RFC 8935 §2.4 / §7.1 error codes; any other `err` is recorded as plain `refused`.
+const ERROR_CODES: &[&str] = &[
+    "invalid_request",
+    "invalid_key",
+    "invalid_issuer",
+    "invalid_audience",
+    "authentication_failed",
+    "access_denied",
+];
+
+/// Which clients a person has, or had, a grant at (SQL in `store/subscribers.rs`).
+#[async_trait]
+pub trait GrantedClients: Send + Sync {
+    async fn clients_granted(&self, account_id: &str) -> anyhow::Result<Vec<String>>;
+}
+
+/// What a delivery of this route stores: the event as the outbox holds it (no personal data).
+#[derive(Debug, Deserialize, Serialize)]
+struct Payload {
+    account_id: String,
+    event_type: String,
+    seq: i64,
+    toe: i64,
+    event: serde_json::Value,
+}
+
+/// The SET's claims (RFC 8417 §2.2, RFC 9493 `sub_id`).
+#[derive(Debug, Serialize)]
+pub struct SetClaims {
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub jti: String,
+    pub txn: String,
+    pub toe: i64,
+    pub sub_id: serde_json::Value,
+    pub events: serde_json::Value,
+}
+
+#[derive(Clone)]
+pub struct SecurityEvents {
+    pub clients: ClientDirectory,
+    pub grants: Arc<dyn GrantedClients>,
+    pub signer: TokenSigner,
+}
+
+/// Whether `client` wants events of this type pushed.
+fn subscribes(client: &Client, event_type: &str) -> bool {
+    client.metadata.event_delivery_uri.is_some()
+        && client.metadata.event_types.iter().any(|t| t == event_type)
+}
+
+/// The event's claim value: its payload with the subject's `seq` added.
+fn event_value(payload: &Payload) -> serde_json::Value {
+    let mut value = match &payload.event {
+        serde_json::Value::Object(map) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    value.insert("seq".into(), payload.seq.into());
+    serde_json::Value::Object(value)
+}
+
+/// A 400's RFC 8935 error as the fixed summary operators see.
+fn explain_refusal(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct SetError {
+        err: String,
+    }
+    match serde_json::from_slice::<SetError>(body) {
+        Ok(e) if ERROR_CODES.contains(&e.err.as_str()) => format!("refused: {}", e.err),
+        _ => "refused".to_string(),
+    }
+}
+
+#[async_trait]
+impl Route for SecurityEvents {
+    fn name(&self) -> &'static str {
+        ROUTE
+    }
+
+    async fn plan(&self, event: &StoredEvent) -> anyhow::Result<Vec<Planned>> {
+        let mut targets = self.grants.clients_granted(&event.subject).await?;
+        targets.sort_unstable();
+        targets.dedup();
+        let mut planned = Vec::new();
+        for client_id in targets {
+            let wanted = self
+                .clients
+                .get(&client_id)
+                .await?
+                .is_some_and(|c| subscribes(&c, &event.event_type));
+            if !wanted {
+                continue;
+            }
+            let payload = Payload {
+                account_id: event.subject.clone(),
+                event_type: event.event_type.clone(),
+                seq: event.seq,
+                toe: event.created_at,
+                event: event.payload.clone(),
+            };
+            planned.push(Planned {
+                target: client_id,
+                payload: serde_json::to_value(payload)?,
+                ordering: Some(Ordering {
+                    subject: event.subject.clone(),
+                    seq: event.seq,
+                }),
+            });
+        }
+        Ok(planned)
+    }
+
+    async fn prepare(&self, delivery: &Delivery, now: i64) -> anyhow::Result<Prepared> {
+        let payload: Payload = serde_json::from_value(delivery.payload.clone())?;
+        let Some(client) = self.clients.get(&delivery.target).await? else {
+            return Ok(Prepared::Cancel("client deleted or disabled"));
+        };
+        if !subscribes(&client, &payload.event_type) {
+            return Ok(Prepared::Cancel(
+                "client no longer subscribes to this event",
+            ));
+        }
+        let Some(uri) = client.metadata.event_delivery_uri.clone() else {
+            return Ok(Prepared::Cancel("client has no event_delivery_uri"));
+        };
+        let claims = SetClaims {
+            iss: self.signer.issuer().to_string(),
+            aud: client.client_id.clone(),
+            iat: delivery.created_at,
+            jti: delivery.id.clone(),
+            txn: delivery.event_id.to_string(),
+            toe: payload.toe,
+            sub_id: serde_json::json!({
+                "format": "opaque",
+                "id": subject(&client, &payload.account_id),
+            }),
+            events: serde_json::json!({ payload.event_type.clone(): event_value(&payload) }),
+        };
+        let token = self.signer.sign(
+            client.metadata.id_token_signed_response_alg,
+            TYP,
+            &claims,
+            now,
+        )?;
+        Ok(Prepared::Send(OutboundRequest {
+            url: uri,
+            content_type: CONTENT_TYPE,
+            accept: Some("application/json"),
+            body: token.into_bytes(),
+            success: &[202, 200, 204],
+            refused: &[400],
+            explain: Some(explain_refusal),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_keep_only_registered_error_codes() {
+        let known = br#"{"err":"invalid_key","description":"Nguyen Van A's key is unknown"}"#;
+        assert_eq!(explain_refusal(known), "refused: invalid_key");
+        assert_eq!(explain_refusal(br#"{"err":"whatever"}"#), "refused");
+        assert_eq!(explain_refusal(b"<html>"), "refused");
+    }
+
+    #[test]
+    fn the_event_value_carries_seq() {
+        let payload = Payload {
+            account_id: "a".into(),
+            event_type: "t".into(),
+            seq: 7,
+            toe: 1,
+            event: serde_json::json!({"fields": ["phone"]}),
+        };
+        assert_eq!(
+            event_value(&payload),
+            serde_json::json!({"fields": ["phone"], "seq": 7})
+        );
+    }
+}
