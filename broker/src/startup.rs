@@ -153,7 +153,8 @@ impl Application {
         let db = connect_db(&settings).await?;
         let sessions = session_store(&settings).await?;
         let ring = KeyRing::new(key_store(&settings, &db)?, master.clone());
-        ring.bootstrap(clock.now()).await?;
+        db.exclusively("broker/key-bootstrap", ring.bootstrap(clock.now()))
+            .await?;
         jobs::spawn_key_maintenance(
             ring.clone(),
             jobs::KeyMaintenance {

@@ -134,6 +134,41 @@ impl Db {
         }
     }
 
+    /// Runs `work` while holding a PostgreSQL session-level advisory lock named `name`, so that
+    /// instances starting at the same moment do it one after the other (the first signing keys:
+    /// each would otherwise create its own and refuse the others' tokens until its next key
+    /// reload). SQLite has one process: `work` just runs.
+    pub async fn exclusively<T>(
+        &self,
+        name: &str,
+        work: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        if self.backend == Backend::Sqlite {
+            return work.await;
+        }
+        let digest = crate::crypto::sha256(name.as_bytes());
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&digest[..8]);
+        let id = i64::from_be_bytes(id);
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock($1)::text AS locked")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await
+            .context("cannot take the advisory lock")?;
+        let result = work.await;
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1) AS unlocked")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await;
+        if let Err(e) = unlocked {
+            // The lock ends with the connection: close it rather than return it to the pool.
+            tracing::warn!(error = %e, "advisory unlock failed; closing the connection");
+            conn.detach();
+        }
+        result
+    }
+
     /// Notified after every commit that wrote an outbox event through this `Db` (or a clone).
     pub fn outbox_signal(&self) -> Arc<Notify> {
         self.outbox_signal.clone()
