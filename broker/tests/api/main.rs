@@ -18,6 +18,7 @@ mod hardening;
 mod hostile;
 mod keys;
 mod legacy_import;
+mod multi_instance;
 mod operators;
 mod otp;
 mod par;
