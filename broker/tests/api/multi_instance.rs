@@ -133,7 +133,10 @@ impl Cluster {
             String::from_utf8_lossy(&imported.stderr)
         );
 
-        // The first instance starts alone: it creates the signing keys the others load.
+        // The first instance starts alone: it creates the signing keys the others load. Started
+        // together on an empty key table, each instance creates keys of its own and refuses the
+        // others' tokens until its next key reload (`keys.reload_secs`): a known gap of the
+        // bootstrap, not what this test is about.
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
