@@ -101,6 +101,14 @@ pub enum Scenario {
     /// endpoint, which the driver serves on loopback (the broker must allow loopback receivers,
     /// as development does). Not part of `all`.
     BackchannelLogout,
+    /// Logins of a mobile app with a `device_id`, each citizen's two devices in turn: with the
+    /// one-mobile-device rule on, every login evicts the other device (synthetic legacy
+    /// records must be imported first: see bench.sh). Not part of `all`.
+    MobileLogin,
+    /// The one-mobile-device rule's eviction: from device B's token response to the logout
+    /// token of device A's session at the driver's endpoint (loopback receivers allowed, the
+    /// rule on, synthetic records imported). Not part of `all`.
+    DeviceEviction,
     All,
 }
 
@@ -133,6 +141,8 @@ impl Scenario {
             Scenario::LoginPhoneLink => "login-phone-link",
             Scenario::Linking => "linking",
             Scenario::BackchannelLogout => "backchannel-logout",
+            Scenario::MobileLogin => "mobile-login",
+            Scenario::DeviceEviction => "device-eviction",
             Scenario::All => "all",
         }
     }
