@@ -10,7 +10,8 @@
 #   ONE_MOBILE_DEVICE=false bash bench/loadgen/bench.sh postgres 10 32 mobile-login   # rule off
 #   bash bench/loadgen/bench.sh postgres 10 8 device-eviction       # B's tokens → A's logout token
 # The fourth argument is loadgen's --scenario (default: all). ONE_MOBILE_DEVICE (default true)
-# sets the broker's [devices] one_mobile_device, to measure what the rule costs.
+# sets the broker's [devices] one_mobile_device, to measure what the rule costs; MOBILE_DEVICES
+# (default 2) is mobile-login's devices per citizen (1: the same device logs in again).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 PAIR=${1:-postgres}
@@ -18,6 +19,7 @@ DURATION=${2:-10}
 CONCURRENCY=${3:-32}
 SCENARIO=${4:-all}
 ONE_MOBILE_DEVICE=${ONE_MOBILE_DEVICE:-true}
+MOBILE_DEVICES=${MOBILE_DEVICES:-2}
 BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d)
 PORTS=$(python3 -c 'import socket
@@ -86,5 +88,5 @@ curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null || { cat "$WORK/broker.log
 extra=()
 [ "$PAIR" = postgres ] && extra+=(--postgres)
 "$BIN/loadgen" --issuer "http://127.0.0.1:$BPORT" --admin-token="$ADMIN" --scenario "$SCENARIO" \
-  --duration "$DURATION" --concurrency "$CONCURRENCY" --server-pid "$BROKER_PID" \
+  --duration "$DURATION" --concurrency "$CONCURRENCY" --server-pid "$BROKER_PID" --mobile-devices "$MOBILE_DEVICES" \
   "${extra[@]}" --sms-log "$WORK/broker.log" --markdown

@@ -78,6 +78,11 @@ pub struct Args {
     #[arg(long)]
     pub sms_log: Option<std::path::PathBuf>,
 
+    /// mobile-login: devices per citizen, used in turn. 2 (the default): every login evicts the
+    /// other device; 1: the same device logs in again and keeps the slot.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub mobile_devices: u8,
+
     /// Also print one Markdown table row per scenario (for docs/benchmarks.md).
     #[arg(long)]
     pub markdown: bool,

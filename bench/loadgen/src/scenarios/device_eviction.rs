@@ -17,7 +17,7 @@ use crate::oidc::Tokens;
 use crate::receiver::{jwt_claim, Receiver};
 use crate::stats::Report;
 
-use super::mobile_login::{citizen, mobile_client, mobile_login, Phones};
+use super::mobile_login::{citizen, mobile_client, mobile_login, Phones, DEVICES};
 use super::{drive, Step};
 
 pub async fn run(
@@ -33,6 +33,7 @@ pub async fn run(
             phones: Phones {
                 broker: Arc::clone(&client),
                 citizen: citizen(i),
+                devices: DEVICES.len(),
                 next: 0,
             },
             receiver: Arc::clone(&receiver),

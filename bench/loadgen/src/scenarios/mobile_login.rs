@@ -29,17 +29,19 @@ use super::{drive, Step};
 /// The two devices of every citizen.
 pub const DEVICES: [&str; 2] = ["device-a", "device-b"];
 
-/// One citizen's phones: the app's client, who logs in, and which device logs in next.
+/// One citizen's phones: the app's client, who logs in, how many devices take turns (one:
+/// the same device logs in again and keeps the slot), and which device logs in next.
 pub struct Phones {
     pub broker: Arc<Broker>,
     pub citizen: String,
+    pub devices: usize,
     pub next: usize,
 }
 
 impl Phones {
-    /// The device whose turn it is, then the other one's.
+    /// The device whose turn it is, then the next one's.
     pub fn take_turn(&mut self) -> &'static str {
-        let device = DEVICES[self.next % DEVICES.len()];
+        let device = DEVICES[self.next % self.devices.clamp(1, DEVICES.len())];
         self.next += 1;
         device
     }
@@ -75,6 +77,7 @@ pub async fn run(
         .map(|i| Phones {
             broker: Arc::clone(&client),
             citizen: citizen(i),
+            devices: usize::from(args.mobile_devices),
             next: 0,
         })
         .collect();
