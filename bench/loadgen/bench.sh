@@ -12,6 +12,7 @@
 # The fourth argument is loadgen's --scenario (default: all). ONE_MOBILE_DEVICE (default true)
 # sets the broker's [devices] one_mobile_device, to measure what the rule costs; MOBILE_DEVICES
 # (default 2) is mobile-login's devices per citizen (1: the same device logs in again).
+# BENCH_BROKER_ENV adds settings to the broker's environment, e.g. "BROKER_DISPATCH__ENABLED=false".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 PAIR=${1:-postgres}
@@ -53,6 +54,8 @@ common=(BROKER_ENVIRONMENT=development BROKER_ISSUER="http://127.0.0.1:$BPORT" B
   BROKER_DEVICES__ONE_MOBILE_DEVICE="$ONE_MOBILE_DEVICE"
   BROKER_OTP__PER_PHONE_PER_15_MIN=0 BROKER_OTP__PER_PHONE_PER_DAY=0 BROKER_OTP__PER_ACCOUNT_PER_DAY=0
   BROKER_OTP__PER_ADDRESS_PER_HOUR=0 BROKER_OTP__PER_PREFIX_PER_DAY=0 BROKER_OTP__GLOBAL_PER_DAY=0)
+read -r -a more <<<"${BENCH_BROKER_ENV:-}"
+common+=("${more[@]}")
 if [ "$PAIR" = postgres ]; then
   DB="bench_$(date +%s)"
   psql postgres://postgres@127.0.0.1:5432/test -qc "CREATE DATABASE $DB" >/dev/null
