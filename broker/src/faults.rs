@@ -11,8 +11,10 @@ use std::sync::{Arc, LazyLock, Mutex};
 use tokio::sync::Semaphore;
 
 static ARMED: AtomicBool = AtomicBool::new(false);
-static GATES: LazyLock<Mutex<HashMap<(String, String), Arc<Gate>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// The armed gates, by point and key.
+type Gates = HashMap<(String, String), Arc<Gate>>;
+
+static GATES: LazyLock<Mutex<Gates>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// Holds the first request that reaches a point (for one key) until the test releases it.
 pub struct Gate {
