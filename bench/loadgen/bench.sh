@@ -6,13 +6,21 @@
 #   bash bench/loadgen/bench.sh postgres [duration] [concurrency]   # PostgreSQL + Redis on loopback
 #   bash bench/loadgen/bench.sh postgres 10 32 linking   # the plain login and each linking branch
 #   bash bench/loadgen/bench.sh postgres 10 8 backchannel-logout   # logout → logout token latency
-# The fourth argument is loadgen's --scenario (default: all).
+#   bash bench/loadgen/bench.sh postgres 10 32 mobile-login         # every login evicts a device
+#   ONE_MOBILE_DEVICE=false bash bench/loadgen/bench.sh postgres 10 32 mobile-login   # rule off
+#   bash bench/loadgen/bench.sh postgres 10 8 device-eviction       # B's tokens → A's logout token
+# The fourth argument is loadgen's --scenario (default: all). ONE_MOBILE_DEVICE (default true)
+# sets the broker's [devices] one_mobile_device, to measure what the rule costs; MOBILE_DEVICES
+# (default 2) is mobile-login's devices per citizen (1: the same device logs in again).
+# BENCH_BROKER_ENV adds settings to the broker's environment, e.g. "BROKER_DISPATCH__ENABLED=false".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 PAIR=${1:-postgres}
 DURATION=${2:-10}
 CONCURRENCY=${3:-32}
 SCENARIO=${4:-all}
+ONE_MOBILE_DEVICE=${ONE_MOBILE_DEVICE:-true}
+MOBILE_DEVICES=${MOBILE_DEVICES:-2}
 BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d)
 PORTS=$(python3 -c 'import socket
@@ -43,8 +51,11 @@ common=(BROKER_ENVIRONMENT=development BROKER_ISSUER="http://127.0.0.1:$BPORT" B
   BROKER_KEYS__MASTER_KEY_FILE="$WORK/master.key" BROKER_ADMIN__TOKEN="$ADMIN"
   BROKER_UPSTREAM__ISSUER="http://127.0.0.1:$MPORT" BROKER_UPSTREAM__CLIENT_SECRET="$SECRET"
   BROKER_LOG=warn,broker::otp::dev=info BROKER_RATE_LIMIT__ENABLED=false BROKER_SMS__GATEWAY=dev
+  BROKER_DEVICES__ONE_MOBILE_DEVICE="$ONE_MOBILE_DEVICE"
   BROKER_OTP__PER_PHONE_PER_15_MIN=0 BROKER_OTP__PER_PHONE_PER_DAY=0 BROKER_OTP__PER_ACCOUNT_PER_DAY=0
   BROKER_OTP__PER_ADDRESS_PER_HOUR=0 BROKER_OTP__PER_PREFIX_PER_DAY=0 BROKER_OTP__GLOBAL_PER_DAY=0)
+read -r -a more <<<"${BENCH_BROKER_ENV:-}"
+common+=("${more[@]}")
 if [ "$PAIR" = postgres ]; then
   DB="bench_$(date +%s)"
   psql postgres://postgres@127.0.0.1:5432/test -qc "CREATE DATABASE $DB" >/dev/null
@@ -60,15 +71,18 @@ fi
 env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" import legacy-accounts fixtures/legacy-accounts.csv \
   > "$WORK/import.log" 2>&1 || [ $? -eq 3 ] || { cat "$WORK/import.log"; exit 1; }
 # The linking scenarios' fresh identities (loadgen's scenarios/first_login.rs ranges): records
-# with the ID number, records with only the phone; the new citizens' numbers have none.
-case "$SCENARIO" in all|client-credentials|refresh|backchannel-logout) synthetic=no ;; *) synthetic=yes ;; esac
-if [ "$synthetic" = yes ]; then
-  for spec in id:0-20000 phone:200000-220000; do
-    env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --emit-legacy "$spec" > "$WORK/legacy.csv"
-    env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" import legacy-accounts "$WORK/legacy.csv" \
-      > "$WORK/import-synthetic.log" 2>&1 || { cat "$WORK/import-synthetic.log"; exit 1; }
-  done
-fi
+# with the ID number, records with only the phone; the new citizens' numbers have none. The
+# mobile scenarios' citizens link by ID number.
+case "$SCENARIO" in
+  all|client-credentials|refresh|backchannel-logout) specs="" ;;
+  mobile-login|device-eviction) specs="id:0-20000" ;;
+  *) specs="id:0-20000 phone:200000-220000" ;;
+esac
+for spec in $specs; do
+  env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --emit-legacy "$spec" > "$WORK/legacy.csv"
+  env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" import legacy-accounts "$WORK/legacy.csv" \
+    > "$WORK/import-synthetic.log" 2>&1 || { cat "$WORK/import-synthetic.log"; exit 1; }
+done
 env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" serve > "$WORK/broker.log" 2>&1 &
 BROKER_PID=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null && break; sleep 0.1; done
@@ -77,5 +91,5 @@ curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null || { cat "$WORK/broker.log
 extra=()
 [ "$PAIR" = postgres ] && extra+=(--postgres)
 "$BIN/loadgen" --issuer "http://127.0.0.1:$BPORT" --admin-token="$ADMIN" --scenario "$SCENARIO" \
-  --duration "$DURATION" --concurrency "$CONCURRENCY" --server-pid "$BROKER_PID" \
+  --duration "$DURATION" --concurrency "$CONCURRENCY" --server-pid "$BROKER_PID" --mobile-devices "$MOBILE_DEVICES" \
   "${extra[@]}" --sms-log "$WORK/broker.log" --markdown

@@ -78,6 +78,11 @@ pub struct Args {
     #[arg(long)]
     pub sms_log: Option<std::path::PathBuf>,
 
+    /// mobile-login: devices per citizen, used in turn. 2 (the default): every login evicts the
+    /// other device; 1: the same device logs in again and keeps the slot.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub mobile_devices: u8,
+
     /// Also print one Markdown table row per scenario (for docs/benchmarks.md).
     #[arg(long)]
     pub markdown: bool,
@@ -101,6 +106,14 @@ pub enum Scenario {
     /// endpoint, which the driver serves on loopback (the broker must allow loopback receivers,
     /// as development does). Not part of `all`.
     BackchannelLogout,
+    /// Logins of a mobile app with a `device_id`, each citizen's two devices in turn: with the
+    /// one-mobile-device rule on, every login evicts the other device (synthetic legacy
+    /// records must be imported first: see bench.sh). Not part of `all`.
+    MobileLogin,
+    /// The one-mobile-device rule's eviction: from device B's token response to the logout
+    /// token of device A's session at the driver's endpoint (loopback receivers allowed, the
+    /// rule on, synthetic records imported). Not part of `all`.
+    DeviceEviction,
     All,
 }
 
@@ -133,6 +146,8 @@ impl Scenario {
             Scenario::LoginPhoneLink => "login-phone-link",
             Scenario::Linking => "linking",
             Scenario::BackchannelLogout => "backchannel-logout",
+            Scenario::MobileLogin => "mobile-login",
+            Scenario::DeviceEviction => "device-eviction",
             Scenario::All => "all",
         }
     }

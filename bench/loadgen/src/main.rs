@@ -8,6 +8,7 @@ mod http;
 mod oidc;
 mod page;
 mod pkce;
+mod receiver;
 mod scenarios;
 mod setup;
 mod stats;

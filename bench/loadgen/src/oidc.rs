@@ -47,6 +47,15 @@ impl Broker {
 
     /// A login request whose `login_hint` names the citizen the mock VNeID logs in.
     pub fn authorize_url_for(&self, login_hint: &str) -> anyhow::Result<LoginRequest> {
+        self.authorize_url_with(login_hint, &[])
+    }
+
+    /// `authorize_url_for` with more parameters (a mobile app's `device_id`).
+    pub fn authorize_url_with(
+        &self,
+        login_hint: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<LoginRequest> {
         let pkce = Pkce::generate()?;
         let state = crate::pkce::random_token()?;
         let nonce = crate::pkce::random_token()?;
@@ -60,7 +69,8 @@ impl Broker {
             .append_pair("nonce", &nonce)
             .append_pair("code_challenge", &pkce.challenge)
             .append_pair("code_challenge_method", "S256")
-            .append_pair("login_hint", login_hint);
+            .append_pair("login_hint", login_hint)
+            .extend_pairs(extra);
         Ok(LoginRequest { url, state, pkce })
     }
 

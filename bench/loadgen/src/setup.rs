@@ -24,7 +24,7 @@ pub async fn connect(http: reqwest::Client, args: &Args) -> anyhow::Result<Broke
                 .as_deref()
                 .context("no admin token to register a client")?;
             let operator = operator_token(&http, &args.issuer, token).await?;
-            register_client(&http, &args.issuer, &operator, &args.scope, None).await?
+            register_client(&http, &args.issuer, &operator, &args.scope, &json!({})).await?
         }
     };
     Ok(Broker {
@@ -116,13 +116,13 @@ pub async fn operator_token(
         .with_context(|| format!("POST {url}: response lacks the token"))
 }
 
-/// Registers the load-test client, with a back-channel logout URI when given.
+/// Registers the load-test client; `extra` (a JSON object) adds or replaces metadata.
 pub async fn register_client(
     http: &reqwest::Client,
     issuer: &Url,
     admin_token: &str,
     scope: &str,
-    backchannel_logout_uri: Option<&str>,
+    extra: &Value,
 ) -> anyhow::Result<(String, String)> {
     let url = issuer_url(issuer, "admin/clients")?;
     let mut metadata = json!({
@@ -133,8 +133,8 @@ pub async fn register_client(
         "token_endpoint_auth_method": "client_secret_basic",
         "scope": scope,
     });
-    if let Some(uri) = backchannel_logout_uri {
-        metadata["backchannel_logout_uri"] = json!(uri);
+    if let (Some(metadata), Some(extra)) = (metadata.as_object_mut(), extra.as_object()) {
+        metadata.extend(extra.clone());
     }
     let response = http
         .post(url.clone())
@@ -159,6 +159,29 @@ pub async fn register_client(
         (Some(id), Some(secret)) => Ok((id.to_owned(), secret.to_owned())),
         _ => bail!("POST {url}: response lacks client_id or client_secret"),
     }
+}
+
+/// A client of the scenario's own (`extra` metadata, e.g. a back-channel logout URI or
+/// `device_class`), registered through a fresh operator, on the same broker as `broker`.
+pub async fn own_client(args: &Args, broker: &Broker, extra: Value) -> anyhow::Result<Broker> {
+    let admin = args
+        .admin_token
+        .as_deref()
+        .context("--admin-token is needed to register the scenario's client")?;
+    let operator = operator_token(&broker.http, &args.issuer, admin).await?;
+    let (client_id, secret) =
+        register_client(&broker.http, &args.issuer, &operator, &args.scope, &extra).await?;
+    Ok(Broker {
+        http: broker.http.clone(),
+        issuer: broker.issuer.clone(),
+        authorization_endpoint: broker.authorization_endpoint.clone(),
+        token_endpoint: broker.token_endpoint.clone(),
+        basic_auth: basic_auth(&client_id, &secret)?,
+        client_id,
+        redirect_uri: broker.redirect_uri.clone(),
+        scope: broker.scope.clone(),
+        login_hint: broker.login_hint.clone(),
+    })
 }
 
 /// RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined and base64-encoded.

@@ -19,6 +19,7 @@ mod hardening;
 mod hostile;
 mod keys;
 mod legacy_import;
+mod multi_instance;
 mod operators;
 mod otp;
 mod par;

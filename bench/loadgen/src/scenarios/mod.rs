@@ -3,8 +3,10 @@
 
 mod backchannel_logout;
 mod client_credentials;
+mod device_eviction;
 mod first_login;
 mod login;
+mod mobile_login;
 mod refresh;
 
 use std::future::Future;
@@ -87,6 +89,8 @@ pub async fn run_all(
                 first_login::run(scenario, args, &broker, &probe).await
             }
             Scenario::BackchannelLogout => backchannel_logout::run(args, &broker, &probe).await,
+            Scenario::MobileLogin => mobile_login::run(args, &broker, &probe).await,
+            Scenario::DeviceEviction => device_eviction::run(args, &broker, &probe).await,
             Scenario::Linking | Scenario::All => continue,
         }
         .with_context(|| format!("scenario {}", scenario.name()))?;

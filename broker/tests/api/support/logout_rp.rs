@@ -151,14 +151,23 @@ impl LogoutRp {
 /// `iat`, `exp` in the future, `jti`, `sub` or `sid`, the back-channel logout event with an
 /// object value, and no `nonce`. Returns the claims.
 pub async fn verify_logout_token(app: &TestApp, token: &str, client_id: &str) -> Value {
+    verify_logout_token_of(&app.http, &app.url, token, client_id).await
+}
+
+/// `verify_logout_token` for a broker known only by its issuer (and JWKS at `{issuer}/jwks`).
+pub async fn verify_logout_token_of(
+    http: &reqwest::Client,
+    issuer: &str,
+    token: &str,
+    client_id: &str,
+) -> Value {
     use jsonwebtoken::jwk::JwkSet;
     use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
 
     let header = decode_header(token).expect("a JWS header");
     assert_eq!(header.typ.as_deref(), Some("logout+jwt"), "§2.4 typ");
-    let jwks: JwkSet = app
-        .http
-        .get(app.endpoint("/jwks"))
+    let jwks: JwkSet = http
+        .get(format!("{issuer}/jwks"))
         .send()
         .await
         .expect("jwks")
@@ -169,7 +178,7 @@ pub async fn verify_logout_token(app: &TestApp, token: &str, client_id: &str) ->
     let jwk = jwks.find(&kid).expect("the signing key is published");
     let key = DecodingKey::from_jwk(jwk).expect("decoding key");
     let mut validation = Validation::new(header.alg);
-    validation.set_issuer(&[&app.url]);
+    validation.set_issuer(&[issuer]);
     validation.set_audience(&[client_id]);
     validation.set_required_spec_claims(&["iss", "aud", "exp", "iat", "jti"]);
     let claims = decode::<Value>(token, &key, &validation)

@@ -148,16 +148,7 @@ impl TestApp {
     }
 
     pub async fn spawn_production_with(adjust: impl FnOnce(&mut Settings)) -> Option<TestApp> {
-        let db = std::env::var("BROKER_TEST_DATABASE_URL").ok();
-        let redis = std::env::var("BROKER_TEST_REDIS_URL").ok();
-        if db.is_none() || redis.is_none() {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI must test PostgreSQL + Redis: set BROKER_TEST_DATABASE_URL and BROKER_TEST_REDIS_URL"
-            );
-            eprintln!("NOT RUN: PostgreSQL + Redis (set BROKER_TEST_DATABASE_URL and BROKER_TEST_REDIS_URL)");
-            return None;
-        }
+        production_backends()?;
         Some(Self::spawn_with(Backends::PostgresRedis, adjust).await)
     }
 
@@ -409,6 +400,24 @@ impl TestApp {
             .expect("count");
         row.try_get::<i64, _>("n").expect("n")
     }
+}
+
+/// The PostgreSQL server URL and the Redis URL of the production pair, or `None` (with a
+/// message) outside CI when they are not set; under CI their absence fails the test.
+pub fn production_backends() -> Option<(String, String)> {
+    let db = std::env::var("BROKER_TEST_DATABASE_URL").ok();
+    let redis = std::env::var("BROKER_TEST_REDIS_URL").ok();
+    if let (Some(db), Some(redis)) = (db, redis) {
+        return Some((db, redis));
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI must test PostgreSQL + Redis: set BROKER_TEST_DATABASE_URL and BROKER_TEST_REDIS_URL"
+    );
+    eprintln!(
+        "NOT RUN: PostgreSQL + Redis (set BROKER_TEST_DATABASE_URL and BROKER_TEST_REDIS_URL)"
+    );
+    None
 }
 
 pub async fn fresh_postgres_database() -> TestDatabase {
