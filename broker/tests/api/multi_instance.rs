@@ -133,20 +133,20 @@ impl Cluster {
             String::from_utf8_lossy(&imported.stderr)
         );
 
-        // The first instance starts alone: it creates the signing keys the others load. Started
-        // together on an empty key table, each instance creates keys of its own and refuses the
-        // others' tokens until its next key reload (`keys.reload_secs`): a known gap of the
-        // bootstrap, not what this test is about.
+        // All three start at once on an empty key table: the key bootstrap runs under an
+        // advisory lock, so they share the first signing keys and trust each other's tokens at
+        // once (without it, each made keys of its own and refused the others' tokens until its
+        // next key reload).
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
-        let mut instances = vec![spawn_instance(&shared, ports[0], dir.path(), 1)];
-        wait_ready(&http, &instances[0], dir.path(), 1).await;
-        for (i, port) in ports.iter().enumerate().skip(1) {
-            instances.push(spawn_instance(&shared, *port, dir.path(), i + 1));
-        }
-        for (i, instance) in instances.iter().enumerate().skip(1) {
+        let instances: Vec<_> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| spawn_instance(&shared, *port, dir.path(), i + 1))
+            .collect();
+        for (i, instance) in instances.iter().enumerate() {
             wait_ready(&http, instance, dir.path(), i + 1).await;
         }
 
