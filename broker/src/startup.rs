@@ -382,7 +382,7 @@ pub fn dispatcher(
         },
     };
     Ok(Dispatcher::new(
-        Arc::new(db.clone()),
+        Arc::new(db.for_bookkeeping(d.concurrency.max(1) as u32 + 2)),
         outbound,
         clock,
         plan,

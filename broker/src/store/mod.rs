@@ -134,6 +134,35 @@ impl Db {
         }
     }
 
+    /// The same database through a pool of its own whose commits do not wait for the disk
+    /// (PostgreSQL `synchronous_commit = off`), for the dispatcher's bookkeeping: fan-out,
+    /// claims, attempts. A crash can then lose the last of those commits, never an event (the
+    /// outbox row commits, durably, with the change it describes), and what such a loss can cause
+    /// is a delivery made again, which receivers drop by `jti`: at-least-once either way. SQLite:
+    /// the same pool.
+    pub fn for_bookkeeping(&self, max_connections: u32) -> Self {
+        if self.backend == Backend::Sqlite {
+            return self.clone();
+        }
+        let options = (*self.pool.connect_options()).clone();
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET synchronous_commit = off").await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options);
+        Self {
+            pool,
+            backend: self.backend,
+            outbox_signal: self.outbox_signal.clone(),
+        }
+    }
+
     /// Runs `work` while holding a PostgreSQL session-level advisory lock named `name`, so that
     /// instances starting at the same moment do it one after the other (the first signing keys:
     /// each would otherwise create its own and refuse the others' tokens until its next key
