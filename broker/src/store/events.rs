@@ -13,25 +13,45 @@ use crate::transaction::Transaction;
 impl Outbox for Db {
     #[tracing::instrument(level = "debug", skip_all, fields(event_type = event.event_type))]
     async fn append(&self, tx: &mut Transaction, event: &Event<'_>) -> anyhow::Result<i64> {
-        let seq: i64 = sqlx::query(
-            "INSERT INTO event_subjects (subject, seq) VALUES ($1, 1) \
-             ON CONFLICT (subject) DO UPDATE SET seq = event_subjects.seq + 1 RETURNING seq",
-        )
-        .bind(event.subject)
-        .fetch_one(tx.connection())
-        .await?
-        .try_get("seq")?;
-        sqlx::query(
-            "INSERT INTO outbox (subject, seq, event_type, payload, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(event.subject)
-        .bind(seq)
-        .bind(event.event_type)
-        .bind(event.payload.to_string())
-        .bind(event.at)
-        .execute(tx.connection())
-        .await?;
+        let seq = match self.backend {
+            // One round trip: the subject's number and the event in one statement.
+            super::Backend::Postgres => sqlx::query(
+                "WITH numbered AS (INSERT INTO event_subjects (subject, seq) VALUES ($1, 1) \
+                 ON CONFLICT (subject) DO UPDATE SET seq = event_subjects.seq + 1 RETURNING seq) \
+                 INSERT INTO outbox (subject, seq, event_type, payload, created_at) \
+                 SELECT $1, numbered.seq, $2, $3, $4 FROM numbered RETURNING seq",
+            )
+            .bind(event.subject)
+            .bind(event.event_type)
+            .bind(event.payload.to_string())
+            .bind(event.at)
+            .fetch_one(tx.connection())
+            .await?
+            .try_get("seq")?,
+            // SQLite has no data-modifying WITH: two statements, in the caller's transaction.
+            super::Backend::Sqlite => {
+                let seq: i64 = sqlx::query(
+                    "INSERT INTO event_subjects (subject, seq) VALUES ($1, 1) \
+                     ON CONFLICT (subject) DO UPDATE SET seq = event_subjects.seq + 1 RETURNING seq",
+                )
+                .bind(event.subject)
+                .fetch_one(tx.connection())
+                .await?
+                .try_get("seq")?;
+                sqlx::query(
+                    "INSERT INTO outbox (subject, seq, event_type, payload, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(event.subject)
+                .bind(seq)
+                .bind(event.event_type)
+                .bind(event.payload.to_string())
+                .bind(event.at)
+                .execute(tx.connection())
+                .await?;
+                seq
+            }
+        };
         tx.notify_on_commit(self.outbox_signal());
         Ok(seq)
     }
