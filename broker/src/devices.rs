@@ -61,7 +61,8 @@ pub trait SlotStore: Send + Sync {
         account_id: &str,
         holder: &SlotHolder,
     ) -> anyhow::Result<()>;
-    /// Revokes every live grant of `device` for the account; returns their sessions' `sid`s.
+    /// Revokes every live grant of `device` for the account; returns their sessions' `sid`s and
+    /// those of the device's other open sessions (with grants or not).
     async fn revoke_device(
         &self,
         tx: &mut Transaction,

@@ -81,14 +81,22 @@ impl SessionEnds {
         reason: EndReason,
         now: i64,
     ) -> anyhow::Result<u64> {
-        // A write first (see `transaction`): the UPDATE of the grants.
+        // A write first (see `transaction`): the session's row, before its grants, so that a
+        // grant being inserted into it meanwhile either waits and sees it ended, or was
+        // committed first and is revoked below (`store::grants`).
+        let recorded_end = self
+            .records
+            .record_end(tx, sid, reason.as_str(), now)
+            .await?;
         let revoked = self
             .grants
             .revoke_session_in(tx, sid, reason.revocation(), now)
             .await?;
-        self.records
-            .record_end(tx, sid, reason.as_str(), now)
-            .await?;
+        // Ended already (a second logout, an operator ending an evicted session): its receivers
+        // were told then. A session from before the session table is live while it has grants.
+        if !recorded_end && (revoked == 0 || self.records.session(sid).await?.is_some()) {
+            return Ok(revoked);
+        }
         let event = Event {
             subject: account_id,
             event_type: types::SESSION_ENDED,

@@ -113,10 +113,11 @@ impl<'a> LoginFlow<'a> {
         // Linking the app's own legacy account needs the person's VNeID login now, not a
         // session that may be someone else's on a shared device.
         let session = session.filter(|_| request.legacy_account.is_none());
-        // A session started for one mobile device never answers for another.
-        let session = session.filter(|s| {
-            s.device_id.is_none() || request.device_id.is_none() || s.device_id == request.device_id
-        });
+        // A mobile app's request is answered only by a session its own device started: not by
+        // another device's, nor by one a web login started in the phone's browser (an evicted
+        // phone would otherwise take the slot back without a new VNeID login).
+        let session =
+            session.filter(|s| request.device_id.is_none() || s.device_id == request.device_id);
         let session = session.filter(|s| {
             [hinted_subject.as_deref(), request.subject.as_deref()]
                 .into_iter()

@@ -37,8 +37,9 @@ pub struct SessionRecord {
 
 #[async_trait]
 pub trait SessionRecords: Send + Sync {
-    /// Records a session's start; a `sid` recorded already (the same person logging in again
-    /// in the same browser keeps its `sid`) is left as it is.
+    /// Records a session's start. The same person logging in again in the same browser keeps
+    /// its `sid`: the record then takes the new login's app, device, browser and time (a live
+    /// session stays listed), unless it has ended.
     async fn record_start(&self, session: &SessionRecord) -> anyhow::Result<()>;
     /// Marks the session ended in the caller's transaction; false when it was not live.
     async fn record_end(

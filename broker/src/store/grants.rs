@@ -14,20 +14,34 @@ const GRANT_COLUMNS: &str =
                              refresh_generation, refresh_expires_at, device_group, device_id, dpop_jkt";
 
 /// A grant is recorded unless its id exists or its session has ended in SQL (a logout or an
-/// eviction committed while the code was on its way): one statement, no extra round trip.
-const INSERT_GRANT: &str =
-    "INSERT INTO grants (id, client_id, account_id, sid, scope, resource, acr, \
-     auth_time, created_at, refresh_generation, refresh_expires_at, amr, device_group, device_id, \
-     dpop_jkt) \
+/// eviction committed while the code was on its way): one statement, no extra round trip. On
+/// PostgreSQL the session's row is read `FOR SHARE`, so an insert that meets a session being
+/// ended waits for that transaction and then sees it ended (`SessionEnds::end` marks the session
+/// before it revokes the grants, so a grant inserted first is revoked by it). SQLite has one
+/// writer at a time: the same order holds without a lock.
+const INSERT_GRANT_POSTGRES: &str = "INSERT INTO grants (id, client_id, account_id, sid, scope, \
+     resource, acr, auth_time, created_at, refresh_generation, refresh_expires_at, amr, \
+     device_group, device_id, dpop_jkt) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
+     WHERE (SELECT ended_at FROM sessions WHERE sid = $4 FOR SHARE) IS NULL \
+     ON CONFLICT (id) DO NOTHING";
+const INSERT_GRANT_SQLITE: &str = "INSERT INTO grants (id, client_id, account_id, sid, scope, \
+     resource, acr, auth_time, created_at, refresh_generation, refresh_expires_at, amr, \
+     device_group, device_id, dpop_jkt) \
      SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
      WHERE NOT EXISTS (SELECT 1 FROM sessions WHERE sid = $4 AND ended_at IS NOT NULL) \
      ON CONFLICT (id) DO NOTHING";
 
 fn insert_grant<'q>(
+    backend: super::Backend,
     g: &'q GrantRecord,
     amr: String,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    sqlx::query(INSERT_GRANT)
+    let sql = match backend {
+        super::Backend::Postgres => INSERT_GRANT_POSTGRES,
+        super::Backend::Sqlite => INSERT_GRANT_SQLITE,
+    };
+    sqlx::query(sql)
         .bind(&g.id)
         .bind(&g.client_id)
         .bind(&g.account_id)
@@ -84,7 +98,7 @@ fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
 impl GrantStore for Db {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn create_grant(&self, g: &GrantRecord) -> anyhow::Result<GrantCreated> {
-        let result = insert_grant(g, serde_json::to_string(&g.amr)?)
+        let result = insert_grant(self.backend, g, serde_json::to_string(&g.amr)?)
             .execute(self.pool())
             .await?;
         if result.rows_affected() == 1 {
@@ -103,7 +117,7 @@ impl GrantStore for Db {
         tx: &mut Transaction,
         g: &GrantRecord,
     ) -> anyhow::Result<GrantCreated> {
-        let result = insert_grant(g, serde_json::to_string(&g.amr)?)
+        let result = insert_grant(self.backend, g, serde_json::to_string(&g.amr)?)
             .execute(tx.connection())
             .await?;
         if result.rows_affected() == 1 {

@@ -138,8 +138,9 @@ impl Db {
     /// (PostgreSQL `synchronous_commit = off`), for the dispatcher's bookkeeping: fan-out,
     /// claims, attempts. A crash can then lose the last of those commits, never an event (the
     /// outbox row commits, durably, with the change it describes), and what such a loss can cause
-    /// is a delivery made again, which receivers drop by `jti`: at-least-once either way. SQLite:
-    /// the same pool.
+    /// is a delivery made again: at-least-once either way. A Security Event Token carries the
+    /// same `jti` again (its receiver drops it); a logout token is minted afresh, and a second
+    /// logout of an ended session changes nothing at the RP. SQLite: the same pool.
     pub fn for_bookkeeping(&self, max_connections: u32) -> Self {
         if self.backend == Backend::Sqlite {
             return self.clone();
@@ -179,21 +180,19 @@ impl Db {
         let mut id = [0u8; 8];
         id.copy_from_slice(&digest[..8]);
         let id = i64::from_be_bytes(id);
-        let mut conn = self.pool.acquire().await?;
+        // A connection of its own, outside the pool `work` uses (a pool of one would wait for
+        // itself), that gives up after a minute rather than wait forever for a stuck instance.
+        let mut conn = AnyConnection::connect_with(&self.pool.connect_options()).await?;
+        conn.execute("SET lock_timeout = '60s'").await?;
         sqlx::query("SELECT pg_advisory_lock($1)::text AS locked")
             .bind(id)
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut conn)
             .await
             .context("cannot take the advisory lock")?;
         let result = work.await;
-        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1) AS unlocked")
-            .bind(id)
-            .fetch_one(&mut *conn)
-            .await;
-        if let Err(e) = unlocked {
-            // The lock ends with the connection: close it rather than return it to the pool.
-            tracing::warn!(error = %e, "advisory unlock failed; closing the connection");
-            conn.detach();
+        // Closing the connection releases the lock, whatever happened to `work`.
+        if let Err(e) = conn.close().await {
+            tracing::warn!(error = %e, "closing the advisory lock's connection failed");
         }
         result
     }

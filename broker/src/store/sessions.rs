@@ -33,7 +33,12 @@ impl SessionRecords for Db {
     async fn record_start(&self, s: &SessionRecord) -> anyhow::Result<()> {
         sqlx::query(&format!(
             "INSERT INTO sessions ({SESSION_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL) ON CONFLICT (sid) DO NOTHING"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL) \
+             ON CONFLICT (sid) DO UPDATE SET client_id = excluded.client_id, \
+             device_class = excluded.device_class, device_group = excluded.device_group, \
+             device_id = excluded.device_id, user_agent = excluded.user_agent, \
+             address = excluded.address, started_at = excluded.started_at \
+             WHERE sessions.ended_at IS NULL"
         ))
         .bind(&s.sid)
         .bind(&s.account_id)
@@ -191,6 +196,19 @@ impl SlotStore for Db {
             if let Some(sid) = opt_text(row, "sid")? {
                 sids.push(sid);
             }
+        }
+        // And every session the device logged in with that is still open, with grants or not.
+        let open = sqlx::query(
+            "SELECT sid FROM sessions WHERE account_id = $1 AND device_group = $2 \
+             AND device_id = $3 AND ended_at IS NULL",
+        )
+        .bind(account_id)
+        .bind(&device.group)
+        .bind(&device.id)
+        .fetch_all(tx.connection())
+        .await?;
+        for row in &open {
+            sids.push(row.try_get("sid")?);
         }
         Ok(sids)
     }

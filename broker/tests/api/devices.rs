@@ -71,6 +71,11 @@ async fn login(
 }
 
 async fn refresh(app: &TestApp, client: &Client, tokens: &Value) -> u16 {
+    refreshed(app, client, tokens).await.0
+}
+
+/// A refresh and its answer (the next tokens).
+async fn refreshed(app: &TestApp, client: &Client, tokens: &Value) -> (u16, Value) {
     app.token(
         client,
         &[
@@ -79,7 +84,18 @@ async fn refresh(app: &TestApp, client: &Client, tokens: &Value) -> u16 {
         ],
     )
     .await
-    .0
+}
+
+/// A mobile app's silent request (`prompt=none`) from `browser` for `device`: the error, if any.
+async fn silent(app: &TestApp, browser: &Browser, client: &Client, device: &str) -> Option<String> {
+    let pkce = Pkce::new();
+    let params = code_request(
+        client,
+        &pkce,
+        &[("prompt", "none"), ("device_id", device), ("state", "s1")],
+    );
+    let answer = browser.authorize(app, &params).await;
+    query_of(&location(&answer)).get("error").cloned()
 }
 
 fn claims(tokens: &Value) -> Value {
@@ -142,7 +158,8 @@ on_both_backends!(
             400,
             "the web app of A's session is out too"
         );
-        assert_eq!(refresh(&app, &mobile, &at_b).await, 200);
+        let (status, at_b) = refreshed(&app, &mobile, &at_b).await;
+        assert_eq!(status, 200);
         assert_eq!(
             refresh(&app, &web, &at_laptop).await,
             200,
@@ -189,17 +206,29 @@ on_both_backends!(
         let again = Browser::new();
         let at_b2 = login(&app, &again, &mobile, "C01", Some("device-b")).await;
         assert_eq!(refresh(&app, &mobile, &at_b2).await, 200);
-        let (status, body) = app
-            .token(
-                &mobile,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", at_b["refresh_token"].as_str().unwrap()),
-                ],
-            )
-            .await;
-        assert_eq!(status, 400, "B's first token was rotated already: {body}");
+        let (status, at_b) = refreshed(&app, &mobile, &at_b).await;
+        assert_eq!(status, 200, "B's earlier family lives on: {at_b}");
+        let (status, _) = app.userinfo(at_b["access_token"].as_str().unwrap()).await;
+        assert_eq!(status, 200);
         assert_eq!(holder(&app, &account).await.as_deref(), Some("device-b"));
+
+        // A web login in a phone's browser never answers a mobile app's silent request: the
+        // app's own device must have started the session (an evicted phone could otherwise
+        // take the slot back without VNeID).
+        let shared = Browser::new();
+        login(&app, &shared, &web, "C01", None).await;
+        assert_eq!(
+            silent(&app, &shared, &mobile, "device-a").await.as_deref(),
+            Some("login_required")
+        );
+
+        // A refresh rotates only while the grant's device holds the slot, revoked or not.
+        sqlx::query("UPDATE mobile_slots SET device_id = 'someone-else' WHERE account_id = $1")
+            .bind(&account)
+            .execute(app.app_db.pool())
+            .await
+            .unwrap();
+        assert_eq!(refresh(&app, &mobile, &at_b).await, 400);
     }
 );
 
@@ -323,11 +352,20 @@ async fn the_device_rule_survives_losing_redis() {
     let _dir = app.guard();
     let rp = LogoutRp::start();
     let mobile = mobile_client(&app, "s", &rp.uri("s"), None).await;
-    let at_a = login(&app, &Browser::new(), &mobile, "C07", Some("device-a")).await;
+    let phone_a = Browser::new();
+    let at_a = login(&app, &phone_a, &mobile, "C07", Some("device-a")).await;
     let phone_b = Browser::new();
     let at_b = login(&app, &phone_b, &mobile, "C07", Some("device-b")).await;
     let account = claims(&at_b)["sub"].as_str().unwrap().to_string();
     assert_eq!(refresh(&app, &mobile, &at_a).await, 400);
+
+    // The ended-session markers gone (they live twice a code's lifetime; the browser session
+    // lives hours): SQL alone keeps A's browser session from answering.
+    assert!(app.lose_redis_keys_matching("ended-sid:*").await > 0);
+    assert_eq!(
+        silent(&app, &phone_a, &mobile, "device-a").await.as_deref(),
+        Some("login_required")
+    );
 
     let lost = app.lose_redis_keys().await;
     assert!(lost > 0, "the test's own keys existed");

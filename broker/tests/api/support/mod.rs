@@ -370,6 +370,11 @@ impl TestApp {
     /// Deletes every key of this app's session store in Redis (never `FLUSHALL`: other tests
     /// share the server), as a Redis that lost its data would look. Returns how many.
     pub async fn lose_redis_keys(&self) -> usize {
+        self.lose_redis_keys_matching("*").await
+    }
+
+    /// Deletes this app's Redis keys whose name (after the prefix) matches `pattern`.
+    pub async fn lose_redis_keys_matching(&self, pattern: &str) -> usize {
         let prefix = self.redis_prefix.as_ref().expect("a Redis-backed app");
         let url = std::env::var("BROKER_TEST_REDIS_URL").expect("redis url");
         let client = redis::Client::open(url).expect("redis client");
@@ -378,7 +383,7 @@ impl TestApp {
             .await
             .expect("redis connection");
         let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}*"))
+            .arg(format!("{prefix}{pattern}"))
             .query_async(&mut conn)
             .await
             .expect("KEYS");
