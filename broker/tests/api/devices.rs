@@ -513,3 +513,36 @@ on_both_backends!(
         assert_eq!(refresh(&app, &mobile, &other).await, 200);
     }
 );
+
+on_both_backends!(
+    a_client_that_becomes_a_mobile_app_keeps_no_family_outside_the_rule,
+    |app: TestApp| async move {
+        let mut body = json!({
+            "client_name": "became-mobile",
+            "application_type": "native",
+            "redirect_uris": ["vn.hue.became:/oauth"],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_method": "none",
+            "scope": "openid profile",
+        });
+        let client = app.client_with(body.clone()).await;
+        let tokens = login(&app, &Browser::new(), &client, "C08", None).await;
+        let (status, tokens) = refreshed(&app, &client, &tokens).await;
+        assert_eq!(status, 200);
+        body["device_class"] = json!("mobile");
+        let updated = app
+            .http
+            .put(app.endpoint(&format!("/admin/clients/{}", client.id)))
+            .bearer_auth(&app.operator_token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(updated.status(), 200, "{}", updated.text().await.unwrap());
+        assert_eq!(
+            refresh(&app, &client, &tokens).await,
+            400,
+            "a family without a device does not outlive the client's move to mobile"
+        );
+    }
+);

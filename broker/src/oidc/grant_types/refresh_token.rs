@@ -88,7 +88,20 @@ pub async fn refresh(
     };
     // Deleting or narrowing a client revokes what no longer fits at once; this catches what
     // another instance's cached registration, or a grant made in between, let through.
-    if grant.created_at < client.created_at || !client.metadata.admits_grant(&grant) {
+    // A client that became a mobile app (or moved to another device group) since: its families
+    // without that device would otherwise refresh forever outside the one-device rule.
+    let device_changed = match (
+        &grant.device,
+        client.metadata.device_group(&client.client_id),
+    ) {
+        (None, Some(_)) => p.devices.enabled(),
+        (Some(device), Some(group)) => device.group != group,
+        (_, None) => false,
+    };
+    if grant.created_at < client.created_at
+        || !client.metadata.admits_grant(&grant)
+        || device_changed
+    {
         p.grants
             .revoke_grant(&grant.id, "client registration changed", now)
             .await?;
