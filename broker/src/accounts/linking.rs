@@ -92,6 +92,10 @@ pub fn match_by_id(
 pub enum PhoneMatch {
     /// These records are the person's (at most one per source).
     Link(Vec<LegacyRecord>),
+    /// These records are the person's, and these others with the phone half agree (the name but
+    /// not the date, or the date but not the name): linked, and the doubt goes to support and
+    /// to the failure page, naming the fields of the closest one.
+    LinkWithDoubt(Vec<LegacyRecord>, Vec<LegacyRecord>, Vec<Field>),
     /// Several records of one source agree equally: no guess.
     Ambiguous(Vec<LegacyRecord>),
     /// Records with this phone exist, unlinked, without another person's ID number, but none
@@ -131,7 +135,22 @@ pub fn match_by_phone(found: Vec<LegacyRecord>, identity: &UpstreamIdentity) -> 
         return PhoneMatch::Ambiguous(agree);
     }
     if !agree.is_empty() {
-        return PhoneMatch::Link(agree);
+        // A record that differs in both name and date is someone else's (a parent's on the
+        // family phone); one that differs in only one of them may be this person's, mistyped.
+        let doubts: Vec<(LegacyRecord, Vec<Field>)> = disagree
+            .into_iter()
+            .filter(|(_, f)| !(f.contains(&Field::FullName) && f.contains(&Field::Birthdate)))
+            .collect();
+        let Some(fields) = doubts
+            .iter()
+            .map(|(_, f)| f)
+            .min_by_key(|f| f.len())
+            .cloned()
+        else {
+            return PhoneMatch::Link(agree);
+        };
+        let doubted = doubts.into_iter().map(|(r, _)| r).collect();
+        return PhoneMatch::LinkWithDoubt(agree, doubted, fields);
     }
     match disagree.iter().min_by_key(|(_, fields)| fields.len()) {
         Some((_, fields)) => {
@@ -245,6 +264,29 @@ mod tests {
         assert!(matches!(
             match_by_phone(vec![a, c], &me),
             PhoneMatch::Link(r) if r.len() == 2
+        ));
+    }
+
+    #[test]
+    fn a_record_that_half_agrees_is_a_doubt_next_to_the_link() {
+        let me = identity("Trần Văn An", "2001-02-03", None);
+        let mine = record("hue-s", "1", "Trần Văn An", "2001-02-03", None);
+        let mistyped = record("dvc-hue", "2", "Trần Văn An", "2001-03-02", None);
+        let parents = record("dvc-hue", "3", "Lê Thị Hoa", "1970-05-05", None);
+        match match_by_phone(vec![mine.clone(), mistyped, parents.clone()], &me) {
+            PhoneMatch::LinkWithDoubt(linked, doubted, fields) => {
+                assert_eq!(linked.len(), 1);
+                assert_eq!(linked[0].legacy_id, "1");
+                assert_eq!(doubted.len(), 1);
+                assert_eq!(doubted[0].legacy_id, "2");
+                assert_eq!(fields, vec![Field::Birthdate]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Someone else's record (name and date both differ) is no doubt.
+        assert!(matches!(
+            match_by_phone(vec![mine, parents], &me),
+            PhoneMatch::Link(r) if r.len() == 1
         ));
     }
 

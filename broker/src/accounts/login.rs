@@ -273,6 +273,24 @@ impl AccountResolver {
                     .collect(),
                 None,
             ),
+            PhoneMatch::LinkWithDoubt(records, doubted, fields) => {
+                let compared = compared(identity, doubted.iter().map(|r| (r, fields.as_slice())));
+                let notice = self
+                    .fail(
+                        identity,
+                        account_id.as_deref(),
+                        Reason::PhoneMismatch,
+                        fields,
+                        compared,
+                        now,
+                    )
+                    .await?;
+                let links = records
+                    .into_iter()
+                    .map(|r| (r, LinkMethod::Phone))
+                    .collect();
+                (links, Some(notice))
+            }
             PhoneMatch::Ambiguous(records) => {
                 let compared = compared(identity, records.iter().map(|r| (r, &[][..])));
                 let notice = self

@@ -511,6 +511,57 @@ on_both_backends!(
 );
 
 on_both_backends!(
+    a_half_agreeing_record_beside_the_link_goes_to_support,
+    |app: TestApp| async move {
+        // C04 (Huỳnh Tấn Lộc, 1993-07-11) proves a phone that three records hold: hers, one with
+        // her name and another date (perhaps hers, mistyped), and her mother's.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("family.csv");
+        std::fs::write(
+            &path,
+            "source,legacy_id,full_name,birthdate,phone,personal_id,email\n\
+             hue-s,HS9100001,Huỳnh Tấn Lộc,1993-07-11,0905333444,,\n\
+             dvc-hue,DVC-9100002,Huỳnh Tấn Lộc,1993-11-07,0905333444,,\n\
+             dvc-hue,DVC-9100003,Trương Thị Mai,1965-02-02,0905333444,,\n",
+        )
+        .unwrap();
+        assert_eq!(import(&app, &path).await.inserted, 3);
+        let client = phone_client(&app).await;
+        let browser = Browser::new();
+        let back = after_vneid(&app, &browser, &client, "C04").await;
+        let back = prove_phone(&app, &browser, back, "0905333444").await;
+        let (url, html) = page(&app, &browser, &back).await;
+        assert_eq!(step_page(&html), StepPage::Failure { can_continue: true });
+        assert!(html.contains("<li>Ngày sinh</li>"), "{html}");
+        assert!(!html.contains("<li>Họ và tên</li>"), "{html}");
+        let back = browser
+            .post_step(&url, &html, &[("action", "continue")])
+            .await;
+        let (account, _) = finish(&app, &client, &back).await;
+        assert_eq!(
+            linked(&app, &account).await,
+            vec!["HS9100001".to_string()],
+            "hers is linked; the doubt is not"
+        );
+        let failures = app
+            .broker
+            .provider
+            .accounts
+            .failures()
+            .failures(true, 10)
+            .await
+            .unwrap();
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].reason, "phone_mismatch");
+        let compared = failures[0].compared.to_string();
+        assert!(
+            compared.contains("DVC-9100002") && !compared.contains("DVC-9100003"),
+            "only the doubt, not the mother's record: {compared}"
+        );
+    }
+);
+
+on_both_backends!(
     one_time_codes_are_limited_and_expire,
     |app: TestApp| async move {
         let client = phone_client(&app).await;
