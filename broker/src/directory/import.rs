@@ -10,7 +10,6 @@ use std::path::Path;
 
 use anyhow::Context;
 use serde::Serialize;
-use unicode_normalization::UnicodeNormalization;
 
 use super::{Category, DirectoryStore, OrgUnit, PostKey, SealedPost, StaffPost, Written};
 use crate::accounts::personal_id::{self, IdCheck};
@@ -113,11 +112,10 @@ fn read_csv(path: &Path, columns: &[&str]) -> anyhow::Result<Vec<(u64, HashMap<S
     Ok(rows)
 }
 
-/// A name as stored: NFC, inner spaces collapsed; `None` when empty, too long or with control
-/// characters.
+/// A name as stored: tidied as every name is (`names::tidy_name`: NFC, invisible characters
+/// dropped, inner spaces collapsed); `None` when empty, too long or with control characters.
 fn clean_text(value: &str, max_chars: usize) -> Option<String> {
-    let text: String = value.nfc().collect::<String>();
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = crate::accounts::names::tidy_name(value);
     let ok = !text.is_empty()
         && text.chars().count() <= max_chars
         && !text.chars().any(char::is_control);

@@ -249,7 +249,20 @@ async fn callback(
         .finish())
 }
 
-#[derive(Deserialize)]
+/// Five wrong codes killed the change's challenge (it has been dropped): the next code starts
+/// a new one.
+fn too_many_wrong_codes(english: bool) -> (&'static str, String) {
+    (
+        "error",
+        t(
+            english,
+            "Đã nhập sai mã quá nhiều lần. Vui lòng yêu cầu mã mới.",
+            "Too many wrong codes. Please ask for a new code.",
+        )
+        .into(),
+    )
+}
+
 /// One open session as the account page lists it.
 struct SessionRow {
     sid: String,
@@ -550,15 +563,7 @@ async fn phone_post(
                             .delete(&pending_key(&session.sid))
                             .await
                             .map_err(unavailable)?;
-                        (
-                            "error",
-                            t(
-                                english,
-                                "Đã nhập sai mã quá nhiều lần. Vui lòng yêu cầu mã mới.",
-                                "Too many wrong codes. Please ask for a new code.",
-                            )
-                            .into(),
-                        )
+                        too_many_wrong_codes(english)
                     }
                     Err(OtpRefused::Unavailable(e)) => {
                         tracing::warn!(error = format!("{e:#}"), "one-time code not sent");
@@ -628,15 +633,7 @@ async fn phone_post(
                             .delete(&pending_key(&session.sid))
                             .await
                             .map_err(unavailable)?;
-                        (
-                            "error",
-                            t(
-                                english,
-                                "Đã nhập sai mã quá nhiều lần. Vui lòng yêu cầu mã mới.",
-                                "Too many wrong codes. Please ask for a new code.",
-                            )
-                            .into(),
-                        )
+                        too_many_wrong_codes(english)
                     }
                     Err(OtpFailure::Unavailable(e)) => return Err(unavailable(e)),
                 },

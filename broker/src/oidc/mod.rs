@@ -85,16 +85,15 @@ impl Provider {
         format!("{}{}", self.issuer, path)
     }
 
-    /// The browser's SSO session, unless it has ended: the session store's marker is the fast
-    /// path, SQL the truth (an eviction or an operator ended it on another instance, and the
-    /// marker expired or was lost with Redis). An ended session's entry is dropped.
+    /// The browser's SSO session, unless SQL says it has ended (an eviction, the citizen or an
+    /// operator ended it, perhaps on another instance). Every end commits in SQL; the session
+    /// store's ended-session marker is there to spoil unredeemed codes, and reading it here too
+    /// would add a round trip and decide nothing. An ended session's entry is dropped.
     pub async fn live_sso(&self, cookie_secret: &str) -> anyhow::Result<Option<SsoSession>> {
         let Some(session) = self.sso.find(cookie_secret).await? else {
             return Ok(None);
         };
-        if self.ended.is_ended(&session.sid).await?
-            || self.session_records.is_ended(&session.sid).await?
-        {
+        if self.session_records.is_ended(&session.sid).await? {
             self.sso.end(cookie_secret).await?;
             return Ok(None);
         }
