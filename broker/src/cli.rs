@@ -61,6 +61,12 @@ pub enum Command {
     /// The dispatcher's deliveries: list them, replay a finished one.
     #[command(subcommand)]
     Deliveries(DeliveriesCommand),
+    /// Approvers of civil servants' roles: who decides the requests of which agency subtree.
+    #[command(subcommand)]
+    Approvers(ApproversCommand),
+    /// Agencies' role policies.
+    #[command(subcommand)]
+    OrgUnits(OrgUnitsCommand),
     /// Run only the mock VNeID (refused in production).
     MockVneid(crate::dev::MockArgs),
     /// Load data from the province's older systems.
@@ -128,6 +134,36 @@ pub enum DeliveriesCommand {
     },
     /// Send a finished delivery again as a new delivery (a new jti, the same txn and seq).
     Replay { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApproversCommand {
+    /// Make an account an approver of an agency and every agency below it.
+    Grant {
+        account_id: String,
+        org_code: String,
+    },
+    /// Take an approver grant back.
+    Revoke {
+        account_id: String,
+        org_code: String,
+    },
+    /// One line per grant.
+    List {
+        #[arg(long)]
+        account: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrgUnitsCommand {
+    /// Set whether requests matching the staff roster exactly are approved at once, in this
+    /// agency and the agencies below it that have no policy of their own.
+    Policy {
+        org_code: String,
+        #[arg(long, action = clap::ArgAction::Set)]
+        auto_approve: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -318,8 +354,84 @@ async fn run_with_settings(command: Command, settings: Settings) -> anyhow::Resu
             let db = connect_db(&settings).await?;
             deliveries_command(&db, cmd, clock.now()).await
         }
+        Command::Approvers(cmd) => {
+            let db = connect_db(&settings).await?;
+            let roles = cli_roles(&db, &settings)?;
+            approvers_command(&db, &roles, cmd, clock.now()).await
+        }
+        Command::OrgUnits(OrgUnitsCommand::Policy {
+            org_code,
+            auto_approve,
+        }) => {
+            let db = connect_db(&settings).await?;
+            let roles = cli_roles(&db, &settings)?;
+            roles
+                .set_policy(CLI_ACTOR, &org_code, auto_approve, clock.now())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{org_code}\tauto_approve={auto_approve}");
+            Ok(())
+        }
         Command::Dev(_) | Command::MockVneid(_) | Command::Import(_) => Ok(()),
     }
+}
+
+fn cli_roles(db: &crate::store::Db, settings: &Settings) -> anyhow::Result<crate::roles::Roles> {
+    Ok(crate::startup::roles(
+        db,
+        ClientDirectory::new(Arc::new(db.clone()), 0, Arc::new(SystemClock)),
+        master_key(settings)?,
+    ))
+}
+
+async fn approvers_command(
+    db: &crate::store::Db,
+    roles: &crate::roles::Roles,
+    cmd: ApproversCommand,
+    now: i64,
+) -> anyhow::Result<()> {
+    use crate::accounts::AccountStore;
+    use crate::roles::Actor;
+    let operator = Actor::Operator(CLI_ACTOR);
+    let refused = |e: crate::roles::RoleError| anyhow::anyhow!("{e}");
+    match cmd {
+        ApproversCommand::Grant {
+            account_id,
+            org_code,
+        } => {
+            let exists = AccountStore::find(db, &account_id).await?.is_some();
+            let added = roles
+                .grant_approver(&operator, &account_id, &org_code, exists, now)
+                .await
+                .map_err(refused)?;
+            println!(
+                "{account_id}\t{org_code}\t{}",
+                if added { "granted" } else { "already granted" }
+            );
+        }
+        ApproversCommand::Revoke {
+            account_id,
+            org_code,
+        } => {
+            if !roles
+                .revoke_approver(&operator, &account_id, &org_code, now)
+                .await
+                .map_err(refused)?
+            {
+                anyhow::bail!("no such approver grant");
+            }
+            println!("{account_id}\t{org_code}\trevoked");
+        }
+        ApproversCommand::List { account } => {
+            for g in roles.approvers(account.as_deref()).await? {
+                println!(
+                    "{}\t{}\tby={}\tat={}",
+                    g.account_id, g.org_code, g.granted_by, g.granted_at
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn deliveries_command(

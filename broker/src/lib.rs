@@ -22,6 +22,7 @@ pub mod login;
 pub mod oidc;
 pub mod operators;
 pub mod otp;
+pub mod roles;
 pub mod scope;
 pub mod secret;
 pub mod session_end;

@@ -74,6 +74,19 @@ fn admin_token(settings: &Settings) -> anyhow::Result<Option<Secret>> {
 }
 
 /// The operators of the admin API, in the database.
+/// The role workflow over the database (`crate::roles`).
+pub fn roles(db: &Db, clients: ClientDirectory, master: MasterKey) -> crate::roles::Roles {
+    crate::roles::Roles {
+        store: Arc::new(db.clone()),
+        directory: Arc::new(db.clone()),
+        outbox: Arc::new(db.clone()),
+        audit: Arc::new(db.clone()),
+        transactions: Arc::new(db.clone()),
+        clients,
+        sealer: crate::directory::import::PostSealer::new(master),
+    }
+}
+
 pub fn operators(db: &Db, master: MasterKey) -> Operators {
     Operators::new(
         Arc::new(db.clone()),
@@ -226,6 +239,7 @@ impl Application {
                 settings.devices.one_mobile_device,
             ),
             dpop: DpopVerifier::new(sessions.clone()),
+            roles: roles(&db, directory.clone(), master.clone()),
         };
         if settings.dispatch.enabled {
             dispatcher(&settings, &db, &provider, clock.clone())?.spawn();

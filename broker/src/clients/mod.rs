@@ -145,6 +145,20 @@ pub struct ClientMetadata {
     /// bound to a key.
     #[serde(default)]
     pub dpop_bound_access_tokens: bool,
+    /// The app roles a civil servant may ask for at this client (`roles` claim, `crate::roles`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<DeclaredRole>,
+}
+
+/// An app role a client declares: its code (what tokens carry) and its names, Vietnamese first
+/// (`name`) and English (`name#en`, the RFC 7591 §2.2 language-tag form).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredRole {
+    pub code: String,
+    pub name: String,
+    #[serde(rename = "name#en", default, skip_serializing_if = "Option::is_none")]
+    pub name_en: Option<String>,
 }
 
 fn default_id_token_alg() -> Alg {
@@ -164,6 +178,10 @@ impl ClientMetadata {
             .iter()
             .chain(self.audience.iter())
             .any(|a| a == resource)
+    }
+    /// The declared app role with this code.
+    pub fn declared_role(&self, code: &str) -> Option<&DeclaredRole> {
+        self.roles.iter().find(|r| r.code == code)
     }
     pub fn allows_scope(&self, scope: &str) -> bool {
         self.scope.contains(scope)

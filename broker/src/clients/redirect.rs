@@ -135,6 +135,7 @@ mod tests {
             device_class: Default::default(),
             device_slot: None,
             dpop_bound_access_tokens: false,
+            roles: vec![],
         }
     }
 

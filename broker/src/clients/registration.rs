@@ -12,7 +12,7 @@ use super::redirect::validate_for_registration;
 use super::uri::check_uri;
 use super::{
     ApplicationType, AuthMethod, Client, ClientDirectory, ClientMetadata, ClientStoreError,
-    DeviceClass, GrantType,
+    DeclaredRole, DeviceClass, GrantType,
 };
 use crate::audit::{AuditEntry, AuditLog};
 use crate::crypto::{random_token, MasterKey};
@@ -75,6 +75,10 @@ pub struct ClientRequest {
     /// RFC 9449 §5.2: token requests without a DPoP proof are refused.
     #[serde(default)]
     pub dpop_bound_access_tokens: bool,
+    /// The app roles civil servants may ask for at this client: codes
+    /// (`[a-z0-9._:-]{1,64}`, none twice) with a Vietnamese `name` and an English `name#en`.
+    #[serde(default)]
+    pub roles: Vec<DeclaredRole>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +217,7 @@ pub fn validate(
         ));
     }
     check_event_subscription(req, production)?;
+    check_declared_roles(&req.roles)?;
     let device_class = req.device_class.unwrap_or_default();
     if let Some(group) = &req.device_slot {
         if device_class != DeviceClass::Mobile {
@@ -266,7 +271,48 @@ pub fn validate(
         device_class,
         device_slot: req.device_slot.clone(),
         dpop_bound_access_tokens: req.dpop_bound_access_tokens,
+        roles: req
+            .roles
+            .iter()
+            .map(|r| DeclaredRole {
+                code: r.code.clone(),
+                name: crate::accounts::names::tidy_name(&r.name),
+                name_en: r.name_en.as_deref().map(crate::accounts::names::tidy_name),
+            })
+            .collect(),
     })
+}
+
+/// At most 200 roles, each a code of `[a-z0-9._:-]{1,64}` listed once, with names of 1 to 200
+/// characters.
+fn check_declared_roles(roles: &[DeclaredRole]) -> Result<(), RegistrationError> {
+    if roles.len() > 200 {
+        return Err(meta_err("roles: at most 200 roles"));
+    }
+    for (i, role) in roles.iter().enumerate() {
+        let code_ok = (1..=64).contains(&role.code.len())
+            && role.code.bytes().all(|b| {
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || matches!(b, b'.' | b'_' | b':' | b'-')
+            });
+        if !code_ok {
+            return Err(meta_err(
+                "roles: a code must be 1 to 64 characters of a-z, 0-9, '.', '_', ':' and '-'",
+            ));
+        }
+        if roles[..i].iter().any(|r| r.code == role.code) {
+            return Err(meta_err("roles: a code is listed twice"));
+        }
+        let name_ok = |n: &str| {
+            let n = crate::accounts::names::tidy_name(n);
+            (1..=200).contains(&n.chars().count())
+        };
+        if !name_ok(&role.name) || role.name_en.as_deref().is_some_and(|n| !name_ok(n)) {
+            return Err(meta_err("roles: names must be 1 to 200 characters"));
+        }
+    }
+    Ok(())
 }
 
 /// Back-Channel Logout 1.0 §2.2: an absolute https URI without fragment (a query is allowed).

@@ -147,7 +147,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         post_logout_redirect_uris: vec![format!("{demo_url}/")],
         grant_types: Some(vec![GrantType::AuthorizationCode, GrantType::RefreshToken]),
         token_endpoint_auth_method: Some(AuthMethod::ClientSecretBasic),
-        scope: Some("openid profile phone personal_id".into()),
+        scope: Some("openid profile phone personal_id roles role_approval".into()),
+        roles: serde_json::from_value(serde_json::json!([
+            {"code": "editor", "name": "Biên tập viên", "name#en": "Editor"},
+            {"code": "reviewer", "name": "Người duyệt", "name#en": "Reviewer"},
+        ]))?,
         ..Default::default()
     };
     let registrar = &app.broker.registrar;
@@ -160,6 +164,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         Err(_) => registrar.create(&demo, CLI_ACTOR, now).await?,
     };
     let legacy = import_demo_legacy_accounts(&app, &args.data_dir, now).await?;
+    let units = import_demo_directory(&app, &args.data_dir, now).await?;
     // An operator for this run, as a fresh admin token: names are never reused, so each run
     // adds one (`dev-` and the time), and the previous run's stays valid in its database.
     let (operator, operator_token) = app
@@ -188,6 +193,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!(
         "  legacy      {legacy} accounts of fixtures/legacy-accounts.csv (C01 links by ID, C03 meets the failure page, C04 gives a phone)"
     );
+    println!(
+        "  directory   {units} agencies and the staff roster of fixtures/ (C06 and C07 are on it; roles: {broker_url}/account/roles)"
+    );
     println!("  SMS codes   {broker_url}/dev/sms  (the dev SMS gateway sends nothing)");
     println!("  account     {broker_url}/account");
     println!("  demo app    {demo_url}   ← open this and choose \"Đăng nhập bằng VNeID\"");
@@ -205,6 +213,30 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         r = demo_server => r?,
     }
     Ok(())
+}
+
+/// The synthetic agency tree and staff roster, so that the demo can register and approve
+/// civil servants' roles. Imported on every start; unchanged files change nothing.
+async fn import_demo_directory(
+    app: &Application,
+    data_dir: &std::path::Path,
+    now: i64,
+) -> anyhow::Result<u64> {
+    use crate::directory::import::{org_units, staff, PostSealer};
+    let units = data_dir.join("org-units.csv");
+    std::fs::write(&units, include_bytes!("../../../fixtures/org-units.csv"))?;
+    let roster = data_dir.join("staff.csv");
+    std::fs::write(&roster, include_bytes!("../../../fixtures/staff.csv"))?;
+    let report = org_units(&app.db, &units, now).await?;
+    staff(
+        &app.db,
+        &PostSealer::new(app.master.clone()),
+        &roster,
+        false,
+        now,
+    )
+    .await?;
+    Ok(report.read)
 }
 
 /// The synthetic legacy accounts, so that the demo meets every standardisation case (linking by

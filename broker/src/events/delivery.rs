@@ -95,12 +95,21 @@ fn subscribes(client: &Client, event_type: &str) -> bool {
         && client.metadata.event_types.iter().any(|t| t == event_type)
 }
 
-/// The event's claim value: its payload with the subject's `seq` added.
-fn event_value(payload: &Payload) -> serde_json::Value {
+/// The event's claim value: its payload with the subject's `seq` added, and a role's
+/// `app_roles` (client id → codes) narrowed to the receiving client's codes, as its `roles`
+/// claim shows them.
+fn event_value(payload: &Payload, client_id: &str) -> serde_json::Value {
     let mut value = match &payload.event {
         serde_json::Value::Object(map) => map.clone(),
         _ => serde_json::Map::new(),
     };
+    if let Some(serde_json::Value::Object(per_client)) = value.get("app_roles") {
+        let own = per_client
+            .get(client_id)
+            .cloned()
+            .unwrap_or_else(|| serde_json::Value::Array(Vec::new()));
+        value.insert("app_roles".into(), own);
+    }
     value.insert("seq".into(), payload.seq.into());
     serde_json::Value::Object(value)
 }
@@ -180,7 +189,9 @@ impl Route for SecurityEvents {
                 "format": "opaque",
                 "id": subject(&client, &payload.account_id),
             }),
-            events: serde_json::json!({ payload.event_type.clone(): event_value(&payload) }),
+            events: serde_json::json!({
+                payload.event_type.clone(): event_value(&payload, &client.client_id)
+            }),
         };
         let token = self.signer.sign(
             client.metadata.id_token_signed_response_alg,
@@ -222,8 +233,27 @@ mod tests {
             event: serde_json::json!({"fields": ["phone"]}),
         };
         assert_eq!(
-            event_value(&payload),
+            event_value(&payload, "c"),
             serde_json::json!({"fields": ["phone"], "seq": 7})
+        );
+    }
+
+    #[test]
+    fn a_subscriber_sees_only_its_own_app_roles() {
+        let payload = Payload {
+            account_id: "a".into(),
+            event_type: "t".into(),
+            seq: 3,
+            toe: 1,
+            event: serde_json::json!({"app_roles": {"c1": ["editor"], "c2": ["admin"]}}),
+        };
+        assert_eq!(
+            event_value(&payload, "c1"),
+            serde_json::json!({"app_roles": ["editor"], "seq": 3})
+        );
+        assert_eq!(
+            event_value(&payload, "c3"),
+            serde_json::json!({"app_roles": [], "seq": 3})
         );
     }
 }

@@ -22,6 +22,15 @@ pub mod types {
     pub const ACCOUNT_UPDATED: &str = "urn:vn:hue:broker:event:account:updated";
     /// A broker session ended (logout, eviction, an administrator); payload `{sid, reason}`.
     pub const SESSION_ENDED: &str = "urn:vn:hue:broker:event:session:ended";
+    /// A civil servant's role (`crate::roles`); payload `{role_id, state, org_unit, category,
+    /// position, app_roles[, replaces]}`, `app_roles` narrowed to the subscriber's own codes.
+    pub const ROLE_REQUESTED: &str = "urn:vn:hue:broker:event:role:requested";
+    pub const ROLE_APPROVED: &str = "urn:vn:hue:broker:event:role:approved";
+    pub const ROLE_REJECTED: &str = "urn:vn:hue:broker:event:role:rejected";
+    /// A change request was approved: this role replaces the one named by `replaces`.
+    pub const ROLE_CHANGED: &str = "urn:vn:hue:broker:event:role:changed";
+    pub const ROLE_REVOKED: &str = "urn:vn:hue:broker:event:role:revoked";
+    pub const ROLE_WITHDRAWN: &str = "urn:vn:hue:broker:event:role:withdrawn";
 
     /// The types a client may subscribe to (`event_types`); a new type is added here too.
     pub const ALL: &[&str] = &[
@@ -30,6 +39,12 @@ pub mod types {
         ACCOUNT_UNLINKED,
         ACCOUNT_UPDATED,
         SESSION_ENDED,
+        ROLE_REQUESTED,
+        ROLE_APPROVED,
+        ROLE_REJECTED,
+        ROLE_CHANGED,
+        ROLE_REVOKED,
+        ROLE_WITHDRAWN,
     ];
 
     pub fn is_known(event_type: &str) -> bool {

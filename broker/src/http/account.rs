@@ -34,7 +34,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("", web::get().to(show))
             .route("/callback", web::get().to(callback))
             .route("/phone", web::post().to(phone_post))
-            .route("/sessions", web::post().to(sessions_post)),
+            .route("/sessions", web::post().to(sessions_post))
+            .configure(super::roles_pages::configure),
     );
 }
 
@@ -57,7 +58,7 @@ struct ShowQuery {
 }
 
 /// The session behind the browser's SSO cookie, with its secret.
-async fn session(
+pub(super) async fn session(
     broker: &Broker,
     req: &HttpRequest,
 ) -> Result<Option<(String, SsoSession)>, HttpError> {
@@ -72,11 +73,11 @@ async fn session(
 }
 
 /// The forms' CSRF token: derived from the SSO cookie's secret, which no other site can read.
-fn csrf_of(sso_secret: &str) -> String {
+pub(super) fn csrf_of(sso_secret: &str) -> String {
     sha256_b64url(&format!("account-csrf:{sso_secret}"))
 }
 
-fn english_of(req: &HttpRequest, lang: Option<&str>) -> bool {
+pub(super) fn english_of(req: &HttpRequest, lang: Option<&str>) -> bool {
     match lang {
         Some("en") => true,
         Some("vi") => false,
@@ -161,7 +162,7 @@ async fn ensure_account_client(broker: &Broker) -> anyhow::Result<()> {
 }
 
 /// Sends the browser through `/authorize` as the account page's client.
-async fn start_login(broker: &Broker, english: bool) -> Result<HttpResponse, HttpError> {
+pub(super) async fn start_login(broker: &Broker, english: bool) -> Result<HttpResponse, HttpError> {
     ensure_account_client(broker)
         .await
         .map_err(|e| HttpError::unavailable_page(&e, english))?;
@@ -318,7 +319,7 @@ async fn session_rows(
 }
 
 /// A time as the province reads it: Vietnam's time (UTC+7), day first.
-fn local_time(at: i64) -> String {
+pub(super) fn local_time(at: i64) -> String {
     let format = time::macros::format_description!("[day]/[month]/[year] [hour]:[minute]");
     time::OffsetDateTime::from_unix_timestamp(at)
         .ok()
@@ -674,6 +675,8 @@ struct AccountPage<'a> {
     linked_title: &'a str,
     linked_none: &'a str,
     linked: Vec<(String, String)>,
+    roles_title: &'a str,
+    roles_link: &'a str,
     sessions_title: &'a str,
     sessions: Vec<SessionRow>,
     this_device: &'a str,
@@ -771,6 +774,12 @@ fn render(
             .iter()
             .map(|r| (r.source.clone(), r.legacy_id.clone()))
             .collect(),
+        roles_title: t(english, "Vai trò", "Roles"),
+        roles_link: t(
+            english,
+            "Đăng ký, sửa và xem vai trò công tác",
+            "Register, change and view your work roles",
+        ),
         sessions_title: t(
             english,
             "Thiết bị và phiên đăng nhập",

@@ -41,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route("", web::post().to(operators_create))
                     .route("/{name}", web::delete().to(operators_delete)),
             )
+            .configure(super::roles_api::configure_admin)
             .configure(super::admin_accounts::configure)
             .configure(super::admin_deliveries::configure),
     );

@@ -16,6 +16,8 @@ pub mod logout;
 pub mod pages;
 pub mod par;
 pub mod protocol;
+pub mod roles_api;
+pub mod roles_pages;
 mod steps;
 
 use std::sync::Arc;
@@ -85,6 +87,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(callback::configure)
         .configure(steps::configure)
         .configure(account::configure)
+        .configure(roles_api::configure)
         .configure(logout::configure)
         .configure(admin::configure)
         .route("/healthz", web::get().to(health_get))

@@ -114,7 +114,7 @@ async fn token_post(
 }
 
 /// The request's `DPoP` header (RFC 9449 §4.3: at most one, a compact JWS of at most 8 KB).
-fn dpop_header(req: &HttpRequest) -> Result<Option<String>, OAuthError> {
+pub(super) fn dpop_header(req: &HttpRequest) -> Result<Option<String>, OAuthError> {
     let mut values = req.headers().get_all("dpop");
     let Some(value) = values.next() else {
         return Ok(None);
@@ -141,7 +141,7 @@ fn json_ok<T: serde::Serialize>(body: T) -> HttpResponse {
 }
 
 /// The access token of `Authorization: Bearer …` or `Authorization: DPoP …` (RFC 9449 §7.1).
-fn authorization(req: &HttpRequest) -> Option<(TokenScheme, String)> {
+pub(super) fn authorization(req: &HttpRequest) -> Option<(TokenScheme, String)> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let scheme = if scheme.eq_ignore_ascii_case("bearer") {

@@ -65,6 +65,8 @@ pub struct Provider {
     pub devices: crate::devices::MobileSlots,
     /// Checks DPoP proofs (RFC 9449) and remembers their `jti`s.
     pub dpop: dpop::DpopVerifier,
+    /// Civil servants' roles: the `roles` claim, requests and decisions (`crate::roles`).
+    pub roles: crate::roles::Roles,
 }
 
 /// How long what the provider issues stays valid, in seconds.

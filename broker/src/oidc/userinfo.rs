@@ -32,6 +32,16 @@ pub async fn userinfo(
         .await?
         .ok_or_else(invalid_token)?;
     let mut out = profile_claims(&account, &claims.scope);
+    if let Some(client) = client.as_deref() {
+        if let Some(roles) =
+            super::grant_types::issue::role_claims(p, client, &account.id, &claims.scope).await?
+        {
+            out.insert(
+                "roles".into(),
+                serde_json::to_value(roles).unwrap_or_default(),
+            );
+        }
+    }
     // A token that also goes to an API never releases the personal ID number here: that API
     // could otherwise pull it. The RP gets it in its ID token.
     if claims.aud != Audience::One(p.issuer.to_string()) {

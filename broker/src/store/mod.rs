@@ -16,6 +16,7 @@ mod grants;
 mod keys;
 mod legacy;
 mod operators;
+mod roles;
 mod sessions;
 mod subscribers;
 

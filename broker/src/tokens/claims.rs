@@ -31,6 +31,9 @@ pub struct AccessClaims {
     /// RFC 9449 §6.1: the token is bound to the DPoP key with this thumbprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// The approved roles relevant to the client (scope `roles`, `crate::roles::claims`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<crate::roles::claims::RoleClaim>>,
 }
 
 /// The confirmation claim of a sender-constrained token (RFC 7800 §3.1, RFC 9449 §6.1).

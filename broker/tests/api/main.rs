@@ -23,6 +23,7 @@ mod multi_instance;
 mod operators;
 mod otp;
 mod par;
+mod roles;
 mod rp;
 mod security_events;
 mod standardisation;

@@ -128,6 +128,7 @@ pub async fn exchange(
         .find_for(&record.account_id, client.metadata.legacy_source())
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the account no longer exists"))?;
+    let roles = issue::role_claims(p, client, &account.id, &scope).await?;
     let user = UserContext {
         account_id: &account.id,
         sid: Some(&record.sid),
@@ -135,6 +136,7 @@ pub async fn exchange(
         acr: grant.acr.as_deref(),
         grant_id: Some(&grant.id),
         legacy_accounts: account.legacy_accounts.as_deref(),
+        roles: roles.as_deref(),
     };
     let aud = issue::audience(p, client, record.resource.as_deref(), &scope);
     let jkt = dpop.map(|proof| proof.jkt.as_str());
@@ -153,6 +155,7 @@ pub async fn exchange(
             amr: &record.amr,
             access_token: &access_token,
             requested_claims: &record.id_token_claims,
+            roles: roles.as_deref(),
         },
         now,
     )?;

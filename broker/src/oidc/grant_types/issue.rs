@@ -5,6 +5,7 @@ use crate::clients::Client;
 use crate::crypto::random_token;
 use crate::oidc::error::OAuthError;
 use crate::oidc::Provider;
+use crate::roles::claims::RoleClaim;
 use crate::scope::Scope;
 use crate::tokens::claims::{AccessClaims, Audience, Confirmation, IdClaims};
 use crate::tokens::half_hash;
@@ -17,6 +18,22 @@ pub struct UserContext<'a> {
     pub grant_id: Option<&'a str>,
     /// The client's legacy account ids of this person (clients with a `legacy_source`).
     pub legacy_accounts: Option<&'a [String]>,
+    /// The `roles` claim (scope `roles`).
+    pub roles: Option<&'a [RoleClaim]>,
+}
+
+/// The `roles` claim when the scope asks for it: read at every issuance, so an approval or a
+/// revocation shows in the next token and the next refresh.
+pub async fn role_claims(
+    p: &Provider,
+    client: &Client,
+    account_id: &str,
+    scope: &Scope,
+) -> Result<Option<Vec<RoleClaim>>, OAuthError> {
+    if !scope.contains("roles") {
+        return Ok(None);
+    }
+    Ok(Some(p.roles.claims_for(account_id, client).await?))
 }
 
 /// The `aud` of an access token (RFC 9068 §2.2): the resource asked for, else the client's
@@ -63,6 +80,7 @@ pub fn access_token(
         cnf: jkt.map(|jkt| Confirmation {
             jkt: jkt.to_string(),
         }),
+        roles: user.and_then(|u| u.roles.map(<[RoleClaim]>::to_vec)),
     };
     p.signer
         .sign_access_token(&claims, now)
@@ -122,6 +140,8 @@ pub struct IdTokenInput<'a> {
     pub access_token: &'a str,
     /// Individual claims the RP asked for (`claims` parameter), released with the scope's.
     pub requested_claims: &'a [String],
+    /// The `roles` claim (scope `roles`).
+    pub roles: Option<&'a [RoleClaim]>,
 }
 
 pub fn id_token(
@@ -155,6 +175,11 @@ pub fn id_token(
 /// registered scopes when the request was accepted).
 fn id_token_profile(input: &IdTokenInput<'_>) -> serde_json::Map<String, serde_json::Value> {
     let mut out = profile_claims(input.account, input.scope);
+    if let Some(roles) = input.roles {
+        if let Ok(value) = serde_json::to_value(roles) {
+            out.insert("roles".into(), value);
+        }
+    }
     for claim in input.requested_claims {
         if out.contains_key(claim) {
             continue;

@@ -118,6 +118,7 @@ pub async fn refresh(
         (None, Some(source)) => Some(p.accounts.legacy_ids(&account_id, source).await?),
         (None, None) => None,
     };
+    let roles = issue::role_claims(p, client, &account_id, &scope).await?;
     let user = UserContext {
         account_id: &account_id,
         sid: grant.sid.as_deref(),
@@ -125,6 +126,7 @@ pub async fn refresh(
         acr: grant.acr.as_deref(),
         grant_id: Some(&grant.id),
         legacy_accounts: legacy_accounts.as_deref(),
+        roles: roles.as_deref(),
     };
     let aud = issue::audience(p, client, grant.resource.as_deref(), &scope);
     let access_token =
@@ -137,6 +139,7 @@ pub async fn refresh(
             &grant,
             &scope,
             &access_token,
+            roles.as_deref(),
             now,
         )?),
         _ => None,
@@ -160,6 +163,7 @@ fn refreshed_id_token(
     grant: &GrantRecord,
     scope: &Scope,
     access_token: &str,
+    roles: Option<&[crate::roles::claims::RoleClaim]>,
     now: i64,
 ) -> Result<String, OAuthError> {
     issue::id_token(
@@ -179,6 +183,7 @@ fn refreshed_id_token(
             amr: &grant.amr,
             access_token,
             requested_claims: &[],
+            roles,
         },
         now,
     )
