@@ -172,15 +172,17 @@ fn unavailable(e: anyhow::Error) -> HttpError {
     HttpError::Json(OAuthError::unavailable(&e))
 }
 
-/// A JSON body, or a clear 400.
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpResponse> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        problem(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            &format!("the body is not the expected JSON: {}", e.classify_name()),
-        )
-    })
+/// A JSON body, or what is wrong with it (for a 400, `refusal`).
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, &'static str> {
+    serde_json::from_slice(bytes).map_err(|e| e.classify_name())
+}
+
+fn refusal(what: &str) -> HttpResponse {
+    problem(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &format!("the body is not the expected JSON: {what}"),
+    )
 }
 
 trait ClassifyName {
@@ -203,7 +205,7 @@ macro_rules! parse_or_answer {
     ($bytes:expr) => {
         match body($bytes) {
             Ok(value) => value,
-            Err(answer) => return Ok(answer),
+            Err(what) => return Ok(refusal(what)),
         }
     };
 }
@@ -390,7 +392,7 @@ struct Reason {
     reason: Option<String>,
 }
 
-fn reason_of(bytes: &[u8]) -> Result<Reason, HttpResponse> {
+fn reason_of(bytes: &[u8]) -> Result<Reason, &'static str> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Reason::default());
     }
@@ -406,7 +408,7 @@ async fn approve(
     let caller = caller(&broker, &req, APPROVAL).await?;
     let reason = match reason_of(&bytes) {
         Ok(r) => r,
-        Err(answer) => return Ok(answer),
+        Err(what) => return Ok(refusal(what)),
     };
     let p = &broker.provider;
     let role = done_or_answer!(
@@ -426,7 +428,7 @@ async fn reject(
     let caller = caller(&broker, &req, APPROVAL).await?;
     let reason = match reason_of(&bytes) {
         Ok(r) => r,
-        Err(answer) => return Ok(answer),
+        Err(what) => return Ok(refusal(what)),
     };
     let p = &broker.provider;
     let role = done_or_answer!(
@@ -451,7 +453,7 @@ async fn revoke(
     let caller = caller(&broker, &req, APPROVAL).await?;
     let reason = match reason_of(&bytes) {
         Ok(r) => r,
-        Err(answer) => return Ok(answer),
+        Err(what) => return Ok(refusal(what)),
     };
     let p = &broker.provider;
     let role = done_or_answer!(
@@ -657,7 +659,7 @@ async fn admin_revoke(
 ) -> Result<HttpResponse, HttpError> {
     let reason = match reason_of(&bytes) {
         Ok(r) => r,
-        Err(answer) => return Ok(answer),
+        Err(what) => return Ok(refusal(what)),
     };
     let p = &broker.provider;
     let role = done_or_answer!(

@@ -367,3 +367,50 @@ async fn deliveries_commands_list_dead_letters_and_replay_them() {
     let (ok, _, err) = cli.run(&["deliveries", "replay", "nope"]);
     assert!(!ok && err.contains("no such delivery"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvers_and_policy_commands() {
+    let cli = Cli::new();
+    // An unknown agency and an unknown account are refused by name, nothing written.
+    let (ok, _, err) = cli.run(&["approvers", "grant", "someone", "000.00.07.H57"]);
+    assert!(!ok && err.contains("no such agency"), "{err}");
+    let units = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/org-units.csv");
+    let (ok, _, err) = cli.run(&["import", "org-units", units]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli.run(&["approvers", "grant", "someone", "000.00.07.H57"]);
+    assert!(!ok && err.contains("no such account"), "{err}");
+
+    let url = format!("sqlite://{}/cli.db", cli.dir.path().display());
+    let db = broker::store::Db::connect(&url, 1).await.expect("db");
+    sqlx::query(
+        "INSERT INTO accounts (id, full_name, account_type, loa, created_at, updated_at) \
+         VALUES ('a1', 'Trần Thị Hoài Châu', '1', 2, 0, 0)",
+    )
+    .execute(db.pool())
+    .await
+    .expect("account");
+    db.pool().close().await;
+    let (ok, out, err) = cli.run(&["approvers", "grant", "a1", "000.00.07.H57"]);
+    assert!(ok && out.contains("granted"), "{err}");
+    let (ok, out, _) = cli.run(&["approvers", "grant", "a1", "000.00.07.H57"]);
+    assert!(ok && out.contains("already granted"), "idempotent: {out}");
+    let (ok, out, _) = cli.run(&["approvers", "list"]);
+    assert!(
+        ok && out.contains("a1\t000.00.07.H57\tby=operator:cli"),
+        "{out}"
+    );
+    let (ok, out, err) = cli.run(&[
+        "org-units",
+        "policy",
+        "000.00.07.H57",
+        "--auto-approve",
+        "true",
+    ]);
+    assert!(ok && out.contains("auto_approve=true"), "{err}");
+    let (ok, _, err) = cli.run(&["org-units", "policy", "nowhere", "--auto-approve", "true"]);
+    assert!(!ok && err.contains("no such agency"), "{err}");
+    let (ok, _, _) = cli.run(&["approvers", "revoke", "a1", "000.00.07.H57"]);
+    assert!(ok);
+    let (ok, _, err) = cli.run(&["approvers", "revoke", "a1", "000.00.07.H57"]);
+    assert!(!ok && err.contains("no such approver grant"), "{err}");
+}
