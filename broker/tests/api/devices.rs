@@ -402,28 +402,6 @@ async fn the_device_rule_survives_losing_redis() {
     );
 }
 
-/// Opens `/account` in `browser`, logging `hint` in through the account page's own client.
-async fn account_page(app: &TestApp, browser: &Browser, hint: &str) -> String {
-    let first = browser.get(&app.endpoint("/account")).await;
-    if first.status() == 200 {
-        return first.text().await.unwrap();
-    }
-    let to = location(&first);
-    let at_authorize = browser.get(&format!("{to}&login_hint={hint}")).await;
-    let back = browser.through_upstream(at_authorize).await;
-    let back = browser
-        .through_steps(app, back, &crate::support::browser::test_phone(app, hint))
-        .await;
-    let done = browser.get(&location(&back)).await;
-    assert_eq!(location(&done), "/account");
-    browser
-        .get(&app.endpoint("/account"))
-        .await
-        .text()
-        .await
-        .unwrap()
-}
-
 on_both_backends!(
     the_citizen_sees_their_devices_and_signs_a_lost_phone_out,
     |app: TestApp| async move {
@@ -434,7 +412,7 @@ on_both_backends!(
         let sid_phone = claims(&on_phone)["sid"].as_str().unwrap().to_string();
 
         let laptop = Browser::new();
-        let html = account_page(&app, &laptop, "C01").await;
+        let html = laptop.account_page(&app, "C01").await;
         assert!(html.contains("Thiết bị và phiên đăng nhập"), "{html}");
         assert!(
             html.contains("Điện thoại di động") && html.contains("Trình duyệt web"),

@@ -12,7 +12,7 @@ use broker::clock::Clock;
 use serde_json::{json, Value};
 
 use crate::on_both_backends;
-use crate::support::browser::{Browser, Pkce};
+use crate::support::browser::{form_value, Browser, Pkce};
 use crate::support::set_receiver::{event_of, verify_set, SetReceiver};
 use crate::support::{jwt_parts, Client, TestApp};
 
@@ -293,6 +293,27 @@ on_both_backends!(
             .map(|h| h["action"].as_str().unwrap())
             .collect();
         assert_eq!(actions, ["requested", "approved", "superseded"]);
+        let (status, listed) = admin(
+            &app,
+            reqwest::Method::GET,
+            &format!("/admin/accounts/{person_id}/roles"),
+            json!(null),
+        )
+        .await;
+        assert_eq!(status, 200, "{listed}");
+        assert_eq!(listed["roles"].as_array().unwrap().len(), 2);
+        let (status, seen) = admin(
+            &app,
+            reqwest::Method::GET,
+            &format!("/admin/roles/{second}"),
+            json!(null),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            seen["history"][1]["actor"],
+            json!(format!("account:{}", sub_of(&approver)))
+        );
         assert_eq!(detail["history"][1]["reason"], "Đúng danh sách cán bộ");
 
         // Every event of the person, once each by jti, in the subject's order, verified.
@@ -590,5 +611,182 @@ on_both_backends!(
         )
         .await;
         assert_eq!(status, 400, "{body}");
+    }
+);
+
+/// A form post of the account pages in `browser`.
+async fn form(
+    browser: &Browser,
+    app: &TestApp,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (u16, String) {
+    let r = browser
+        .http
+        .post(app.endpoint(path))
+        .form(fields)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+on_both_backends!(
+    the_role_pages_register_decide_and_refuse_forged_forms,
+    |app: TestApp| async move {
+        load_directory(&app).await;
+        let rx = SetReceiver::start();
+        let client = workplace(&app, &rx.uri("cqs")).await;
+        let c06 = Browser::new();
+        let html = c06.account_page(&app, "C06").await;
+        assert!(html.contains("href=\"/account/roles?lang=vi\""), "{html}");
+        // Choosing đối tượng pre-fills the rest from the roster.
+        let html = c06
+            .get(&app.endpoint("/account/roles?category=cong_chuc"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("id=\"prefilled\""), "{html}");
+        assert_eq!(
+            form_value(&html, "org_code").as_deref(),
+            Some(PHONG_NGHIEP_VU_Y)
+        );
+        assert_eq!(
+            form_value(&html, "position").as_deref(),
+            Some("Chuyên viên")
+        );
+        assert!(
+            html.contains("value=\"workplace editor\""),
+            "the app roles offered"
+        );
+        let csrf = form_value(&html, "csrf").unwrap();
+        let fields = [
+            ("action", "register"),
+            ("category", "cong_chuc"),
+            ("org_code", PHONG_NGHIEP_VU_Y),
+            ("position", "Chuyên viên"),
+            ("app_role", "workplace editor"),
+        ];
+        // A forged form (no token, or another's) changes nothing.
+        let (status, _) = form(&c06, &app, "/account/roles", &fields).await;
+        assert_eq!(status, 400);
+        let mut forged = fields.to_vec();
+        forged.push(("csrf", "forged"));
+        assert_eq!(form(&c06, &app, "/account/roles", &forged).await.0, 400);
+        assert_eq!(app.count("roles").await, 0);
+        let mut real = fields.to_vec();
+        real.push(("csrf", &csrf));
+        let (status, html) = form(&c06, &app, "/account/roles", &real).await;
+        assert_eq!(status, 200, "{html}");
+        assert!(
+            html.contains("Đã gửi yêu cầu") && html.contains("Chờ phê duyệt"),
+            "{html}"
+        );
+        let role_id = form_value(&html, "role_id").expect("the withdraw form names the role");
+        // A bad form is shown again with the reason, nothing written.
+        let mut bad = real.clone();
+        bad[2] = ("org_code", "nowhere");
+        let (status, html) = form(&c06, &app, "/account/roles", &bad).await;
+        assert_eq!(status, 400);
+        assert!(
+            html.contains("Vui lòng chọn đơn vị trong danh sách"),
+            "{html}"
+        );
+        assert_eq!(app.count("roles").await, 1);
+
+        // The approver's queue, the detail, a forged decision, the real one.
+        let c07 = Browser::new();
+        c07.account_page(&app, "C07").await;
+        let c07_id = sub_of(&login(&app, &client, "C07", "openid").await);
+        make_approver(&app, &c07_id, SO_Y_TE).await;
+        let html = c07
+            .get(&app.endpoint("/account/approvals"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains("Phan Quang Huy"),
+            "C06's request is listed: {html}"
+        );
+        let detail = format!("/account/approvals/{role_id}");
+        let html = c07.get(&app.endpoint(&detail)).await.text().await.unwrap();
+        assert!(html.contains("Khớp danh sách cán bộ"), "{html}");
+        assert!(html.contains("id=\"approve\""), "{html}");
+        let csrf7 = form_value(&html, "csrf").unwrap();
+        let (status, _) = form(
+            &c07,
+            &app,
+            &detail,
+            &[("csrf", &csrf), ("action", "approve")],
+        )
+        .await;
+        assert_eq!(status, 400, "C06's token is not C07's");
+        let (status, html) = form(
+            &c07,
+            &app,
+            &detail,
+            &[("csrf", &csrf7), ("action", "approve"), ("reason", "Đúng")],
+        )
+        .await;
+        assert_eq!(status, 200, "{html}");
+        assert!(html.contains("Đã phê duyệt."), "{html}");
+        let html = c06
+            .get(&app.endpoint("/account/roles"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains("Đã phê duyệt") && html.contains("Sửa"),
+            "{html}"
+        );
+
+        // A level-1 approver sees the request but cannot decide it.
+        let c06_id = sub_of(&login(&app, &client, "C06", "openid").await);
+        make_approver(&app, &c06_id, SO_Y_TE).await;
+        let mut c07_form = vec![
+            ("action", "register"),
+            ("category", "cong_chuc"),
+            ("org_code", SO_Y_TE),
+            ("position", "Thanh tra viên"),
+        ];
+        c07_form.push(("csrf", &csrf7));
+        let (status, html) = form(&c07, &app, "/account/roles", &c07_form).await;
+        assert_eq!(status, 200, "{html}");
+        let c07_role = form_value(&html, "role_id").unwrap();
+        let detail = format!("/account/approvals/{c07_role}");
+        let html = c06.get(&app.endpoint(&detail)).await.text().await.unwrap();
+        assert!(html.contains("id=\"level-note\""), "{html}");
+        assert!(!html.contains("id=\"approve\""), "{html}");
+        let (status, html) = form(
+            &c06,
+            &app,
+            &detail,
+            &[("csrf", &csrf), ("action", "approve")],
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert!(html.contains("mức độ 2"), "{html}");
+        // Nor may C07 decide their own.
+        let html = c07.get(&app.endpoint(&detail)).await.text().await.unwrap();
+        assert!(!html.contains("id=\"approve\""), "{html}");
+        let (status, _) = form(
+            &c07,
+            &app,
+            &detail,
+            &[("csrf", &csrf7), ("action", "approve")],
+        )
+        .await;
+        assert_eq!(status, 400);
+        let (_, mine) = admin(
+            &app,
+            reqwest::Method::GET,
+            &format!("/admin/roles/{c07_role}"),
+            json!(null),
+        )
+        .await;
+        assert_eq!(mine["role"]["state"], "pending");
     }
 );

@@ -139,6 +139,26 @@ impl Browser {
         self.get(&location(&at_mock)).await
     }
 
+    /// Opens `/account`, logging `hint` in through the account page's own client if this
+    /// browser has no session yet: the page's HTML.
+    pub async fn account_page(&self, app: &TestApp, hint: &str) -> String {
+        let first = self.get(&app.endpoint("/account")).await;
+        if first.status() == 200 {
+            return first.text().await.unwrap();
+        }
+        let to = location(&first);
+        let at_authorize = self.get(&format!("{to}&login_hint={hint}")).await;
+        let back = self.through_upstream(at_authorize).await;
+        let back = self.through_steps(app, back, &test_phone(app, hint)).await;
+        let done = self.get(&location(&back)).await;
+        assert_eq!(location(&done), "/account");
+        self.get(&app.endpoint("/account"))
+            .await
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// A complete login of the test citizen `hint` for `client`: the callback to the client.
     pub async fn login(
         &self,
