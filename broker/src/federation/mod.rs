@@ -3,6 +3,7 @@
 //! speaks. `upstream` talks to it with the `openidconnect` crate, `pending` remembers logins in
 //! flight, `claims` turns what it says into an `UpstreamIdentity`.
 
+pub mod breaker;
 pub mod claims;
 pub mod pending;
 pub mod profile;

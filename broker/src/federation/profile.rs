@@ -100,6 +100,13 @@ pub struct UpstreamProfile {
     /// How long the upstream's discovery document and JWKS are trusted before they are fetched
     /// again (an unknown `kid` refetches the JWKS at once anyway).
     pub metadata_max_age_secs: u64,
+    /// The whole of one upstream call (connect, send, answer), seconds.
+    pub timeout_secs: u64,
+    /// Calls in a row without an answer that open the circuit breaker (0: never).
+    pub breaker_failures: u32,
+    /// How long an open breaker answers logins with the outage page before it lets one
+    /// probe through, seconds.
+    pub breaker_open_secs: u64,
 }
 
 impl Default for UpstreamProfile {
@@ -140,6 +147,9 @@ impl Default for UpstreamProfile {
             citizen_account_types: vec!["1".into()],
             clock_skew_secs: 60,
             metadata_max_age_secs: 3600,
+            timeout_secs: 10,
+            breaker_failures: 5,
+            breaker_open_secs: 30,
         }
     }
 }

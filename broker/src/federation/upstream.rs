@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use tokio::sync::RwLock;
 use url::Url;
 
+use super::breaker::Breaker;
 use super::claims::{normalise, ClaimsError};
 use super::profile::{UpstreamAuthMethod, UpstreamProfile};
 use crate::accounts::UpstreamIdentity;
@@ -33,6 +34,9 @@ pub enum UpstreamError {
     Claims(#[from] ClaimsError),
     #[error("the authorization response failed the issuer check (RFC 9207): {0}")]
     MixUp(&'static str),
+    /// The circuit breaker is open: the upstream did not answer the last calls.
+    #[error("the identity provider is not answering; retry in {retry_after} s")]
+    Down { retry_after: u64 },
 }
 
 /// What the RP's request asks of the upstream login.
@@ -54,6 +58,8 @@ pub struct Upstream {
     /// Held by the one request that refetches the metadata.
     refresh_lock: tokio::sync::Mutex<()>,
     backoff: std::sync::Mutex<Backoff>,
+    /// Opens after calls in a row got no answer (`breaker.rs`).
+    breaker: Breaker,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -107,10 +113,13 @@ impl Upstream {
             "upstream name may hold only letters, digits, - and _"
         );
         let secret = read_secret(&profile.client_secret, &profile.client_secret_file)?;
+        let profile_breaker = (profile.breaker_failures, profile.breaker_open_secs);
         let redirect_uri = Url::parse(&format!("{broker_issuer}/callback/{}", profile.name))?;
+        let timeout = Duration::from_secs(profile.timeout_secs.max(1));
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
             .build()
             .context("cannot build the upstream HTTP client")?;
         Ok(Self {
@@ -121,7 +130,32 @@ impl Upstream {
             metadata: RwLock::new(None),
             refresh_lock: tokio::sync::Mutex::new(()),
             backoff: std::sync::Mutex::new(Backoff::default()),
+            breaker: Breaker::new(
+                profile_breaker.0,
+                Duration::from_secs(profile_breaker.1.max(1)),
+            ),
         })
+    }
+
+    /// Whether logins may go to the upstream now: `Down` while its circuit breaker is open, so
+    /// that the citizen hears at once that VNeID is interrupted.
+    pub fn available(&self) -> Result<(), UpstreamError> {
+        self.breaker.check().map_err(|open| UpstreamError::Down {
+            retry_after: open.retry_after.as_secs().max(1),
+        })
+    }
+
+    /// Records how a call went: an answer (even a refusal) closes the breaker, no answer counts
+    /// towards opening it. Latency and failures go to the log.
+    fn record(&self, call: &'static str, started: std::time::Instant, answered: bool) {
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        if answered {
+            self.breaker.success();
+            tracing::debug!(upstream = %self.profile.name, call, elapsed_ms, "upstream call");
+        } else {
+            self.breaker.failure();
+            tracing::warn!(upstream = %self.profile.name, call, elapsed_ms, "upstream call got no answer");
+        }
     }
 
     fn issuer(&self) -> String {
@@ -199,12 +233,18 @@ impl Upstream {
         }
     }
 
+    /// Discovery, tried twice (it is idempotent) before it counts as one failure.
     async fn load_metadata(&self) -> anyhow::Result<Metadata> {
         let issuer = IssuerUrl::new(self.issuer())?;
         if self.profile.discovery {
-            return Metadata::discover_async(issuer, &self.http)
-                .await
-                .context("upstream discovery failed");
+            self.available().map_err(anyhow::Error::new)?;
+            let started = std::time::Instant::now();
+            let mut result = Metadata::discover_async(issuer.clone(), &self.http).await;
+            if result.is_err() {
+                result = Metadata::discover_async(issuer, &self.http).await;
+            }
+            self.record("discovery", started, result.is_ok());
+            return result.context("upstream discovery failed");
         }
         anyhow::bail!("explicit upstream endpoints without discovery are not supported yet; set upstream.discovery = true")
     }
@@ -212,8 +252,15 @@ impl Upstream {
     /// Refetches the upstream JWKS (after an unknown `kid`: the upstream rotated its keys).
     async fn refresh_jwks(&self) -> Result<Arc<Metadata>, UpstreamError> {
         let current = self.metadata().await?;
-        let jwks = CoreJsonWebKeySet::fetch_async(current.jwks_uri(), &self.http)
-            .await
+        self.available()?;
+        let started = std::time::Instant::now();
+        let mut fetched = CoreJsonWebKeySet::fetch_async(current.jwks_uri(), &self.http).await;
+        if fetched.is_err() {
+            // Idempotent: one more try before it counts.
+            fetched = CoreJsonWebKeySet::fetch_async(current.jwks_uri(), &self.http).await;
+        }
+        self.record("jwks", started, fetched.is_ok());
+        let jwks = fetched
             .map_err(|e| UpstreamError::Unavailable(anyhow::anyhow!("JWKS fetch failed: {e}")))?;
         let updated = Arc::new((*current).clone().set_jwks(jwks));
         *self.metadata.write().await = Some((std::time::Instant::now(), updated.clone()));
@@ -244,6 +291,7 @@ impl Upstream {
         pkce_verifier: Option<&str>,
         hints: &UpstreamHints<'_>,
     ) -> Result<Url, UpstreamError> {
+        self.available()?;
         let metadata = self.metadata().await?;
         let mut url: Url = metadata.authorization_endpoint().url().clone();
         {
@@ -295,10 +343,19 @@ impl Upstream {
         if let Some(v) = pkce_verifier {
             request = request.set_pkce_verifier(PkceCodeVerifier::new(v.to_string()));
         }
-        let response = request
-            .request_async(&self.http)
-            .await
-            .map_err(|e| UpstreamError::Exchange(anyhow::anyhow!("{e}")))?;
+        // Never retried: a code is used once.
+        self.available()?;
+        let started = std::time::Instant::now();
+        let response = request.request_async(&self.http).await;
+        use openidconnect::RequestTokenError;
+        // A refusal in OAuth's error format is an answer; no answer, or a page that is not
+        // JSON (a proxy's 502), is the upstream failing.
+        let answered = matches!(response, Ok(_) | Err(RequestTokenError::ServerResponse(_)));
+        self.record("token", started, answered);
+        let response = response.map_err(|e| match e {
+            RequestTokenError::ServerResponse(_) => UpstreamError::Exchange(anyhow::anyhow!("{e}")),
+            e => UpstreamError::Unavailable(anyhow::anyhow!("token request failed: {e}")),
+        })?;
         use openidconnect::OAuth2TokenResponse as _;
         let _ = response.access_token();
         let id_token = openidconnect::TokenResponse::id_token(&response)

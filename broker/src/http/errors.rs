@@ -80,6 +80,9 @@ pub enum HttpError {
     /// A front-channel backend failure; already logged with its chain. (The back channel's
     /// become `temporarily_unavailable` JSON through `Json`.)
     Unavailable { english: bool },
+    /// The upstream identity provider is not answering (timeouts, or the circuit breaker is
+    /// open): "VNeID đang gián đoạn", at once, with the hotlines and `Retry-After`.
+    UpstreamDown { english: bool, retry_after: u64 },
     /// The admin API without a valid admin token.
     AdminDenied,
     /// The bootstrap token at an endpoint that needs an operator's token.
@@ -110,6 +113,7 @@ impl fmt::Display for HttpError {
             HttpError::ToClient(_) => f.write_str("error sent to the client"),
             HttpError::TooManyLogins { .. } => f.write_str("login budget spent"),
             HttpError::Unavailable { .. } => f.write_str("temporarily unavailable"),
+            HttpError::UpstreamDown { .. } => f.write_str("the identity provider is not answering"),
             HttpError::AdminDenied => f.write_str("admin token required"),
             HttpError::BootstrapOnly => f.write_str("an operator's token is required"),
             HttpError::Operators(e) => write!(f, "{e}"),
@@ -141,7 +145,9 @@ impl ResponseError for HttpError {
             HttpError::Page(p) => p.status,
             HttpError::ToClient(_) => StatusCode::SEE_OTHER,
             HttpError::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
-            HttpError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Unavailable { .. } | HttpError::UpstreamDown { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             HttpError::AdminDenied => StatusCode::UNAUTHORIZED,
             HttpError::BootstrapOnly => StatusCode::FORBIDDEN,
             HttpError::Operators(e) => match e {
@@ -224,6 +230,25 @@ impl ResponseError for HttpError {
                     "The service is busy; please try again in a few minutes.",
                 ),
             ),
+            HttpError::UpstreamDown {
+                english,
+                retry_after,
+            } => {
+                let mut response = message_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    *english,
+                    "temporarily_unavailable",
+                    ("VNeID đang gián đoạn", "VNeID is interrupted"),
+                    (
+                        "Dịch vụ định danh điện tử VNeID đang gián đoạn, không phải do bạn. Vui lòng thử lại sau ít phút.",
+                        "The VNeID electronic identity service is not answering; it is not your fault. Please try again in a few minutes.",
+                    ),
+                );
+                if let Ok(value) = header::HeaderValue::from_str(&retry_after.to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                response
+            }
             HttpError::AdminDenied => HttpResponse::Unauthorized()
                 .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"broker-admin\""))
                 .json(json!({"error": "invalid_token", "error_description": "admin token required"})),

@@ -35,6 +35,10 @@ pub fn flow_error(error: FlowError, english: bool) -> HttpError {
             ),
             english,
         )),
+        FlowError::UpstreamDown { retry_after } => HttpError::UpstreamDown {
+            english,
+            retry_after,
+        },
         FlowError::Unavailable(e) => HttpError::unavailable_page(&e, english),
     }
 }

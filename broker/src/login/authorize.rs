@@ -4,7 +4,7 @@
 use super::{BrowserCookie, FlowError, LoginFlow, Next};
 use crate::abuse::ClientKey;
 use crate::federation::pending::cookie_name as binding_cookie_name;
-use crate::federation::upstream::UpstreamHints;
+use crate::federation::upstream::{UpstreamError, UpstreamHints};
 use crate::oidc::authorize::{self, AuthorizeError, AuthorizeRequest, RequestOrigin};
 use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::oidc::par::{unusable_request_uri, REQUEST_URI_PREFIX};
@@ -162,6 +162,10 @@ impl<'a> LoginFlow<'a> {
         now: i64,
     ) -> Result<Next, FlowError> {
         let profile = &self.upstream.profile;
+        // VNeID is interrupted: say so at once, before anything is stored or budgeted.
+        if let Err(UpstreamError::Down { retry_after }) = self.upstream.available() {
+            return Err(FlowError::UpstreamDown { retry_after });
+        }
         self.budget.admit(client, now).map_err(FlowError::Busy)?;
         // The upstream must tell when the person authenticated: max_age makes VNeID send
         // auth_time (OIDC Core §3.1.2.1). An upstream known not to send it is asked for a fresh
@@ -207,7 +211,18 @@ impl<'a> LoginFlow<'a> {
             .map_err(|e| {
                 // The stored pending login can never be used: it must not hold a budget place.
                 self.budget.finished(now);
-                FlowError::Unavailable(anyhow::Error::new(e))
+                match e {
+                    UpstreamError::Down { retry_after } => FlowError::UpstreamDown { retry_after },
+                    e => {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "the upstream's metadata is unavailable"
+                        );
+                        FlowError::UpstreamDown {
+                            retry_after: self.upstream.profile.breaker_open_secs.max(1),
+                        }
+                    }
+                }
             })?;
         Ok(Next::Upstream {
             url,

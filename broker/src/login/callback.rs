@@ -120,7 +120,16 @@ impl<'a> LoginFlow<'a> {
     /// Logs and counts a refused upstream answer; an unreachable upstream is not the caller's.
     fn upstream_failure(&self, e: UpstreamError, client: Option<ClientKey>, now: i64) -> FlowError {
         match e {
-            UpstreamError::Unavailable(e) => FlowError::Unavailable(e),
+            UpstreamError::Unavailable(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "the upstream did not answer the callback's calls"
+                );
+                FlowError::UpstreamDown {
+                    retry_after: self.upstream.profile.breaker_open_secs.max(1),
+                }
+            }
+            UpstreamError::Down { retry_after } => FlowError::UpstreamDown { retry_after },
             e => {
                 self.budget.upstream_failed(client, now);
                 tracing::warn!(error = %e, "upstream login refused");

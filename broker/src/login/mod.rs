@@ -91,6 +91,9 @@ pub enum FlowError {
     UnknownLogin,
     /// The upstream's answer failed verification (or named another issuer).
     UpstreamRefused,
+    /// The upstream identity provider is not answering (timeouts, refused connections, or
+    /// its circuit breaker is open); `retry_after` in seconds.
+    UpstreamDown { retry_after: u64 },
     /// A backend failed.
     Unavailable(anyhow::Error),
 }

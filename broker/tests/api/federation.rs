@@ -3,9 +3,9 @@
 
 use broker_devkit::mock_vneid::Tamper;
 
-use crate::on_both_backends;
 use crate::support::browser::{code_request, location, query_of, Browser, Pkce};
 use crate::support::TestApp;
+use crate::{on_both_backends, on_both_backends_with};
 
 async fn start_login(app: &TestApp, browser: &Browser, hint: &str) -> String {
     let client = app.confidential_client().await;
@@ -521,3 +521,57 @@ pub fn hidden_field(html: &str, name: &str) -> Option<String> {
     let end = html[start..].find('"')? + start;
     Some(html[start..end].to_string())
 }
+
+on_both_backends_with!(
+    a_vneid_outage_answers_at_once_and_recovers,
+    |s: &mut broker::config::Settings| {
+        s.upstream.timeout_secs = 1;
+        s.upstream.breaker_failures = 2;
+        s.upstream.breaker_open_secs = 2;
+    },
+    |app: TestApp| async move {
+        let outage =
+            |body: &str| body.contains("VNeID đang gián đoạn") && body.contains("tel:19000368");
+        // The token endpoint fails fast (a proxy's 502): the citizen is told VNeID is
+        // interrupted, nothing is created.
+        app.mock.set_tamper(Tamper::TokenFails);
+        let browser = Browser::new();
+        let callback = start_login(&app, &browser, "C01").await;
+        let response = browser.get(&callback).await;
+        assert_eq!(response.status(), 503);
+        assert!(response.headers().contains_key("retry-after"));
+        assert!(outage(&response.text().await.unwrap()));
+        // It hangs: the callback answers after the configured timeout, not the mock's minute.
+        app.mock.set_tamper(Tamper::TokenHangs);
+        let browser = Browser::new();
+        let callback = start_login(&app, &browser, "C02").await;
+        let started = std::time::Instant::now();
+        let response = browser.get(&callback).await;
+        assert_eq!(response.status(), 503);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "bounded by upstream.timeout_secs, not by VNeID"
+        );
+        assert_eq!(app.count("accounts").await, 0);
+        assert_eq!(app.count("sessions").await, 0);
+        // Two calls in a row without an answer: the breaker is open, and a new login is told at
+        // once, without being sent to VNeID or holding a pending login.
+        let client = app.confidential_client().await;
+        let response = Browser::new()
+            .authorize(
+                &app,
+                &code_request(&client, &Pkce::new(), &[("login_hint", "C03")]),
+            )
+            .await;
+        assert_eq!(response.status(), 503, "not a redirect to VNeID");
+        assert!(outage(&response.text().await.unwrap()));
+        // VNeID is back: after the open period a login goes through and closes the breaker.
+        app.mock.set_tamper(Tamper::None);
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        let browser = Browser::new();
+        let pkce = Pkce::new();
+        let cb = browser.login(&app, &client, "C01", &pkce, &[]).await;
+        let (status, _) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        assert_eq!(status, 200);
+    }
+);

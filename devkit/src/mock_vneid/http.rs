@@ -99,6 +99,17 @@ fn respond(mock: &MockVneid, outcome: anyhow::Result<AuthorizeOutcome>) -> HttpR
 
 #[tracing::instrument(name = "mock_vneid.token", skip_all)]
 async fn token_post(mock: Mock, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    match mock.inner().tamper() {
+        super::Tamper::TokenHangs => {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        }
+        super::Tamper::TokenFails => {
+            return HttpResponse::BadGateway()
+                .content_type("text/html")
+                .body("<html><body><h1>502 Bad Gateway</h1></body></html>");
+        }
+        _ => {}
+    }
     let mut response = match token_request(&mock, &req, &body) {
         Ok(tokens) => HttpResponse::Ok().json(tokens),
         Err(e) => token_error(&e),

@@ -42,6 +42,10 @@ pub enum Tamper {
     CallbackNoIss,
     /// The authorization response's `iss` names another issuer (a mix-up).
     CallbackWrongIss,
+    /// The token endpoint never answers (it waits a minute): an outage that hangs.
+    TokenHangs,
+    /// The token endpoint answers 502 with a proxy's HTML page: an outage that fails fast.
+    TokenFails,
 }
 
 /// What the ID token says, before any tampering.
