@@ -51,6 +51,11 @@ pub struct MockArgs {
     /// phone). For benchmarks; import it with `broker import legacy-accounts`.
     #[arg(long, value_name = "KIND:FROM-TO")]
     pub emit_legacy: Option<String>,
+    /// Which VNeID integration to play: `a` (the ministry's SSO: discovery, an ID token with
+    /// every claim) or `b` (the national portal: client_secret_post, acr_values LoA1/LoA2, an ID
+    /// token with `sub` and `acr`, the identity from userinfo). See docs/vneid.md.
+    #[arg(long, default_value = "a")]
+    pub variant: String,
 }
 
 /// Whether `broker dev` and `broker mock-vneid` are in this binary; an error naming the

@@ -47,7 +47,15 @@ pub async fn run_mock(args: MockArgs) -> anyhow::Result<()> {
             redirect_uris: args.redirect_uris,
         }],
     })?;
-    println!("mock VNeID on http://127.0.0.1:{}", args.port);
+    let variant = args
+        .variant
+        .parse::<broker_devkit::mock_vneid::Variant>()
+        .map_err(|e| anyhow::anyhow!("--variant: {e}"))?;
+    mock.set_variant(variant);
+    println!(
+        "mock VNeID (variant {variant:?}) on http://127.0.0.1:{}",
+        args.port
+    );
     mock_vneid::serve(mock, listen(args.port)?)?.await?;
     Ok(())
 }

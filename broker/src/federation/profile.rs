@@ -62,6 +62,25 @@ impl Default for ClaimNames {
     }
 }
 
+/// The upstream's `acr_values` for each VNeID level. With only `level1` set, a login that needs
+/// no particular level asks for level 1 too (the national portal always sends `LoA1`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcrValues {
+    pub level1: Option<String>,
+    pub level2: Option<String>,
+}
+
+impl AcrValues {
+    /// What to send for a login that requires `required` (none: level 1).
+    pub fn for_level(&self, required: Option<Loa>) -> Option<&str> {
+        match required.unwrap_or(Loa::One) {
+            Loa::One => self.level1.as_deref(),
+            Loa::Two => self.level2.as_deref(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamProfile {
@@ -83,6 +102,12 @@ pub struct UpstreamProfile {
     pub use_nonce: bool,
     pub use_pkce: bool,
     pub use_id_token: bool,
+    /// Also read the upstream's userinfo with the access token of the exchange: its claims
+    /// complete the ID token's (variant B), or are the identity when `use_id_token` is off.
+    pub use_userinfo: bool,
+    /// `acr_values` sent to the upstream for the level the RP requires (variant B: `LoA1`,
+    /// `LoA2`); nothing is sent for a level without a value.
+    pub acr_values: AcrValues,
     /// Forward the RP's `login_hint` to the upstream.
     pub forward_login_hint: bool,
     /// The upstream returns `auth_time` when asked with `max_age`. When false, an RP's
@@ -139,6 +164,8 @@ impl Default for UpstreamProfile {
             use_nonce: true,
             use_pkce: true,
             use_id_token: true,
+            use_userinfo: false,
+            acr_values: AcrValues::default(),
             forward_login_hint: true,
             sends_auth_time: true,
             claims: ClaimNames::default(),

@@ -46,6 +46,8 @@ pub struct UpstreamHints<'a> {
     pub ui_locales: Option<&'a str>,
     pub force_login: bool,
     pub max_age: Option<i64>,
+    /// The level the RP requires, asked of the upstream through `upstream.acr_values`.
+    pub required_loa: Option<crate::accounts::Loa>,
 }
 
 pub struct Upstream {
@@ -98,13 +100,31 @@ type Metadata = openidconnect::ProviderMetadata<
 impl Upstream {
     pub fn new(profile: UpstreamProfile, broker_issuer: &str) -> anyhow::Result<Self> {
         anyhow::ensure!(
-            profile.use_id_token,
-            "upstreams without an ID token (VNeID variant C) are not supported yet"
+            profile.use_id_token || profile.use_userinfo,
+            "an upstream without an ID token (upstream.use_id_token = false) needs upstream.use_userinfo = true: the identity comes from userinfo"
         );
-        anyhow::ensure!(
-            profile.discovery,
-            "upstreams without discovery (explicit endpoints) are not supported yet; set upstream.discovery = true"
-        );
+        if !profile.discovery {
+            let missing = [
+                (
+                    "authorization_endpoint",
+                    profile.authorization_endpoint.is_none(),
+                ),
+                ("token_endpoint", profile.token_endpoint.is_none()),
+                (
+                    "jwks_uri",
+                    profile.use_id_token && profile.jwks_uri.is_none(),
+                ),
+                (
+                    "userinfo_endpoint",
+                    profile.use_userinfo && profile.userinfo_endpoint.is_none(),
+                ),
+            ];
+            if let Some((name, _)) = missing.iter().find(|(_, absent)| *absent) {
+                anyhow::bail!(
+                    "upstream.discovery = false needs upstream.{name} (explicit endpoints)"
+                );
+            }
+        }
         anyhow::ensure!(
             profile
                 .name
@@ -246,7 +266,54 @@ impl Upstream {
             self.record("discovery", started, result.is_ok());
             return result.context("upstream discovery failed");
         }
-        anyhow::bail!("explicit upstream endpoints without discovery are not supported yet; set upstream.discovery = true")
+        self.explicit_metadata().await
+    }
+
+    /// Variants B and C: the endpoints come from the profile (checked present in `new`); the
+    /// JWKS is fetched when ID tokens are verified.
+    async fn explicit_metadata(&self) -> anyhow::Result<Metadata> {
+        use openidconnect::core::{
+            CoreJwsSigningAlgorithm, CoreResponseType, CoreSubjectIdentifierType,
+        };
+        use openidconnect::{AuthUrl, JsonWebKeySetUrl, ResponseTypes, TokenUrl, UserInfoUrl};
+        let p = &self.profile;
+        let required = |url: &Option<Url>, name: &str| {
+            url.clone()
+                .with_context(|| format!("upstream.{name} is not set"))
+        };
+        // Without ID tokens no key is ever fetched: the issuer stands in for the unused URL.
+        let jwks_uri = match &p.jwks_uri {
+            Some(url) => url.clone(),
+            None => p.issuer.clone(),
+        };
+        let mut metadata = Metadata::new(
+            IssuerUrl::new(self.issuer())?,
+            AuthUrl::from_url(required(
+                &p.authorization_endpoint,
+                "authorization_endpoint",
+            )?),
+            JsonWebKeySetUrl::from_url(jwks_uri),
+            vec![ResponseTypes::new(vec![CoreResponseType::Code])],
+            vec![CoreSubjectIdentifierType::Public],
+            vec![CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256],
+            ExtraMetadata::default(),
+        )
+        .set_token_endpoint(Some(TokenUrl::from_url(required(
+            &p.token_endpoint,
+            "token_endpoint",
+        )?)))
+        .set_userinfo_endpoint(p.userinfo_endpoint.clone().map(UserInfoUrl::from_url));
+        if p.use_id_token {
+            self.available().map_err(anyhow::Error::new)?;
+            let started = std::time::Instant::now();
+            let mut fetched = CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http).await;
+            if fetched.is_err() {
+                fetched = CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http).await;
+            }
+            self.record("jwks", started, fetched.is_ok());
+            metadata = metadata.set_jwks(fetched.context("upstream JWKS fetch failed")?);
+        }
+        Ok(metadata)
     }
 
     /// Refetches the upstream JWKS (after an unknown `kid`: the upstream rotated its keys).
@@ -322,6 +389,9 @@ impl Upstream {
             if let Some(max_age) = hints.max_age {
                 q.append_pair("max_age", &max_age.to_string());
             }
+            if let Some(acr) = self.profile.acr_values.for_level(hints.required_loa) {
+                q.append_pair("acr_values", acr);
+            }
         }
         Ok(url)
     }
@@ -357,23 +427,108 @@ impl Upstream {
             e => UpstreamError::Unavailable(anyhow::anyhow!("token request failed: {e}")),
         })?;
         use openidconnect::OAuth2TokenResponse as _;
-        let _ = response.access_token();
-        let id_token = openidconnect::TokenResponse::id_token(&response)
-            .ok_or_else(|| UpstreamError::IdToken("no ID token".into()))?;
-        let verified = match self.verify(&client, id_token, nonce, now) {
-            Err(ClaimsVerificationError::SignatureVerification(
-                SignatureVerificationError::NoMatchingKey,
-            )) => {
-                let refreshed = self.refresh_jwks().await?;
-                self.verify(&self.client(&refreshed), id_token, nonce, now)
-            }
-            other => other,
+        let from_id_token = if self.profile.use_id_token {
+            let id_token = openidconnect::TokenResponse::id_token(&response)
+                .ok_or_else(|| UpstreamError::IdToken("no ID token".into()))?;
+            let verified = match self.verify(&client, id_token, nonce, now) {
+                Err(ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey,
+                )) => {
+                    let refreshed = self.refresh_jwks().await?;
+                    self.verify(&self.client(&refreshed), id_token, nonce, now)
+                }
+                other => other,
+            };
+            verified.map_err(|e| UpstreamError::IdToken(e.to_string()))?;
+            // The token is verified; read all of its claims for the profile's claim mapping.
+            Some(
+                raw_claims(&id_token.to_string())
+                    .ok_or_else(|| UpstreamError::IdToken("unreadable claims".into()))?,
+            )
+        } else {
+            None
         };
-        verified.map_err(|e| UpstreamError::IdToken(e.to_string()))?;
-        // The token is verified; read all of its claims for the profile's claim mapping.
-        let claims = raw_claims(&id_token.to_string())
-            .ok_or_else(|| UpstreamError::IdToken("unreadable claims".into()))?;
+        // The access token is used for userinfo at most once, here, and then dropped.
+        let from_userinfo = if self.profile.use_userinfo {
+            Some(
+                self.userinfo(&metadata, response.access_token().secret())
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let claims = merge_claims(from_id_token, from_userinfo)?;
         Ok(normalise(&self.issuer(), &claims, &self.profile)?)
+    }
+
+    /// The upstream's userinfo (OIDC Core §5.3), tried twice (it is idempotent); a JSON object
+    /// of at most 64 KB.
+    async fn userinfo(
+        &self,
+        metadata: &Metadata,
+        access_token: &str,
+    ) -> Result<Map<String, Value>, UpstreamError> {
+        let url = metadata
+            .userinfo_endpoint()
+            .ok_or_else(|| {
+                UpstreamError::Unavailable(anyhow::anyhow!("the upstream has no userinfo endpoint"))
+            })?
+            .url()
+            .clone();
+        self.available()?;
+        let started = std::time::Instant::now();
+        let mut result = self.fetch_userinfo(&url, access_token).await;
+        if matches!(result, Err(Fetch::NoAnswer(_))) {
+            result = self.fetch_userinfo(&url, access_token).await;
+        }
+        self.record(
+            "userinfo",
+            started,
+            !matches!(result, Err(Fetch::NoAnswer(_))),
+        );
+        result.map_err(|e| match e {
+            Fetch::NoAnswer(e) => UpstreamError::Unavailable(e.context("userinfo failed")),
+            Fetch::Refused(why) => UpstreamError::IdToken(format!("userinfo refused: {why}")),
+        })
+    }
+
+    async fn fetch_userinfo(
+        &self,
+        url: &Url,
+        access_token: &str,
+    ) -> Result<Map<String, Value>, Fetch> {
+        const MAX_USERINFO: usize = 64 * 1024;
+        let response = self
+            .http
+            .get(url.clone())
+            .bearer_auth(access_token)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| Fetch::NoAnswer(e.into()))?;
+        let status = response.status();
+        if status.is_server_error() {
+            return Err(Fetch::NoAnswer(anyhow::anyhow!(
+                "userinfo answered {status}"
+            )));
+        }
+        if !status.is_success() {
+            return Err(Fetch::Refused(format!("status {status}")));
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n as usize > MAX_USERINFO)
+        {
+            return Err(Fetch::Refused("too large".into()));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Fetch::NoAnswer(e.into()))?;
+        if body.len() > MAX_USERINFO {
+            return Err(Fetch::Refused("too large".into()));
+        }
+        serde_json::from_slice(&body).map_err(|_| Fetch::Refused("not a JSON object".into()))
     }
 
     fn client(
@@ -421,6 +576,36 @@ impl Upstream {
         });
         let nonce_check = ExpectedNonce(nonce.map(str::to_string));
         id_token.claims(&verifier, nonce_check).map(|_| ())
+    }
+}
+
+/// How a userinfo call went wrong: no answer (counts towards the breaker, retried once) or an
+/// answer that refuses.
+enum Fetch {
+    NoAnswer(anyhow::Error),
+    Refused(String),
+}
+
+/// The identity's claims: the ID token's, completed by userinfo's (OIDC Core §5.3.2: both must
+/// name the same `sub`, or the userinfo answer is someone else's and the login is refused).
+fn merge_claims(
+    id_token: Option<Map<String, Value>>,
+    userinfo: Option<Map<String, Value>>,
+) -> Result<Map<String, Value>, UpstreamError> {
+    match (id_token, userinfo) {
+        (Some(mut id), Some(info)) => {
+            if info.get("sub").is_none() || info.get("sub") != id.get("sub") {
+                return Err(UpstreamError::IdToken(
+                    "userinfo names another subject than the ID token".into(),
+                ));
+            }
+            for (name, value) in info {
+                id.entry(name).or_insert(value);
+            }
+            Ok(id)
+        }
+        (Some(claims), None) | (None, Some(claims)) => Ok(claims),
+        (None, None) => Err(UpstreamError::IdToken("no identity in the answer".into())),
     }
 }
 

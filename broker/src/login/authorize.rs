@@ -176,6 +176,7 @@ impl<'a> LoginFlow<'a> {
         let bounds_time = request.max_age.is_some() || request.auth_time_required;
         let force_login = request.prompt_login || (bounds_time && !profile.sends_auth_time);
         let (login_hint, ui_locales) = (request.login_hint.clone(), request.ui_locales.clone());
+        let required_loa = request.required_loa;
         let started = match self
             .pending
             .start(
@@ -205,6 +206,7 @@ impl<'a> LoginFlow<'a> {
                     ui_locales: ui_locales.as_deref(),
                     force_login,
                     max_age: Some(max_age),
+                    required_loa,
                 },
             )
             .await

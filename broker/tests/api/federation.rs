@@ -575,3 +575,69 @@ on_both_backends_with!(
         assert_eq!(status, 200);
     }
 );
+
+/// VNeID variant B, the national public-service portal: explicit endpoints (no discovery),
+/// client_secret_post, `acr_values` by the level the RP requires, an ID token with `sub` and
+/// `acr` only and the identity from userinfo.
+fn variant_b(s: &mut broker::config::Settings) {
+    use broker::federation::profile::{AcrValues, UpstreamAuthMethod};
+    let base = s.upstream.issuer.as_str().trim_end_matches('/').to_string();
+    let at = |path: &str| Some(format!("{base}{path}").parse().expect("url"));
+    s.upstream.discovery = false;
+    s.upstream.authorization_endpoint = at("/authorize");
+    s.upstream.token_endpoint = at("/token");
+    s.upstream.userinfo_endpoint = at("/userinfo");
+    s.upstream.jwks_uri = at("/jwks");
+    s.upstream.auth_method = UpstreamAuthMethod::ClientSecretPost;
+    s.upstream.use_nonce = false;
+    s.upstream.use_pkce = false;
+    s.upstream.use_userinfo = true;
+    s.upstream.acr_values = AcrValues {
+        level1: Some("LoA1".into()),
+        level2: Some("LoA2".into()),
+    };
+}
+
+on_both_backends_with!(
+    variant_b_logs_in_through_explicit_endpoints_and_userinfo,
+    variant_b,
+    |app: TestApp| async move {
+        app.mock.set_variant(broker_devkit::mock_vneid::Variant::B);
+        let client = app.confidential_client().await;
+        // The mock refuses client_secret_basic and a request without acr_values: a login
+        // that succeeds sent client_secret_post and LoA1.
+        let pkce = Pkce::new();
+        let browser = Browser::new();
+        let cb = browser.login(&app, &client, "C01", &pkce, &[]).await;
+        let (status, tokens) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        assert_eq!(status, 200, "{tokens}");
+        let (_, claims) = crate::support::jwt_parts(tokens["id_token"].as_str().unwrap());
+        assert_eq!(claims["name"], "Võ Hữu Tài", "the name came from userinfo");
+        assert_eq!(
+            claims["acr"], "urn:vn:hue:broker:loa:2",
+            "the ID token's LoA2 read as level 2"
+        );
+        // A level-2 requirement is asked of the portal as LoA2; a level-1 citizen is refused
+        // there, and the RP told.
+        let acr2 = [("acr_values", "urn:vn:hue:broker:loa:2")];
+        let cb = Browser::new()
+            .login(&app, &client, "C06", &Pkce::new(), &acr2)
+            .await;
+        assert!(cb.error().is_some(), "refused upstream");
+        let pkce = Pkce::new();
+        let cb = Browser::new()
+            .login(&app, &client, "C07", &pkce, &acr2)
+            .await;
+        assert_eq!(
+            app.exchange(&client, cb.code(), &pkce.verifier).await.0,
+            200
+        );
+        // Userinfo that names someone else is refused, and creates nothing.
+        let accounts = app.count("accounts").await;
+        app.mock.set_tamper(Tamper::UserinfoOtherSub);
+        let browser = Browser::new();
+        let callback = start_login(&app, &browser, "C02").await;
+        assert_eq!(browser.get(&callback).await.status(), 400);
+        assert_eq!(app.count("accounts").await, accounts);
+    }
+);

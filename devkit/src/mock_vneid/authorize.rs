@@ -148,6 +148,12 @@ fn validate(inner: &Inner, params: &Params) -> Result<ValidRequest, AuthorizeOut
             ))
         }
     }
+    // The national portal (variant B) is always asked for a level.
+    if inner.variant() == super::Variant::B
+        && !matches!(params.get("acr_values"), Some("LoA1" | "LoA2"))
+    {
+        return Err(fail("invalid_request", "acr_values must be LoA1 or LoA2"));
+    }
     Ok(ValidRequest {
         client_id: client_id.to_owned(),
         redirect_uri: redirect_uri.to_owned(),
@@ -174,6 +180,20 @@ fn issue(
     citizen: Citizen,
     now: u64,
 ) -> anyhow::Result<AuthorizeOutcome> {
+    // Variant B: a level-1 citizen cannot satisfy LoA2.
+    if inner.variant() == super::Variant::B
+        && request.acr_values.as_deref() == Some("LoA2")
+        && citizen.level() != "2"
+    {
+        let url = Url::parse(&request.redirect_uri)?;
+        return Ok(AuthorizeOutcome::Redirect(error_redirect(
+            &url,
+            &inner.issuer,
+            "access_denied",
+            "the citizen's account does not reach LoA2",
+            &request.state,
+        )));
+    }
     let grant = CodeGrant {
         client_id: request.client_id.clone(),
         redirect_uri: request.redirect_uri.clone(),

@@ -170,9 +170,15 @@ async fn userinfo_get(mock: Mock, req: HttpRequest) -> HttpResponse {
     let inner = mock.inner();
     let citizen = token.and_then(|t| inner.grants.access_token_citizen(t, unix_now()));
     match citizen {
-        Some(citizen) => HttpResponse::Ok()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(&citizen.claims),
+        Some(citizen) => {
+            let mut claims = citizen.claims.clone();
+            if inner.tamper() == super::Tamper::UserinfoOtherSub {
+                claims.insert("sub".into(), json!("someone-else"));
+            }
+            HttpResponse::Ok()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(&claims)
+        }
         None => HttpResponse::Unauthorized()
             .insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#))
             .json(json!({ "error": "invalid_token" })),

@@ -46,6 +46,8 @@ pub enum Tamper {
     TokenHangs,
     /// The token endpoint answers 502 with a proxy's HTML page: an outage that fails fast.
     TokenFails,
+    /// Variant B: userinfo names another `sub` than the ID token.
+    UserinfoOtherSub,
 }
 
 /// What the ID token says, before any tampering.
@@ -56,6 +58,9 @@ pub(crate) struct IdTokenFacts<'a> {
     pub(crate) nonce: Option<&'a str>,
     pub(crate) auth_time: u64,
     pub(crate) now: u64,
+    /// Variant B: only `sub` and `acr` (as `LoA1`/`LoA2`) besides the protocol claims; the
+    /// rest comes from userinfo.
+    pub(crate) minimal: bool,
 }
 
 pub(crate) fn issue(
@@ -79,7 +84,16 @@ pub(crate) fn issue(
 fn claims(facts: &IdTokenFacts<'_>, tamper: Tamper) -> Value {
     // The citizen's VNeID claims go in verbatim (sub, acr, SoDinhDanh, HoVaTen, ...); the
     // protocol claims are written after them so a data file can never override them.
-    let mut claims = facts.citizen.claims.clone();
+    let mut claims = if facts.minimal {
+        let mut only = serde_json::Map::new();
+        if let Some(sub) = facts.citizen.claims.get("sub") {
+            only.insert("sub".into(), sub.clone());
+        }
+        only.insert("acr".into(), json!(format!("LoA{}", facts.citizen.level())));
+        only
+    } else {
+        facts.citizen.claims.clone()
+    };
     let (iat, exp, auth_time) = if tamper == Tamper::Expired {
         let iat = facts.now.saturating_sub(7200);
         (

@@ -21,6 +21,29 @@ use actix_web::{web, App, HttpServer};
 pub use citizens::Citizen;
 pub use id_token::Tamper;
 
+/// Which VNeID integration the mock plays (docs/vneid.md, "Upstream variants").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Variant {
+    /// The ministry's SSO: discovery, an ID token with every claim, client_secret_basic.
+    #[default]
+    A,
+    /// The national public-service portal: `client_secret_post` only, `acr_values` (`LoA1` or
+    /// `LoA2`) required at `/authorize`, an ID token with only `sub`, `acr` and the protocol
+    /// claims, the identity from userinfo.
+    B,
+}
+
+impl std::str::FromStr for Variant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "a" | "A" => Ok(Self::A),
+            "b" | "B" => Ok(Self::B),
+            other => Err(format!("unknown variant {other}: a or b")),
+        }
+    }
+}
+
 use grants::Grants;
 use keys::SigningKey;
 
@@ -67,6 +90,7 @@ pub(crate) struct Inner {
     pub(crate) grants: Grants,
     key: RwLock<Arc<SigningKey>>,
     tamper: Mutex<Tamper>,
+    variant: Mutex<Variant>,
 }
 
 impl MockVneid {
@@ -83,8 +107,14 @@ impl MockVneid {
                 grants: Grants::default(),
                 key: RwLock::new(Arc::new(SigningKey::generate()?)),
                 tamper: Mutex::new(Tamper::None),
+                variant: Mutex::new(Variant::A),
             }),
         })
+    }
+
+    /// Plays `variant` from now on.
+    pub fn set_variant(&self, variant: Variant) {
+        *lock(&self.inner.variant) = variant;
     }
 
     /// Applies `t` to the ID token of every token response from now on.
@@ -128,6 +158,10 @@ impl MockVneid {
 impl Inner {
     pub(crate) fn signing_key(&self) -> Arc<SigningKey> {
         Arc::clone(&self.key.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub(crate) fn variant(&self) -> Variant {
+        *lock(&self.variant)
     }
 
     pub(crate) fn tamper(&self) -> Tamper {

@@ -82,6 +82,10 @@ pub(crate) fn exchange(
     params: &Params,
     now: u64,
 ) -> Result<TokenResponse, TokenError> {
+    // The national portal takes client_secret_post only.
+    if inner.variant() == super::Variant::B && basic.is_some() {
+        return Err(TokenError::InvalidClient);
+    }
     let client = authenticate(inner, basic, params)?;
     match params.get("grant_type") {
         None => return Err(TokenError::InvalidRequest("grant_type is required")),
@@ -105,6 +109,7 @@ pub(crate) fn exchange(
         nonce: grant.nonce.as_deref(),
         auth_time: grant.auth_time,
         now,
+        minimal: inner.variant() == super::Variant::B,
     };
     let id_token = id_token::issue(&facts, &inner.signing_key(), inner.tamper())?;
     Ok(TokenResponse {
