@@ -5,6 +5,7 @@
 
 pub mod breaker;
 pub mod claims;
+pub mod envelope;
 pub mod pending;
 pub mod profile;
 pub mod upstream;

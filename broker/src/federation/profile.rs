@@ -108,6 +108,9 @@ pub struct UpstreamProfile {
     /// `acr_values` sent to the upstream for the level the RP requires (variant B: `LoA1`,
     /// `LoA2`); nothing is sent for a level without a value.
     pub acr_values: AcrValues,
+    /// Variant C: token and userinfo answers may come as `{"data", "key"}` envelopes, opened
+    /// with this RSA key (`federation::envelope`).
+    pub encryption: Option<super::envelope::EncryptionSettings>,
     /// Forward the RP's `login_hint` to the upstream.
     pub forward_login_hint: bool,
     /// The upstream returns `auth_time` when asked with `max_age`. When false, an RP's
@@ -166,6 +169,7 @@ impl Default for UpstreamProfile {
             use_id_token: true,
             use_userinfo: false,
             acr_values: AcrValues::default(),
+            encryption: None,
             forward_login_hint: true,
             sends_auth_time: true,
             claims: ClaimNames::default(),

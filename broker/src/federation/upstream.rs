@@ -16,6 +16,10 @@ use tokio::sync::RwLock;
 use url::Url;
 
 use super::breaker::Breaker;
+use super::envelope::{Envelopes, Unreadable};
+
+/// The one answer to every envelope that does not open (`envelope.rs`: no padding oracle).
+const UNREADABLE: &str = "the identity provider's encrypted answer could not be read";
 use super::claims::{normalise, ClaimsError};
 use super::profile::{UpstreamAuthMethod, UpstreamProfile};
 use crate::accounts::UpstreamIdentity;
@@ -62,6 +66,8 @@ pub struct Upstream {
     backoff: std::sync::Mutex<Backoff>,
     /// Opens after calls in a row got no answer (`breaker.rs`).
     breaker: Breaker,
+    /// Variant C's encrypted answers (`envelope.rs`).
+    envelopes: Option<Envelopes>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -134,6 +140,11 @@ impl Upstream {
         );
         let secret = read_secret(&profile.client_secret, &profile.client_secret_file)?;
         let profile_breaker = (profile.breaker_failures, profile.breaker_open_secs);
+        let envelopes = profile
+            .encryption
+            .as_ref()
+            .map(Envelopes::load)
+            .transpose()?;
         let redirect_uri = Url::parse(&format!("{broker_issuer}/callback/{}", profile.name))?;
         let timeout = Duration::from_secs(profile.timeout_secs.max(1));
         let http = reqwest::Client::builder()
@@ -154,6 +165,7 @@ impl Upstream {
                 profile_breaker.0,
                 Duration::from_secs(profile_breaker.1.max(1)),
             ),
+            envelopes,
         })
     }
 
@@ -416,7 +428,35 @@ impl Upstream {
         // Never retried: a code is used once.
         self.available()?;
         let started = std::time::Instant::now();
-        let response = request.request_async(&self.http).await;
+        // The answer's body passes through `envelopes` before the crate parses it (variant C);
+        // an envelope that does not open is remembered, and the answer refused below.
+        let unreadable = std::sync::atomic::AtomicBool::new(false);
+        let http = &self.http;
+        let envelopes = self.envelopes.as_ref();
+        let unreadable_flag = &unreadable;
+        let opening_client = move |request: openidconnect::HttpRequest| async move {
+            let mut response = openidconnect::AsyncHttpClient::call(http, request).await?;
+            if let Some(opened) = envelopes.and_then(|e| e.open(response.body())) {
+                match opened {
+                    Ok(json) => {
+                        *response.body_mut() = json;
+                        response.headers_mut().insert(
+                            reqwest::header::CONTENT_TYPE,
+                            reqwest::header::HeaderValue::from_static("application/json"),
+                        );
+                    }
+                    Err(Unreadable) => {
+                        unreadable_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            }
+            Ok::<_, openidconnect::HttpClientError<reqwest::Error>>(response)
+        };
+        let response = request.request_async(&opening_client).await;
+        if unreadable.load(std::sync::atomic::Ordering::SeqCst) {
+            self.record("token", started, true);
+            return Err(UpstreamError::IdToken(UNREADABLE.into()));
+        }
         use openidconnect::RequestTokenError;
         // A refusal in OAuth's error format is an answer; no answer, or a page that is not
         // JSON (a proxy's 502), is the upstream failing.
@@ -528,6 +568,11 @@ impl Upstream {
         if body.len() > MAX_USERINFO {
             return Err(Fetch::Refused("too large".into()));
         }
+        let body = match self.envelopes.as_ref().and_then(|e| e.open(&body)) {
+            None => body.to_vec(),
+            Some(Ok(json)) => json,
+            Some(Err(Unreadable)) => return Err(Fetch::Refused(UNREADABLE.into())),
+        };
         serde_json::from_slice(&body).map_err(|_| Fetch::Refused("not a JSON object".into()))
     }
 

@@ -641,3 +641,119 @@ on_both_backends_with!(
         assert_eq!(app.count("accounts").await, accounts);
     }
 );
+
+/// VNeID variant C, direct VNeID for third parties: no ID token relied on, the identity from
+/// userinfo, client_secret_post, no nonce or PKCE, and answers encrypted to the broker's RSA key
+/// (`{"data", "key"}`, AES in the mode the profile names).
+async fn variant_c(app: &TestApp, cbc: bool) {
+    app.mock.set_variant(broker_devkit::mock_vneid::Variant::C);
+    app.mock
+        .set_encryption(Some(broker_devkit::mock_vneid::MockEncryption {
+            rp_public_key_der: std::fs::read(key_dir(app).join("upstream-rsa.pub.der"))
+                .expect("public key"),
+            cbc,
+        }));
+}
+
+/// Where `variant_c_settings` put the broker's upstream key pair.
+fn key_dir(app: &TestApp) -> std::path::PathBuf {
+    let file = app
+        .broker
+        .upstream
+        .profile
+        .encryption
+        .as_ref()
+        .expect("variant C settings")
+        .private_key_file
+        .clone();
+    file.parent().expect("dir").to_path_buf()
+}
+
+fn variant_c_settings(
+    mode: broker::federation::envelope::AesMode,
+) -> impl FnOnce(&mut broker::config::Settings) {
+    move |s: &mut broker::config::Settings| {
+        use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
+        use aws_lc_rs::rsa::{KeySize, PrivateDecryptingKey};
+        use broker::federation::profile::UpstreamAuthMethod;
+        // The broker's key pair at VNeID, in a directory of its own: the private half for the
+        // broker, the public half beside it for the mock.
+        let dir = std::env::temp_dir().join(format!("broker-test-{}", uuid::Uuid::new_v4()));
+        let private = PrivateDecryptingKey::generate(KeySize::Rsa2048).expect("rsa");
+        let der = AsDer::<Pkcs8V1Der>::as_der(&private).expect("pkcs8");
+        let public = AsDer::<PublicKeyX509Der>::as_der(&private.public_key()).expect("spki");
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("upstream-rsa.der"), der.as_ref()).expect("write key");
+        std::fs::write(dir.join("upstream-rsa.pub.der"), public.as_ref()).expect("write key");
+        let base = s.upstream.issuer.as_str().trim_end_matches('/').to_string();
+        let at = |path: &str| Some(format!("{base}{path}").parse().expect("url"));
+        s.upstream.discovery = false;
+        s.upstream.authorization_endpoint = at("/authorize");
+        s.upstream.token_endpoint = at("/token");
+        s.upstream.userinfo_endpoint = at("/userinfo");
+        s.upstream.auth_method = UpstreamAuthMethod::ClientSecretPost;
+        s.upstream.use_nonce = false;
+        s.upstream.use_pkce = false;
+        s.upstream.use_id_token = false;
+        s.upstream.use_userinfo = true;
+        s.upstream.encryption = Some(broker::federation::envelope::EncryptionSettings {
+            private_key_file: dir.join("upstream-rsa.der"),
+            mode,
+        });
+    }
+}
+
+on_both_backends_with!(
+    variant_c_logs_in_from_encrypted_userinfo,
+    variant_c_settings(broker::federation::envelope::AesMode::Ecb),
+    |app: TestApp| async move {
+        variant_c(&app, false).await;
+        let client = app.confidential_client().await;
+        let pkce = Pkce::new();
+        let cb = Browser::new().login(&app, &client, "C01", &pkce, &[]).await;
+        let (status, tokens) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        assert_eq!(status, 200, "{tokens}");
+        let (_, claims) = crate::support::jwt_parts(tokens["id_token"].as_str().unwrap());
+        assert_eq!(
+            claims["name"], "Võ Hữu Tài",
+            "read from the decrypted userinfo"
+        );
+        // A spoilt key and spoilt data fail alike, and create nothing.
+        let accounts = app.count("accounts").await;
+        let mut answers = Vec::new();
+        for tamper in [Tamper::EnvelopeBadKey, Tamper::EnvelopeBadData] {
+            app.mock.set_tamper(tamper);
+            let browser = Browser::new();
+            let callback = start_login(&app, &browser, "C02").await;
+            let response = browser.get(&callback).await;
+            answers.push((response.status().as_u16(), response.text().await.unwrap()));
+        }
+        assert_eq!(answers[0].0, 400);
+        assert_eq!(
+            answers[0], answers[1],
+            "one answer for every failure: no oracle"
+        );
+        assert_eq!(app.count("accounts").await, accounts);
+        // A CBC envelope does not open under the ECB profile.
+        app.mock.set_tamper(Tamper::None);
+        variant_c(&app, true).await;
+        let browser = Browser::new();
+        let callback = start_login(&app, &browser, "C02").await;
+        assert_eq!(browser.get(&callback).await.status(), 400);
+        let _ = std::fs::remove_dir_all(key_dir(&app));
+    }
+);
+
+on_both_backends_with!(
+    variant_c_opens_cbc_envelopes,
+    variant_c_settings(broker::federation::envelope::AesMode::Cbc),
+    |app: TestApp| async move {
+        variant_c(&app, true).await;
+        let client = app.confidential_client().await;
+        let pkce = Pkce::new();
+        let cb = Browser::new().login(&app, &client, "C07", &pkce, &[]).await;
+        let (status, tokens) = app.exchange(&client, cb.code(), &pkce.verifier).await;
+        assert_eq!(status, 200, "{tokens}");
+        let _ = std::fs::remove_dir_all(key_dir(&app));
+    }
+);

@@ -111,7 +111,15 @@ async fn token_post(mock: Mock, req: HttpRequest, body: web::Bytes) -> HttpRespo
         _ => {}
     }
     let mut response = match token_request(&mock, &req, &body) {
-        Ok(tokens) => HttpResponse::Ok().json(tokens),
+        Ok(tokens) => match serde_json::to_vec(&tokens)
+            .map_err(anyhow::Error::from)
+            .and_then(|json| mock.inner().seal(json))
+        {
+            Ok(body) => HttpResponse::Ok()
+                .content_type("application/json")
+                .body(body),
+            Err(e) => token_error(&TokenError::Internal(e)),
+        },
         Err(e) => token_error(&e),
     };
     // RFC 6749 §5.1: token responses must not be cached, errors included.
@@ -175,9 +183,19 @@ async fn userinfo_get(mock: Mock, req: HttpRequest) -> HttpResponse {
             if inner.tamper() == super::Tamper::UserinfoOtherSub {
                 claims.insert("sub".into(), json!("someone-else"));
             }
-            HttpResponse::Ok()
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .json(&claims)
+            match serde_json::to_vec(&claims)
+                .map_err(anyhow::Error::from)
+                .and_then(|json| inner.seal(json))
+            {
+                Ok(body) => HttpResponse::Ok()
+                    .insert_header((header::CACHE_CONTROL, "no-store"))
+                    .content_type("application/json")
+                    .body(body),
+                Err(e) => {
+                    tracing::error!(error = ?e, "mock VNeID userinfo failed");
+                    HttpResponse::InternalServerError().finish()
+                }
+            }
         }
         None => HttpResponse::Unauthorized()
             .insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#))

@@ -48,6 +48,10 @@ pub enum Tamper {
     TokenFails,
     /// Variant B: userinfo names another `sub` than the ID token.
     UserinfoOtherSub,
+    /// Variant C: the envelope's encrypted AES key is spoilt (one byte flipped).
+    EnvelopeBadKey,
+    /// Variant C: the envelope's encrypted data is spoilt (its last byte flipped).
+    EnvelopeBadData,
 }
 
 /// What the ID token says, before any tampering.

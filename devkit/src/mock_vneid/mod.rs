@@ -4,6 +4,7 @@
 
 mod authorize;
 mod citizens;
+mod envelope;
 mod grants;
 mod http;
 mod id_token;
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use actix_web::{web, App, HttpServer};
 
 pub use citizens::Citizen;
+pub use envelope::MockEncryption;
 pub use id_token::Tamper;
 
 /// Which VNeID integration the mock plays (docs/vneid.md, "Upstream variants").
@@ -31,6 +33,10 @@ pub enum Variant {
     /// `LoA2`) required at `/authorize`, an ID token with only `sub`, `acr` and the protocol
     /// claims, the identity from userinfo.
     B,
+    /// Direct VNeID for third parties: `client_secret_post` only, no ID token relied on (the
+    /// identity from userinfo), token and userinfo answers encrypted as `{"data", "key"}` when
+    /// the RP registered a key ([`MockVneid::set_encryption`]).
+    C,
 }
 
 impl std::str::FromStr for Variant {
@@ -39,7 +45,8 @@ impl std::str::FromStr for Variant {
         match s {
             "a" | "A" => Ok(Self::A),
             "b" | "B" => Ok(Self::B),
-            other => Err(format!("unknown variant {other}: a or b")),
+            "c" | "C" => Ok(Self::C),
+            other => Err(format!("unknown variant {other}: a, b or c")),
         }
     }
 }
@@ -91,6 +98,7 @@ pub(crate) struct Inner {
     key: RwLock<Arc<SigningKey>>,
     tamper: Mutex<Tamper>,
     variant: Mutex<Variant>,
+    encryption: Mutex<Option<MockEncryption>>,
 }
 
 impl MockVneid {
@@ -108,8 +116,14 @@ impl MockVneid {
                 key: RwLock::new(Arc::new(SigningKey::generate()?)),
                 tamper: Mutex::new(Tamper::None),
                 variant: Mutex::new(Variant::A),
+                encryption: Mutex::new(None),
             }),
         })
+    }
+
+    /// Variant C: encrypt token and userinfo answers to this RP key from now on (`None`: plain).
+    pub fn set_encryption(&self, encryption: Option<MockEncryption>) {
+        *lock(&self.inner.encryption) = encryption;
     }
 
     /// Plays `variant` from now on.
@@ -162,6 +176,14 @@ impl Inner {
 
     pub(crate) fn variant(&self) -> Variant {
         *lock(&self.variant)
+    }
+
+    /// The answer's body: sealed in variant C when the RP registered a key.
+    pub(crate) fn seal(&self, json: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+        match (self.variant(), lock(&self.encryption).as_ref()) {
+            (Variant::C, Some(encryption)) => envelope::seal(encryption, &json, self.tamper()),
+            _ => Ok(json),
+        }
     }
 
     pub(crate) fn tamper(&self) -> Tamper {

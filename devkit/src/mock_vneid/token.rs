@@ -83,7 +83,7 @@ pub(crate) fn exchange(
     now: u64,
 ) -> Result<TokenResponse, TokenError> {
     // The national portal takes client_secret_post only.
-    if inner.variant() == super::Variant::B && basic.is_some() {
+    if matches!(inner.variant(), super::Variant::B | super::Variant::C) && basic.is_some() {
         return Err(TokenError::InvalidClient);
     }
     let client = authenticate(inner, basic, params)?;
