@@ -439,6 +439,23 @@ describe('broker pages in Chromium', () => {
         assert.match(await mine.innerText(), /Biên tập viên/)
         assert.match(await mine.innerText(), /Trạng thái: Chờ phê duyệt/)
         await expectAccessible(page, 'roles page after the request')
+        // The same post again is refused, with the form kept as it was.
+        await page.getByLabel('Đối tượng').selectOption({ label: 'Công chức' })
+        await page.locator('#choose-category').click()
+        await page.waitForSelector('#role-form')
+        const [again] = await Promise.all([
+          page.waitForResponse((r) => r.request().method() === 'POST'),
+          page.getByRole('button', { name: 'Đăng ký', exact: true }).click(),
+        ])
+        assert.equal(again.status(), 400)
+        await page.waitForSelector('.msg.error')
+        assert.equal(await page.getByLabel('Chức vụ').inputValue(), 'Chuyên viên')
+        assert.equal(await page.locator('#roles li').count(), 1, 'still one role')
+        await expectAccessible(page, 'roles page with a refusal')
+        await page.goto(`${BROKER_URL}/account/roles?lang=en&category=cong_chuc`)
+        assert.equal(await lang(page), 'en')
+        assert.match(await page.locator('#roles li').innerText(), /State: Awaiting approval/)
+        await expectAccessible(page, 'roles page (en)')
 
         // C07 finds it in the queue of their agencies and approves it with a reason.
         // The account pages' own login goes through silently on the SSO session of the demo
@@ -458,6 +475,12 @@ describe('broker pages in Chromium', () => {
         assert.match(request, /Khớp danh sách cán bộ/)
         assert.equal(await approver.locator('#level-note').count(), 0, 'C07 logged in at level 2')
         await expectAccessible(approver, 'approval page')
+        await approver.getByRole('link', { name: 'English', exact: true }).click()
+        await approver.waitForFunction(() => document.documentElement.lang === 'en')
+        assert.equal(await approver.locator('#approve').textContent(), 'Approve')
+        await expectAccessible(approver, 'approval page (en)')
+        await approver.getByRole('link', { name: 'Tiếng Việt', exact: true }).click()
+        await approver.waitForFunction(() => document.documentElement.lang === 'vi')
         await approver.getByLabel('Lý do').fill('Đúng người, đúng chức vụ')
         await approver.getByRole('button', { name: 'Phê duyệt', exact: true }).click()
         await approver.waitForSelector('.msg.info')
