@@ -172,14 +172,14 @@ fn unavailable(e: anyhow::Error) -> HttpError {
     HttpError::Json(OAuthError::unavailable(&e))
 }
 
-/// A JSON body, or a clear 400.
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpResponse> {
+/// A JSON body, or a clear 400 (boxed: a response is large beside the parsed body).
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Box<HttpResponse>> {
     serde_json::from_slice(bytes).map_err(|e| {
-        problem(
+        Box::new(problem(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             &format!("the body is not the expected JSON: {}", e.classify_name()),
-        )
+        ))
     })
 }
 
@@ -203,7 +203,7 @@ macro_rules! parse_or_answer {
     ($bytes:expr) => {
         match body($bytes) {
             Ok(value) => value,
-            Err(answer) => return Ok(answer),
+            Err(answer) => return Ok(*answer),
         }
     };
 }
@@ -390,7 +390,7 @@ struct Reason {
     reason: Option<String>,
 }
 
-fn reason_of(bytes: &[u8]) -> Result<Reason, HttpResponse> {
+fn reason_of(bytes: &[u8]) -> Result<Reason, Box<HttpResponse>> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Reason::default());
     }
@@ -406,7 +406,7 @@ async fn approve(
     let caller = caller(&broker, &req, APPROVAL).await?;
     let reason = match reason_of(&bytes) {
         Ok(r) => r,
-        Err(answer) => return Ok(answer),
+        Err(answer) => return Ok(*answer),
     };
     let p = &broker.provider;
     let role = done_or_answer!(
@@ -426,7 +426,7 @@ async fn reject(
     let caller = caller(&broker, &req, APPROVAL).await?;
     let reason = match reason_of(&bytes) {
         Ok(r) => r,
-        Err(answer) => return Ok(answer),
+        Err(answer) => return Ok(*answer),
     };
     let p = &broker.provider;
     let role = done_or_answer!(
@@ -451,7 +451,7 @@ async fn revoke(
     let caller = caller(&broker, &req, APPROVAL).await?;
     let reason = match reason_of(&bytes) {
         Ok(r) => r,
-        Err(answer) => return Ok(answer),
+        Err(answer) => return Ok(*answer),
     };
     let p = &broker.provider;
     let role = done_or_answer!(
@@ -657,7 +657,7 @@ async fn admin_revoke(
 ) -> Result<HttpResponse, HttpError> {
     let reason = match reason_of(&bytes) {
         Ok(r) => r,
-        Err(answer) => return Ok(answer),
+        Err(answer) => return Ok(*answer),
     };
     let p = &broker.provider;
     let role = done_or_answer!(

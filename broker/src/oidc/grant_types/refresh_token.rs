@@ -156,6 +156,7 @@ pub async fn refresh(
 
 /// OIDC Core §12.2: the same `iss`, `sub`, `aud` and `azp` as at login, the original
 /// `auth_time`, `acr`, `amr` and `sid`, a new `iat`, and no `nonce`.
+#[allow(clippy::too_many_arguments)]
 fn refreshed_id_token(
     p: &Provider,
     client: &Client,
