@@ -303,10 +303,11 @@ async fn a_broker_killed_mid_delivery_loses_no_event() {
         ));
     }
 
-    // The subscriber is slow throughout and refuses the first attempts (503: retried), so that
-    // deliveries are in flight, retried and waiting behind their subject's earlier ones.
+    // The subscriber is slow throughout, and down (503: retried) until every event is written,
+    // so that however slow this machine the kill below finds deliveries accepted, in flight,
+    // retried and waiting behind their subject's earlier ones.
     rx.slow(RECEIVER, Duration::from_millis(400));
-    rx.answer(RECEIVER, &[503; 12]);
+    rx.answer(RECEIVER, &[503; 10_000]);
     for n in 0..REQUESTS {
         for (_, token) in &people {
             let response = setup
@@ -326,17 +327,18 @@ async fn a_broker_killed_mid_delivery_loses_no_event() {
         }
     }
     let total = PEOPLE.len() * REQUESTS;
+    rx.forget_answers(RECEIVER);
 
-    // Kill the process while SETs are in flight, some accepted and some not yet sent.
+    // Kill the process while SETs are in flight, some accepted and most not yet sent.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let received = rx.received_by(RECEIVER).len();
-        if received >= 20 && rx.in_flight() > 0 {
+        let accepted = accepted_txns(&rx).len();
+        if accepted >= PEOPLE.len() && rx.in_flight() > 0 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "no deliveries in flight: {received} received\n{}",
+            "no deliveries in flight: {accepted} accepted\n{}",
             setup.logs()
         );
         tokio::time::sleep(Duration::from_millis(5)).await;

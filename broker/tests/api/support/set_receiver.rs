@@ -142,6 +142,11 @@ impl SetReceiver {
             .extend(statuses);
     }
 
+    /// Drops the answers still queued for `name`'s URI (it answers 202 again).
+    pub fn forget_answers(&self, name: &str) {
+        self.state.statuses.lock().unwrap().remove(name);
+    }
+
     /// Every later answer at `name`'s URI comes after `delay`.
     pub fn slow(&self, name: &str, delay: Duration) {
         self.state
