@@ -1,9 +1,11 @@
 // Browser test of the broker's pages: Debian's Chromium (/usr/bin/chromium), driven by
 // playwright-core, clicks through the demo app, the broker's login, logout and error pages and the
-// mock VNeID the way a citizen would.
+// mock VNeID the way a citizen would, and through the roles' pages the way a civil servant and an
+// approver would.
 //
 // Run through tests/browser/run.sh, which starts `broker dev` (broker + mock VNeID + demo app,
-// the demo app registered as client `demo-rp`) and exports BROKER_URL, MOCK_URL and DEMO_URL.
+// the demo app registered as client `demo-rp`) and exports BROKER_URL, MOCK_URL, DEMO_URL and
+// OPERATOR_TOKEN.
 // Each test gets its own browser with a fresh profile (--user-data-dir), so no cookie leaks from
 // one test into another. On a failure the page is saved as a PNG in SCREENSHOT_DIR.
 
@@ -27,6 +29,8 @@ const env = (name) => {
 const BROKER_URL = env('BROKER_URL')
 const MOCK_URL = env('MOCK_URL')
 const DEMO_URL = env('DEMO_URL')
+// The operator token `broker dev` printed (run.sh reads it from the log), for the admin API.
+const OPERATOR_TOKEN = env('OPERATOR_TOKEN')
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium'
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || join(tmpdir(), 'broker-browser-failures')
 const DEMO_CLIENT_ID = 'demo-rp'
@@ -143,6 +147,21 @@ async function expectLoginPage(page, { language }) {
   const href = new URL(await button.getAttribute('href'))
   assert.equal(href.origin, MOCK_URL, 'the VNeID button leads to (mock) VNeID')
   return button
+}
+
+/** An operator's call to the broker's admin API (JSON in, JSON out): { status, body }. */
+async function adminApi(method, path, body) {
+  const response = await fetch(`${BROKER_URL}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${OPERATOR_TOKEN}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const text = await response.text()
+  let parsed = text
+  try {
+    parsed = JSON.parse(text)
+  } catch {}
+  return { status: response.status, body: parsed }
 }
 
 /** From the broker's login page: the VNeID button, the mock's chooser, citizen C01, the demo app. */
@@ -364,6 +383,119 @@ describe('broker pages in Chromium', () => {
       await expectAccessible(page, 'failure page (en)')
       await page.locator('#continue').click()
       await page.waitForSelector('#send-code')
+    })
+  })
+
+  test('a civil servant registers a role and an approver of the agency approves it', async () => {
+    await inBrowser('roles-approver', {}, async (approver) => {
+      // C07 (level 2, on the roster at Sở TT&TT) signs in to the demo app; their sub is their
+      // account id, which the operator names in the grant.
+      await throughVneid(approver, 'C07')
+      await approver.waitForURL(startsWith(`${DEMO_URL}/callback?`))
+      assert.equal((await approver.locator('h1').textContent()).trim(), 'Đăng nhập thành công')
+      const c07 = JSON.parse(await approver.locator('pre').first().textContent())
+      assert.ok(c07.sub, "C07's subject")
+      // An approver of Sở Y tế decides for its Phòng Nghiệp vụ Y too (the subtree).
+      const granted = await adminApi('POST', '/admin/approvers', {
+        account_id: c07.sub,
+        org_code: '000.00.07.H57',
+      })
+      assert.equal(granted.status, 201, `grant: ${JSON.stringify(granted.body)}`)
+
+      // C06 (level 1, Chuyên viên of Phòng Nghiệp vụ Y on the roster) in a browser of their own.
+      await inBrowser('roles-requester', {}, async (page) => {
+        await page.goto(`${BROKER_URL}/account`)
+        await page.waitForURL(startsWith(`${BROKER_URL}/authorize?`))
+        await page.locator('#vneid-login').click()
+        await page.waitForURL(startsWith(`${MOCK_URL}/`))
+        await page.locator('button[name="citizen"][value="C06"]').click()
+        await page.waitForURL(
+          (url) => url.href.startsWith(`${BROKER_URL}/account`) && url.pathname !== '/account/callback',
+        )
+        // The account page's section "Vai trò" links to the roles page.
+        assert.ok(await page.getByRole('heading', { name: 'Vai trò', exact: true }).isVisible())
+        await page.getByRole('link', { name: 'Đăng ký, sửa và xem vai trò công tác' }).click()
+        await page.waitForURL(startsWith(`${BROKER_URL}/account/roles`))
+        assert.equal(await lang(page), 'vi')
+        assert.equal((await page.locator('h1').textContent()).trim(), 'Vai trò')
+        assert.match(await page.locator('main').innerText(), /Bạn chưa đăng ký vai trò nào/)
+        await expectAccessible(page, 'roles page')
+
+        await page.getByLabel('Đối tượng').selectOption({ label: 'Công chức' })
+        await page.locator('#choose-category').click()
+        await page.waitForSelector('#role-form')
+        assert.match(await page.locator('#prefilled').innerText(), /danh sách cán bộ/)
+        assert.equal(await page.getByLabel('Đơn vị công tác').inputValue(), '000.02.07.H57')
+        assert.equal(await page.getByLabel('Chức vụ').inputValue(), 'Chuyên viên')
+        await expectAccessible(page, 'roles page with the form')
+        await page.getByRole('checkbox', { name: /Biên tập viên/ }).check()
+        await page.getByRole('button', { name: 'Đăng ký', exact: true }).click()
+        await page.waitForSelector('.msg.info')
+        assert.match(await page.locator('.msg.info').innerText(), /chờ phê duyệt/)
+        const mine = page.locator('#roles li')
+        assert.equal(await mine.count(), 1, 'one role')
+        assert.match(await mine.innerText(), /Chuyên viên/)
+        assert.match(await mine.innerText(), /Phòng Nghiệp vụ Y/)
+        assert.match(await mine.innerText(), /Biên tập viên/)
+        assert.match(await mine.innerText(), /Trạng thái: Chờ phê duyệt/)
+        await expectAccessible(page, 'roles page after the request')
+        // The same post again is refused, with the form kept as it was.
+        await page.getByLabel('Đối tượng').selectOption({ label: 'Công chức' })
+        await page.locator('#choose-category').click()
+        await page.waitForSelector('#role-form')
+        const [again] = await Promise.all([
+          page.waitForResponse((r) => r.request().method() === 'POST'),
+          page.getByRole('button', { name: 'Đăng ký', exact: true }).click(),
+        ])
+        assert.equal(again.status(), 400)
+        await page.waitForSelector('.msg.error')
+        assert.equal(await page.getByLabel('Chức vụ').inputValue(), 'Chuyên viên')
+        assert.equal(await page.locator('#roles li').count(), 1, 'still one role')
+        await expectAccessible(page, 'roles page with a refusal')
+        await page.goto(`${BROKER_URL}/account/roles?lang=en&category=cong_chuc`)
+        assert.equal(await lang(page), 'en')
+        assert.match(await page.locator('#roles li').innerText(), /State: Awaiting approval/)
+        await expectAccessible(page, 'roles page (en)')
+
+        // C07 finds it in the queue of their agencies and approves it with a reason.
+        // The account pages' own login goes through silently on the SSO session of the demo
+        // app's login, and back to the page asked for.
+        await approver.goto(`${BROKER_URL}/account/approvals`)
+        await approver.waitForURL(startsWith(`${BROKER_URL}/account/approvals`))
+        assert.equal((await approver.locator('h1').textContent()).trim(), 'Phê duyệt vai trò')
+        const queued = approver.locator('#pending li')
+        assert.equal(await queued.count(), 1, 'one request awaits C07')
+        assert.match(await queued.innerText(), /Phan Quang Huy/)
+        await expectAccessible(approver, 'approvals page')
+        await queued.getByRole('link', { name: 'Phan Quang Huy' }).click()
+        await approver.waitForSelector('#decision')
+        assert.equal((await approver.locator('h1').textContent()).trim(), 'Yêu cầu vai trò')
+        const request = await approver.locator('#request').innerText()
+        assert.match(request, /Sở Y tế › Phòng Nghiệp vụ Y/)
+        assert.match(request, /Khớp danh sách cán bộ/)
+        assert.equal(await approver.locator('#level-note').count(), 0, 'C07 logged in at level 2')
+        await expectAccessible(approver, 'approval page')
+        await approver.getByRole('link', { name: 'English', exact: true }).click()
+        await approver.waitForFunction(() => document.documentElement.lang === 'en')
+        assert.equal(await approver.locator('#approve').textContent(), 'Approve')
+        await expectAccessible(approver, 'approval page (en)')
+        await approver.getByRole('link', { name: 'Tiếng Việt', exact: true }).click()
+        await approver.waitForFunction(() => document.documentElement.lang === 'vi')
+        await approver.getByLabel('Lý do').fill('Đúng người, đúng chức vụ')
+        await approver.getByRole('button', { name: 'Phê duyệt', exact: true }).click()
+        await approver.waitForSelector('.msg.info')
+        assert.match(await approver.locator('.msg.info').innerText(), /Đã phê duyệt/)
+        assert.match(await approver.locator('#history').innerText(), /Đúng người, đúng chức vụ/)
+        assert.equal(await approver.locator('#approve').count(), 0, 'decided: no approve button')
+        await expectAccessible(approver, 'approval page after the decision')
+
+        // C06 sees the decision and its reason.
+        await page.goto(`${BROKER_URL}/account/roles`)
+        const decided = await page.locator('#roles li').innerText()
+        assert.match(decided, /Trạng thái: Đã phê duyệt/)
+        assert.match(decided, /Đúng người, đúng chức vụ/)
+        await expectAccessible(page, 'roles page with an approved role')
+      })
     })
   })
 })

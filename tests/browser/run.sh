@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Browser test: Debian's Chromium (/usr/bin/chromium, `apt-get install chromium`), driven by
 # playwright-core, clicks through the demo app, the broker's login page in both languages, the
-# mock VNeID, the logout confirmation and the error page (tests/browser/browser.test.mjs).
+# mock VNeID, the logout confirmation, the error page and the roles' registration and approval
+# pages (tests/browser/browser.test.mjs).
 #
 # Usage (from anywhere; builds nothing — run `cargo build -p broker` first):
 #   bash tests/browser/run.sh
 #
 # It starts `broker dev` (broker + mock VNeID + demo app, SQLite and keys in a temporary data
-# directory, the demo app registered as client demo-rp) on free loopback ports.
+# directory, the demo app registered as client demo-rp) on free loopback ports, and hands the
+# tests the operator token that `broker dev` prints (OPERATOR_TOKEN, for the admin API).
 #
 # Environment:
 #   BROKER_BIN      the broker binary (default target/debug/broker, relative to the repo root)
@@ -97,6 +99,12 @@ DEV_PID=$!
 wait_for "$BROKER_URL/healthz" "$DEV_PID" "broker"
 wait_for "$MOCK_URL/.well-known/openid-configuration" "$DEV_PID" "mock VNeID"
 wait_for "$DEMO_URL/" "$DEV_PID" "demo app"
+# The operator token `broker dev` made for this run (its "admin token" line), for the admin API.
+OPERATOR_TOKEN=$(sed -n 's/^ *admin token \([^ ]*\) .*/\1/p' "$WORK/dev.log" | head -n1)
+if [[ -z "$OPERATOR_TOKEN" ]]; then
+    log "no \"admin token\" line in the broker dev log"
+    exit 1
+fi
 
 if [[ ! -d "$TEST_DIR/node_modules/playwright-core" ]]; then
     (cd "$TEST_DIR" && npm ci --no-audit --no-fund)
@@ -106,7 +114,7 @@ rm -rf "$SCREENSHOT_DIR"
 set +e
 (
     cd "$TEST_DIR"
-    export BROKER_URL MOCK_URL DEMO_URL CHROMIUM_BIN SCREENSHOT_DIR
+    export BROKER_URL MOCK_URL DEMO_URL OPERATOR_TOKEN CHROMIUM_BIN SCREENSHOT_DIR
     # playwright-core must never fetch a browser of its own.
     export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
     # shellcheck disable=SC2086

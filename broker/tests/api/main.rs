@@ -18,6 +18,7 @@ mod federation;
 mod hardening;
 mod hostile;
 mod keys;
+mod kill_delivery;
 mod legacy_import;
 mod multi_instance;
 mod operators;

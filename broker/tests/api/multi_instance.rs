@@ -26,9 +26,9 @@ use crate::support::{
 const READY_WITHIN: Duration = Duration::from_secs(20);
 
 /// One `broker serve` child process, killed when dropped.
-struct Instance {
-    url: String,
-    child: Child,
+pub(crate) struct Instance {
+    pub(crate) url: String,
+    pub(crate) child: Child,
 }
 
 impl Drop for Instance {
@@ -51,7 +51,7 @@ struct Cluster {
 }
 
 /// `n` free loopback ports, all held until all are found so that none is handed out twice.
-fn free_ports(n: usize) -> Vec<u16> {
+pub(crate) fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
         .collect();
@@ -277,7 +277,7 @@ impl Cluster {
     }
 }
 
-fn broker_command(env: &[(&str, String)]) -> Command {
+pub(crate) fn broker_command(env: &[(&str, String)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_broker"));
     command
         .env_clear()
@@ -286,7 +286,12 @@ fn broker_command(env: &[(&str, String)]) -> Command {
     command
 }
 
-fn spawn_instance(shared: &[(&str, String)], port: u16, dir: &Path, n: usize) -> Instance {
+pub(crate) fn spawn_instance(
+    shared: &[(&str, String)],
+    port: u16,
+    dir: &Path,
+    n: usize,
+) -> Instance {
     let log = File::create(dir.join(format!("broker-{n}.log"))).expect("log file");
     let child = broker_command(shared)
         .env("BROKER_HTTP__PORT", port.to_string())
@@ -301,7 +306,7 @@ fn spawn_instance(shared: &[(&str, String)], port: u16, dir: &Path, n: usize) ->
     }
 }
 
-async fn wait_ready(http: &reqwest::Client, instance: &Instance, dir: &Path, n: usize) {
+pub(crate) async fn wait_ready(http: &reqwest::Client, instance: &Instance, dir: &Path, n: usize) {
     let deadline = Instant::now() + READY_WITHIN;
     while Instant::now() < deadline {
         let ready = http.get(format!("{}/readyz", instance.url)).send().await;

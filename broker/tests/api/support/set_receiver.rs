@@ -1,10 +1,11 @@
 //! A small RFC 8935 push receiver: an actix server on 127.0.0.1 that takes Security Event
 //! Tokens at `/set/{name}` (one path per subscribed client), answers what a test queues (202
-//! once the queue is empty; a 400 carries an RFC 8935 §2.4 error body), and verifies SETs
-//! against the broker's JWKS with `jsonwebtoken`, as a subscriber would.
+//! once the queue is empty; a 400 carries an RFC 8935 §2.4 error body), optionally after a
+//! delay, and verifies SETs against the broker's JWKS with `jsonwebtoken`, as a subscriber would.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,26 @@ impl ReceivedSet {
 struct State {
     received: Mutex<Vec<ReceivedSet>>,
     statuses: Mutex<HashMap<String, VecDeque<u16>>>,
+    delays: Mutex<HashMap<String, Duration>>,
+    /// Requests taken but not answered yet.
+    in_flight: AtomicUsize,
+}
+
+/// Counts a request as in flight until its answer is sent or the sender goes away (actix then
+/// drops the handler).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 pub struct SetReceiver {
@@ -55,6 +76,7 @@ async fn receive(
     name: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
+    let _in_flight = InFlight::enter(&state.in_flight);
     let status = state
         .statuses
         .lock()
@@ -63,12 +85,18 @@ async fn receive(
         .and_then(VecDeque::pop_front)
         .unwrap_or(202);
     state.received.lock().unwrap().push(ReceivedSet {
-        name: name.into_inner(),
+        name: name.as_str().to_string(),
         content_type: header(&req, "content-type"),
         accept: header(&req, "accept"),
         token: String::from_utf8_lossy(&body).into_owned(),
         status,
     });
+    // Recorded as received with its answer before the wait: a sender killed meanwhile never
+    // hears the answer, and must send the same SET again.
+    let delay = state.delays.lock().unwrap().get(name.as_str()).copied();
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut response = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
     if status == 400 {
         return response.json(serde_json::json!({
@@ -112,6 +140,25 @@ impl SetReceiver {
             .entry(name.to_string())
             .or_default()
             .extend(statuses);
+    }
+
+    /// Drops the answers still queued for `name`'s URI (it answers 202 again).
+    pub fn forget_answers(&self, name: &str) {
+        self.state.statuses.lock().unwrap().remove(name);
+    }
+
+    /// Every later answer at `name`'s URI comes after `delay`.
+    pub fn slow(&self, name: &str, delay: Duration) {
+        self.state
+            .delays
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), delay);
+    }
+
+    /// Requests taken and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.state.in_flight.load(Ordering::SeqCst)
     }
 
     pub fn received_by(&self, name: &str) -> Vec<ReceivedSet> {
