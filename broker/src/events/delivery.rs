@@ -95,20 +95,49 @@ fn subscribes(client: &Client, event_type: &str) -> bool {
         && client.metadata.event_types.iter().any(|t| t == event_type)
 }
 
+/// A role's app roles (client id → codes) as `client` sees them: its own codes that it still
+/// declares, as its `roles` claim shows them.
+fn own_app_roles(event: &serde_json::Value, member: &str, client: &Client) -> Vec<String> {
+    event
+        .get(member)
+        .and_then(|per_client| per_client.get(&client.client_id))
+        .and_then(serde_json::Value::as_array)
+        .map(|codes| {
+            codes
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                .filter(|code| client.metadata.declared_role(code).is_some())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a role event concerns `client`: a client that declares app roles hears only of the
+/// roles that give it some (now or, for a change, before), as its `roles` claim shows only
+/// those; a client that declares none hears of every role of its people.
+fn concerns(client: &Client, event_type: &str, event: &serde_json::Value) -> bool {
+    if !event_type.starts_with(ROLE_EVENTS) || client.metadata.roles.is_empty() {
+        return true;
+    }
+    !own_app_roles(event, "app_roles", client).is_empty()
+        || !own_app_roles(event, "replaced_app_roles", client).is_empty()
+}
+
+const ROLE_EVENTS: &str = "urn:vn:hue:broker:event:role:";
+
 /// The event's claim value: its payload with the subject's `seq` added, and a role's
-/// `app_roles` (client id → codes) narrowed to the receiving client's codes, as its `roles`
-/// claim shows them.
-fn event_value(payload: &Payload, client_id: &str) -> serde_json::Value {
+/// `app_roles` (and a change's `replaced_app_roles`) narrowed to the receiving client's codes.
+fn event_value(payload: &Payload, client: &Client) -> serde_json::Value {
     let mut value = match &payload.event {
         serde_json::Value::Object(map) => map.clone(),
         _ => serde_json::Map::new(),
     };
-    if let Some(serde_json::Value::Object(per_client)) = value.get("app_roles") {
-        let own = per_client
-            .get(client_id)
-            .cloned()
-            .unwrap_or_else(|| serde_json::Value::Array(Vec::new()));
-        value.insert("app_roles".into(), own);
+    for member in ["app_roles", "replaced_app_roles"] {
+        if value.contains_key(member) {
+            let own = own_app_roles(&payload.event, member, client);
+            value.insert(member.into(), own.into());
+        }
     }
     value.insert("seq".into(), payload.seq.into());
     serde_json::Value::Object(value)
@@ -138,11 +167,9 @@ impl Route for SecurityEvents {
         targets.dedup();
         let mut planned = Vec::new();
         for client_id in targets {
-            let wanted = self
-                .clients
-                .get(&client_id)
-                .await?
-                .is_some_and(|c| subscribes(&c, &event.event_type));
+            let wanted = self.clients.get(&client_id).await?.is_some_and(|c| {
+                subscribes(&c, &event.event_type) && concerns(&c, &event.event_type, &event.payload)
+            });
             if !wanted {
                 continue;
             }
@@ -190,7 +217,7 @@ impl Route for SecurityEvents {
                 "id": subject(&client, &payload.account_id),
             }),
             events: serde_json::json!({
-                payload.event_type.clone(): event_value(&payload, &client.client_id)
+                payload.event_type.clone(): event_value(&payload, &client)
             }),
         };
         let token = self.signer.sign(
@@ -215,6 +242,29 @@ impl Route for SecurityEvents {
 mod tests {
     use super::*;
 
+    fn client(id: &str, roles: &[&str]) -> Client {
+        let mut metadata: crate::clients::ClientMetadata = serde_json::from_value(serde_json::json!({
+            "client_name": id, "redirect_uris": [], "grant_types": [],
+            "token_endpoint_auth_method": "none", "scope": "openid",
+        }))
+        .unwrap();
+        metadata.roles = roles
+            .iter()
+            .map(|code| crate::clients::DeclaredRole {
+                code: code.to_string(),
+                name: code.to_string(),
+                name_en: None,
+            })
+            .collect();
+        Client {
+            client_id: id.into(),
+            secret_hash: None,
+            metadata,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
     #[test]
     fn refusals_keep_only_registered_error_codes() {
         let known = br#"{"err":"invalid_key","description":"Nguyen Van A's key is unknown"}"#;
@@ -233,27 +283,35 @@ mod tests {
             event: serde_json::json!({"fields": ["phone"]}),
         };
         assert_eq!(
-            event_value(&payload, "c"),
+            event_value(&payload, &client("c", &[])),
             serde_json::json!({"fields": ["phone"], "seq": 7})
         );
     }
 
     #[test]
-    fn a_subscriber_sees_only_its_own_app_roles() {
+    fn a_subscriber_sees_only_its_own_declared_app_roles_and_only_roles_that_concern_it() {
+        let event = serde_json::json!({
+            "app_roles": {"c1": ["editor", "gone"], "c2": ["admin"]},
+            "replaced_app_roles": {"c3": ["viewer"]},
+        });
         let payload = Payload {
             account_id: "a".into(),
-            event_type: "t".into(),
+            event_type: "urn:vn:hue:broker:event:role:changed".into(),
             seq: 3,
             toe: 1,
-            event: serde_json::json!({"app_roles": {"c1": ["editor"], "c2": ["admin"]}}),
+            event: event.clone(),
         };
+        let c1 = client("c1", &["editor"]);
         assert_eq!(
-            event_value(&payload, "c1"),
-            serde_json::json!({"app_roles": ["editor"], "seq": 3})
+            event_value(&payload, &c1),
+            serde_json::json!({"app_roles": ["editor"], "replaced_app_roles": [], "seq": 3}),
+            "a code c1 no longer declares is dropped"
         );
-        assert_eq!(
-            event_value(&payload, "c3"),
-            serde_json::json!({"app_roles": [], "seq": 3})
-        );
+        let kind = "urn:vn:hue:broker:event:role:changed";
+        assert!(concerns(&c1, kind, &event));
+        assert!(concerns(&client("c3", &["viewer"]), kind, &event), "it loses its role");
+        assert!(!concerns(&client("c4", &["editor"]), kind, &event), "nothing of c4's");
+        assert!(concerns(&client("c5", &[]), kind, &event), "declares none: every post");
+        assert!(concerns(&client("c4", &["editor"]), "urn:vn:hue:broker:event:session:ended", &event));
     }
 }

@@ -434,8 +434,15 @@ impl Upstream {
         let http = &self.http;
         let envelopes = self.envelopes.as_ref();
         let unreadable_flag = &unreadable;
+        // The answer's status, 0 when none came: what decides whether the upstream answered.
+        let status = std::sync::atomic::AtomicU16::new(0);
+        let status_seen = &status;
         let opening_client = move |request: openidconnect::HttpRequest| async move {
             let mut response = openidconnect::AsyncHttpClient::call(http, request).await?;
+            status_seen.store(
+                response.status().as_u16(),
+                std::sync::atomic::Ordering::SeqCst,
+            );
             if let Some(opened) = envelopes.and_then(|e| e.open(response.body())) {
                 match opened {
                     Ok(json) => {
@@ -457,14 +464,19 @@ impl Upstream {
             self.record("token", started, true);
             return Err(UpstreamError::IdToken(UNREADABLE.into()));
         }
-        use openidconnect::RequestTokenError;
-        // A refusal in OAuth's error format is an answer; no answer, or a page that is not
-        // JSON (a proxy's 502), is the upstream failing.
-        let answered = matches!(response, Ok(_) | Err(RequestTokenError::ServerResponse(_)));
+        // Any answer below 500 is the upstream answering, whatever its body (an OAuth error, an
+        // HTML 400, an empty body): a refusal charged to the caller's budget, never a reason to
+        // open the breaker, or anyone could open it with made-up codes. No answer, or a 5xx (a
+        // proxy's 502), is the upstream failing.
+        let status = status.load(std::sync::atomic::Ordering::SeqCst);
+        let answered = (1..500).contains(&status);
         self.record("token", started, answered);
-        let response = response.map_err(|e| match e {
-            RequestTokenError::ServerResponse(_) => UpstreamError::Exchange(anyhow::anyhow!("{e}")),
-            e => UpstreamError::Unavailable(anyhow::anyhow!("token request failed: {e}")),
+        let response = response.map_err(|e| {
+            if answered {
+                UpstreamError::Exchange(anyhow::anyhow!("{e}"))
+            } else {
+                UpstreamError::Unavailable(anyhow::anyhow!("token request failed: {e}"))
+            }
         })?;
         use openidconnect::OAuth2TokenResponse as _;
         let from_id_token = if self.profile.use_id_token {

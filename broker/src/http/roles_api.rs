@@ -1,10 +1,12 @@
 //! The roles' JSON APIs (`crate::roles`).
 //!
 //! - `/api/roles…` and `/api/approvals…`, for the province's digital-workplace platform and
-//!   apps: called with an access token the broker issued to the person (`Authorization: Bearer`
-//!   or `DPoP`). Scope `roles` lets a person see and request their own roles; scope
-//!   `role_approval` lets an approver work through their queue, decide, revoke and grant
-//!   approvers below their units. Deciding needs a token from a level-2 login (`acr`).
+//!   apps: called with an access token the broker issued to the person for the broker alone
+//!   (`aud` the issuer only; `Authorization: Bearer` or `DPoP`). Scope `roles` lets a person see
+//!   their own roles; `role_request` lets them file and withdraw requests (the platform's scope,
+//!   not every app's that wants the claim); `role_approval` lets an approver work through their
+//!   queue, see the roles of their units, decide, revoke and grant approvers below their units.
+//!   Deciding needs a token from a level-2 login (`acr`).
 //! - `/admin/approvers`, `/admin/org-units/{code}/policy`, `/admin/roles/{id}…` and
 //!   `/admin/accounts/{id}/roles`: operators grant the first approvers, set a unit's policy,
 //!   read any role and revoke one.
@@ -27,7 +29,7 @@ use crate::directory::{Category, DirectoryStore};
 use crate::oidc::access::{presented_access_token, PresentedToken, TokenScheme};
 use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::roles::{Actor, RoleError, RoleForm};
-use crate::tokens::claims::AccessClaims;
+use crate::tokens::claims::{AccessClaims, Audience};
 
 /// The public API's routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -70,13 +72,20 @@ pub fn configure_admin(cfg: &mut web::ServiceConfig) {
         );
 }
 
+/// Reads the caller's own roles (and releases the `roles` claim).
 const ROLES: &str = "roles";
+/// Files and withdraws the caller's own requests: the digital-workplace platform's, not every
+/// app's that wants the claim.
+const REQUEST: &str = "role_request";
+/// An approver's powers.
 const APPROVAL: &str = "role_approval";
 
-/// The person behind a live access token with `scope`, and the level of their login.
+/// The person behind a live access token with one of the scopes asked for, and the level of
+/// their login.
 struct Caller {
     account_id: String,
     loa: Loa,
+    scope: crate::scope::Scope,
 }
 
 impl Caller {
@@ -95,7 +104,12 @@ fn refused(scheme: TokenScheme, e: OAuthError) -> HttpError {
     }
 }
 
-async fn caller(broker: &Broker, req: &HttpRequest, scope: &str) -> Result<Caller, HttpError> {
+/// Checks the token once (a DPoP proof can be used only once) and wants one of `scopes`.
+async fn caller(
+    broker: &Broker,
+    req: &HttpRequest,
+    scopes: &[&'static str],
+) -> Result<Caller, HttpError> {
     let (scheme, token) = authorization(req).ok_or(HttpError::Bearer(BearerFailure::Missing))?;
     let proof = match scheme {
         TokenScheme::Dpop => dpop_header(req).map_err(|e| refused(scheme, e))?,
@@ -111,24 +125,24 @@ async fn caller(broker: &Broker, req: &HttpRequest, scope: &str) -> Result<Calle
     let claims: AccessClaims = presented_access_token(p, &presented, req.path(), p.now())
         .await
         .map_err(|e| refused(scheme, e))?;
-    // A person's token meant for the broker (RFC 9068 §4), carrying the scope.
-    if !claims.aud.contains(&p.issuer) || claims.gid.is_none() {
+    // A person's token meant for the broker alone (RFC 9068 §4): a token that also names another
+    // API could be replayed here by that API, acting as the person.
+    if claims.aud != Audience::One(p.issuer.to_string()) || claims.gid.is_none() {
         return Err(refused(
             scheme,
             OAuthError::new(ErrorCode::InvalidToken, "the token is not one for this API"),
         ));
     }
-    if !claims.has_scope(scope) {
+    if !scopes.iter().any(|s| claims.has_scope(s)) {
+        let needed = match scopes {
+            [ROLES] => "this call needs the roles scope",
+            [REQUEST] => "this call needs the role_request scope",
+            [APPROVAL] => "this call needs the role_approval scope",
+            _ => "this call needs the roles or the role_approval scope",
+        };
         return Err(refused(
             scheme,
-            OAuthError::new(
-                ErrorCode::InsufficientScope,
-                if scope == ROLES {
-                    "this call needs the roles scope"
-                } else {
-                    "this call needs the role_approval scope"
-                },
-            ),
+            OAuthError::new(ErrorCode::InsufficientScope, needed),
         ));
     }
     let loa = claims
@@ -139,6 +153,7 @@ async fn caller(broker: &Broker, req: &HttpRequest, scope: &str) -> Result<Calle
     Ok(Caller {
         account_id: claims.sub,
         loa,
+        scope: claims.scope,
     })
 }
 
@@ -221,7 +236,7 @@ macro_rules! done_or_answer {
 
 /// `GET /api/roles`: the caller's roles and requests, newest first.
 async fn mine(broker: web::Data<Broker>, req: HttpRequest) -> Result<HttpResponse, HttpError> {
-    let caller = caller(&broker, &req, ROLES).await?;
+    let caller = caller(&broker, &req, &[ROLES]).await?;
     let roles = broker
         .provider
         .roles
@@ -234,7 +249,7 @@ async fn mine(broker: web::Data<Broker>, req: HttpRequest) -> Result<HttpRespons
 /// `GET /api/roles/options`: what the registration form offers — the categories, the agency
 /// tree, the app roles each client declares, and the caller's roster posts (to pre-fill).
 async fn options(broker: web::Data<Broker>, req: HttpRequest) -> Result<HttpResponse, HttpError> {
-    let caller = caller(&broker, &req, ROLES).await?;
+    let caller = caller(&broker, &req, &[ROLES]).await?;
     let p = &broker.provider;
     let account = p
         .accounts
@@ -300,7 +315,7 @@ async fn request(
     req: HttpRequest,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = caller(&broker, &req, ROLES).await?;
+    let caller = caller(&broker, &req, &[REQUEST]).await?;
     let form: RoleForm = parse_or_answer!(&bytes);
     let p = &broker.provider;
     let Some(account) = p
@@ -325,12 +340,14 @@ async fn detail(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = match caller(&broker, &req, ROLES).await {
-        Ok(caller) => caller,
-        Err(_) => caller(&broker, &req, APPROVAL).await?,
-    };
+    let caller = caller(&broker, &req, &[ROLES, APPROVAL]).await?;
     let (role, history) =
         done_or_answer!(broker.provider.roles.detail(&caller.actor(), &path).await);
+    // Someone else's role is shown only to an approver's token, never to one that reads the
+    // person's own roles.
+    if role.account_id != caller.account_id && !caller.scope.contains(APPROVAL) {
+        return role_error(RoleError::NotFound);
+    }
     Ok(json(
         StatusCode::OK,
         serde_json::json!({"role": role, "history": history}),
@@ -342,7 +359,7 @@ async fn withdraw(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = caller(&broker, &req, ROLES).await?;
+    let caller = caller(&broker, &req, &[REQUEST]).await?;
     let p = &broker.provider;
     let role = done_or_answer!(p.roles.withdraw(&caller.account_id, &path, p.now()).await);
     Ok(json(StatusCode::OK, role))
@@ -350,7 +367,7 @@ async fn withdraw(
 
 /// `GET /api/approvals`: the pending requests of the caller's units, oldest first.
 async fn queue(broker: web::Data<Broker>, req: HttpRequest) -> Result<HttpResponse, HttpError> {
-    let caller = caller(&broker, &req, APPROVAL).await?;
+    let caller = caller(&broker, &req, &[APPROVAL]).await?;
     let roles = broker
         .provider
         .roles
@@ -374,7 +391,7 @@ async fn decided(
     req: HttpRequest,
     query: web::Query<DecidedQuery>,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = caller(&broker, &req, APPROVAL).await?;
+    let caller = caller(&broker, &req, &[APPROVAL]).await?;
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
     let roles = broker
         .provider
@@ -405,7 +422,7 @@ async fn approve(
     path: web::Path<String>,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = caller(&broker, &req, APPROVAL).await?;
+    let caller = caller(&broker, &req, &[APPROVAL]).await?;
     let reason = match reason_of(&bytes) {
         Ok(r) => r,
         Err(what) => return Ok(refusal(what)),
@@ -425,7 +442,7 @@ async fn reject(
     path: web::Path<String>,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = caller(&broker, &req, APPROVAL).await?;
+    let caller = caller(&broker, &req, &[APPROVAL]).await?;
     let reason = match reason_of(&bytes) {
         Ok(r) => r,
         Err(what) => return Ok(refusal(what)),
@@ -450,7 +467,7 @@ async fn revoke(
     path: web::Path<String>,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = caller(&broker, &req, APPROVAL).await?;
+    let caller = caller(&broker, &req, &[APPROVAL]).await?;
     let reason = match reason_of(&bytes) {
         Ok(r) => r,
         Err(what) => return Ok(refusal(what)),
@@ -481,7 +498,7 @@ async fn delegated_list(
     broker: web::Data<Broker>,
     req: HttpRequest,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = caller(&broker, &req, APPROVAL).await?;
+    let caller = caller(&broker, &req, &[APPROVAL]).await?;
     let grants = broker
         .provider
         .roles
@@ -500,7 +517,7 @@ async fn delegate(
     req: HttpRequest,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = caller(&broker, &req, APPROVAL).await?;
+    let caller = caller(&broker, &req, &[APPROVAL]).await?;
     let grant: GrantBody = parse_or_answer!(&bytes);
     grant_answer(&broker, &caller.actor(), &grant).await
 }
@@ -510,7 +527,7 @@ async fn undelegate(
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = caller(&broker, &req, APPROVAL).await?;
+    let caller = caller(&broker, &req, &[APPROVAL]).await?;
     let (account_id, org_code) = path.into_inner();
     ungrant_answer(&broker, &caller.actor(), &account_id, &org_code).await
 }

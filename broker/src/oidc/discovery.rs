@@ -17,7 +17,7 @@ pub fn metadata(p: &Provider) -> Value {
         "end_session_endpoint": e("/end_session"),
         "pushed_authorization_request_endpoint": e("/par"),
         "require_pushed_authorization_requests": p.require_pushed_requests,
-        "scopes_supported": ["openid", "profile", "phone", "personal_id", "roles", "role_approval"],
+        "scopes_supported": ["openid", "profile", "phone", "personal_id", "roles", "role_request", "role_approval"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],

@@ -146,7 +146,7 @@ pub struct Transition<'a> {
 #[async_trait]
 pub trait RoleStore: Send + Sync {
     /// Inserts a new request with its `requested` history row. `Ok(false)`: the role it
-    /// changes already has an open change request.
+    /// changes already has an open change request, or the same post is already pending.
     async fn insert(&self, tx: &mut Transaction, role: &Role, actor: &str) -> anyhow::Result<bool>;
     /// Moves the role from `from` to `to` and records it; `Ok(false)` when it was no longer in
     /// `from` (someone else decided first).

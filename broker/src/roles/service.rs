@@ -134,6 +134,9 @@ pub struct RosterPost {
     pub position: String,
 }
 
+/// The reason a change request gets when the role it changes is revoked.
+const CHANGED_ROLE_REVOKED: &str = "Vai trò cần sửa đã bị thu hồi / the role to change was revoked";
+
 /// At most this many requests of one person wait at once.
 const MAX_PENDING: usize = 10;
 /// At most this many app roles in one request.
@@ -298,9 +301,11 @@ impl Roles {
         let actor = format!("account:{}", account.id);
         let mut tx = self.transactions.begin().await?;
         if !self.store.insert(&mut tx, &role, &actor).await? {
+            // Another request of the same post, or another change of the same role, got in
+            // first (the checks above ran before it committed).
             return Err(RoleError::Conflict((
-                "Vai trò này đã có một yêu cầu sửa đang chờ phê duyệt.",
-                "This role already has a change awaiting approval.",
+                "Đã có một yêu cầu như vậy đang chờ phê duyệt.",
+                "Such a request is already awaiting approval.",
             )));
         }
         self.record(
@@ -456,7 +461,14 @@ impl Roles {
             )
             .await?;
         let mut event_type = types::ROLE_APPROVED;
+        let mut payload = event_payload(&role);
         if let Some(old) = &role.replaces {
+            // What the old role granted, so that an app it gave roles to hears of the change
+            // even when the new role gives it none.
+            if let Some(old_role) = self.store.find(old).await? {
+                payload["replaced_app_roles"] = serde_json::to_value(&old_role.app_roles)
+                    .unwrap_or_default();
+            }
             // A role revoked meanwhile stays revoked; the change is then a role of its own.
             let superseded = self
                 .store
@@ -497,7 +509,7 @@ impl Roles {
                 &Event {
                     subject: &role.account_id,
                     event_type,
-                    payload: event_payload(&role),
+                    payload,
                     at: now,
                 },
             )
@@ -562,6 +574,15 @@ impl Roles {
                 "This role is no longer active.",
             )));
         }
+        // A change still waiting for this role would bring it back once approved: it goes
+        // with the role, in the same transaction.
+        let pending_changes: Vec<Role> = self
+            .store
+            .of_account(&role.account_id)
+            .await?
+            .into_iter()
+            .filter(|r| r.state == RoleState::Pending && r.replaces.as_deref() == Some(role_id))
+            .collect();
         let tag = actor.tag();
         let mut tx = self.transactions.begin().await?;
         let role = self
@@ -588,6 +609,33 @@ impl Roles {
             now,
         )
         .await?;
+        for change in pending_changes {
+            let change_id = change.id.clone();
+            let change = self
+                .move_role(
+                    &mut tx,
+                    change,
+                    Transition {
+                        role_id: &change_id,
+                        from: RoleState::Pending,
+                        to: RoleState::Rejected,
+                        actor: &tag,
+                        action: "rejected",
+                        reason: Some(CHANGED_ROLE_REVOKED),
+                        at: now,
+                    },
+                )
+                .await?;
+            self.record(
+                &mut tx,
+                &change,
+                types::ROLE_REJECTED,
+                "role_rejected",
+                actor.audit_actor(),
+                now,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(role)
     }

@@ -532,6 +532,14 @@ on_both_backends_with!(
     |app: TestApp| async move {
         let outage =
             |body: &str| body.contains("VNeID đang gián đoạn") && body.contains("tel:19000368");
+        // Refusals are answers, even as HTML: made-up codes never open the breaker (they count
+        // against the caller's budget instead).
+        app.mock.set_tamper(Tamper::TokenRefusesPlainly);
+        for hint in ["C01", "C02", "C03"] {
+            let browser = Browser::new();
+            let callback = start_login(&app, &browser, hint).await;
+            assert_eq!(browser.get(&callback).await.status(), 400);
+        }
         // The token endpoint fails fast (a proxy's 502): the citizen is told VNeID is
         // interrupted, nothing is created.
         app.mock.set_tamper(Tamper::TokenFails);

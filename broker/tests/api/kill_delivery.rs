@@ -95,7 +95,7 @@ impl Setup {
             client,
             &pkce,
             &[
-                ("scope", "openid profile roles"),
+                ("scope", "openid profile roles role_request"),
                 ("state", &state),
                 ("nonce", "n-0S6_WzA2Mj"),
                 ("login_hint", hint),
@@ -271,7 +271,7 @@ async fn a_broker_killed_mid_delivery_loses_no_event() {
             "redirect_uris": ["vn.hue.cqs:/oauth"],
             "grant_types": ["authorization_code"],
             "token_endpoint_auth_method": "none",
-            "scope": "openid profile roles",
+            "scope": "openid profile roles role_request",
             "roles": [{"code": "editor", "name": "Biên tập viên", "name#en": "Editor"}],
             "event_delivery_uri": rx.uri(RECEIVER),
             "event_types": [REQUESTED],

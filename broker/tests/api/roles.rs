@@ -49,7 +49,7 @@ async fn workplace(app: &TestApp, events: &str) -> Client {
         "redirect_uris": ["https://cqs.example/cb"],
         "token_endpoint_auth_method": "client_secret_basic",
         "grant_types": ["authorization_code", "refresh_token"],
-        "scope": "openid profile roles role_approval",
+        "scope": "openid profile roles role_request role_approval",
         "roles": [
             {"code": "editor", "name": "Biên tập viên", "name#en": "Editor"},
             {"code": "reviewer", "name": "Người duyệt", "name#en": "Reviewer"},
@@ -159,7 +159,21 @@ on_both_backends!(
         load_directory(&app).await;
         let rx = SetReceiver::start();
         let client = workplace(&app, &rx.uri("cqs")).await;
-        let person = login(&app, &client, "C06", "openid profile roles").await;
+        // An app that declares roles of its own hears of no post that gives it none.
+        let finance = app
+            .client_with(json!({
+                "client_name": "Tài chính",
+                "redirect_uris": ["https://finance.example/cb"],
+                "token_endpoint_auth_method": "client_secret_basic",
+                "scope": "openid roles",
+                "roles": [{"code": "audit", "name": "Kiểm toán"}],
+                "event_delivery_uri": rx.uri("finance"),
+                "event_types": [format!("{EVENT}requested"), format!("{EVENT}approved"),
+                                format!("{EVENT}changed")],
+            }))
+            .await;
+        login(&app, &finance, "C06", "openid roles").await;
+        let person = login(&app, &client, "C06", "openid profile roles role_request").await;
         let approver = login(&app, &client, "C07", "openid role_approval").await;
         let person_id = sub_of(&person);
         make_approver(&app, &sub_of(&approver), SO_Y_TE).await;
@@ -355,7 +369,21 @@ on_both_backends!(
             rx.received_by("cqs").iter().any(|s| s.status == 503),
             "the platform was down at first"
         );
+        assert!(
+            rx.received_by("finance").is_empty(),
+            "no post of C06 gives the finance app a role"
+        );
 
+        // A change waiting for the role goes with it when the role is revoked.
+        let (status, waiting) = post(
+            &app,
+            &bearer(&person),
+            "/api/roles",
+            json!({"category": "cong_chuc", "org_code": SO_Y_TE, "position": "Chuyên viên chính",
+                   "replaces": second}),
+        )
+        .await;
+        assert_eq!(status, 201, "{waiting}");
         // Revocation ends it: the next refresh has no role.
         let (status, revoked) = post(
             &app,
@@ -365,6 +393,13 @@ on_both_backends!(
         )
         .await;
         assert_eq!(status, 200, "{revoked}");
+        let (_, gone) = get(
+            &app,
+            &bearer(&person),
+            &format!("/api/roles/{}", waiting["id"].as_str().unwrap()),
+        )
+        .await;
+        assert_eq!(gone["role"]["state"], "rejected", "{gone}");
         let person = refresh(&app, &client, &person).await;
         assert_eq!(
             roles_claim(person["access_token"].as_str().unwrap()),
@@ -380,9 +415,9 @@ on_both_backends!(
         load_directory(&app).await;
         let rx = SetReceiver::start();
         let client = workplace(&app, &rx.uri("cqs")).await;
-        let c06 = login(&app, &client, "C06", "openid roles role_approval").await;
-        let c07 = login(&app, &client, "C07", "openid roles role_approval").await;
-        let c01 = login(&app, &client, "C01", "openid roles role_approval").await;
+        let c06 = login(&app, &client, "C06", "openid roles role_request role_approval").await;
+        let c07 = login(&app, &client, "C07", "openid roles role_request role_approval").await;
+        let c01 = login(&app, &client, "C01", "openid roles role_request role_approval").await;
         let (c06_id, c07_id, c01_id) = (sub_of(&c06), sub_of(&c07), sub_of(&c01));
 
         // No token, a token without the scope, garbage.
@@ -436,6 +471,35 @@ on_both_backends!(
         )
         .await;
         let id = request["id"].as_str().unwrap().to_string();
+        // A token that reads roles neither files requests nor reads others' roles; a token that
+        // also names another API is refused here altogether (that API could replay it).
+        let reader = login(&app, &client, "C06", "openid roles").await;
+        let (status, body) = post(
+            &app,
+            &bearer(&reader),
+            "/api/roles",
+            json!({"category": "cong_chuc", "org_code": SO_Y_TE, "position": "x"}),
+        )
+        .await;
+        assert_eq!(status, 403, "{body}");
+        let c07_reader = login(&app, &client, "C07", "openid roles").await;
+        assert_eq!(
+            get(&app, &bearer(&c07_reader), &format!("/api/roles/{id}")).await.0,
+            404,
+            "the roles scope shows one's own roles only"
+        );
+        assert_eq!(get(&app, &bearer(&c07), &format!("/api/roles/{id}")).await.0, 200);
+        let api_client = app
+            .client_with(json!({
+                "client_name": "api",
+                "redirect_uris": ["https://api-rp.example/cb"],
+                "token_endpoint_auth_method": "client_secret_basic",
+                "scope": "openid roles role_approval",
+                "audience": "https://api.example",
+            }))
+            .await;
+        let two_audiences = login(&app, &api_client, "C07", "openid roles role_approval").await;
+        assert_eq!(get(&app, &bearer(&two_audiences), "/api/approvals").await.0, 401);
         // The same post twice is refused.
         let (status, _) = post(
             &app,
@@ -542,6 +606,15 @@ on_both_backends!(
         )
         .await;
         assert_eq!(status, 403, "a level-1 approver grants nothing");
+        // Five identical requests at once: one waits, the others are repeats.
+        let same = json!({"category": "cong_chuc", "org_code": SO_Y_TE, "position": "Kế toán"});
+        let answers = futures_util::future::join_all(
+            (0..5).map(|_| post(&app, &bearer(&c06), "/api/roles", same.clone())),
+        )
+        .await;
+        let created = answers.iter().filter(|(s, _)| *s == 201).count();
+        assert_eq!(created, 1, "{answers:?}");
+        assert!(answers.iter().all(|(s, _)| *s == 201 || *s == 409), "{answers:?}");
         // Operators read and revoke; they do not approve.
         let (status, all) = admin(&app, reqwest::Method::GET, "/admin/approvers", json!({})).await;
         assert_eq!(status, 200);
@@ -555,7 +628,7 @@ on_both_backends!(
         load_directory(&app).await;
         let rx = SetReceiver::start();
         let client = workplace(&app, &rx.uri("cqs")).await;
-        let c06 = login(&app, &client, "C06", "openid roles").await;
+        let c06 = login(&app, &client, "C06", "openid roles role_request").await;
         let (status, _) = admin(
             &app,
             reqwest::Method::PUT,
@@ -594,7 +667,7 @@ on_both_backends!(
         )
         .await;
         assert_eq!(status, 200);
-        let c07 = login(&app, &client, "C07", "openid roles").await;
+        let c07 = login(&app, &client, "C07", "openid roles role_request").await;
         let (_, c07_role) = post(
             &app,
             &bearer(&c07),

@@ -103,6 +103,11 @@ async fn token_post(mock: Mock, req: HttpRequest, body: web::Bytes) -> HttpRespo
         super::Tamper::TokenHangs => {
             tokio::time::sleep(std::time::Duration::from_secs(60)).await;
         }
+        super::Tamper::TokenRefusesPlainly => {
+            return HttpResponse::BadRequest()
+                .content_type("text/html")
+                .body("<html><body>Bad request</body></html>");
+        }
         super::Tamper::TokenFails => {
             return HttpResponse::BadGateway()
                 .content_type("text/html")

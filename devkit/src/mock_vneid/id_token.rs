@@ -46,6 +46,9 @@ pub enum Tamper {
     TokenHangs,
     /// The token endpoint answers 502 with a proxy's HTML page: an outage that fails fast.
     TokenFails,
+    /// The token endpoint refuses with a 400 HTML page, not OAuth's JSON error: an answer all
+    /// the same (what a made-up code may get from a gateway).
+    TokenRefusesPlainly,
     /// Variant B: userinfo names another `sub` than the ID token.
     UserinfoOtherSub,
     /// Variant C: the envelope's encrypted AES key is spoilt (one byte flipped).

@@ -110,6 +110,7 @@ async fn check_defect(t: &TestMock, mode: Tamper, id_token: &str) {
         // (tested through the broker: tests/api/federation.rs), never the ID token.
         Tamper::TokenHangs
         | Tamper::TokenFails
+        | Tamper::TokenRefusesPlainly
         | Tamper::UserinfoOtherSub
         | Tamper::EnvelopeBadKey
         | Tamper::EnvelopeBadData => {
