@@ -243,11 +243,12 @@ mod tests {
     use super::*;
 
     fn client(id: &str, roles: &[&str]) -> Client {
-        let mut metadata: crate::clients::ClientMetadata = serde_json::from_value(serde_json::json!({
-            "client_name": id, "redirect_uris": [], "grant_types": [],
-            "token_endpoint_auth_method": "none", "scope": "openid",
-        }))
-        .unwrap();
+        let mut metadata: crate::clients::ClientMetadata =
+            serde_json::from_value(serde_json::json!({
+                "client_name": id, "redirect_uris": [], "grant_types": [],
+                "token_endpoint_auth_method": "none", "scope": "openid",
+            }))
+            .unwrap();
         metadata.roles = roles
             .iter()
             .map(|code| crate::clients::DeclaredRole {
@@ -309,9 +310,22 @@ mod tests {
         );
         let kind = "urn:vn:hue:broker:event:role:changed";
         assert!(concerns(&c1, kind, &event));
-        assert!(concerns(&client("c3", &["viewer"]), kind, &event), "it loses its role");
-        assert!(!concerns(&client("c4", &["editor"]), kind, &event), "nothing of c4's");
-        assert!(concerns(&client("c5", &[]), kind, &event), "declares none: every post");
-        assert!(concerns(&client("c4", &["editor"]), "urn:vn:hue:broker:event:session:ended", &event));
+        assert!(
+            concerns(&client("c3", &["viewer"]), kind, &event),
+            "it loses its role"
+        );
+        assert!(
+            !concerns(&client("c4", &["editor"]), kind, &event),
+            "nothing of c4's"
+        );
+        assert!(
+            concerns(&client("c5", &[]), kind, &event),
+            "declares none: every post"
+        );
+        assert!(concerns(
+            &client("c4", &["editor"]),
+            "urn:vn:hue:broker:event:session:ended",
+            &event
+        ));
     }
 }

@@ -466,8 +466,8 @@ impl Roles {
             // What the old role granted, so that an app it gave roles to hears of the change
             // even when the new role gives it none.
             if let Some(old_role) = self.store.find(old).await? {
-                payload["replaced_app_roles"] = serde_json::to_value(&old_role.app_roles)
-                    .unwrap_or_default();
+                payload["replaced_app_roles"] =
+                    serde_json::to_value(&old_role.app_roles).unwrap_or_default();
             }
             // A role revoked meanwhile stays revoked; the change is then a role of its own.
             let superseded = self

@@ -415,9 +415,27 @@ on_both_backends!(
         load_directory(&app).await;
         let rx = SetReceiver::start();
         let client = workplace(&app, &rx.uri("cqs")).await;
-        let c06 = login(&app, &client, "C06", "openid roles role_request role_approval").await;
-        let c07 = login(&app, &client, "C07", "openid roles role_request role_approval").await;
-        let c01 = login(&app, &client, "C01", "openid roles role_request role_approval").await;
+        let c06 = login(
+            &app,
+            &client,
+            "C06",
+            "openid roles role_request role_approval",
+        )
+        .await;
+        let c07 = login(
+            &app,
+            &client,
+            "C07",
+            "openid roles role_request role_approval",
+        )
+        .await;
+        let c01 = login(
+            &app,
+            &client,
+            "C01",
+            "openid roles role_request role_approval",
+        )
+        .await;
         let (c06_id, c07_id, c01_id) = (sub_of(&c06), sub_of(&c07), sub_of(&c01));
 
         // No token, a token without the scope, garbage.
@@ -484,11 +502,18 @@ on_both_backends!(
         assert_eq!(status, 403, "{body}");
         let c07_reader = login(&app, &client, "C07", "openid roles").await;
         assert_eq!(
-            get(&app, &bearer(&c07_reader), &format!("/api/roles/{id}")).await.0,
+            get(&app, &bearer(&c07_reader), &format!("/api/roles/{id}"))
+                .await
+                .0,
             404,
             "the roles scope shows one's own roles only"
         );
-        assert_eq!(get(&app, &bearer(&c07), &format!("/api/roles/{id}")).await.0, 200);
+        assert_eq!(
+            get(&app, &bearer(&c07), &format!("/api/roles/{id}"))
+                .await
+                .0,
+            200
+        );
         let api_client = app
             .client_with(json!({
                 "client_name": "api",
@@ -499,7 +524,10 @@ on_both_backends!(
             }))
             .await;
         let two_audiences = login(&app, &api_client, "C07", "openid roles role_approval").await;
-        assert_eq!(get(&app, &bearer(&two_audiences), "/api/approvals").await.0, 401);
+        assert_eq!(
+            get(&app, &bearer(&two_audiences), "/api/approvals").await.0,
+            401
+        );
         // The same post twice is refused.
         let (status, _) = post(
             &app,
@@ -607,14 +635,18 @@ on_both_backends!(
         .await;
         assert_eq!(status, 403, "a level-1 approver grants nothing");
         // Five identical requests at once: one waits, the others are repeats.
+        let c06_token = bearer(&c06);
         let same = json!({"category": "cong_chuc", "org_code": SO_Y_TE, "position": "Kế toán"});
         let answers = futures_util::future::join_all(
-            (0..5).map(|_| post(&app, &bearer(&c06), "/api/roles", same.clone())),
+            (0..5).map(|_| post(&app, &c06_token, "/api/roles", same.clone())),
         )
         .await;
         let created = answers.iter().filter(|(s, _)| *s == 201).count();
         assert_eq!(created, 1, "{answers:?}");
-        assert!(answers.iter().all(|(s, _)| *s == 201 || *s == 409), "{answers:?}");
+        assert!(
+            answers.iter().all(|(s, _)| *s == 201 || *s == 409),
+            "{answers:?}"
+        );
         // Operators read and revoke; they do not approve.
         let (status, all) = admin(&app, reqwest::Method::GET, "/admin/approvers", json!({})).await;
         assert_eq!(status, 200);
