@@ -56,7 +56,8 @@ const APPROVER: &str = "C01";
 /// subscriber.
 const RATE_CITIZENS: Range<u64> = 10_000..11_024;
 const LATENCY_CITIZENS: Range<u64> = 12_000..13_024;
-const _: () = assert!(LINK_ID.start <= RATE_CITIZENS.start && LATENCY_CITIZENS.end <= LINK_ID.end);
+const _: () =
+    assert!(RATE_CITIZENS.end <= LATENCY_CITIZENS.start && LATENCY_CITIZENS.end <= LINK_ID.end);
 /// Logins made at once during setup.
 const SETUP_PARALLELISM: usize = 8;
 /// How long the rate scenario waits after its window for the backlog to drain.
