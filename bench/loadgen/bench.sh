@@ -9,9 +9,11 @@
 #   bash bench/loadgen/bench.sh postgres 10 32 mobile-login         # every login evicts a device
 #   ONE_MOBILE_DEVICE=false bash bench/loadgen/bench.sh postgres 10 32 mobile-login   # rule off
 #   bash bench/loadgen/bench.sh postgres 10 8 device-eviction       # B's tokens → A's logout token
+#   bash bench/loadgen/bench.sh postgres 10 16 role-events           # role SETs/s, approval → SET
 # The fourth argument is loadgen's --scenario (default: all). ONE_MOBILE_DEVICE (default true)
 # sets the broker's [devices] one_mobile_device, to measure what the rule costs; MOBILE_DEVICES
 # (default 2) is mobile-login's devices per citizen (1: the same device logs in again).
+# RATE (default 100) is role-event-latency's approvals per second (loadgen --rate).
 # BENCH_BROKER_ENV adds settings to the broker's environment, e.g. "BROKER_DISPATCH__ENABLED=false".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -21,6 +23,7 @@ CONCURRENCY=${3:-32}
 SCENARIO=${4:-all}
 ONE_MOBILE_DEVICE=${ONE_MOBILE_DEVICE:-true}
 MOBILE_DEVICES=${MOBILE_DEVICES:-2}
+RATE=${RATE:-100}
 BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d)
 PORTS=$(python3 -c 'import socket
@@ -75,7 +78,7 @@ env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" import legacy-a
 # mobile scenarios' citizens link by ID number.
 case "$SCENARIO" in
   all|client-credentials|refresh|backchannel-logout) specs="" ;;
-  mobile-login|device-eviction) specs="id:0-20000" ;;
+  mobile-login|device-eviction|role-event*) specs="id:0-20000" ;;
   *) specs="id:0-20000 phone:200000-220000" ;;
 esac
 for spec in $specs; do
@@ -83,6 +86,14 @@ for spec in $specs; do
   env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" import legacy-accounts "$WORK/legacy.csv" \
     > "$WORK/import-synthetic.log" 2>&1 || { cat "$WORK/import-synthetic.log"; exit 1; }
 done
+# The role scenarios: the agency tree and the staff roster (docs/directory.md).
+case "$SCENARIO" in
+  role-event*)
+    for what in org-units staff; do
+      env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" import "$what" "fixtures/$what.csv" \
+        > "$WORK/import-$what.log" 2>&1 || { cat "$WORK/import-$what.log"; exit 1; }
+    done ;;
+esac
 env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" serve > "$WORK/broker.log" 2>&1 &
 BROKER_PID=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null && break; sleep 0.1; done
@@ -91,5 +102,5 @@ curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null || { cat "$WORK/broker.log
 extra=()
 [ "$PAIR" = postgres ] && extra+=(--postgres)
 "$BIN/loadgen" --issuer "http://127.0.0.1:$BPORT" --admin-token="$ADMIN" --scenario "$SCENARIO" \
-  --duration "$DURATION" --concurrency "$CONCURRENCY" --server-pid "$BROKER_PID" --mobile-devices "$MOBILE_DEVICES" \
+  --duration "$DURATION" --concurrency "$CONCURRENCY" --server-pid "$BROKER_PID" --mobile-devices "$MOBILE_DEVICES" --rate "$RATE" \
   "${extra[@]}" --sms-log "$WORK/broker.log" --markdown

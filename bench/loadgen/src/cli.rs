@@ -83,6 +83,11 @@ pub struct Args {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub mobile_devices: u8,
 
+    /// role-event-latency: approvals per second over all virtual users (each one event, after
+    /// its request's own event), paced so that the dispatcher is not saturated.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rate: u32,
+
     /// Also print one Markdown table row per scenario (for docs/benchmarks.md).
     #[arg(long)]
     pub markdown: bool,
@@ -114,6 +119,16 @@ pub enum Scenario {
     /// token of device A's session at the driver's endpoint (loopback receivers allowed, the
     /// rule on, synthetic records imported). Not part of `all`.
     DeviceEviction,
+    /// Role events (issue 8) pushed as Security Event Tokens to a subscriber the driver serves on
+    /// loopback: role-event-rate then role-event-latency (the agency tree must be imported:
+    /// see bench.sh). Not part of `all`.
+    RoleEvents,
+    /// Virtual users request roles and an approver approves them as fast as they can; the
+    /// receiver counts the SETs delivered per second.
+    RoleEventRate,
+    /// At `--rate` approvals per second: from the approve call's response to the `approved`
+    /// SET's arrival at the receiver.
+    RoleEventLatency,
     All,
 }
 
@@ -126,6 +141,7 @@ impl Scenario {
                 Scenario::Login,
                 Scenario::Refresh,
             ],
+            Scenario::RoleEvents => vec![Scenario::RoleEventRate, Scenario::RoleEventLatency],
             Scenario::Linking => vec![
                 Scenario::Login,
                 Scenario::LoginLinkId,
@@ -148,6 +164,9 @@ impl Scenario {
             Scenario::BackchannelLogout => "backchannel-logout",
             Scenario::MobileLogin => "mobile-login",
             Scenario::DeviceEviction => "device-eviction",
+            Scenario::RoleEvents => "role-events",
+            Scenario::RoleEventRate => "role-event-rate",
+            Scenario::RoleEventLatency => "role-event-latency",
             Scenario::All => "all",
         }
     }

@@ -13,6 +13,7 @@ use crate::pkce::Pkce;
 pub const REDIRECT_URI: &str = "http://127.0.0.1:9/cb";
 
 /// A broker found by discovery, with the client the driver acts as.
+#[derive(Clone)]
 pub struct Broker {
     pub http: reqwest::Client,
     /// The issuer as discovery states it; the `iss` of the final redirect must equal it.
@@ -29,6 +30,7 @@ pub struct Broker {
 
 /// What a successful code or refresh exchange yields that the driver needs later.
 pub struct Tokens {
+    pub access_token: String,
     pub refresh_token: Option<String>,
     pub id_token: String,
 }
@@ -124,7 +126,13 @@ impl Broker {
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
             .map(str::to_owned);
+        let access_token = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         Ok(Tokens {
+            access_token,
             refresh_token,
             id_token: id_token.to_owned(),
         })

@@ -1,5 +1,6 @@
-//! The dispatcher's loop: fan out new events, claim due deliveries, send them (several at once,
-//! so one slow receiver delays no other), record each attempt. It wakes on this instance's
+//! The dispatcher's loops: one fans out new events (a batch per transaction); the other claims
+//! due deliveries (as many as there are free slots, in one query), sends them (several at once,
+//! so one slow receiver delays no other) and records each attempt. They wake on this instance's
 //! outbox commits, on a finished send, and every `poll` for other instances' events and for
 //! retries falling due.
 
@@ -86,17 +87,47 @@ impl Dispatcher {
         tokio::spawn(async move { me.run().await })
     }
 
+    /// Two loops in one task: fan-out, and claiming and sending. Apart, so that neither holds
+    /// the other back: fanning out a steady stream of new events (a query per event and
+    /// route) left the claims waiting, and deliveries fell behind the events.
     async fn run(self: Arc<Self>) {
-        let mut in_flight: JoinSet<()> = JoinSet::new();
+        let fanned = Notify::new();
+        tokio::join!(self.fan_out_loop(&fanned), self.delivery_loop(&fanned));
+    }
+
+    /// Fans out new events a batch at a time, woken by this instance's outbox commits and
+    /// every `poll`; tells the delivery loop after every pass (a wake may also be a replay's
+    /// new delivery, which needs no fan-out).
+    async fn fan_out_loop(&self, fanned: &Notify) {
         let mut purged_at = Instant::now();
         loop {
             if purged_at.elapsed() >= PURGE_EVERY {
                 purged_at = Instant::now();
                 self.purge().await;
             }
-            if let Err(e) = self.fan_out().await {
-                tracing::error!(error = format!("{e:#}"), "dispatch: fan-out failed");
+            let more = match self.fan_out_batch().await {
+                Ok(n) => n as i64 >= FAN_OUT_BATCH,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "dispatch: fan-out failed");
+                    false
+                }
+            };
+            fanned.notify_one();
+            if !more {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.plan.poll) => {}
+                }
             }
+        }
+    }
+
+    /// Claims due deliveries while there are free slots and sends them; woken by the fan-out
+    /// loop, by a finished send, and every `poll` (retries falling due, other instances'
+    /// deliveries).
+    async fn delivery_loop(self: &Arc<Self>, fanned: &Notify) {
+        let mut in_flight: JoinSet<()> = JoinSet::new();
+        loop {
             let free = self.plan.concurrency.saturating_sub(in_flight.len());
             if free > 0 {
                 match self.claim(free as i64).await {
@@ -110,10 +141,13 @@ impl Dispatcher {
                 }
             }
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = fanned.notified() => {}
                 _ = tokio::time::sleep(self.plan.poll) => {}
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             }
+            // Every send that has finished frees its slot now, so that the next claim fills
+            // them all in one query rather than one query per finished send.
+            while in_flight.try_join_next().is_some() {}
         }
     }
 
@@ -134,27 +168,34 @@ impl Dispatcher {
     pub async fn fan_out(&self) -> anyhow::Result<usize> {
         let mut total = 0;
         loop {
-            let events = self.store.undispatched(FAN_OUT_BATCH).await?;
-            if events.is_empty() {
-                return Ok(total);
-            }
-            let mut deliveries: Vec<(i64, &'static str, Planned)> = Vec::new();
-            for event in &events {
-                for route in &self.routes {
-                    for planned in route.plan(event).await? {
-                        deliveries.push((event.id, route.name(), planned));
-                    }
-                }
-            }
-            let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
-            self.store
-                .fan_out(&ids, &deliveries, self.clock.now())
-                .await?;
-            total += events.len();
-            if (events.len() as i64) < FAN_OUT_BATCH {
+            let n = self.fan_out_batch().await?;
+            total += n;
+            if (n as i64) < FAN_OUT_BATCH {
                 return Ok(total);
             }
         }
+    }
+
+    /// Fans out up to `FAN_OUT_BATCH` events not fanned out yet, in one transaction; returns
+    /// how many.
+    async fn fan_out_batch(&self) -> anyhow::Result<usize> {
+        let events = self.store.undispatched(FAN_OUT_BATCH).await?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let mut deliveries: Vec<(i64, &'static str, Planned)> = Vec::new();
+        for event in &events {
+            for route in &self.routes {
+                for planned in route.plan(event).await? {
+                    deliveries.push((event.id, route.name(), planned));
+                }
+            }
+        }
+        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+        self.store
+            .fan_out(&ids, &deliveries, self.clock.now())
+            .await?;
+        Ok(events.len())
     }
 
     /// Claims up to `limit` due deliveries for this instance.

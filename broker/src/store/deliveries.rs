@@ -130,13 +130,19 @@ impl DeliveryStore for Db {
         lease_token: &str,
         limit: i64,
     ) -> anyhow::Result<Vec<Delivery>> {
+        // An ordered delivery is due only at the head of its (route, target, subject): its
+        // `seq` the lowest pending there. The heads are computed once per claim (a hashed
+        // subquery over the `deliveries_ordering` index) rather than probed row by row with
+        // NOT EXISTS, which cost one index probe per pending row: with a backlog of a few
+        // thousand, 50-100 ms per claim.
         let sql = format!(
             "UPDATE deliveries SET lease_token = $1, lease_until = $2 \
              WHERE id IN (SELECT id FROM deliveries d WHERE status = 'pending' \
                  AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until <= $3) \
-                 AND (d.subject IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries e \
-                     WHERE e.status = 'pending' AND e.route = d.route AND e.target = d.target \
-                     AND e.subject = d.subject AND e.seq < d.seq)) \
+                 AND (d.subject IS NULL OR (d.route, d.target, d.subject, d.seq) IN \
+                     (SELECT route, target, subject, MIN(seq) FROM deliveries \
+                      WHERE status = 'pending' AND subject IS NOT NULL \
+                      GROUP BY route, target, subject)) \
                  ORDER BY next_attempt_at, id LIMIT $4{}) \
              AND status = 'pending' AND (lease_until IS NULL OR lease_until <= $3) \
              RETURNING id, event_id, route, target, payload, attempts, created_at",

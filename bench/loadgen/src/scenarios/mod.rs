@@ -8,6 +8,7 @@ mod first_login;
 mod login;
 mod mobile_login;
 mod refresh;
+mod role_events;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,13 @@ use crate::stats::{Recorder, Report};
 pub enum Step {
     /// The scenario's operation: counted when it completes inside the measured window.
     Measured(Result<(), Failure>),
+    /// The scenario's operation, whose latency runs between two instants of its own (e.g. from
+    /// a call's response to the event's arrival at the receiver) rather than over the turn.
+    Timed {
+        started: Instant,
+        finished: Instant,
+        outcome: Result<(), Failure>,
+    },
     /// Housekeeping the operation needed (e.g. a fresh login to restart a refresh chain): not counted.
     Unmeasured,
 }
@@ -81,7 +89,17 @@ pub async fn run_all(
             args.duration,
             WARM_UP.as_secs()
         );
-        let report = match scenario {
+        let one = match scenario {
+            Scenario::RoleEventRate | Scenario::RoleEventLatency => {
+                let rows = role_events::run(scenario, args, &broker, &probe)
+                    .await
+                    .with_context(|| format!("scenario {}", scenario.name()))?;
+                for report in rows {
+                    println!("{}", report.human());
+                    reports.push(report);
+                }
+                continue;
+            }
             Scenario::ClientCredentials => client_credentials::run(args, &broker, &probe).await,
             Scenario::Login => login::run(args, &broker, &probe).await,
             Scenario::Refresh => refresh::run(args, &broker, &probe).await,
@@ -91,9 +109,9 @@ pub async fn run_all(
             Scenario::BackchannelLogout => backchannel_logout::run(args, &broker, &probe).await,
             Scenario::MobileLogin => mobile_login::run(args, &broker, &probe).await,
             Scenario::DeviceEviction => device_eviction::run(args, &broker, &probe).await,
-            Scenario::Linking | Scenario::All => continue,
-        }
-        .with_context(|| format!("scenario {}", scenario.name()))?;
+            Scenario::Linking | Scenario::All | Scenario::RoleEvents => continue,
+        };
+        let report = one.with_context(|| format!("scenario {}", scenario.name()))?;
         println!("{}", report.human());
         reports.push(report);
     }
@@ -136,6 +154,11 @@ where
                     Step::Measured(outcome) => {
                         recorder.record(started.into_std(), finished.into_std(), outcome)
                     }
+                    Step::Timed {
+                        started,
+                        finished,
+                        outcome,
+                    } => recorder.record(started.into_std(), finished.into_std(), outcome),
                 }
             }
             recorder
