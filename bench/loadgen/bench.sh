@@ -13,7 +13,8 @@
 # The fourth argument is loadgen's --scenario (default: all). ONE_MOBILE_DEVICE (default true)
 # sets the broker's [devices] one_mobile_device, to measure what the rule costs; MOBILE_DEVICES
 # (default 2) is mobile-login's devices per citizen (1: the same device logs in again).
-# RATE (default 100) is role-event-latency's approvals per second (loadgen --rate).
+# RATE (default 100) is role-event-latency's approvals per second (loadgen --rate); SET_ALG
+# (default RS256) the role-events subscriber's signing algorithm for its SETs (loadgen --set-alg).
 # BENCH_BROKER_ENV adds settings to the broker's environment, e.g. "BROKER_DISPATCH__ENABLED=false".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -24,6 +25,7 @@ SCENARIO=${4:-all}
 ONE_MOBILE_DEVICE=${ONE_MOBILE_DEVICE:-true}
 MOBILE_DEVICES=${MOBILE_DEVICES:-2}
 RATE=${RATE:-100}
+SET_ALG=${SET_ALG:-RS256}
 BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d)
 PORTS=$(python3 -c 'import socket
@@ -102,5 +104,5 @@ curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null || { cat "$WORK/broker.log
 extra=()
 [ "$PAIR" = postgres ] && extra+=(--postgres)
 "$BIN/loadgen" --issuer "http://127.0.0.1:$BPORT" --admin-token="$ADMIN" --scenario "$SCENARIO" \
-  --duration "$DURATION" --concurrency "$CONCURRENCY" --server-pid "$BROKER_PID" --mobile-devices "$MOBILE_DEVICES" --rate "$RATE" \
+  --duration "$DURATION" --concurrency "$CONCURRENCY" --server-pid "$BROKER_PID" --mobile-devices "$MOBILE_DEVICES" --rate "$RATE" --set-alg "$SET_ALG" \
   "${extra[@]}" --sms-log "$WORK/broker.log" --markdown

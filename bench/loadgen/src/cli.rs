@@ -88,6 +88,11 @@ pub struct Args {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub rate: u32,
 
+    /// role-events: the subscriber's `id_token_signed_response_alg`, which its Security Event
+    /// Tokens are signed with too (RS256, ES256 or EdDSA).
+    #[arg(long, default_value = "RS256", value_parser = ["RS256", "ES256", "EdDSA"])]
+    pub set_alg: String,
+
     /// Also print one Markdown table row per scenario (for docs/benchmarks.md).
     #[arg(long)]
     pub markdown: bool,

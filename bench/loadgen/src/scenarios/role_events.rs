@@ -2,7 +2,7 @@
 //! driver's loopback receiver (`receiver.rs`, 202 for every SET, the arrival time recorded per
 //! role event), registered as a client that declares app roles and subscribes to the role
 //! events. Setup (not measured): that client, the virtual users' citizens logged in to it with
-//! scope `openid roles` (synthetic `gen:<n>` with an ID-number legacy record, so no page), and
+//! scope `openid roles role_request` (synthetic `gen:<n>` with an ID-number legacy record, so no page), and
 //! test citizen C01 (a level-2 login) made an approver of the province's root agency by an
 //! operator and logged in with scope `openid role_approval`. The agency tree must be imported
 //! (bench.sh does it for these scenarios).
@@ -103,7 +103,7 @@ struct Shared {
     client_id: String,
     receiver: Arc<Receiver>,
     approver: String,
-    /// Each virtual user's access token (scope `roles`).
+    /// Each virtual user's access token (scopes `roles role_request`).
     people: Vec<String>,
     /// When the call that wrote each event was answered, per role event key.
     sent: Mutex<HashMap<String, Instant>>,
@@ -130,10 +130,11 @@ impl Shared {
             broker,
             json!({
                 "client_name": "loadgen role subscriber",
-                "scope": "openid roles role_approval",
+                "scope": "openid roles role_request role_approval",
                 "roles": [{"code": "editor", "name": "Biên tập viên", "name#en": "Editor"}],
                 "event_delivery_uri": receiver.uri,
                 "event_types": types,
+                "id_token_signed_response_alg": args.set_alg,
             }),
         )
         .await
@@ -144,7 +145,7 @@ impl Shared {
             .map_err(|f| anyhow::anyhow!("the approver's login: {f} ({})", f.detail))?;
         let account = jwt_claim(&approver.id_token, "sub").context("the approver's sub")?;
         grant_approver(args, broker, &account).await?;
-        client.scope = "openid roles".into();
+        client.scope = "openid roles role_request".into();
         eprintln!(
             "loadgen: role events: logging in {} citizen(s)",
             args.concurrency
