@@ -107,6 +107,15 @@ pub trait Route: Send + Sync {
     fn name(&self) -> &'static str;
     /// The deliveries `event` makes through this route (none for events it does not serve).
     async fn plan(&self, event: &StoredEvent) -> anyhow::Result<Vec<Planned>>;
+    /// The deliveries of a batch of events, in their order: a route that reads the same kind
+    /// of data for each event reads it once for the batch here.
+    async fn plan_many(&self, events: &[StoredEvent]) -> anyhow::Result<Vec<Vec<Planned>>> {
+        let mut planned = Vec::with_capacity(events.len());
+        for event in events {
+            planned.push(self.plan(event).await?);
+        }
+        Ok(planned)
+    }
     /// The request of one delivery, built at send time (fresh tokens for every attempt).
     async fn prepare(&self, delivery: &Delivery, now: i64) -> anyhow::Result<Prepared>;
 }

@@ -184,9 +184,10 @@ impl Dispatcher {
             return Ok(0);
         }
         let mut deliveries: Vec<(i64, &'static str, Planned)> = Vec::new();
-        for event in &events {
-            for route in &self.routes {
-                for planned in route.plan(event).await? {
+        for route in &self.routes {
+            let plans = route.plan_many(&events).await?;
+            for (event, plans) in events.iter().zip(plans) {
+                for planned in plans {
                     deliveries.push((event.id, route.name(), planned));
                 }
             }

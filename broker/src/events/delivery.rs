@@ -57,6 +57,12 @@ const ERROR_CODES: &[&str] = &[
 #[async_trait]
 pub trait GrantedClients: Send + Sync {
     async fn clients_granted(&self, account_id: &str) -> anyhow::Result<Vec<String>>;
+    /// The same for several people in one read: account id → client ids (people with no grant
+    /// may be absent).
+    async fn clients_granted_to(
+        &self,
+        account_ids: &[&str],
+    ) -> anyhow::Result<std::collections::HashMap<String, Vec<String>>>;
 }
 
 /// What a delivery of this route stores: the event as the outbox holds it (no personal data).
@@ -162,7 +168,36 @@ impl Route for SecurityEvents {
     }
 
     async fn plan(&self, event: &StoredEvent) -> anyhow::Result<Vec<Planned>> {
-        let mut targets = self.grants.clients_granted(&event.subject).await?;
+        let targets = self.grants.clients_granted(&event.subject).await?;
+        self.plan_for(event, targets).await
+    }
+
+    /// One read of the grants for the whole batch, instead of one per event.
+    async fn plan_many(&self, events: &[StoredEvent]) -> anyhow::Result<Vec<Vec<Planned>>> {
+        let mut subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        let granted = self.grants.clients_granted_to(&subjects).await?;
+        let mut planned = Vec::with_capacity(events.len());
+        for event in events {
+            let targets = granted.get(&event.subject).cloned().unwrap_or_default();
+            planned.push(self.plan_for(event, targets).await?);
+        }
+        Ok(planned)
+    }
+
+    async fn prepare(&self, delivery: &Delivery, now: i64) -> anyhow::Result<Prepared> {
+        self.prepare_delivery(delivery, now).await
+    }
+}
+
+impl SecurityEvents {
+    /// The deliveries of `event` to the clients among `targets` that want it.
+    async fn plan_for(
+        &self,
+        event: &StoredEvent,
+        mut targets: Vec<String>,
+    ) -> anyhow::Result<Vec<Planned>> {
         targets.sort_unstable();
         targets.dedup();
         let mut planned = Vec::new();
@@ -192,7 +227,7 @@ impl Route for SecurityEvents {
         Ok(planned)
     }
 
-    async fn prepare(&self, delivery: &Delivery, now: i64) -> anyhow::Result<Prepared> {
+    async fn prepare_delivery(&self, delivery: &Delivery, now: i64) -> anyhow::Result<Prepared> {
         let payload: Payload = serde_json::from_value(delivery.payload.clone())?;
         let Some(client) = self.clients.get(&delivery.target).await? else {
             return Ok(Prepared::Cancel("client deleted or disabled"));
