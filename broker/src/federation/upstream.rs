@@ -151,6 +151,10 @@ impl Upstream {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
+            // Idle connections are dropped before a server's usual keep-alive ends (actix's and
+            // many gateways' 5 s): a request sent on a connection the server is closing fails
+            // without an answer, and the code exchange (never retried) would lose the login.
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()
             .context("cannot build the upstream HTTP client")?;
         Ok(Self {
