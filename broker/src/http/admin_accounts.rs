@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use super::admin::Operator;
-use super::errors::HttpError;
+use super::errors::{problem, unavailable, HttpError};
 use super::Broker;
 use crate::accounts::login::AdminChange;
 use crate::login::logout::{end_session_of, AdminEnd, Ender};
@@ -30,21 +30,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// A backend failure: logged with its chain, answered as `temporarily_unavailable` JSON.
-fn unavailable(e: anyhow::Error) -> HttpError {
-    HttpError::Json(crate::oidc::error::OAuthError::unavailable(&e))
-}
-
 fn bad_request(description: &str) -> HttpResponse {
     HttpResponse::BadRequest()
         .insert_header(("Cache-Control", "no-store"))
         .json(serde_json::json!({"error": "invalid_request", "error_description": description}))
-}
-
-fn problem(status: actix_web::http::StatusCode, error: &str, description: &str) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header(("Cache-Control", "no-store"))
-        .json(serde_json::json!({"error": error, "error_description": description}))
 }
 
 #[derive(Deserialize)]

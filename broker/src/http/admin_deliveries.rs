@@ -8,7 +8,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use super::admin::Operator;
-use super::errors::HttpError;
+use super::errors::{problem, HttpError};
 use super::Broker;
 use crate::dispatch::replay::{ReplayOutcome, Replayer};
 use crate::dispatch::DeliveryStatus;
@@ -16,12 +16,6 @@ use crate::oidc::error::OAuthError;
 
 /// Delivery ids are UUIDs; anything longer is not one.
 const MAX_ID_LEN: usize = 64;
-
-fn problem(status: actix_web::http::StatusCode, error: &str, description: &str) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header(("Cache-Control", "no-store"))
-        .json(serde_json::json!({"error": error, "error_description": description}))
-}
 
 fn not_found() -> HttpResponse {
     problem(

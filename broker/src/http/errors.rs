@@ -93,6 +93,19 @@ pub enum HttpError {
     Registration(RegistrationError),
 }
 
+/// A JSON API's refusal, `{"error", "error_description"}`, never cached (the admin API and the
+/// roles API).
+pub fn problem(status: StatusCode, error: &str, description: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({"error": error, "error_description": description}))
+}
+
+/// A JSON API's backend failure: logged with its chain, answered `temporarily_unavailable`.
+pub fn unavailable(e: anyhow::Error) -> HttpError {
+    HttpError::Json(OAuthError::unavailable(&e))
+}
+
 impl HttpError {
     /// Logs an unexpected backend failure with its whole chain and reports it without detail.
     pub fn unavailable_page(error: &anyhow::Error, english: bool) -> Self {

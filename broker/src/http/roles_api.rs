@@ -20,7 +20,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::admin::Operator;
-use super::errors::{BearerFailure, HttpError};
+use super::errors::{problem, unavailable, BearerFailure, HttpError};
 use super::limits::rate_limit;
 use super::protocol::{authorization, dpop_header};
 use super::Broker;
@@ -163,13 +163,6 @@ fn json<T: serde::Serialize>(status: StatusCode, body: T) -> HttpResponse {
         .json(body)
 }
 
-fn problem(status: StatusCode, error: &str, description: &str) -> HttpResponse {
-    json(
-        status,
-        serde_json::json!({"error": error, "error_description": description}),
-    )
-}
-
 /// A refusal as JSON; a backend failure as `temporarily_unavailable` (logged).
 fn role_error(e: RoleError) -> Result<HttpResponse, HttpError> {
     let (code, text) = (e.code(), e.text(true));
@@ -181,10 +174,6 @@ fn role_error(e: RoleError) -> Result<HttpResponse, HttpError> {
         RoleError::Store(e) => return Err(unavailable(e)),
     };
     Ok(problem(status, code, text))
-}
-
-fn unavailable(e: anyhow::Error) -> HttpError {
-    HttpError::Json(OAuthError::unavailable(&e))
 }
 
 /// A JSON body, or what is wrong with it (for a 400, `refusal`).
@@ -416,6 +405,37 @@ fn reason_of(bytes: &[u8]) -> Result<Reason, &'static str> {
     body(bytes)
 }
 
+/// An approver's (or an operator's) decision on a role.
+#[derive(Clone, Copy)]
+enum Decision {
+    Approve,
+    Reject,
+    Revoke,
+}
+
+/// Applies `decision` with the body's `reason` (required to reject and revoke).
+async fn decide(
+    broker: &Broker,
+    actor: &Actor<'_>,
+    role_id: &str,
+    bytes: &[u8],
+    decision: Decision,
+) -> Result<HttpResponse, HttpError> {
+    let reason = match reason_of(bytes) {
+        Ok(r) => r.reason,
+        Err(what) => return Ok(refusal(what)),
+    };
+    let p = &broker.provider;
+    let (roles, now) = (&p.roles, p.now());
+    let required = reason.as_deref().unwrap_or_default();
+    let role = done_or_answer!(match decision {
+        Decision::Approve => roles.approve(actor, role_id, reason.as_deref(), now).await,
+        Decision::Reject => roles.reject(actor, role_id, required, now).await,
+        Decision::Revoke => roles.revoke(actor, role_id, required, now).await,
+    });
+    Ok(json(StatusCode::OK, role))
+}
+
 async fn approve(
     broker: web::Data<Broker>,
     req: HttpRequest,
@@ -423,17 +443,7 @@ async fn approve(
     bytes: web::Bytes,
 ) -> Result<HttpResponse, HttpError> {
     let caller = caller(&broker, &req, &[APPROVAL]).await?;
-    let reason = match reason_of(&bytes) {
-        Ok(r) => r,
-        Err(what) => return Ok(refusal(what)),
-    };
-    let p = &broker.provider;
-    let role = done_or_answer!(
-        p.roles
-            .approve(&caller.actor(), &path, reason.reason.as_deref(), p.now())
-            .await
-    );
-    Ok(json(StatusCode::OK, role))
+    decide(&broker, &caller.actor(), &path, &bytes, Decision::Approve).await
 }
 
 async fn reject(
@@ -443,22 +453,7 @@ async fn reject(
     bytes: web::Bytes,
 ) -> Result<HttpResponse, HttpError> {
     let caller = caller(&broker, &req, &[APPROVAL]).await?;
-    let reason = match reason_of(&bytes) {
-        Ok(r) => r,
-        Err(what) => return Ok(refusal(what)),
-    };
-    let p = &broker.provider;
-    let role = done_or_answer!(
-        p.roles
-            .reject(
-                &caller.actor(),
-                &path,
-                reason.reason.as_deref().unwrap_or_default(),
-                p.now()
-            )
-            .await
-    );
-    Ok(json(StatusCode::OK, role))
+    decide(&broker, &caller.actor(), &path, &bytes, Decision::Reject).await
 }
 
 async fn revoke(
@@ -468,22 +463,7 @@ async fn revoke(
     bytes: web::Bytes,
 ) -> Result<HttpResponse, HttpError> {
     let caller = caller(&broker, &req, &[APPROVAL]).await?;
-    let reason = match reason_of(&bytes) {
-        Ok(r) => r,
-        Err(what) => return Ok(refusal(what)),
-    };
-    let p = &broker.provider;
-    let role = done_or_answer!(
-        p.roles
-            .revoke(
-                &caller.actor(),
-                &path,
-                reason.reason.as_deref().unwrap_or_default(),
-                p.now()
-            )
-            .await
-    );
-    Ok(json(StatusCode::OK, role))
+    decide(&broker, &caller.actor(), &path, &bytes, Decision::Revoke).await
 }
 
 #[derive(Deserialize)]
@@ -674,22 +654,8 @@ async fn admin_revoke(
     path: web::Path<String>,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, HttpError> {
-    let reason = match reason_of(&bytes) {
-        Ok(r) => r,
-        Err(what) => return Ok(refusal(what)),
-    };
-    let p = &broker.provider;
-    let role = done_or_answer!(
-        p.roles
-            .revoke(
-                &Actor::Operator(&operator.name),
-                &path,
-                reason.reason.as_deref().unwrap_or_default(),
-                p.now()
-            )
-            .await
-    );
-    Ok(json(StatusCode::OK, role))
+    let actor = Actor::Operator(&operator.name);
+    decide(&broker, &actor, &path, &bytes, Decision::Revoke).await
 }
 
 async fn admin_roles_of(

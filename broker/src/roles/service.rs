@@ -377,7 +377,7 @@ impl Roles {
         let actor = format!("account:{account_id}");
         let mut tx = self.transactions.begin().await?;
         let role = self
-            .move_role(
+            .move_and_record(
                 &mut tx,
                 role,
                 Transition {
@@ -389,17 +389,9 @@ impl Roles {
                     reason: None,
                     at: now,
                 },
+                None,
             )
             .await?;
-        self.record(
-            &mut tx,
-            &role,
-            types::ROLE_WITHDRAWN,
-            "role_withdrawn",
-            None,
-            now,
-        )
-        .await?;
         tx.commit().await?;
         Ok(role)
     }
@@ -530,7 +522,7 @@ impl Roles {
         let tag = actor.tag();
         let mut tx = self.transactions.begin().await?;
         let role = self
-            .move_role(
+            .move_and_record(
                 &mut tx,
                 role,
                 Transition {
@@ -542,17 +534,9 @@ impl Roles {
                     reason: Some(&reason),
                     at: now,
                 },
+                actor.audit_actor(),
             )
             .await?;
-        self.record(
-            &mut tx,
-            &role,
-            types::ROLE_REJECTED,
-            "role_rejected",
-            actor.audit_actor(),
-            now,
-        )
-        .await?;
         tx.commit().await?;
         Ok(role)
     }
@@ -586,7 +570,7 @@ impl Roles {
         let tag = actor.tag();
         let mut tx = self.transactions.begin().await?;
         let role = self
-            .move_role(
+            .move_and_record(
                 &mut tx,
                 role,
                 Transition {
@@ -598,41 +582,24 @@ impl Roles {
                     reason: Some(&reason),
                     at: now,
                 },
+                actor.audit_actor(),
             )
             .await?;
-        self.record(
-            &mut tx,
-            &role,
-            types::ROLE_REVOKED,
-            "role_revoked",
-            actor.audit_actor(),
-            now,
-        )
-        .await?;
         for change in pending_changes {
             let change_id = change.id.clone();
-            let change = self
-                .move_role(
-                    &mut tx,
-                    change,
-                    Transition {
-                        role_id: &change_id,
-                        from: RoleState::Pending,
-                        to: RoleState::Rejected,
-                        actor: &tag,
-                        action: "rejected",
-                        reason: Some(CHANGED_ROLE_REVOKED),
-                        at: now,
-                    },
-                )
-                .await?;
-            self.record(
+            self.move_and_record(
                 &mut tx,
-                &change,
-                types::ROLE_REJECTED,
-                "role_rejected",
+                change,
+                Transition {
+                    role_id: &change_id,
+                    from: RoleState::Pending,
+                    to: RoleState::Rejected,
+                    actor: &tag,
+                    action: "rejected",
+                    reason: Some(CHANGED_ROLE_REVOKED),
+                    at: now,
+                },
                 actor.audit_actor(),
-                now,
             )
             .await?;
         }
@@ -905,6 +872,33 @@ impl Roles {
             role.decided_by = Some(t.actor.to_string());
             role.decided_at = Some(t.at);
         }
+        Ok(role)
+    }
+
+    /// Applies a transition to a decided state (withdrawn, rejected, revoked) with its audit
+    /// entry and its event, named after the state.
+    async fn move_and_record(
+        &self,
+        tx: &mut Transaction,
+        role: Role,
+        t: Transition<'_>,
+        audit_actor: Option<&str>,
+    ) -> Result<Role, RoleError> {
+        let (event_type, kind) = match t.to {
+            RoleState::Withdrawn => (types::ROLE_WITHDRAWN, "role_withdrawn"),
+            RoleState::Rejected => (types::ROLE_REJECTED, "role_rejected"),
+            RoleState::Revoked => (types::ROLE_REVOKED, "role_revoked"),
+            other => {
+                return Err(RoleError::Store(anyhow::anyhow!(
+                    "no event for a move to {}",
+                    other.as_str()
+                )))
+            }
+        };
+        let at = t.at;
+        let role = self.move_role(tx, role, t).await?;
+        self.record(tx, &role, event_type, kind, audit_actor, at)
+            .await?;
         Ok(role)
     }
 
