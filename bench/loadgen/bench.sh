@@ -10,11 +10,13 @@
 #   ONE_MOBILE_DEVICE=false bash bench/loadgen/bench.sh postgres 10 32 mobile-login   # rule off
 #   bash bench/loadgen/bench.sh postgres 10 8 device-eviction       # B's tokens → A's logout token
 #   bash bench/loadgen/bench.sh postgres 10 16 role-events           # role SETs/s, approval → SET
+#   bash bench/loadgen/bench.sh postgres 30 64 role-event-drain      # the dispatcher alone: SETs/s
 # The fourth argument is loadgen's --scenario (default: all). ONE_MOBILE_DEVICE (default true)
 # sets the broker's [devices] one_mobile_device, to measure what the rule costs; MOBILE_DEVICES
 # (default 2) is mobile-login's devices per citizen (1: the same device logs in again).
 # RATE (default 100) is role-event-latency's approvals per second (loadgen --rate); SET_ALG
 # (default RS256) the role-events subscriber's signing algorithm for its SETs (loadgen --set-alg).
+# ID_TOKEN_ALG (default RS256) the driver's own client's ID-token algorithm (loadgen --id-token-alg).
 # BENCH_BROKER_ENV adds settings to the broker's environment, e.g. "BROKER_DISPATCH__ENABLED=false".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -26,12 +28,14 @@ ONE_MOBILE_DEVICE=${ONE_MOBILE_DEVICE:-true}
 MOBILE_DEVICES=${MOBILE_DEVICES:-2}
 RATE=${RATE:-100}
 SET_ALG=${SET_ALG:-RS256}
+ID_TOKEN_ALG=${ID_TOKEN_ALG:-RS256}
 BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d)
 PORTS=$(python3 -c 'import socket
-a=socket.socket(); a.bind(("127.0.0.1",0)); b=socket.socket(); b.bind(("127.0.0.1",0))
-print(a.getsockname()[1], b.getsockname()[1])')
-read -r BPORT MPORT <<<"$PORTS"
+s=[socket.socket() for _ in range(3)]
+[x.bind(("127.0.0.1",0)) for x in s]
+print(*[x.getsockname()[1] for x in s])')
+read -r BPORT MPORT DPORT <<<"$PORTS"
 SECRET=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
 ADMIN=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
 "$BIN/broker" keys generate-master > "$WORK/master.key"
@@ -41,6 +45,7 @@ cleanup() {
     echo "--- broker warnings and errors (first 20):"; grep -E "ERROR|WARN" "$WORK/broker.log" | head -20
   fi
   kill "${BROKER_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true
+  [ -s "$WORK/drainer.pid" ] && kill "$(cat "$WORK/drainer.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
   if [ -n "$DB" ]; then psql postgres://postgres@127.0.0.1:5432/test -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true; fi
   rm -rf "$WORK"
@@ -96,7 +101,16 @@ case "$SCENARIO" in
         > "$WORK/import-$what.log" 2>&1 || { cat "$WORK/import-$what.log"; exit 1; }
     done ;;
 esac
-env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" serve > "$WORK/broker.log" 2>&1 &
+# role-event-drain: the serving broker writes the events and delivers none; the driver then
+# starts a second instance over the same database (another port) that delivers the backlog.
+serving=()
+drain=()
+if [ "$SCENARIO" = role-event-drain ]; then
+  serving=(BROKER_DISPATCH__ENABLED=false)
+  drainer=$(printf '%q ' env -i PATH="$PATH" "${common[@]}" "${storage[@]}" BROKER_HTTP__PORT="$DPORT" "$BIN/broker" serve)
+  drain=(--drain-command "$drainer > $WORK/drainer.log 2>&1 & echo \$! | tee $WORK/drainer.pid")
+fi
+env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "${serving[@]}" "$BIN/broker" serve > "$WORK/broker.log" 2>&1 &
 BROKER_PID=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null && break; sleep 0.1; done
 curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null || { cat "$WORK/broker.log"; exit 1; }
@@ -104,5 +118,5 @@ curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null || { cat "$WORK/broker.log
 extra=()
 [ "$PAIR" = postgres ] && extra+=(--postgres)
 "$BIN/loadgen" --issuer "http://127.0.0.1:$BPORT" --admin-token="$ADMIN" --scenario "$SCENARIO" \
-  --duration "$DURATION" --concurrency "$CONCURRENCY" --server-pid "$BROKER_PID" --mobile-devices "$MOBILE_DEVICES" --rate "$RATE" --set-alg "$SET_ALG" \
-  "${extra[@]}" --sms-log "$WORK/broker.log" --markdown
+  --duration "$DURATION" --concurrency "$CONCURRENCY" --server-pid "$BROKER_PID" --mobile-devices "$MOBILE_DEVICES" --rate "$RATE" --set-alg "$SET_ALG" --id-token-alg "$ID_TOKEN_ALG" \
+  "${extra[@]}" "${drain[@]}" --sms-log "$WORK/broker.log" --markdown

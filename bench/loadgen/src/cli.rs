@@ -93,6 +93,17 @@ pub struct Args {
     #[arg(long, default_value = "RS256", value_parser = ["RS256", "ES256", "EdDSA"])]
     pub set_alg: String,
 
+    /// The `id_token_signed_response_alg` of the client the driver registers for its logins
+    /// and refreshes (RS256, ES256 or EdDSA).
+    #[arg(long, default_value = "RS256", value_parser = ["RS256", "ES256", "EdDSA"])]
+    pub id_token_alg: String,
+
+    /// role-event-drain: a shell command run once the events are written, which starts the
+    /// instance that delivers them (a broker whose dispatcher is enabled, over the same
+    /// database) and prints that process's pid as its first line of output.
+    #[arg(long)]
+    pub drain_command: Option<String>,
+
     /// Also print one Markdown table row per scenario (for docs/benchmarks.md).
     #[arg(long)]
     pub markdown: bool,
@@ -134,6 +145,11 @@ pub enum Scenario {
     /// At `--rate` approvals per second: from the approve call's response to the `approved`
     /// SET's arrival at the receiver.
     RoleEventLatency,
+    /// The dispatcher alone: the events are written as role-event-rate writes them while no
+    /// instance delivers (the serving broker's dispatcher disabled); then `--drain-command`
+    /// starts a delivering instance and the receiver counts the SETs per second until the
+    /// backlog is gone. Not part of `role-events`.
+    RoleEventDrain,
     All,
 }
 
@@ -172,6 +188,7 @@ impl Scenario {
             Scenario::RoleEvents => "role-events",
             Scenario::RoleEventRate => "role-event-rate",
             Scenario::RoleEventLatency => "role-event-latency",
+            Scenario::RoleEventDrain => "role-event-drain",
             Scenario::All => "all",
         }
     }

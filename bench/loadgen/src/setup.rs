@@ -24,7 +24,8 @@ pub async fn connect(http: reqwest::Client, args: &Args) -> anyhow::Result<Broke
                 .as_deref()
                 .context("no admin token to register a client")?;
             let operator = operator_token(&http, &args.issuer, token).await?;
-            register_client(&http, &args.issuer, &operator, &args.scope, &json!({})).await?
+            let extra = json!({ "id_token_signed_response_alg": args.id_token_alg });
+            register_client(&http, &args.issuer, &operator, &args.scope, &extra).await?
         }
     };
     Ok(Broker {

@@ -127,9 +127,16 @@ impl Dispatcher {
     /// deliveries).
     async fn delivery_loop(self: &Arc<Self>, fanned: &Notify) {
         let mut in_flight: JoinSet<()> = JoinSet::new();
+        let mut send_finished = false;
         loop {
             let free = self.plan.concurrency.saturating_sub(in_flight.len());
-            if free > 0 {
+            // A claim is one query over the pending deliveries however many it takes: when
+            // only a finished send woke the loop, wait until half the slots are free, so that
+            // one query fills many (a drained backlog otherwise costs a claim per delivery).
+            // New events and the poll claim at once, so a slow subscriber holding slots
+            // delays nobody else.
+            let worth = !send_finished || in_flight.is_empty() || free * 2 >= self.plan.concurrency;
+            if free > 0 && worth {
                 match self.claim(free as i64).await {
                     Ok(claimed) => {
                         for delivery in claimed {
@@ -140,11 +147,11 @@ impl Dispatcher {
                     Err(e) => tracing::error!(error = format!("{e:#}"), "dispatch: claim failed"),
                 }
             }
-            tokio::select! {
-                _ = fanned.notified() => {}
-                _ = tokio::time::sleep(self.plan.poll) => {}
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-            }
+            send_finished = tokio::select! {
+                _ = fanned.notified() => false,
+                _ = tokio::time::sleep(self.plan.poll) => false,
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => true,
+            };
             // Every send that has finished frees its slot now, so that the next claim fills
             // them all in one query rather than one query per finished send.
             while in_flight.try_join_next().is_some() {}

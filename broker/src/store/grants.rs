@@ -1,4 +1,5 @@
-//! `GrantStore` in SQL. The hot path, refresh-token rotation, is one conditional UPDATE.
+//! `GrantStore` in SQL. The hot path, refresh-token rotation, is one conditional UPDATE (on
+//! PostgreSQL shared by the rotations that arrive together: `rotations.rs`).
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -9,7 +10,7 @@ use crate::scope::Scope;
 use crate::tokens::refresh_families::{GrantCreated, GrantRecord, GrantStore, RotateOutcome};
 use crate::transaction::Transaction;
 
-const GRANT_COLUMNS: &str =
+pub(super) const GRANT_COLUMNS: &str =
     "id, client_id, account_id, sid, scope, resource, acr, auth_time, amr, created_at, revoked_at, \
                              refresh_generation, refresh_expires_at, device_group, device_id, dpop_jkt";
 
@@ -68,7 +69,7 @@ fn not_created(exists: bool) -> GrantCreated {
     }
 }
 
-fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
+pub(super) fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
     Ok(GrantRecord {
         id: row.try_get("id")?,
         client_id: row.try_get("client_id")?,
@@ -149,6 +150,17 @@ impl GrantStore for Db {
         dpop_jkt: Option<&str>,
         now: i64,
     ) -> anyhow::Result<RotateOutcome> {
+        if let Some(rotations) = self.rotations() {
+            return rotations
+                .rotate(super::rotations::Rotation {
+                    grant_id: grant_id.to_owned(),
+                    client_id: client_id.to_owned(),
+                    generation,
+                    jkt: dpop_jkt.map(str::to_owned),
+                    now,
+                })
+                .await;
+        }
         // `dpop_jkt = NULL` is never true: a bound family does not rotate without a proof.
         let sql = format!(
             "UPDATE grants SET refresh_generation = refresh_generation + 1, rotated_at = $1 \

@@ -17,10 +17,11 @@ mod keys;
 mod legacy;
 mod operators;
 mod roles;
+mod rotations;
 mod sessions;
 mod subscribers;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -47,6 +48,8 @@ pub struct Db {
     /// Woken after each commit that appended to the outbox (this instance's dispatcher waits on
     /// it; other instances' events are found by polling).
     outbox_signal: Arc<Notify>,
+    /// PostgreSQL's refresh rotations, batched (started at the first rotation).
+    rotations: Arc<OnceLock<rotations::Rotations>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -119,11 +122,20 @@ impl Db {
             pool,
             backend,
             outbox_signal: Arc::new(Notify::new()),
+            rotations: Arc::default(),
         })
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The batched rotations (PostgreSQL); SQLite, with one writer at a time, rotates alone.
+    fn rotations(&self) -> Option<&rotations::Rotations> {
+        (self.backend == Backend::Postgres).then(|| {
+            self.rotations
+                .get_or_init(|| rotations::Rotations::start(self.pool.clone()))
+        })
     }
 
     /// The row-locking clause of a queue read: PostgreSQL skips the rows another instance is
@@ -162,6 +174,7 @@ impl Db {
             pool,
             backend: self.backend,
             outbox_signal: self.outbox_signal.clone(),
+            rotations: Arc::default(),
         }
     }
 

@@ -222,6 +222,78 @@ on_both_backends!(
 );
 
 on_both_backends!(
+    concurrent_rotations_each_win_once,
+    |app: TestApp| async move {
+        // Rotations arriving together (on PostgreSQL they share one statement): every family
+        // rotates, and of several requests with one token exactly one wins.
+        let client = app.confidential_client().await;
+        let mut tokens = Vec::new();
+        for _ in 0..12 {
+            let pkce = Pkce::new();
+            let (_, body) = app
+                .exchange(
+                    &client,
+                    &code_for(&app, &client, &pkce).await,
+                    &pkce.verifier,
+                )
+                .await;
+            tokens.push(body["refresh_token"].as_str().expect("rt").to_string());
+        }
+        let forms: Vec<[(&str, &str); 2]> = tokens
+            .iter()
+            .map(|rt| {
+                [
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", rt.as_str()),
+                ]
+            })
+            .collect();
+        let answers =
+            futures_util::future::join_all(forms.iter().map(|form| app.token(&client, form))).await;
+        let mut next = Vec::new();
+        for (status, body) in &answers {
+            assert_eq!(*status, 200, "{body}");
+            next.push(body["refresh_token"].as_str().expect("rt").to_string());
+        }
+        let shared = &next[0];
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", shared.as_str()),
+        ];
+        let answers =
+            futures_util::future::join_all((0..8).map(|_| app.token(&client, &form))).await;
+        let won: Vec<_> = answers
+            .iter()
+            .filter(|(status, _)| *status == 200)
+            .collect();
+        assert_eq!(won.len(), 1, "exactly one rotation wins: {answers:?}");
+        for (status, body) in answers.iter().filter(|(status, _)| *status != 200) {
+            assert_eq!(
+                (*status, body["error"].as_str()),
+                (400, Some("invalid_grant"))
+            );
+        }
+        // The others were replays of an earlier generation: the family is revoked.
+        let winner = won[0].1["refresh_token"].as_str().expect("rt");
+        let (status, _) = app
+            .token(
+                &client,
+                &[("grant_type", "refresh_token"), ("refresh_token", winner)],
+            )
+            .await;
+        assert_eq!(status, 400, "the family was revoked by the replays");
+        // The other families go on.
+        let (status, body) = app
+            .token(
+                &client,
+                &[("grant_type", "refresh_token"), ("refresh_token", &next[1])],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+);
+
+on_both_backends!(
     client_credentials_and_client_authentication,
     |app: TestApp| async move {
         let client = app.confidential_client().await;
@@ -881,3 +953,69 @@ on_both_backends!(public_native_client_with_pkce, |app: TestApp| async move {
         .expect("token");
     assert_eq!(r.status(), 401);
 });
+
+/// A rotation on PostgreSQL is a heap-only update: it changes no indexed column, and the table
+/// keeps room on its pages, so the row is rewritten on its own page and no index is touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotations_stay_on_their_page() {
+    use sqlx::Row;
+    let Some(app) = TestApp::spawn_production().await else {
+        return;
+    };
+    let pool = app.app_db.pool();
+    let options: String = sqlx::query(
+        "SELECT COALESCE(array_to_string(reloptions, ','), '') AS o FROM pg_class \
+         WHERE relname = 'grants' AND relkind = 'r'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("reloptions")
+    .get("o");
+    assert!(options.contains("fillfactor=70"), "{options}");
+    let indexed: Vec<String> = sqlx::query(
+        "SELECT indexdef FROM pg_indexes WHERE tablename = 'grants' \
+         AND (indexdef LIKE '%refresh_generation%' OR indexdef LIKE '%rotated_at%')",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("indexes")
+    .iter()
+    .map(|r| r.get("indexdef"))
+    .collect();
+    assert!(indexed.is_empty(), "a rotation would touch {indexed:?}");
+
+    let client = app.confidential_client().await;
+    let pkce = Pkce::new();
+    let (_, body) = app
+        .exchange(
+            &client,
+            &code_for(&app, &client, &pkce).await,
+            &pkce.verifier,
+        )
+        .await;
+    let gid = jwt_parts(body["access_token"].as_str().expect("at")).1["gid"]
+        .as_str()
+        .expect("gid")
+        .to_string();
+    let page = || async {
+        sqlx::query("SELECT (ctid::text::point)[0]::bigint AS page FROM grants WHERE id = $1")
+            .bind(&gid)
+            .fetch_one(pool)
+            .await
+            .expect("ctid")
+            .get::<i64, _>("page")
+    };
+    let before = page().await;
+    let mut rt = body["refresh_token"].as_str().expect("rt").to_string();
+    for _ in 0..5 {
+        let (status, body) = app
+            .token(
+                &client,
+                &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        rt = body["refresh_token"].as_str().expect("rt").to_string();
+    }
+    assert_eq!(page().await, before, "the row left its page");
+}

@@ -90,7 +90,7 @@ pub async fn run_all(
             WARM_UP.as_secs()
         );
         let one = match scenario {
-            Scenario::RoleEventRate | Scenario::RoleEventLatency => {
+            Scenario::RoleEventRate | Scenario::RoleEventLatency | Scenario::RoleEventDrain => {
                 let rows = role_events::run(scenario, args, &broker, &probe)
                     .await
                     .with_context(|| format!("scenario {}", scenario.name()))?;

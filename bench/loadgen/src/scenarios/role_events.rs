@@ -18,6 +18,10 @@
 //! - **role-event-latency**: at `--rate` approvals per second over all users (each after its
 //!   request, whose own event goes first: a person's events reach a subscriber in order), the
 //!   time from the approve call's response to the `role:approved` SET's arrival.
+//! - **role-event-drain**: the dispatcher's own rate. The users write as in role-event-rate
+//!   while no instance delivers (the serving broker runs with its dispatcher disabled); then
+//!   `--drain-command` starts a broker whose dispatcher is enabled, over the same database, and
+//!   the receiver counts the SETs from the first to the last of the backlog.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -70,7 +74,7 @@ pub async fn run(
     probe: &Arc<CpuProbe>,
 ) -> anyhow::Result<Vec<Report>> {
     let citizens = match scenario {
-        Scenario::RoleEventRate => RATE_CITIZENS,
+        Scenario::RoleEventRate | Scenario::RoleEventDrain => RATE_CITIZENS,
         _ => LATENCY_CITIZENS,
     };
     if args.concurrency > (citizens.end - citizens.start) as usize {
@@ -92,6 +96,7 @@ pub async fn run(
         .collect();
     match scenario {
         Scenario::RoleEventRate => rate(args, probe, ctx, users).await,
+        Scenario::RoleEventDrain => drain(args, probe, ctx, users).await,
         _ => latency(args, probe, users).await.map(|r| vec![r]),
     }
 }
@@ -315,25 +320,7 @@ async fn rate(
     // The window `drive` measures (its plan starts the warm-up now).
     let from = Instant::now() + WARM_UP;
     let end = from + Duration::from_secs(args.duration);
-    let mut api = drive(
-        Scenario::RoleEventRate,
-        args,
-        probe,
-        users,
-        |mut user: User| async move {
-            let outcome = match user.pending.take() {
-                Some(id) => user.approve(&id).await.map(|()| role_key(&id, APPROVED)),
-                None => user.request().await.map(|id| {
-                    let key = role_key(&id, REQUESTED);
-                    user.pending = Some(id);
-                    key
-                }),
-            };
-            let outcome = outcome.map(|key| user.ctx.sent(key, Instant::now()));
-            (user, Step::Measured(outcome))
-        },
-    )
-    .await?;
+    let mut api = drive(Scenario::RoleEventRate, args, probe, users, write_turn).await?;
     api.scenario = "role-event-api";
 
     // Every event written (calls answered 2xx, the warm-up's and the stragglers' too) should
@@ -397,6 +384,130 @@ async fn rate(
         server_cpu_ms: api.server_cpu_ms,
         db_cpu_ms: api.db_cpu_ms,
         stopped_by_max_ops: api.stopped_by_max_ops,
+    };
+    Ok(vec![api, delivered])
+}
+
+/// One user's turn of the writing scenarios: a request, or the approval of its last request;
+/// each writes one event.
+async fn write_turn(mut user: User) -> (User, Step) {
+    let outcome = match user.pending.take() {
+        Some(id) => user.approve(&id).await.map(|()| role_key(&id, APPROVED)),
+        None => user.request().await.map(|id| {
+            let key = role_key(&id, REQUESTED);
+            user.pending = Some(id);
+            key
+        }),
+    };
+    let outcome = outcome.map(|key| user.ctx.sent(key, Instant::now()));
+    (user, Step::Measured(outcome))
+}
+
+/// How long role-event-drain waits for the backlog once the delivering instance is started.
+const DRAIN_LIMIT: Duration = Duration::from_secs(180);
+
+/// The events written while no instance delivers; then `--drain-command` starts one and the
+/// receiver counts the SETs until the backlog is gone. Two rows: `role-event-api` (the writing,
+/// as role-event-rate's) and `role-event-drain`: SETs per second from the first arrival to the
+/// last, the latency of each being from the delivering instance's start to its arrival, the CPU
+/// that instance's (and, with `--postgres`, the database's) over the drain.
+async fn drain(
+    args: &Args,
+    probe: &Arc<CpuProbe>,
+    ctx: Arc<Shared>,
+    users: Vec<User>,
+) -> anyhow::Result<Vec<Report>> {
+    let command = args
+        .drain_command
+        .as_deref()
+        .context("role-event-drain needs --drain-command (bench.sh sets it)")?;
+    let mut api = drive(Scenario::RoleEventDrain, args, probe, users, write_turn).await?;
+    api.scenario = "role-event-api";
+    let written = ctx.sent.lock().map(|s| s.len()).unwrap_or_default();
+    let early = ctx
+        .receiver
+        .with_sets(|log| log.arrivals.len())
+        .unwrap_or_default();
+    if early > 0 {
+        bail!(
+            "{early} SETs arrived while the events were written: the serving broker's \
+             dispatcher must be disabled (BROKER_DISPATCH__ENABLED=false)"
+        );
+    }
+    eprintln!("loadgen: {written} events written; starting the delivering instance");
+    let started = Instant::now();
+    let output = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .output()
+        .await
+        .context("running --drain-command")?;
+    if !output.status.success() {
+        bail!(
+            "--drain-command failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let pid: u32 = stdout
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .with_context(|| format!("--drain-command printed no pid first: {stdout:?}"))?;
+    let drainer = CpuProbe::new(vec![pid], args.postgres)?;
+    let before = drainer.sample()?;
+    loop {
+        let arrived = ctx
+            .receiver
+            .with_sets(|log| log.arrivals.len())
+            .unwrap_or_default();
+        if arrived >= written || started.elapsed() > DRAIN_LIMIT {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let used = drainer.used(before, drainer.sample()?);
+    let (recorder, first, last, repeats, arrived) = ctx
+        .receiver
+        .with_sets(|log| {
+            let mut recorder = Recorder::new()?;
+            for arrived in log.by_key.values() {
+                recorder.record(started, *arrived, Ok(()));
+            }
+            let first = log.arrivals.iter().min().copied();
+            let last = log.arrivals.iter().max().copied();
+            anyhow::Ok((recorder, first, last, log.repeats, log.arrivals.len()))
+        })
+        .context("the receiver's log")??;
+    let window = match (first, last) {
+        (Some(first), Some(last)) => last.saturating_duration_since(first),
+        _ => Duration::ZERO,
+    };
+    println!(
+        "    {written} events written while nobody delivered; {arrived} SETs received ({repeats} \
+         repeated or unkeyed); the first {:.2} s after the delivering instance was started, \
+         the last {:.2} s after the first{}",
+        first.map_or(0.0, |t| t.saturating_duration_since(started).as_secs_f64()),
+        window.as_secs_f64(),
+        if arrived < written {
+            format!(
+                "; {} never arrived within {} s",
+                written - arrived,
+                DRAIN_LIMIT.as_secs()
+            )
+        } else {
+            String::new()
+        }
+    );
+    let delivered = Report {
+        scenario: "role-event-drain",
+        concurrency: api.concurrency,
+        window,
+        recorder,
+        server_cpu_ms: used.server_ms,
+        db_cpu_ms: used.db_ms,
+        stopped_by_max_ops: false,
     };
     Ok(vec![api, delivered])
 }
