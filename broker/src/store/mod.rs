@@ -7,6 +7,7 @@
 
 mod accounts;
 mod audit;
+mod changes;
 mod clients;
 mod deliveries;
 mod directory;
@@ -29,7 +30,10 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 use tokio::sync::Notify;
 
+use crate::changes::Changes;
 use crate::transaction::{Transaction, Transactions};
+
+pub use changes::{ChangeFeed, FeedPlan};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -47,6 +51,9 @@ pub struct Db {
     /// Woken after each commit that appended to the outbox (this instance's dispatcher waits on
     /// it; other instances' events are found by polling).
     outbox_signal: Arc<Notify>,
+    /// This instance's revocation set and released-claims cache, told of every change this
+    /// `Db` commits (`store/changes.rs`).
+    changes: Changes,
 }
 
 impl std::fmt::Debug for Db {
@@ -119,6 +126,8 @@ impl Db {
             pool,
             backend,
             outbox_signal: Arc::new(Notify::new()),
+            // Vouched for once loaded (`ChangeFeed::start`); until then callers read SQL.
+            changes: Changes::new(false),
         })
     }
 
@@ -162,6 +171,7 @@ impl Db {
             pool,
             backend: self.backend,
             outbox_signal: self.outbox_signal.clone(),
+            changes: self.changes.clone(),
         }
     }
 
@@ -196,6 +206,15 @@ impl Db {
             tracing::warn!(error = %e, "closing the advisory lock's connection failed");
         }
         result
+    }
+
+    /// This instance's revocation set and released-claims cache.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Notified after every commit that wrote an outbox event through this `Db` (or a clone).
