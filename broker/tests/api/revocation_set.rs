@@ -191,12 +191,21 @@ async fn a_lost_notification_is_caught_up_when_the_listener_reconnects() {
     };
     let cluster = cluster(&redis_url).await;
     let client = web_client(&cluster, "openid profile").await;
+    let gid = |at: &str| jwt_parts(at).1["gid"].as_str().expect("gid").to_string();
     let tokens = cluster
         .login_with(&client, "", "openid profile", 0, 0)
         .await;
     let at = field(&tokens, "access_token").to_string();
-    let grant = jwt_parts(&at).1["gid"].as_str().expect("gid").to_string();
-    assert_eq!(cluster.userinfo(1, &at).await, 200);
+    let probe = field(
+        &cluster
+            .login_with(&client, "", "openid profile", 0, 0)
+            .await,
+        "access_token",
+    )
+    .to_string();
+    for token in [&at, &probe] {
+        assert_eq!(cluster.userinfo(1, token).await, 200);
+    }
 
     // The grant is revoked in SQL with triggers off: its notification is lost, as one would be
     // on a connection that broke. The second instance has no way to know yet.
@@ -210,7 +219,7 @@ async fn a_lost_notification_is_caught_up_when_the_listener_reconnects() {
         "UPDATE grants SET revoked_at = EXTRACT(EPOCH FROM now())::BIGINT, \
          revoked_reason = 'test' WHERE id = $1",
     )
-    .bind(&grant)
+    .bind(gid(&at))
     .execute(&mut *tx)
     .await
     .expect("revoke in SQL");
@@ -230,9 +239,26 @@ async fn a_lost_notification_is_caught_up_when_the_listener_reconnects() {
     .await
     .expect("terminate listeners");
     assert_eq!(ended, 2, "one listener per instance");
-    cluster
-        .refused_within(1, &at, Duration::from_secs(10))
-        .await;
+
+    // While it reconnects the instance reads SQL, which refuses the token too: wait until it
+    // trusts its set again. It applies notifications only once it has caught up, so a
+    // notification of its own (the probe's grant, live in SQL) reaching it says it has.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let payload = format!("g {} {}", jwt_parts(&probe).1["iat"], gid(&probe));
+        sqlx::query("SELECT pg_notify('broker_revocations', $1)")
+            .bind(&payload)
+            .execute(&mut conn)
+            .await
+            .expect("notify");
+        if cluster.userinfo(1, &probe).await == 401 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the listener did not come back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Back on its set, the instance refuses the token whose notification was lost.
+    cluster.refused_within(1, &at, Duration::ZERO).await;
 
     // The listener is back: a revocation through the first instance reaches the second again
     // by notification.
