@@ -215,6 +215,9 @@ pub struct TokenSettings {
     pub client_cache_secs: u64,
     /// Signing algorithm of access tokens (RFC 9068 §2.1; RS256 is always available).
     pub access_token_alg: Alg,
+    /// How often each instance re-reads recent revocations from SQL, whatever its listener
+    /// says: the bound on a notification lost without the connection noticing.
+    pub revocation_sweep_secs: u64,
 }
 
 impl Default for TokenSettings {
@@ -226,6 +229,7 @@ impl Default for TokenSettings {
             code_ttl_secs: 60,
             client_cache_secs: 5,
             access_token_alg: Alg::ES256,
+            revocation_sweep_secs: 10,
         }
     }
 }

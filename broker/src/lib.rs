@@ -4,6 +4,7 @@
 pub mod abuse;
 pub mod accounts;
 pub mod audit;
+pub mod changes;
 pub mod cli;
 pub mod clients;
 pub mod clock;

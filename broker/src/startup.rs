@@ -42,12 +42,13 @@ use crate::sessions::memory::MemoryStore;
 use crate::sessions::redis::RedisStore;
 use crate::sessions::sso::SsoSessions;
 use crate::sessions::SessionStore;
-use crate::store::Db;
+use crate::store::{ChangeFeed, Db, FeedPlan};
 use crate::tokens::keys::file_store::FileKeyStore;
 use crate::tokens::keys::keyring::KeyRing;
 use crate::tokens::keys::rotation::RotationTimings;
 use crate::tokens::keys::KeyStore;
 use crate::tokens::refresh_families::RefreshTokens;
+use crate::tokens::verified::VerifiedTokens;
 use crate::tokens::TokenSigner;
 
 /// Installs aws-lc-rs as the process-wide rustls provider (the only one in the build).
@@ -178,6 +179,18 @@ impl Application {
             clock.clone(),
         );
         jobs::spawn_purge(Arc::new(db.clone()), clock.clone());
+        ChangeFeed::new(
+            db.clone(),
+            clock.clone(),
+            FeedPlan {
+                // A token issued just before its grant's revocation lives this long at most;
+                // the margin covers clocks that disagree.
+                grant_window_secs: settings.tokens.access_token_ttl_secs + 300,
+                sweep: Duration::from_secs(settings.tokens.revocation_sweep_secs.max(1)),
+            },
+        )
+        .start()
+        .await?;
 
         let issuer = settings.issuer_str();
         let directory = ClientDirectory::new(
@@ -240,6 +253,9 @@ impl Application {
             ),
             dpop: DpopVerifier::new(sessions.clone()),
             roles: roles(&db, directory.clone(), master.clone()),
+            verified: VerifiedTokens::new(crate::tokens::verified::CAPACITY),
+            revocations: db.changes().revocations.clone(),
+            released: db.changes().released.clone(),
         };
         if settings.dispatch.enabled {
             dispatcher(&settings, &db, &provider, clock.clone())?.spawn();

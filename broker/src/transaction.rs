@@ -9,6 +9,8 @@
 //! A store may ask to be told when the transaction commits (`notify_on_commit`): the outbox
 //! wakes this instance's dispatcher that way, after the commit, when the event is visible to
 //! it, and not before (a dispatcher woken before the commit would find nothing and sleep).
+//! Likewise `after_commit`: the revocation set and the released-claims cache of this instance
+//! learn a change when it commits, before `commit` returns (`crate::changes`).
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use tokio::sync::Notify;
 pub struct Transaction {
     inner: sqlx::Transaction<'static, sqlx::Any>,
     on_commit: Option<Arc<Notify>>,
+    after_commit: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl Transaction {
@@ -26,6 +29,7 @@ impl Transaction {
         Self {
             inner,
             on_commit: None,
+            after_commit: Vec::new(),
         }
     }
 
@@ -39,8 +43,17 @@ impl Transaction {
         self.on_commit = Some(signal);
     }
 
+    /// Runs `hook` once this transaction has committed, before `commit` returns (nothing on
+    /// rollback).
+    pub(crate) fn after_commit(&mut self, hook: impl FnOnce() + Send + 'static) {
+        self.after_commit.push(Box::new(hook));
+    }
+
     pub async fn commit(self) -> anyhow::Result<()> {
         self.inner.commit().await?;
+        for hook in self.after_commit {
+            hook();
+        }
         if let Some(signal) = self.on_commit {
             signal.notify_one();
         }

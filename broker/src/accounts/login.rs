@@ -770,6 +770,18 @@ impl AccountResolver {
     }
 
     /// The ids of one source's records linked to an account (the `legacy_accounts` claim).
+    /// (source, legacy id) of every legacy record linked to the account.
+    pub async fn legacy_links(&self, account_id: &str) -> anyhow::Result<Vec<(String, String)>> {
+        Ok(self
+            .stores
+            .legacy
+            .linked_to(account_id)
+            .await?
+            .into_iter()
+            .map(|r| (r.source, r.legacy_id))
+            .collect())
+    }
+
     pub async fn legacy_ids(&self, account_id: &str, source: &str) -> anyhow::Result<Vec<String>> {
         let mut ids: Vec<String> = self
             .stores

@@ -122,9 +122,10 @@ async fn caller(
         method: req.method().as_str(),
     };
     let p = &broker.provider;
-    let claims: AccessClaims = presented_access_token(p, &presented, req.path(), p.now())
+    let verified = presented_access_token(p, &presented, req.path(), p.now())
         .await
         .map_err(|e| refused(scheme, e))?;
+    let claims: &AccessClaims = &verified.claims;
     // A person's token meant for the broker alone (RFC 9068 §4): a token that also names another
     // API could be replayed here by that API, acting as the person.
     if claims.aud != Audience::One(p.issuer.to_string()) || claims.gid.is_none() {
@@ -151,9 +152,9 @@ async fn caller(
         .and_then(|acr| p.acr.level(acr))
         .unwrap_or(Loa::One);
     Ok(Caller {
-        account_id: claims.sub,
+        account_id: claims.sub.clone(),
         loa,
-        scope: claims.scope,
+        scope: claims.scope.clone(),
     })
 }
 

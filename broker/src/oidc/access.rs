@@ -1,14 +1,18 @@
 //! Whether an access token is still live, and revoking one: shared by userinfo, introspection
-//! and revocation. The signature says who issued it; SQL, the durable truth, says whether it or
-//! its grant was revoked since. At a protected resource, a token bound to a DPoP key
+//! and revocation. The signature says who issued it (verified once per token,
+//! `tokens::verified`); whether it or its grant was revoked since, the instance's revocation set
+//! says (`crate::changes`), and SQL, the durable truth, whenever the set cannot vouch for
+//! itself (its listener is down or catching up). At a protected resource, a token bound to a DPoP key
 //! (`cnf.jkt`, RFC 9449 §7) is accepted only under the `DPoP` scheme with a proof of that key
 //! for this request and this token; a bound token sent as a bearer token is refused.
+
+use std::sync::Arc;
 
 use super::dpop::ProofTarget;
 use super::error::{ErrorCode, OAuthError};
 use super::Provider;
-use crate::crypto::sha256_b64url;
-use crate::tokens::claims::AccessClaims;
+use crate::changes::Standing;
+use crate::tokens::verified::Verified;
 
 pub(super) fn invalid_token() -> OAuthError {
     OAuthError::new(
@@ -17,25 +21,27 @@ pub(super) fn invalid_token() -> OAuthError {
     )
 }
 
-/// Verifies signature, issuer, expiry and type, then — in SQL, the durable truth — that neither
-/// the token nor its grant was revoked.
+/// Verifies signature, issuer, expiry and type, then that neither the token nor its grant was
+/// revoked: by the revocation set, or in SQL when the set cannot vouch for itself.
 pub async fn live_access_token(
     p: &Provider,
     token: &str,
     now: i64,
-) -> Result<AccessClaims, OAuthError> {
-    let claims = p
-        .signer
-        .verify_access_token(token, now)
+) -> Result<Arc<Verified>, OAuthError> {
+    let verified = p
+        .verified
+        .verify(&p.signer, token, now)
         .map_err(|_| invalid_token())?;
-    if !p
-        .grants
-        .access_token_live(&sha256_b64url(&claims.jti), claims.gid.as_deref())
-        .await?
-    {
+    let gid = verified.claims.gid.as_deref();
+    let live = match p.revocations.standing(&verified.jti_hash, gid) {
+        Standing::Live => true,
+        Standing::Revoked => false,
+        Standing::Unknown => p.grants.access_token_live(&verified.jti_hash, gid).await?,
+    };
+    if !live {
         return Err(invalid_token());
     }
-    Ok(claims)
+    Ok(verified)
 }
 
 /// How the token came (`Authorization: Bearer` or `DPoP`, RFC 9449 §7.1).
@@ -61,10 +67,10 @@ pub async fn presented_access_token(
     presented: &PresentedToken<'_>,
     path: &str,
     now: i64,
-) -> Result<AccessClaims, OAuthError> {
-    let claims = live_access_token(p, presented.token, now).await?;
-    match (&claims.cnf, presented.scheme) {
-        (None, TokenScheme::Bearer) => Ok(claims),
+) -> Result<Arc<Verified>, OAuthError> {
+    let verified = live_access_token(p, presented.token, now).await?;
+    match (&verified.claims.cnf, presented.scheme) {
+        (None, TokenScheme::Bearer) => Ok(verified),
         (Some(_), TokenScheme::Bearer) => Err(OAuthError::new(
             ErrorCode::InvalidToken,
             "the access token is bound to a DPoP key: send it with the DPoP scheme and a proof",
@@ -89,14 +95,14 @@ pub async fn presented_access_token(
                     "the DPoP proof is not signed by the key the access token is bound to",
                 ));
             }
-            Ok(claims)
+            Ok(verified)
         }
     }
 }
 
 /// Revokes one access token until it expires (RFC 7009 for access tokens).
-pub async fn deny_access_token(p: &Provider, claims: &AccessClaims) -> anyhow::Result<()> {
+pub async fn deny_access_token(p: &Provider, verified: &Verified, now: i64) -> anyhow::Result<()> {
     p.grants
-        .deny_access_token(&sha256_b64url(&claims.jti), claims.exp)
+        .deny_access_token(&verified.jti_hash, verified.claims.exp, now)
         .await
 }

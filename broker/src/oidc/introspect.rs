@@ -30,11 +30,12 @@ pub async fn introspect(
     let as_access = || async { live_access_token(p, token, now).await.ok() };
     let as_refresh = || async { current_grant(p, token, now).await };
     if hint != Some("refresh_token") {
-        if let Some(claims) = as_access().await {
+        if let Some(verified) = as_access().await {
+            let claims = &verified.claims;
             if !entitled(&caller, &claims.client_id, Some(&claims.aud)) {
                 return Ok(inactive);
             }
-            let mut out = serde_json::to_value(&claims).map_err(anyhow::Error::from)?;
+            let mut out = serde_json::to_value(claims).map_err(anyhow::Error::from)?;
             if let Some(obj) = out.as_object_mut() {
                 obj.insert("active".into(), json!(true));
                 // RFC 9449 §6.2: a bound token says so, with its `cnf` (kept in the claims).

@@ -67,6 +67,12 @@ pub struct Provider {
     pub dpop: dpop::DpopVerifier,
     /// Civil servants' roles: the `roles` claim, requests and decisions (`crate::roles`).
     pub roles: crate::roles::Roles,
+    /// Access tokens verified already (`tokens::verified`).
+    pub verified: crate::tokens::verified::VerifiedTokens,
+    /// This instance's revocation set (`crate::changes`), kept current by the store.
+    pub revocations: crate::changes::Revocations,
+    /// What userinfo releases, per account (`crate::changes::released`).
+    pub released: crate::changes::ReleasedCache,
 }
 
 /// How long what the provider issues stays valid, in seconds.

@@ -30,9 +30,9 @@ pub async fn revoke(
             return Ok(());
         }
     }
-    if let Ok(claims) = live_access_token(p, token, now).await {
-        if claims.client_id == caller.client_id {
-            deny_access_token(p, &claims).await?;
+    if let Ok(verified) = live_access_token(p, token, now).await {
+        if verified.claims.client_id == caller.client_id {
+            deny_access_token(p, &verified, now).await?;
         }
     }
     Ok(())

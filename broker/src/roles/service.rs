@@ -656,6 +656,11 @@ impl Roles {
         self.store.of_account(account_id).await
     }
 
+    /// A person's approved roles (what the `roles` claim is made of, `claims::for_client`).
+    pub async fn approved_of(&self, account_id: &str) -> anyhow::Result<Vec<Role>> {
+        self.store.approved_of(account_id).await
+    }
+
     /// The `roles` claim of a person for a client.
     pub async fn claims_for(
         &self,

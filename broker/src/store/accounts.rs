@@ -118,6 +118,7 @@ impl AccountStore for Db {
         .bind(&r.id)
         .execute(tx.connection())
         .await?;
+        self.account_changed_in(tx, &r.id);
         Ok(())
     }
 
@@ -141,6 +142,7 @@ impl AccountStore for Db {
         .bind(id)
         .execute(tx.connection())
         .await?;
+        self.account_changed_in(tx, id);
         Ok(())
     }
 
@@ -160,6 +162,7 @@ impl AccountStore for Db {
         .bind(id)
         .execute(tx.connection())
         .await?;
+        self.account_changed_in(tx, id);
         Ok(())
     }
 }

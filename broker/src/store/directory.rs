@@ -59,6 +59,10 @@ impl DirectoryStore for Db {
             .await?;
         }
         tx.commit().await?;
+        if written.updated > 0 {
+            // An org unit's name is part of the role claims of everyone who holds a post there.
+            self.all_accounts_changed();
+        }
         Ok(written)
     }
 

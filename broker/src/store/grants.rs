@@ -95,6 +95,13 @@ pub(super) fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
     })
 }
 
+/// The ids a revoking `UPDATE … RETURNING id` revoked.
+pub(super) fn revoked_ids(rows: Vec<AnyRow>) -> anyhow::Result<Vec<String>> {
+    rows.iter()
+        .map(|row| Ok(row.try_get::<String, _>("id")?))
+        .collect()
+}
+
 #[async_trait::async_trait]
 impl GrantStore for Db {
     #[tracing::instrument(level = "debug", skip_all)]
@@ -194,19 +201,30 @@ impl GrantStore for Db {
             .bind(grant_id)
             .execute(self.pool())
             .await?;
-        Ok(result.rows_affected() > 0)
+        let revoked = result.rows_affected() > 0;
+        if revoked {
+            self.grants_revoked([grant_id.to_string()], now);
+        }
+        Ok(revoked)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn deny_access_token(&self, jti_hash: &str, expires_at: i64) -> anyhow::Result<()> {
+    async fn deny_access_token(
+        &self,
+        jti_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO revoked_access_tokens (jti_hash, expires_at) VALUES ($1, $2) \
-             ON CONFLICT (jti_hash) DO NOTHING",
+            "INSERT INTO revoked_access_tokens (jti_hash, expires_at, revoked_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (jti_hash) DO NOTHING",
         )
         .bind(jti_hash)
         .bind(expires_at)
+        .bind(now)
         .execute(self.pool())
         .await?;
+        self.token_denied(jti_hash, expires_at);
         Ok(())
     }
 
@@ -247,13 +265,17 @@ impl GrantStore for Db {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn revoke_session(&self, sid: &str, reason: &str, now: i64) -> anyhow::Result<u64> {
-        let result = sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE sid = $3 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(reason)
-            .bind(sid)
-            .execute(self.pool())
-            .await?;
-        Ok(result.rows_affected())
+        let ids = revoked_ids(
+            sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE sid = $3 AND revoked_at IS NULL RETURNING id")
+                .bind(now)
+                .bind(reason)
+                .bind(sid)
+                .fetch_all(self.pool())
+                .await?,
+        )?;
+        let n = ids.len() as u64;
+        self.grants_revoked(ids, now);
+        Ok(n)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -264,13 +286,17 @@ impl GrantStore for Db {
         reason: &str,
         now: i64,
     ) -> anyhow::Result<u64> {
-        let result = sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE sid = $3 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(reason)
-            .bind(sid)
-            .execute(tx.connection())
-            .await?;
-        Ok(result.rows_affected())
+        let ids = revoked_ids(
+            sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE sid = $3 AND revoked_at IS NULL RETURNING id")
+                .bind(now)
+                .bind(reason)
+                .bind(sid)
+                .fetch_all(tx.connection())
+                .await?,
+        )?;
+        let n = ids.len() as u64;
+        self.grants_revoked_in(tx, ids, now);
+        Ok(n)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -294,12 +320,16 @@ impl GrantStore for Db {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn revoke_client(&self, client_id: &str, reason: &str, now: i64) -> anyhow::Result<u64> {
-        let result = sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE client_id = $3 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(reason)
-            .bind(client_id)
-            .execute(self.pool())
-            .await?;
-        Ok(result.rows_affected())
+        let ids = revoked_ids(
+            sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE client_id = $3 AND revoked_at IS NULL RETURNING id")
+                .bind(now)
+                .bind(reason)
+                .bind(client_id)
+                .fetch_all(self.pool())
+                .await?,
+        )?;
+        let n = ids.len() as u64;
+        self.grants_revoked(ids, now);
+        Ok(n)
     }
 }

@@ -210,6 +210,7 @@ impl LegacyStore for Db {
         .bind(legacy_id)
         .execute(tx.connection())
         .await?;
+        self.account_changed_in(tx, account_id);
         Ok(done.rows_affected() > 0)
     }
 
@@ -241,6 +242,9 @@ impl LegacyStore for Db {
             .bind(legacy_id)
             .execute(tx.connection())
             .await?;
+        }
+        if let Some(account_id) = &linked {
+            self.account_changed_in(tx, account_id);
         }
         Ok(linked)
     }

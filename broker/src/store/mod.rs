@@ -7,6 +7,7 @@
 
 mod accounts;
 mod audit;
+mod changes;
 mod clients;
 mod deliveries;
 mod directory;
@@ -30,7 +31,10 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 use tokio::sync::Notify;
 
+use crate::changes::Changes;
 use crate::transaction::{Transaction, Transactions};
+
+pub use changes::{ChangeFeed, FeedPlan};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -50,6 +54,9 @@ pub struct Db {
     outbox_signal: Arc<Notify>,
     /// PostgreSQL's refresh rotations, batched (started at the first rotation).
     rotations: Arc<OnceLock<rotations::Rotations>>,
+    /// This instance's revocation set and released-claims cache, told of every change this
+    /// `Db` commits (`store/changes.rs`).
+    changes: Changes,
 }
 
 impl std::fmt::Debug for Db {
@@ -123,6 +130,8 @@ impl Db {
             backend,
             outbox_signal: Arc::new(Notify::new()),
             rotations: Arc::default(),
+            // Vouched for once loaded (`ChangeFeed::start`); until then callers read SQL.
+            changes: Changes::new(false),
         })
     }
 
@@ -175,6 +184,7 @@ impl Db {
             backend: self.backend,
             outbox_signal: self.outbox_signal.clone(),
             rotations: Arc::default(),
+            changes: self.changes.clone(),
         }
     }
 
@@ -209,6 +219,15 @@ impl Db {
             tracing::warn!(error = %e, "closing the advisory lock's connection failed");
         }
         result
+    }
+
+    /// This instance's revocation set and released-claims cache.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Notified after every commit that wrote an outbox event through this `Db` (or a clone).

@@ -75,6 +75,7 @@ impl RoleStore for Db {
             Err(e) if is_unique_violation(&e) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
+        self.account_changed_in(tx, &role.account_id);
         history(
             tx,
             &role.id,
@@ -89,9 +90,9 @@ impl RoleStore for Db {
     }
 
     async fn transition(&self, tx: &mut Transaction, t: &Transition<'_>) -> anyhow::Result<bool> {
-        let moved = sqlx::query(
+        let moved: Option<String> = sqlx::query_scalar(
             "UPDATE roles SET state = $1, reason = $2, decided_by = $3, decided_at = $4, \
-             updated_at = $4 WHERE id = $5 AND state = $6",
+             updated_at = $4 WHERE id = $5 AND state = $6 RETURNING account_id",
         )
         .bind(t.to.as_str())
         .bind(t.reason)
@@ -99,10 +100,12 @@ impl RoleStore for Db {
         .bind(t.at)
         .bind(t.role_id)
         .bind(t.from.as_str())
-        .execute(tx.connection())
-        .await?
-        .rows_affected()
-            == 1;
+        .fetch_optional(tx.connection())
+        .await?;
+        if let Some(account_id) = &moved {
+            self.account_changed_in(tx, account_id);
+        }
+        let moved = moved.is_some();
         if moved {
             history(tx, t.role_id, t.at, t.actor, t.action, t.to, t.reason).await?;
         }

@@ -183,7 +183,7 @@ impl SlotStore for Db {
         let rows = sqlx::query(
             "UPDATE grants SET revoked_at = $1, revoked_reason = 'device evicted' \
              WHERE account_id = $2 AND device_group = $3 AND device_id = $4 AND revoked_at IS NULL \
-             RETURNING sid",
+             RETURNING id, sid",
         )
         .bind(now)
         .bind(account_id)
@@ -191,8 +191,10 @@ impl SlotStore for Db {
         .bind(&device.id)
         .fetch_all(tx.connection())
         .await?;
+        let mut ids = Vec::with_capacity(rows.len());
         let mut sids = Vec::new();
         for row in &rows {
+            ids.push(row.try_get::<String, _>("id")?);
             if let Some(sid) = opt_text(row, "sid")? {
                 sids.push(sid);
             }
@@ -210,6 +212,7 @@ impl SlotStore for Db {
         for row in &open {
             sids.push(row.try_get("sid")?);
         }
+        self.grants_revoked_in(tx, ids, now);
         Ok(sids)
     }
 

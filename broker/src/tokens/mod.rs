@@ -4,6 +4,7 @@
 pub mod claims;
 pub mod keys;
 pub mod refresh_families;
+pub mod verified;
 
 use std::sync::Arc;
 

@@ -131,7 +131,12 @@ pub trait GrantStore: Send + Sync {
     /// Revokes a grant (its refresh family and access tokens). True if it was live.
     async fn revoke_grant(&self, grant_id: &str, reason: &str, now: i64) -> anyhow::Result<bool>;
     /// Revokes one access token until it expires.
-    async fn deny_access_token(&self, jti_hash: &str, expires_at: i64) -> anyhow::Result<()>;
+    async fn deny_access_token(
+        &self,
+        jti_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> anyhow::Result<()>;
     /// Whether an access token is still live: not denied itself, and its grant (if any) not revoked.
     async fn access_token_live(
         &self,

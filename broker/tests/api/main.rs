@@ -24,6 +24,7 @@ mod multi_instance;
 mod operators;
 mod otp;
 mod par;
+mod revocation_set;
 mod roles;
 mod rp;
 mod security_events;

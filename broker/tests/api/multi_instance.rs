@@ -38,16 +38,18 @@ impl Drop for Instance {
     }
 }
 
-/// The three instances and what they share. Fields drop in order: the processes first, then
+/// The instances and what they share. Fields drop in order: the processes first, then
 /// their database.
-struct Cluster {
-    instances: Vec<Instance>,
-    issuer: String,
-    operator_token: String,
-    http: reqwest::Client,
+pub(crate) struct Cluster {
+    pub(crate) instances: Vec<Instance>,
+    pub(crate) issuer: String,
+    pub(crate) operator_token: String,
+    pub(crate) http: reqwest::Client,
+    /// The Redis key prefix of this cluster alone.
+    pub(crate) key_prefix: String,
     dir: tempfile::TempDir,
     _mock: MockVneid,
-    _database: TestDatabase,
+    pub(crate) database: TestDatabase,
 }
 
 /// `n` free loopback ports, all held until all are found so that none is handed out twice.
@@ -61,11 +63,12 @@ pub(crate) fn free_ports(n: usize) -> Vec<u16> {
 }
 
 impl Cluster {
-    /// A fresh database on the test server; `redis_url` with a prefix of its own.
-    async fn start(redis_url: &str) -> Cluster {
+    /// `n` instances on a fresh database on the test server; `redis_url` with a prefix of its
+    /// own; `extra` settings for every instance.
+    pub(crate) async fn start(redis_url: &str, n: usize, extra: &[(&str, String)]) -> Cluster {
         broker::startup::install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
-        let ports = free_ports(3);
+        let ports = free_ports(n);
         let issuer = format!("http://127.0.0.1:{}", ports[0]);
 
         let mock_listener = TcpListener::bind("127.0.0.1:0").expect("bind mock");
@@ -89,7 +92,8 @@ impl Cluster {
         let master_file = dir.path().join("master.key");
         std::fs::write(&master_file, MasterKey::generate_encoded()).expect("master key");
         let bootstrap = random_token();
-        let shared: Vec<(&str, String)> = vec![
+        let key_prefix = format!("test:{}:", uuid::Uuid::new_v4());
+        let mut shared: Vec<(&str, String)> = vec![
             ("BROKER_ENVIRONMENT", "development".into()),
             ("BROKER_ISSUER", issuer.clone()),
             ("BROKER_HTTP__WORKERS", "2".into()),
@@ -97,10 +101,7 @@ impl Cluster {
             ("BROKER_DATABASE__MAX_CONNECTIONS", "5".into()),
             ("BROKER_SESSIONS__BACKEND", "redis".into()),
             ("BROKER_SESSIONS__REDIS_URL", redis_url.into()),
-            (
-                "BROKER_SESSIONS__KEY_PREFIX",
-                format!("test:{}:", uuid::Uuid::new_v4()),
-            ),
+            ("BROKER_SESSIONS__KEY_PREFIX", key_prefix.clone()),
             ("BROKER_KEYS__STORE", "sql".into()),
             (
                 "BROKER_KEYS__MASTER_KEY_FILE",
@@ -111,6 +112,7 @@ impl Cluster {
             ("BROKER_UPSTREAM__CLIENT_SECRET", upstream_secret),
             ("BROKER_LOG", "warn".into()),
         ];
+        shared.extend(extra.iter().cloned());
 
         // C01's legacy record, so that her first login links by ID number without the phone
         // and SMS steps (whose codes only the process's dev gateway sees).
@@ -166,18 +168,19 @@ impl Cluster {
             issuer,
             operator_token,
             http,
+            key_prefix,
             dir,
             _mock: mock,
-            _database: database,
+            database,
         }
     }
 
-    fn url(&self, instance: usize, path: &str) -> String {
+    pub(crate) fn url(&self, instance: usize, path: &str) -> String {
         format!("{}{path}", self.instances[instance].url)
     }
 
     /// Every instance's log, for a failure message.
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         (1..=self.instances.len())
             .map(|i| {
                 let log = std::fs::read_to_string(self.dir.path().join(format!("broker-{i}.log")))
@@ -187,9 +190,17 @@ impl Cluster {
             .collect()
     }
 
-    async fn token(&self, instance: usize, client: &Client, form: &[(&str, &str)]) -> (u16, Value) {
+    pub(crate) async fn token(
+        &self,
+        instance: usize,
+        client: &Client,
+        form: &[(&str, &str)],
+    ) -> (u16, Value) {
         let mut form = form.to_vec();
         form.push(("client_id", &client.id));
+        if let Some(secret) = &client.secret {
+            form.push(("client_secret", secret));
+        }
         let response = self
             .http
             .post(self.url(instance, "/token"))
@@ -201,7 +212,12 @@ impl Cluster {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn refresh(&self, instance: usize, client: &Client, refresh_token: &str) -> (u16, Value) {
+    pub(crate) async fn refresh(
+        &self,
+        instance: usize,
+        client: &Client,
+        refresh_token: &str,
+    ) -> (u16, Value) {
         self.token(
             instance,
             client,
@@ -213,7 +229,7 @@ impl Cluster {
         .await
     }
 
-    async fn userinfo(&self, instance: usize, access_token: &str) -> u16 {
+    pub(crate) async fn userinfo(&self, instance: usize, access_token: &str) -> u16 {
         self.http
             .get(self.url(instance, "/userinfo"))
             .bearer_auth(access_token)
@@ -233,6 +249,19 @@ impl Cluster {
         authorize_at: usize,
         exchange_at: usize,
     ) -> Value {
+        self.login_with(client, device, "openid profile", authorize_at, exchange_at)
+            .await
+    }
+
+    /// The same with the `scope` asked for.
+    pub(crate) async fn login_with(
+        &self,
+        client: &Client,
+        device: &str,
+        scope: &str,
+        authorize_at: usize,
+        exchange_at: usize,
+    ) -> Value {
         let browser = Browser::new();
         let pkce = Pkce::new();
         let state = random_token();
@@ -240,7 +269,7 @@ impl Cluster {
             client,
             &pkce,
             &[
-                ("scope", "openid profile"),
+                ("scope", scope),
                 ("state", &state),
                 ("nonce", "n-0S6_WzA2Mj"),
                 ("login_hint", "C01"),
@@ -319,11 +348,42 @@ pub(crate) async fn wait_ready(http: &reqwest::Client, instance: &Instance, dir:
     panic!("instance {n} not ready within {READY_WITHIN:?}:\n{log}");
 }
 
-fn claims(tokens: &Value) -> Value {
+/// How long a revocation committed on one instance may take to reach another in these tests:
+/// the bound is 100 ms at p99 (docs/architecture.md); a loaded two-core test machine gets more
+/// slack, still well below the catch-up sweep the tests set to an hour.
+pub(crate) const NOTIFIED_WITHIN: Duration = Duration::from_secs(2);
+
+impl Cluster {
+    /// Polls userinfo at `instance` until the token is refused; fails after `within` (one try
+    /// when zero).
+    pub(crate) async fn refused_within(
+        &self,
+        instance: usize,
+        access_token: &str,
+        within: Duration,
+    ) {
+        let deadline = Instant::now() + within;
+        loop {
+            let status = self.userinfo(instance, access_token).await;
+            if status == 401 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "instance {} still answers {status} after {within:?}\n{}",
+                instance + 1,
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+pub(crate) fn claims(tokens: &Value) -> Value {
     jwt_parts(tokens["id_token"].as_str().expect("id_token")).1
 }
 
-fn field<'a>(tokens: &'a Value, name: &str) -> &'a str {
+pub(crate) fn field<'a>(tokens: &'a Value, name: &str) -> &'a str {
     tokens[name]
         .as_str()
         .unwrap_or_else(|| panic!("no {name} in {tokens}"))
@@ -334,7 +394,7 @@ async fn three_instances_log_in_refresh_and_evict_through_different_processes() 
     let Some((_, redis_url)) = production_backends() else {
         return;
     };
-    let cluster = Cluster::start(&redis_url).await;
+    let cluster = Cluster::start(&redis_url, 3, &[]).await;
     let rp = LogoutRp::start();
     let client: Value = cluster
         .http
@@ -398,13 +458,17 @@ async fn three_instances_log_in_refresh_and_evict_through_different_processes() 
             "A's refresh at instance {}",
             i + 1
         );
+        // The instance that committed the eviction refuses at once; the others within the
+        // revocation set's bound (a notification away).
         for tokens in [&at_a, &at_a2] {
-            assert_eq!(
-                cluster.userinfo(i, field(tokens, "access_token")).await,
-                401,
-                "A's access token at instance {}",
-                i + 1
-            );
+            let within = if i == 2 {
+                Duration::ZERO
+            } else {
+                NOTIFIED_WITHIN
+            };
+            cluster
+                .refused_within(i, field(tokens, "access_token"), within)
+                .await;
         }
     }
     // B refreshes through each instance in turn, carrying the rotated token along.
