@@ -30,6 +30,9 @@ print(a.getsockname()[1], b.getsockname()[1])')
     --client-id broker --client-secret "$SECRET" --redirect-uri "http://127.0.0.1:$BPORT/callback/vneid" \
     > "$WORK/mock.log" 2>&1 &
   MOCK_PID=$!
+  for _ in $(seq 1 100); do
+    curl -sf -o /dev/null "http://127.0.0.1:$MPORT/.well-known/openid-configuration" && break; sleep 0.1
+  done
 
   common=(BROKER_ENVIRONMENT=development BROKER_ISSUER="http://127.0.0.1:$BPORT" BROKER_HTTP__PORT="$BPORT"
     BROKER_KEYS__MASTER_KEY_FILE="$WORK/master.key" BROKER_ADMIN__TOKEN="$ADMIN"
@@ -63,7 +66,9 @@ broker_cmd() {
 }
 
 broker_serve() {
-  broker_cmd serve > "$WORK/broker.log" 2>&1 &
+  # Not through broker_cmd: a backgrounded function is a subshell, and BROKER_PID must be the
+  # broker's own pid (loadgen's --server-pid charges its CPU; RSS is read from /proc/PID).
+  env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" serve > "$WORK/broker.log" 2>&1 &
   BROKER_PID=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null && break; sleep 0.1; done
   curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null || { cat "$WORK/broker.log"; return 1; }
