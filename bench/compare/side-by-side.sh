@@ -121,9 +121,11 @@ PEER="http://127.0.0.1:$PEER_PORT"
 
 stop_peer() {
   if [[ -n "$PEER_PID" ]] && kill -0 "$PEER_PID" 2>/dev/null; then
+    local workers p
+    workers="$(pgrep -P "$PEER_PID" || true)"
     kill "$PEER_PID" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$PEER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$PEER_PID" 2>/dev/null || true
+    for p in $PEER_PID $workers; do kill -9 "$p" 2>/dev/null || true; done
   fi
   PEER_PID=""
   if [[ -n "$PEER_PREFIX" ]]; then

@@ -75,12 +75,15 @@ broker_serve() {
 }
 
 broker_cleanup() {
-  if grep -qE "ERROR|WARN" "$WORK/broker.log" 2>/dev/null; then
-    echo "--- broker warnings and errors (first 20):"; grep -E "ERROR|WARN" "$WORK/broker.log" | head -20
-  fi
+  # Stop the processes first: nothing below may keep them alive (under `set -e -o pipefail`, a
+  # `grep | head` whose grep dies of SIGPIPE would end an EXIT trap early).
   local pid
   for pid in ${BROKER_PID:-} ${MOCK_PID:-}; do kill "$pid" 2>/dev/null || true; done
   for pid in ${BROKER_PID:-} ${MOCK_PID:-}; do wait "$pid" 2>/dev/null || true; done
+  if grep -qE "ERROR|WARN" "${WORK:-/nonexistent}/broker.log" 2>/dev/null; then
+    echo "--- broker warnings and errors (first 20):"
+    { grep -E "ERROR|WARN" "${WORK}/broker.log" | head -20; } || true
+  fi
   if [ -n "${DB:-}" ]; then psql postgres://postgres@127.0.0.1:5432/test -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true; fi
   if [ -n "${WORK:-}" ]; then rm -rf "$WORK"; fi
 }
