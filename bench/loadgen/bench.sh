@@ -30,56 +30,10 @@ RATE=${RATE:-100}
 SET_ALG=${SET_ALG:-RS256}
 ID_TOKEN_ALG=${ID_TOKEN_ALG:-RS256}
 BIN=${CARGO_TARGET_DIR:-target}/release
-WORK=$(mktemp -d)
-PORTS=$(python3 -c 'import socket
-s=[socket.socket() for _ in range(3)]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(*[x.getsockname()[1] for x in s])')
-read -r BPORT MPORT DPORT <<<"$PORTS"
-SECRET=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-ADMIN=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-"$BIN/broker" keys generate-master > "$WORK/master.key"
-DB=""
-cleanup() {
-  if grep -qE "ERROR|WARN" "$WORK/broker.log" 2>/dev/null; then
-    echo "--- broker warnings and errors (first 20):"; grep -E "ERROR|WARN" "$WORK/broker.log" | head -20
-  fi
-  kill "${BROKER_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true
-  [ -s "$WORK/drainer.pid" ] && kill "$(cat "$WORK/drainer.pid")" 2>/dev/null || true
-  wait 2>/dev/null || true
-  if [ -n "$DB" ]; then psql postgres://postgres@127.0.0.1:5432/test -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --port "$MPORT" \
-  --client-id broker --client-secret "$SECRET" --redirect-uri "http://127.0.0.1:$BPORT/callback/vneid" \
-  > "$WORK/mock.log" 2>&1 &
-MOCK_PID=$!
-
-common=(BROKER_ENVIRONMENT=development BROKER_ISSUER="http://127.0.0.1:$BPORT" BROKER_HTTP__PORT="$BPORT"
-  BROKER_KEYS__MASTER_KEY_FILE="$WORK/master.key" BROKER_ADMIN__TOKEN="$ADMIN"
-  BROKER_UPSTREAM__ISSUER="http://127.0.0.1:$MPORT" BROKER_UPSTREAM__CLIENT_SECRET="$SECRET"
-  BROKER_LOG=warn,broker::otp::dev=info BROKER_RATE_LIMIT__ENABLED=false BROKER_SMS__GATEWAY=dev
-  BROKER_DEVICES__ONE_MOBILE_DEVICE="$ONE_MOBILE_DEVICE"
-  BROKER_OTP__PER_PHONE_PER_15_MIN=0 BROKER_OTP__PER_PHONE_PER_DAY=0 BROKER_OTP__PER_ACCOUNT_PER_DAY=0
-  BROKER_OTP__PER_ADDRESS_PER_HOUR=0 BROKER_OTP__PER_PREFIX_PER_DAY=0 BROKER_OTP__GLOBAL_PER_DAY=0)
-read -r -a more <<<"${BENCH_BROKER_ENV:-}"
-common+=("${more[@]}")
-if [ "$PAIR" = postgres ]; then
-  DB="bench_$(date +%s)"
-  psql postgres://postgres@127.0.0.1:5432/test -qc "CREATE DATABASE $DB" >/dev/null
-  storage=(BROKER_DATABASE__URL="postgres://postgres@127.0.0.1:5432/$DB" BROKER_DATABASE__MAX_CONNECTIONS=32
-    BROKER_KEYS__STORE=sql BROKER_SESSIONS__BACKEND=redis BROKER_SESSIONS__REDIS_URL=redis://127.0.0.1:6379
-    BROKER_SESSIONS__KEY_PREFIX="bench-$DB:")
-else
-  storage=(BROKER_DATABASE__URL="sqlite://$WORK/broker.db?mode=rwc" BROKER_KEYS__STORE=file
-    BROKER_KEYS__DIR="$WORK/keys" BROKER_SESSIONS__BACKEND=memory)
-fi
-# The synthetic legacy accounts: the login scenario's citizen (C01) links to hers by ID number.
-# Exit status 3 says the file's 20 malformed rows were refused, as they must be.
-env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" import legacy-accounts fixtures/legacy-accounts.csv \
-  > "$WORK/import.log" 2>&1 || [ $? -eq 3 ] || { cat "$WORK/import.log"; exit 1; }
+# The broker's environment, the mock VNeID, the database and the legacy fixtures: broker-env.sh.
+source bench/loadgen/broker-env.sh
+trap broker_cleanup EXIT
+broker_prepare "$PAIR"
 # The linking scenarios' fresh identities (loadgen's scenarios/first_login.rs ranges): records
 # with the ID number, records with only the phone; the new citizens' numbers have none. The
 # mobile scenarios' citizens link by ID number.
@@ -90,30 +44,24 @@ case "$SCENARIO" in
 esac
 for spec in $specs; do
   env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --emit-legacy "$spec" > "$WORK/legacy.csv"
-  env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" import legacy-accounts "$WORK/legacy.csv" \
-    > "$WORK/import-synthetic.log" 2>&1 || { cat "$WORK/import-synthetic.log"; exit 1; }
+  broker_cmd import legacy-accounts "$WORK/legacy.csv" > "$WORK/import-synthetic.log" 2>&1 || { cat "$WORK/import-synthetic.log"; exit 1; }
 done
 # The role scenarios: the agency tree and the staff roster (docs/directory.md).
 case "$SCENARIO" in
   role-event*)
     for what in org-units staff; do
-      env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" import "$what" "fixtures/$what.csv" \
-        > "$WORK/import-$what.log" 2>&1 || { cat "$WORK/import-$what.log"; exit 1; }
+      broker_cmd import "$what" "fixtures/$what.csv" > "$WORK/import-$what.log" 2>&1 || { cat "$WORK/import-$what.log"; exit 1; }
     done ;;
 esac
 # role-event-drain: the serving broker writes the events and delivers none; the driver then
 # starts a second instance over the same database (another port) that delivers the backlog.
-serving=()
 drain=()
 if [ "$SCENARIO" = role-event-drain ]; then
-  serving=(BROKER_DISPATCH__ENABLED=false)
+  SERVE_ENV=(BROKER_DISPATCH__ENABLED=false)
   drainer=$(printf '%q ' env -i PATH="$PATH" "${common[@]}" "${storage[@]}" BROKER_HTTP__PORT="$DPORT" "$BIN/broker" serve)
   drain=(--drain-command "$drainer > $WORK/drainer.log 2>&1 & echo \$! | tee $WORK/drainer.pid")
 fi
-env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "${serving[@]}" "$BIN/broker" serve > "$WORK/broker.log" 2>&1 &
-BROKER_PID=$!
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null || { cat "$WORK/broker.log"; exit 1; }
+broker_serve
 
 extra=()
 [ "$PAIR" = postgres ] && extra+=(--postgres)

@@ -1,0 +1,94 @@
+# Sourced (not run) by bench/loadgen/bench.sh and bench/compare/side-by-side.sh: the release broker
+# and its mock VNeID on loopback, set up the way every benchmark in docs/benchmarks.md runs them.
+#
+#   BIN=…/release; source bench/loadgen/broker-env.sh   # from the repository root
+#   broker_prepare postgres      # or sqlite: work dir, ports, secrets, mock VNeID, database, legacy fixtures
+#   broker_cmd import …          # any `broker` subcommand with the same environment
+#   broker_serve                 # starts `broker serve`, waits for /healthz
+#   broker_cleanup               # stops both processes, drops the database, removes the work dir
+#
+# After broker_prepare: WORK, BPORT (broker), MPORT (mock VNeID), DPORT (a spare port for a second
+# instance), SECRET (upstream client secret),
+# ADMIN (bootstrap admin token), DB (PostgreSQL database name, empty for sqlite), and the arrays
+# `common` and `storage` (the broker's environment). broker_serve adds the array SERVE_ENV, if
+# set, to the serving instance's environment. After broker_serve: BROKER_PID.
+# Rate limits are off (HTTP and one-time codes). Inputs: BIN (directory of the release binaries),
+# ONE_MOBILE_DEVICE (default true), BENCH_BROKER_ENV (more broker settings, space-separated).
+
+broker_prepare() {
+  local pair=${1:-postgres}
+  WORK=$(mktemp -d)
+  local ports
+  ports=$(python3 -c 'import socket
+s=[socket.socket() for _ in range(3)]
+[x.bind(("127.0.0.1",0)) for x in s]
+print(*[x.getsockname()[1] for x in s])')
+  read -r BPORT MPORT DPORT <<<"$ports"
+  SECRET=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  ADMIN=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  DB=""
+  "$BIN/broker" keys generate-master > "$WORK/master.key"
+
+  env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --port "$MPORT" \
+    --client-id broker --client-secret "$SECRET" --redirect-uri "http://127.0.0.1:$BPORT/callback/vneid" \
+    > "$WORK/mock.log" 2>&1 &
+  MOCK_PID=$!
+  for _ in $(seq 1 100); do
+    curl -sf -o /dev/null "http://127.0.0.1:$MPORT/.well-known/openid-configuration" && break; sleep 0.1
+  done
+
+  common=(BROKER_ENVIRONMENT=development BROKER_ISSUER="http://127.0.0.1:$BPORT" BROKER_HTTP__PORT="$BPORT"
+    BROKER_KEYS__MASTER_KEY_FILE="$WORK/master.key" BROKER_ADMIN__TOKEN="$ADMIN"
+    BROKER_UPSTREAM__ISSUER="http://127.0.0.1:$MPORT" BROKER_UPSTREAM__CLIENT_SECRET="$SECRET"
+    BROKER_LOG=warn,broker::otp::dev=info BROKER_RATE_LIMIT__ENABLED=false BROKER_SMS__GATEWAY=dev
+    BROKER_DEVICES__ONE_MOBILE_DEVICE="${ONE_MOBILE_DEVICE:-true}"
+    BROKER_OTP__PER_PHONE_PER_15_MIN=0 BROKER_OTP__PER_PHONE_PER_DAY=0 BROKER_OTP__PER_ACCOUNT_PER_DAY=0
+    BROKER_OTP__PER_ADDRESS_PER_HOUR=0 BROKER_OTP__PER_PREFIX_PER_DAY=0 BROKER_OTP__GLOBAL_PER_DAY=0)
+  local more
+  read -r -a more <<<"${BENCH_BROKER_ENV:-}"
+  common+=("${more[@]}")
+  if [ "$pair" = postgres ]; then
+    DB="bench_$(date +%s)_$$"
+    psql postgres://postgres@127.0.0.1:5432/test -qc "CREATE DATABASE $DB" >/dev/null
+    storage=(BROKER_DATABASE__URL="postgres://postgres@127.0.0.1:5432/$DB" BROKER_DATABASE__MAX_CONNECTIONS=32
+      BROKER_KEYS__STORE=sql BROKER_SESSIONS__BACKEND=redis BROKER_SESSIONS__REDIS_URL=redis://127.0.0.1:6379
+      BROKER_SESSIONS__KEY_PREFIX="bench-$DB:")
+  else
+    storage=(BROKER_DATABASE__URL="sqlite://$WORK/broker.db?mode=rwc" BROKER_KEYS__STORE=file
+      BROKER_KEYS__DIR="$WORK/keys" BROKER_SESSIONS__BACKEND=memory)
+  fi
+  # The synthetic legacy accounts: the login scenario's citizen (C01) links to hers by ID number.
+  # Exit status 3 says the file's 20 malformed rows were refused, as they must be.
+  broker_cmd import legacy-accounts fixtures/legacy-accounts.csv > "$WORK/import.log" 2>&1 \
+    || [ $? -eq 3 ] || { cat "$WORK/import.log"; return 1; }
+}
+
+# Runs `broker ARGS…` with the benchmark's environment (and nothing else of the caller's).
+broker_cmd() {
+  env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "$BIN/broker" "$@"
+}
+
+broker_serve() {
+  # Not through broker_cmd: a backgrounded function is a subshell, and BROKER_PID must be the
+  # broker's own pid (loadgen's --server-pid charges its CPU; RSS is read from /proc/PID).
+  env -i PATH="$PATH" "${common[@]}" "${storage[@]}" "${SERVE_ENV[@]}" "$BIN/broker" serve > "$WORK/broker.log" 2>&1 &
+  BROKER_PID=$!
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null && break; sleep 0.1; done
+  curl -sf "http://127.0.0.1:$BPORT/healthz" >/dev/null || { cat "$WORK/broker.log"; return 1; }
+}
+
+broker_cleanup() {
+  # Stop the processes first: nothing below may keep them alive (under `set -e -o pipefail`, a
+  # `grep | head` whose grep dies of SIGPIPE would end an EXIT trap early).
+  local pid
+  local drainer=""
+  [ -s "${WORK:-/nonexistent}/drainer.pid" ] && drainer=$(cat "$WORK/drainer.pid")
+  for pid in ${BROKER_PID:-} ${MOCK_PID:-} $drainer; do kill "$pid" 2>/dev/null || true; done
+  for pid in ${BROKER_PID:-} ${MOCK_PID:-}; do wait "$pid" 2>/dev/null || true; done
+  if grep -qE "ERROR|WARN" "${WORK:-/nonexistent}/broker.log" 2>/dev/null; then
+    echo "--- broker warnings and errors (first 20):"
+    { grep -E "ERROR|WARN" "${WORK}/broker.log" | head -20; } || true
+  fi
+  if [ -n "${DB:-}" ]; then psql postgres://postgres@127.0.0.1:5432/test -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true; fi
+  if [ -n "${WORK:-}" ]; then rm -rf "$WORK"; fi
+}
