@@ -349,7 +349,7 @@ impl Default for DispatchSettings {
             allow_networks: Vec::new(),
             allow_loopback: None,
             poll_interval_ms: 1000,
-            concurrency: 16,
+            concurrency: 32,
             max_attempts: 10,
             max_age_secs: 24 * 3600,
             max_backoff_secs: 600,

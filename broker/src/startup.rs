@@ -256,6 +256,7 @@ impl Application {
             verified: VerifiedTokens::new(crate::tokens::verified::CAPACITY),
             revocations: db.changes().revocations.clone(),
             released: db.changes().released.clone(),
+            discovery: Default::default(),
         };
         if settings.dispatch.enabled {
             dispatcher(&settings, &db, &provider, clock.clone())?.spawn();

@@ -40,7 +40,7 @@ impl Default for DispatchPlan {
     fn default() -> Self {
         Self {
             poll: Duration::from_secs(1),
-            concurrency: 16,
+            concurrency: 32,
             lease_secs: 60,
             backoff: Backoff::default(),
         }

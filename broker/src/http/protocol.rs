@@ -37,7 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn discovery_get(broker: web::Data<Broker>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .json(discovery::metadata(&broker.provider))
+        .content_type("application/json")
+        .body(discovery::bytes(&broker.provider))
 }
 
 async fn jwks_get(broker: web::Data<Broker>) -> HttpResponse {
@@ -48,7 +49,7 @@ async fn jwks_get(broker: web::Data<Broker>) -> HttpResponse {
             format!("public, max-age={}", p.jwks_max_age),
         ))
         .content_type("application/jwk-set+json")
-        .json(p.signer.ring().jwks(p.now()))
+        .body(p.signer.ring().jwks_bytes(p.now()))
 }
 
 /// A form body plus the client credentials it and its headers present.

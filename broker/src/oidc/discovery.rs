@@ -4,6 +4,13 @@ use serde_json::{json, Value};
 
 use super::Provider;
 
+/// The document's bytes, serialised once per process.
+pub fn bytes(p: &Provider) -> bytes::Bytes {
+    p.discovery
+        .get_or_init(|| bytes::Bytes::from(serde_json::to_vec(&metadata(p)).unwrap_or_default()))
+        .clone()
+}
+
 pub fn metadata(p: &Provider) -> Value {
     let e = |path: &str| p.endpoint(path);
     json!({

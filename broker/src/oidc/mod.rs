@@ -73,6 +73,9 @@ pub struct Provider {
     pub revocations: crate::changes::Revocations,
     /// What userinfo releases, per account (`crate::changes::released`).
     pub released: crate::changes::ReleasedCache,
+    /// The discovery document as served: built at the first request (nothing in it changes
+    /// while the process runs).
+    pub discovery: std::sync::OnceLock<bytes::Bytes>,
 }
 
 /// How long what the provider issues stays valid, in seconds.

@@ -172,6 +172,31 @@ impl DeliveryStore for Db {
             After::Finished(status) => (status, None, Some(attempt.at)),
         };
         let http_status = attempt.http_status.map(i64::from);
+        if self.backend == super::Backend::Postgres {
+            // One statement, one round trip: the update and the attempt's row (SQLite has no
+            // UPDATE inside WITH, and takes the transaction below).
+            let recorded = sqlx::query(
+                "WITH u AS (UPDATE deliveries SET attempts = attempts + 1, status = $1, \
+                 next_attempt_at = COALESCE($2, next_attempt_at), lease_token = NULL, \
+                 lease_until = NULL, last_http_status = $3, last_error = $4, finished_at = $5 \
+                 WHERE id = $6 AND lease_token = $7 RETURNING attempts) \
+                 INSERT INTO delivery_attempts (delivery_id, attempt, at, outcome, http_status, \
+                 error, duration_ms) SELECT $6, attempts, $8, $9, $3, $4, $10 FROM u",
+            )
+            .bind(status.as_str())
+            .bind(next_at)
+            .bind(http_status)
+            .bind(attempt.error.as_deref())
+            .bind(finished_at)
+            .bind(&delivery.id)
+            .bind(&delivery.lease_token)
+            .bind(attempt.at)
+            .bind(&attempt.outcome)
+            .bind(attempt.duration_ms)
+            .execute(self.pool())
+            .await?;
+            return Ok(recorded.rows_affected() == 1);
+        }
         let mut tx = self.pool().begin().await?;
         let row = sqlx::query(
             "UPDATE deliveries SET attempts = attempts + 1, status = $1, \

@@ -20,6 +20,15 @@ pub struct LoadedKey {
 #[derive(Default)]
 struct Snapshot {
     keys: Vec<Arc<LoadedKey>>,
+    /// The JWKS as served, built at the first request after a reload, with the span of time
+    /// it is right for: from when it was built until the next removal of a published key.
+    jwks: RwLock<Option<JwksBytes>>,
+}
+
+struct JwksBytes {
+    from: i64,
+    until: i64,
+    bytes: bytes::Bytes,
 }
 
 #[derive(Clone)]
@@ -66,7 +75,10 @@ impl KeyRing {
             let loaded = self.load(meta).context("cannot load a signing key")?;
             keys.push(Arc::new(loaded));
         }
-        let snapshot = Arc::new(Snapshot { keys });
+        let snapshot = Arc::new(Snapshot {
+            keys,
+            jwks: RwLock::default(),
+        });
         if let Ok(mut guard) = self.snapshot.write() {
             *guard = snapshot;
         }
@@ -125,14 +137,35 @@ impl KeyRing {
 
     /// Every published public key (next, active, retired).
     pub fn jwks(&self, now: i64) -> serde_json::Value {
-        let keys: Vec<_> = self
-            .current()
+        jwks_of(&self.current(), now)
+    }
+
+    /// `jwks` serialised, built once per key-ring reload (and again when a published key's
+    /// removal time passes), so that serving the JWKS copies nothing.
+    pub fn jwks_bytes(&self, now: i64) -> bytes::Bytes {
+        let snapshot = self.current();
+        if let Ok(cached) = snapshot.jwks.read() {
+            if let Some(c) = cached.as_ref().filter(|c| c.from <= now && now < c.until) {
+                return c.bytes.clone();
+            }
+        }
+        let bytes =
+            bytes::Bytes::from(serde_json::to_vec(&jwks_of(&snapshot, now)).unwrap_or_default());
+        let until = snapshot
             .keys
             .iter()
-            .filter(|k| k.meta.is_published(now))
-            .map(|k| k.meta.public_jwk.clone())
-            .collect();
-        serde_json::json!({ "keys": keys })
+            .filter_map(|k| k.meta.removes_at)
+            .filter(|t| *t > now)
+            .min()
+            .unwrap_or(i64::MAX);
+        if let Ok(mut cached) = snapshot.jwks.write() {
+            *cached = Some(JwksBytes {
+                from: now,
+                until,
+                bytes: bytes.clone(),
+            });
+        }
+        bytes
     }
 
     pub fn all(&self) -> Vec<StoredKey> {
@@ -142,4 +175,14 @@ impl KeyRing {
     pub fn master(&self) -> &MasterKey {
         &self.master
     }
+}
+
+fn jwks_of(snapshot: &Snapshot, now: i64) -> serde_json::Value {
+    let keys: Vec<_> = snapshot
+        .keys
+        .iter()
+        .filter(|k| k.meta.is_published(now))
+        .map(|k| k.meta.public_jwk.clone())
+        .collect();
+    serde_json::json!({ "keys": keys })
 }
