@@ -15,6 +15,9 @@
 # (default 2) is mobile-login's devices per citizen (1: the same device logs in again).
 # RATE (default 100) is role-event-latency's approvals per second (loadgen --rate); SET_ALG
 # (default RS256) the role-events subscriber's signing algorithm for its SETs (loadgen --set-alg).
+# HANG_ONE_IN (default 0: never) makes one mock token call in N hang for a minute: the logins/s
+# while VNeID sometimes does not answer (compare with the healthy figure; pair it with e.g.
+# BENCH_BROKER_ENV="BROKER_UPSTREAM__TIMEOUT_SECS=2" so that a hung call ends at the timeout).
 # BENCH_BROKER_ENV adds settings to the broker's environment, e.g. "BROKER_DISPATCH__ENABLED=false".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -26,6 +29,7 @@ ONE_MOBILE_DEVICE=${ONE_MOBILE_DEVICE:-true}
 MOBILE_DEVICES=${MOBILE_DEVICES:-2}
 RATE=${RATE:-100}
 SET_ALG=${SET_ALG:-RS256}
+HANG_ONE_IN=${HANG_ONE_IN:-0}
 BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d)
 PORTS=$(python3 -c 'import socket
@@ -49,7 +53,7 @@ trap cleanup EXIT
 
 env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --port "$MPORT" \
   --client-id broker --client-secret "$SECRET" --redirect-uri "http://127.0.0.1:$BPORT/callback/vneid" \
-  > "$WORK/mock.log" 2>&1 &
+  --hang-one-in "$HANG_ONE_IN" > "$WORK/mock.log" 2>&1 &
 MOCK_PID=$!
 
 common=(BROKER_ENVIRONMENT=development BROKER_ISSUER="http://127.0.0.1:$BPORT" BROKER_HTTP__PORT="$BPORT"

@@ -67,6 +67,8 @@ pub struct Provider {
     pub dpop: dpop::DpopVerifier,
     /// Civil servants' roles: the `roles` claim, requests and decisions (`crate::roles`).
     pub roles: crate::roles::Roles,
+    /// The names of the enabled upstreams, which an `idp_hint` may name.
+    pub upstream_names: Vec<String>,
 }
 
 /// How long what the provider issues stays valid, in seconds.
