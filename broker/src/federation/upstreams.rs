@@ -160,4 +160,39 @@ mod tests {
         let only = profiles(&off, &more(&[("test", "https://test.example")])).unwrap();
         assert_eq!(only.len(), 1);
     }
+
+    fn load(toml: &str) -> anyhow::Result<Vec<String>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("broker.toml");
+        std::fs::write(&path, format!("environment = \"development\"\n{toml}"))?;
+        let settings = crate::config::Settings::load(Some(&path))?;
+        Ok(settings
+            .upstream_profiles()?
+            .into_iter()
+            .map(|p| p.name)
+            .collect())
+    }
+
+    #[test]
+    fn the_configuration_reads_the_list() {
+        // Today's single table: one upstream, `vneid`.
+        assert_eq!(load("[upstream]\nclient_id = \"b\"").unwrap(), ["vneid"]);
+        // With `[upstream]`, the tables are added after it.
+        let both = "[upstream]\nissuer = \"https://vneid.example\"\n\
+                    [upstreams.test]\nissuer = \"https://test.example\"\naccounts = \"isolated\"";
+        assert_eq!(load(both).unwrap(), ["vneid", "test"]);
+        // Without it, the tables are the whole list.
+        let only = "[upstreams.prod]\nissuer = \"https://prod.example\"\n\
+                    [upstreams.test]\nissuer = \"https://test.example\"";
+        assert_eq!(load(only).unwrap(), ["prod", "test"]);
+        // The key is the name; an unknown key or policy is refused.
+        assert!(
+            load("[upstreams.test]\nname = \"other\"\nissuer = \"https://t.example\"").is_err()
+        );
+        assert!(load("[upstreams.test]\nissuer = \"https://t.example\"\ncolour = 1").is_err());
+        assert!(
+            load("[upstreams.test]\nissuer = \"https://t.example\"\naccounts = \"all\"").is_err()
+        );
+        assert!(load("[upstreams.\"a.b\"]\nissuer = \"https://t.example\"").is_err());
+    }
 }
