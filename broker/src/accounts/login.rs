@@ -48,7 +48,7 @@ pub enum LoginOutcome {
 /// What the link of an identity leads to.
 enum Linked {
     Nobody,
-    Account(AccountRecord),
+    Account(Box<AccountRecord>),
     /// An account of another realm than the upstream's: never logged in to.
     OtherRealm,
 }
@@ -147,7 +147,7 @@ impl AccountResolver {
     ) -> anyhow::Result<LoginOutcome> {
         let realm = policy.realm(&identity.upstream_iss);
         let existing = match self.refreshed(identity, realm, now).await? {
-            Linked::Account(record) => Some(record),
+            Linked::Account(record) => Some(*record),
             Linked::Nobody => None,
             Linked::OtherRealm => {
                 tracing::warn!(
@@ -634,7 +634,7 @@ impl AccountResolver {
         let entry = login_entry(now, &old.id, identity, false);
         if changed.is_empty() {
             self.stores.audit.append_alone(&entry).await?;
-            return Ok(Linked::Account(old));
+            return Ok(Linked::Account(Box::new(old)));
         }
         let mut tx = self.stores.transactions.begin().await?;
         self.stores
@@ -651,7 +651,7 @@ impl AccountResolver {
         )
         .await?;
         tx.commit().await?;
-        Ok(Linked::Account(record))
+        Ok(Linked::Account(Box::new(record)))
     }
 
     /// Creates the account (or marks an existing one standardised), with the proven phone when

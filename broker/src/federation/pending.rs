@@ -257,21 +257,20 @@ impl PendingLogins {
         )
     }
 
-    /// Stores a pending login with a fresh state and binding secret.
+    /// Stores a pending login to `upstream` with a fresh state and binding secret (and a nonce
+    /// and PKCE verifier where its profile uses them).
     pub async fn start(
         &self,
-        upstream: &str,
+        upstream: &super::profile::UpstreamProfile,
         request: AuthorizeRequest,
         forced_login: bool,
-        use_nonce: bool,
-        use_pkce: bool,
         seen_from: crate::sessions::records::SeenFrom,
         now: i64,
     ) -> anyhow::Result<Started> {
         let started = Started {
             state: random_token(),
-            nonce: use_nonce.then(random_token),
-            pkce_verifier: use_pkce.then(random_token),
+            nonce: upstream.use_nonce.then(random_token),
+            pkce_verifier: upstream.use_pkce.then(random_token),
             browser_secret: random_token(),
         };
         let pending = PendingLogin {
@@ -281,7 +280,7 @@ impl PendingLogins {
             created_at: now,
             forced_login,
             seen_from,
-            upstream: Some(upstream.to_string()),
+            upstream: Some(upstream.name.clone()),
         };
         self.store
             .put(

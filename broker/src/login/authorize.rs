@@ -260,15 +260,7 @@ impl<'a> LoginFlow<'a> {
         let required_loa = request.required_loa;
         let started = match self
             .pending
-            .start(
-                &profile.name,
-                request,
-                force_login,
-                profile.use_nonce,
-                profile.use_pkce,
-                seen_from,
-                now,
-            )
+            .start(profile, request, force_login, seen_from, now)
             .await
         {
             Ok(started) => started,
