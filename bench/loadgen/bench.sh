@@ -17,6 +17,9 @@
 # RATE (default 100) is role-event-latency's approvals per second (loadgen --rate); SET_ALG
 # (default RS256) the role-events subscriber's signing algorithm for its SETs (loadgen --set-alg).
 # ID_TOKEN_ALG (default RS256) the driver's own client's ID-token algorithm (loadgen --id-token-alg).
+# HANG_ONE_IN (default 0: never) makes one mock token call in N hang for a minute: the logins/s
+# while VNeID sometimes does not answer (compare with the healthy figure; pair it with e.g.
+# BENCH_BROKER_ENV="BROKER_UPSTREAM__TIMEOUT_SECS=2" so that a hung call ends at the timeout).
 # BENCH_BROKER_ENV adds settings to the broker's environment, e.g. "BROKER_DISPATCH__ENABLED=false".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -29,6 +32,7 @@ MOBILE_DEVICES=${MOBILE_DEVICES:-2}
 RATE=${RATE:-100}
 SET_ALG=${SET_ALG:-RS256}
 ID_TOKEN_ALG=${ID_TOKEN_ALG:-RS256}
+HANG_ONE_IN=${HANG_ONE_IN:-0}
 BIN=${CARGO_TARGET_DIR:-target}/release
 # The broker's environment, the mock VNeID, the database and the legacy fixtures: broker-env.sh.
 source bench/loadgen/broker-env.sh

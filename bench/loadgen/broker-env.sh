@@ -13,7 +13,8 @@
 # `common` and `storage` (the broker's environment). broker_serve adds the array SERVE_ENV, if
 # set, to the serving instance's environment. After broker_serve: BROKER_PID.
 # Rate limits are off (HTTP and one-time codes). Inputs: BIN (directory of the release binaries),
-# ONE_MOBILE_DEVICE (default true), BENCH_BROKER_ENV (more broker settings, space-separated).
+# ONE_MOBILE_DEVICE (default true), HANG_ONE_IN (default 0: the mock's one token call in N that
+# hangs), BENCH_BROKER_ENV (more broker settings, space-separated).
 
 broker_prepare() {
   local pair=${1:-postgres}
@@ -31,7 +32,7 @@ print(*[x.getsockname()[1] for x in s])')
 
   env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --port "$MPORT" \
     --client-id broker --client-secret "$SECRET" --redirect-uri "http://127.0.0.1:$BPORT/callback/vneid" \
-    > "$WORK/mock.log" 2>&1 &
+    --hang-one-in "${HANG_ONE_IN:-0}" > "$WORK/mock.log" 2>&1 &
   MOCK_PID=$!
   for _ in $(seq 1 100); do
     curl -sf -o /dev/null "http://127.0.0.1:$MPORT/.well-known/openid-configuration" && break; sleep 0.1

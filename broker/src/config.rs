@@ -2,6 +2,7 @@
 //! (nested keys with `__`, e.g. `BROKER_DATABASE__URL`). Unknown keys are rejected; secrets can
 //! be read from files and never appear in `Debug` output.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -36,7 +37,11 @@ pub struct Settings {
     pub keys: KeySettings,
     pub tokens: TokenSettings,
     pub admin: AdminSettings,
+    /// The first upstream (`[upstream]`, named `vneid` unless it says otherwise).
     pub upstream: UpstreamProfile,
+    /// More upstreams, each under its name (`[upstreams.NAME]`): see
+    /// `federation::upstreams::profiles` for the rules.
+    pub upstreams: BTreeMap<String, UpstreamProfile>,
     pub acr: AcrSettings,
     pub login: LoginSettings,
     pub rate_limit: RateLimitSettings,
@@ -77,6 +82,7 @@ impl Default for Settings {
             tokens: TokenSettings::default(),
             admin: AdminSettings::default(),
             upstream: UpstreamProfile::default(),
+            upstreams: BTreeMap::new(),
             acr: AcrSettings::default(),
             login: LoginSettings::default(),
             rate_limit: RateLimitSettings::default(),
@@ -411,7 +417,21 @@ impl Settings {
                 .filter(|name| is_setting_variable(&name.as_str().to_ascii_lowercase()))
                 .split("__"),
         );
-        let settings: Settings = figment.extract().context("invalid configuration")?;
+        let mut settings: Settings = figment.extract().context("invalid configuration")?;
+        for name in settings.upstreams.keys() {
+            anyhow::ensure!(
+                figment
+                    .find_value(&format!("upstreams.{name}.name"))
+                    .is_err(),
+                "upstreams.{name}.name: the name of an [upstreams.NAME] table is its key; \
+                 remove `name`"
+            );
+        }
+        // Without an `[upstream]` table (nor BROKER_UPSTREAM__*), the `[upstreams.NAME]`
+        // tables are the whole list: the built-in default upstream is not added to them.
+        if !settings.upstreams.is_empty() && figment.find_value("upstream").is_err() {
+            settings.upstream.enabled = false;
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -423,23 +443,35 @@ impl Settings {
         if self.environment != Environment::Production {
             return Ok(());
         }
-        let upstream = &self.upstream;
-        anyhow::ensure!(
-            upstream.issuer.scheme() == "https",
-            "in production upstream.issuer must be the identity provider's https issuer \
-             (set [upstream] issuer, or BROKER_UPSTREAM__ISSUER); it is {}",
-            upstream.issuer
-        );
-        anyhow::ensure!(
-            upstream.client_secret.is_some() || upstream.client_secret_file.is_some(),
-            "in production the upstream needs credentials: set upstream.client_secret_file \
-             (or BROKER_UPSTREAM__CLIENT_SECRET)"
-        );
-        anyhow::ensure!(
-            !upstream.client_id.trim().is_empty(),
-            "in production upstream.client_id must be set"
-        );
+        for upstream in self.upstream_profiles()? {
+            let table = if self.upstreams.contains_key(&upstream.name) {
+                format!("upstreams.{}", upstream.name)
+            } else {
+                "upstream".to_string()
+            };
+            let env = table.replace('.', "__").to_ascii_uppercase();
+            anyhow::ensure!(
+                upstream.issuer.scheme() == "https",
+                "in production {table}.issuer must be the identity provider's https issuer \
+                 (set it in [{table}], or BROKER_{env}__ISSUER); it is {}",
+                upstream.issuer
+            );
+            anyhow::ensure!(
+                upstream.client_secret.is_some() || upstream.client_secret_file.is_some(),
+                "in production the upstream needs credentials: set {table}.client_secret_file \
+                 (or BROKER_{env}__CLIENT_SECRET)"
+            );
+            anyhow::ensure!(
+                !upstream.client_id.trim().is_empty(),
+                "in production {table}.client_id must be set"
+            );
+        }
         Ok(())
+    }
+
+    /// The upstreams to build, in the login page's order (`federation::upstreams::profiles`).
+    pub fn upstream_profiles(&self) -> anyhow::Result<Vec<UpstreamProfile>> {
+        crate::federation::upstreams::profiles(&self.upstream, &self.upstreams)
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -457,6 +489,7 @@ impl Settings {
             self.tokens.access_token_ttl_secs > 0,
             "access token lifetime must be positive"
         );
+        self.upstream_profiles()?;
         self.sms.validate(self.environment)?;
         self.otp.validate()?;
         crate::dispatch::address::AddressPolicy::new(

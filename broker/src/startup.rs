@@ -23,7 +23,7 @@ use crate::dispatch::outbound::{Outbound, Timeouts};
 use crate::dispatch::{DispatchPlan, Dispatcher};
 use crate::events::delivery::SecurityEvents;
 use crate::federation::pending::PendingLogins;
-use crate::federation::upstream::Upstream;
+use crate::federation::upstreams::Upstreams;
 use crate::http::{Broker, Readiness};
 use crate::jobs;
 use crate::oidc::acr::AcrPolicy;
@@ -207,6 +207,8 @@ impl Application {
             Arc::new(db.clone()),
             Arc::new(db.clone()),
         );
+        // Each upstream with its own HTTP client, circuit breaker and metadata cache.
+        let upstreams = Arc::new(Upstreams::build(settings.upstream_profiles()?, &issuer)?);
         let provider = Provider {
             issuer: issuer.as_str().into(),
             clients: directory.clone(),
@@ -257,6 +259,7 @@ impl Application {
             revocations: db.changes().revocations.clone(),
             released: db.changes().released.clone(),
             discovery: Default::default(),
+            upstream_names: upstreams.names(),
         };
         if settings.dispatch.enabled {
             dispatcher(&settings, &db, &provider, clock.clone())?.spawn();
@@ -281,7 +284,7 @@ impl Application {
         let otp = Otp::new(&settings.otp, sessions.clone(), sms, master.clone())?;
         let broker = web::Data::new(Broker {
             provider,
-            upstream: Arc::new(Upstream::new(settings.upstream.clone(), &issuer)?),
+            upstreams: upstreams.clone(),
             pending: PendingLogins::new(
                 sessions.clone(),
                 Duration::from_secs(settings.sessions.pending_login_ttl_secs),

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use super::failures::{Failure, FailureStore, Field, Reason};
 use super::legacy::{LegacyRecord, LegacySealer, LegacyStore};
 use super::linking::{self, PhoneMatch};
+use super::names::{compare_birthdates, names_agree};
 use super::personal_id::{self, IdCheck};
 use super::phone::Phone;
-use super::{Account, AccountRecord, AccountStore, UpstreamIdentity};
+use super::{Account, AccountPolicy, AccountRecord, AccountStore, UpstreamIdentity};
 use crate::audit::{AuditEntry, AuditLog};
 use crate::crypto::MasterKey;
 use crate::events::{types, Event, Outbox};
@@ -38,6 +39,18 @@ pub enum LoginOutcome {
     /// No record matched by ID number: the citizen gives a phone and proves it by OTP
     /// (after the failure page, when `notice` is present).
     NeedsPhone { notice: Option<Notice> },
+    /// The upstream's policy allows it no account for this person: none to join
+    /// (`link_only`), or the linked account is of another realm (a test gateway's identity
+    /// linked to a shared account, or the reverse, after a change of policy).
+    Refused,
+}
+
+/// What the link of an identity leads to.
+enum Linked {
+    Nobody,
+    Account(Box<AccountRecord>),
+    /// An account of another realm than the upstream's: never logged in to.
+    OtherRealm,
 }
 
 /// A link the client's backend asked for through PAR: its own legacy source and account id.
@@ -120,14 +133,148 @@ impl AccountResolver {
 
     /// After the upstream login: the account, or the phone step. A standardised account only
     /// gains the records that appeared since (a new import) and the one its app asked for.
+    ///
+    /// `policy` is the upstream's (`AccountPolicy`): an isolated upstream (a test gateway) only
+    /// ever reaches accounts of its own, created at once; a `link_only` one only joins a shared
+    /// account; both skip the legacy records.
     #[tracing::instrument(skip_all, fields(upstream_sub = %identity.upstream_sub))]
     pub async fn complete_login(
         &self,
         identity: &UpstreamIdentity,
+        policy: AccountPolicy,
         app_link: Option<AppLink<'_>>,
         now: i64,
     ) -> anyhow::Result<LoginOutcome> {
-        let existing = self.refreshed(identity, now).await?;
+        let realm = policy.realm(&identity.upstream_iss);
+        let existing = match self.refreshed(identity, realm, now).await? {
+            Linked::Account(record) => Some(*record),
+            Linked::Nobody => None,
+            Linked::OtherRealm => {
+                tracing::warn!(
+                    upstream = %identity.upstream_iss,
+                    "the identity is linked to an account of another realm; refused"
+                );
+                return Ok(LoginOutcome::Refused);
+            }
+        };
+        let existing = match (policy, existing) {
+            (_, Some(record)) => Some(record),
+            (AccountPolicy::Isolated, None) => None,
+            (_, None) => self.join_by_personal_id(identity, now).await?,
+        };
+        match (policy, existing) {
+            (AccountPolicy::LinkAndCreate, existing) => {
+                self.standardise(identity, existing, app_link, now).await
+            }
+            (_, Some(record)) => Ok(LoginOutcome::Authenticated {
+                account: Box::new(self.open(record)?),
+                created: false,
+                notice: None,
+            }),
+            (AccountPolicy::Isolated, None) => {
+                let (record, created) = self.write(identity, None, &[], None, realm, now).await?;
+                Ok(LoginOutcome::Authenticated {
+                    account: Box::new(self.open(record)?),
+                    created,
+                    notice: None,
+                })
+            }
+            (AccountPolicy::LinkOnly, None) => Ok(LoginOutcome::Refused),
+        }
+    }
+
+    /// A shared account's first login through another upstream: the one shared account that
+    /// holds this ID number, when its name and date of birth agree as a legacy record's must,
+    /// gains the link (with its audit entry). Two accounts with the number, an account that
+    /// already has an identity of this upstream, or any disagreement link nothing: the
+    /// identity goes on as a new one.
+    async fn join_by_personal_id(
+        &self,
+        identity: &UpstreamIdentity,
+        now: i64,
+    ) -> anyhow::Result<Option<AccountRecord>> {
+        let Some(number) = identity.personal_id.as_deref() else {
+            return Ok(None);
+        };
+        let found = self
+            .stores
+            .accounts
+            .find_shared_by_personal_id(&self.master.lookup_hash(number), 2)
+            .await?;
+        let found_one = found.len() == 1;
+        if found.len() > 1 {
+            tracing::warn!(
+                personal_id = %personal_id::mask(number),
+                "several accounts hold the ID number; no upstream link added"
+            );
+        }
+        let Some(account) = found.into_iter().next().filter(|_| found_one) else {
+            return Ok(None);
+        };
+        // Another identity of the same upstream with this number is someone else's claim to
+        // the account (or a new one of the same person): a doubt for the legacy matching and
+        // support, never a silent second link.
+        if self
+            .stores
+            .accounts
+            .linked_from(&account.id, &identity.upstream_iss)
+            .await?
+        {
+            return Ok(None);
+        }
+        let agrees = names_agree(&account.full_name, &identity.full_name)
+            && compare_birthdates(account.birthdate.as_deref(), identity.birthdate.as_deref())
+                .agrees();
+        if !agrees {
+            tracing::info!(
+                account = %account.id,
+                "the account holding the ID number disagrees in name or date of birth; no upstream link added"
+            );
+            return Ok(None);
+        }
+        let (iss, sub) = (&identity.upstream_iss, &identity.upstream_sub);
+        let mut tx = self.stores.transactions.begin().await?;
+        if !self
+            .stores
+            .accounts
+            .add_link(&mut tx, &account.id, iss, sub, now)
+            .await?
+        {
+            // Another login of this identity linked it first: that link stands.
+            tx.rollback().await?;
+            let linked = self.stores.accounts.find_by_link(iss, sub).await?;
+            return Ok(linked.filter(|r| r.isolated_to.is_none()));
+        }
+        self.stores
+            .audit
+            .append(
+                &mut tx,
+                &AuditEntry {
+                    at: now,
+                    kind: "upstream_linked",
+                    account_id: Some(&account.id),
+                    client_id: None,
+                    actor: None,
+                    detail: serde_json::json!({"upstream": iss, "method": "personal_id"}),
+                },
+            )
+            .await?;
+        self.stores
+            .audit
+            .append(&mut tx, &login_entry(now, &account.id, identity, false))
+            .await?;
+        tx.commit().await?;
+        tracing::info!(account = %account.id, upstream = %iss, "upstream identity linked to an existing account");
+        Ok(Some(account))
+    }
+
+    async fn standardise(
+        &self,
+        identity: &UpstreamIdentity,
+        existing: Option<AccountRecord>,
+        app_link: Option<AppLink<'_>>,
+        now: i64,
+    ) -> anyhow::Result<LoginOutcome> {
         if let Some(flag) = existing.as_ref().and_then(|r| r.personal_id_flag.as_ref()) {
             tracing::warn!(flag = %flag, "personal ID failed the structure check; kept and flagged");
         }
@@ -227,7 +374,7 @@ impl AccountResolver {
         match existing {
             Some(record) if standardised => {
                 if !links.is_empty() {
-                    self.write(identity, Some(record.clone()), &links, None, now)
+                    self.write(identity, Some(record.clone()), &links, None, None, now)
                         .await?;
                 }
                 Ok(LoginOutcome::Authenticated {
@@ -237,7 +384,9 @@ impl AccountResolver {
                 })
             }
             existing if !links.is_empty() => {
-                let (record, created) = self.write(identity, existing, &links, None, now).await?;
+                let (record, created) = self
+                    .write(identity, existing, &links, None, None, now)
+                    .await?;
                 Ok(LoginOutcome::Authenticated {
                     account: Box::new(self.open(record)?),
                     created,
@@ -254,14 +403,23 @@ impl AccountResolver {
     pub async fn complete_with_phone(
         &self,
         identity: &UpstreamIdentity,
+        policy: AccountPolicy,
         phone: &Phone,
         now: i64,
     ) -> anyhow::Result<LoginOutcome> {
+        // Only the whole standardisation asks for a phone: the other policies never link a
+        // legacy record nor create a shared account.
+        if policy != AccountPolicy::LinkAndCreate {
+            return Ok(LoginOutcome::Refused);
+        }
         let existing = self
             .stores
             .accounts
             .find_by_link(&identity.upstream_iss, &identity.upstream_sub)
             .await?;
+        if existing.as_ref().is_some_and(|r| r.isolated_to.is_some()) {
+            return Ok(LoginOutcome::Refused);
+        }
         let account_id = existing.as_ref().map(|r| r.id.clone());
         let found = self.open_all(self.stores.legacy.find_by_phone(phone.e164()).await?)?;
         let proven = Some((phone.e164(), now));
@@ -321,7 +479,9 @@ impl AccountResolver {
             }
             PhoneMatch::Nothing => (Vec::new(), None),
         };
-        let (record, created) = self.write(identity, existing, &links, proven, now).await?;
+        let (record, created) = self
+            .write(identity, existing, &links, proven, None, now)
+            .await?;
         Ok(LoginOutcome::Authenticated {
             account: Box::new(self.open(record)?),
             created,
@@ -447,28 +607,44 @@ impl AccountResolver {
 
     /// The account after this login's profile refresh, if the identity is linked. VNeID is the
     /// source of truth, but it rarely changes: only what changed is written, with its event.
+    /// An account of another realm than `realm` is neither refreshed nor returned.
     async fn refreshed(
         &self,
         identity: &UpstreamIdentity,
+        realm: Option<&str>,
         now: i64,
-    ) -> anyhow::Result<Option<AccountRecord>> {
+    ) -> anyhow::Result<Linked> {
         let Some(old) = self
             .stores
             .accounts
             .find_by_link(&identity.upstream_iss, &identity.upstream_sub)
             .await?
         else {
-            return Ok(None);
+            return Ok(Linked::Nobody);
         };
+        if old.isolated_to.as_deref() != realm {
+            return Ok(Linked::OtherRealm);
+        }
         let mut record = self.profile_record(old.id.clone(), identity, old.created_at, now);
         record.phone = old.phone.clone();
         record.phone_verified_at = old.phone_verified_at;
         record.standardised_at = old.standardised_at;
+        record.isolated_to = old.isolated_to.clone();
+        // An upstream that does not send the ID number or the birth date (another provider
+        // linked to the same account) never erases what the account holds.
+        if record.personal_id_lookup.is_none() {
+            record.personal_id_enc = old.personal_id_enc.clone();
+            record.personal_id_lookup = old.personal_id_lookup.clone();
+            record.personal_id_flag = old.personal_id_flag.clone();
+        }
+        if record.birthdate.is_none() {
+            record.birthdate = old.birthdate.clone();
+        }
         let changed = self.changed_fields(&old, &record, identity)?;
         let entry = login_entry(now, &old.id, identity, false);
         if changed.is_empty() {
             self.stores.audit.append_alone(&entry).await?;
-            return Ok(Some(old));
+            return Ok(Linked::Account(Box::new(old)));
         }
         let mut tx = self.stores.transactions.begin().await?;
         self.stores
@@ -485,7 +661,7 @@ impl AccountResolver {
         )
         .await?;
         tx.commit().await?;
-        Ok(Some(record))
+        Ok(Linked::Account(Box::new(record)))
     }
 
     /// Creates the account (or marks an existing one standardised), with the proven phone when
@@ -498,6 +674,7 @@ impl AccountResolver {
         existing: Option<AccountRecord>,
         links: &[(LegacyRecord, LinkMethod)],
         proven_phone: Option<(&str, i64)>,
+        realm: Option<&str>,
         now: i64,
     ) -> anyhow::Result<(AccountRecord, bool)> {
         // Without a proven phone, a linked record's phone is kept, unproven, as contact data.
@@ -550,6 +727,7 @@ impl AccountResolver {
                 record.phone = phone.clone();
                 record.phone_verified_at = verified_at;
                 record.standardised_at = Some(now);
+                record.isolated_to = realm.map(str::to_string);
                 let (iss, sub) = (&identity.upstream_iss, &identity.upstream_sub);
                 if !self
                     .stores
@@ -569,8 +747,15 @@ impl AccountResolver {
                                 "link vanished while resolving a concurrent first login"
                             )
                         })?;
-                    return Box::pin(self.write(identity, Some(theirs), links, proven_phone, now))
-                        .await;
+                    return Box::pin(self.write(
+                        identity,
+                        Some(theirs),
+                        links,
+                        proven_phone,
+                        realm,
+                        now,
+                    ))
+                    .await;
                 }
                 self.stores
                     .audit
@@ -899,6 +1084,7 @@ impl AccountResolver {
             phone: None,
             phone_verified_at: None,
             standardised_at: None,
+            isolated_to: None,
             created_at,
             updated_at: now,
         }
@@ -918,7 +1104,9 @@ impl AccountResolver {
             None => None,
         };
         let mut changed = Vec::new();
-        if old_pid != identity.personal_id || old.personal_id_flag != new.personal_id_flag {
+        // No ID number from the upstream keeps the account's (see `refreshed`).
+        let pid_changed = identity.personal_id.is_some() && old_pid != identity.personal_id;
+        if pid_changed || old.personal_id_flag != new.personal_id_flag {
             changed.push("personal_id");
         }
         if old.full_name != new.full_name {
@@ -1096,11 +1284,14 @@ mod tests {
         let mut identity = identity();
         let phone = crate::accounts::phone::normalise("0905123456").unwrap();
         assert!(matches!(
-            broken.complete_login(&identity, None, 1_000).await.unwrap(),
+            broken
+                .complete_login(&identity, AccountPolicy::LinkAndCreate, None, 1_000)
+                .await
+                .unwrap(),
             LoginOutcome::NeedsPhone { notice: None }
         ));
         assert!(broken
-            .complete_with_phone(&identity, &phone, 1_000)
+            .complete_with_phone(&identity, AccountPolicy::LinkAndCreate, &phone, 1_000)
             .await
             .is_err());
         assert!(
@@ -1115,7 +1306,7 @@ mod tests {
         let LoginOutcome::Authenticated {
             account, created, ..
         } = working
-            .complete_with_phone(&identity, &phone, 1_000)
+            .complete_with_phone(&identity, AccountPolicy::LinkAndCreate, &phone, 1_000)
             .await
             .unwrap()
         else {
@@ -1128,7 +1319,10 @@ mod tests {
             "the account's event commits with it"
         );
         identity.full_name = "Võ Hữu Tài Em".into();
-        assert!(broken.complete_login(&identity, None, 2_000).await.is_err());
+        assert!(broken
+            .complete_login(&identity, AccountPolicy::LinkAndCreate, None, 2_000)
+            .await
+            .is_err());
         let stored = db
             .find_by_link(&identity.upstream_iss, &identity.upstream_sub)
             .await

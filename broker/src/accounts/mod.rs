@@ -80,8 +80,37 @@ pub struct AccountRecord {
     /// When the account went through legacy matching; `None` for accounts from before it, which
     /// are matched on their next login.
     pub standardised_at: Option<i64>,
+    /// The issuer of the isolated upstream (a test gateway) this account belongs to; `None` for
+    /// the accounts every other upstream shares.
+    pub isolated_to: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// What an upstream's identities may do with accounts (`upstream.accounts`). Whatever the
+/// policy, an identity already linked logs in to its account, as long as that account is of
+/// the upstream's realm (shared, or this isolated upstream's own).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountPolicy {
+    /// The whole standardisation: a new identity joins the shared account holding its ID
+    /// number, links legacy records, or creates an account after the phone step.
+    #[default]
+    LinkAndCreate,
+    /// Joins an existing shared account (by the ID number, name and date of birth) or is
+    /// refused: never creates one, never links legacy records.
+    LinkOnly,
+    /// A realm of its own (a test gateway): its identities get accounts of their own at once,
+    /// never match or reach a shared account or a legacy record, and no other upstream ever
+    /// reaches theirs.
+    Isolated,
+}
+
+impl AccountPolicy {
+    /// The realm of the accounts this upstream's identities may log in to.
+    pub fn realm<'a>(&self, upstream_iss: &'a str) -> Option<&'a str> {
+        (*self == AccountPolicy::Isolated).then_some(upstream_iss)
+    }
 }
 
 #[async_trait]
@@ -92,6 +121,25 @@ pub trait AccountStore: Send + Sync {
         upstream_iss: &str,
         upstream_sub: &str,
     ) -> anyhow::Result<Option<AccountRecord>>;
+    /// Shared (not isolated) accounts holding the ID number with this lookup hash; at most
+    /// `limit`.
+    async fn find_shared_by_personal_id(
+        &self,
+        lookup: &str,
+        limit: i64,
+    ) -> anyhow::Result<Vec<AccountRecord>>;
+    /// Whether an identity of the upstream `upstream_iss` is linked to the account.
+    async fn linked_from(&self, account_id: &str, upstream_iss: &str) -> anyhow::Result<bool>;
+    /// Links one more upstream identity to an existing account, in the caller's transaction.
+    /// `false` when the identity was linked meanwhile (to whichever account).
+    async fn add_link(
+        &self,
+        tx: &mut Transaction,
+        account_id: &str,
+        upstream_iss: &str,
+        upstream_sub: &str,
+        now: i64,
+    ) -> anyhow::Result<bool>;
     /// Inserts the account and its link in the caller's transaction. `false` when another
     /// login linked this identity first (two first logins racing): the caller rolls back and
     /// uses the account that link names.

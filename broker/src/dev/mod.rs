@@ -56,6 +56,10 @@ pub struct MockArgs {
     /// token with `sub` and `acr`, the identity from userinfo). See docs/vneid.md.
     #[arg(long, default_value = "a")]
     pub variant: String,
+    /// One token call in N hangs for a minute, the others answer at once (0: none): the
+    /// benchmark of logins while VNeID sometimes does not answer.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub hang_one_in: u64,
 }
 
 /// Whether `broker dev` and `broker mock-vneid` are in this binary; an error naming the

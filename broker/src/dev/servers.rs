@@ -52,8 +52,13 @@ pub async fn run_mock(args: MockArgs) -> anyhow::Result<()> {
         .parse::<broker_devkit::mock_vneid::Variant>()
         .map_err(|e| anyhow::anyhow!("--variant: {e}"))?;
     mock.set_variant(variant);
+    mock.set_hang_one_in(args.hang_one_in);
+    let hangs = match args.hang_one_in {
+        0 => String::new(),
+        n => format!(", one token call in {n} hangs"),
+    };
     println!(
-        "mock VNeID (variant {variant:?}) on http://127.0.0.1:{}",
+        "mock VNeID (variant {variant:?}{hangs}) on http://127.0.0.1:{}",
         args.port
     );
     mock_vneid::serve(mock, listen(args.port)?)?.await?;

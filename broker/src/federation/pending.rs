@@ -38,6 +38,21 @@ pub struct PendingLogin {
     /// The browser that asked, for the session record.
     #[serde(default)]
     pub seen_from: crate::sessions::records::SeenFrom,
+    /// The name of the upstream the login went to: only its callback path may finish it.
+    /// `None` for a login stored before upstreams had names (it went to the first).
+    #[serde(default)]
+    pub upstream: Option<String>,
+}
+
+/// An authorization request waiting for the person to choose an upstream on the login page
+/// (several are enabled and the RP named none). Like a pending login it is bound to the browser
+/// by a cookie; it is not used up by a choice, so that the back button can choose again, and
+/// each choice starts a pending login of its own, bound to that upstream.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PendingChoice {
+    pub request: AuthorizeRequest,
+    pub seen_from: crate::sessions::records::SeenFrom,
+    pub created_at: i64,
 }
 
 /// Unknown, expired or already used `state`, or a callback from another browser than the one
@@ -187,6 +202,53 @@ impl PendingLogins {
         self.ttl
     }
 
+    fn choice_key(choice_id: &str, browser_secret: &str) -> String {
+        format!(
+            "choice:{}:{}",
+            sha256_b64url(choice_id),
+            sha256_b64url(browser_secret)
+        )
+    }
+
+    /// Stores a request that waits for the choice of an upstream; returns its id and the
+    /// binding cookie's secret.
+    pub async fn offer_choice(&self, choice: &PendingChoice) -> anyhow::Result<Suspended> {
+        let offered = Suspended {
+            interaction_id: random_token(),
+            browser_secret: random_token(),
+        };
+        self.store
+            .put(
+                &Self::choice_key(&offered.interaction_id, &offered.browser_secret),
+                &serde_json::to_vec(choice)?,
+                self.ttl,
+            )
+            .await?;
+        Ok(offered)
+    }
+
+    /// The request waiting for a choice, if this browser holds its binding.
+    pub async fn choice(
+        &self,
+        choice_id: &str,
+        browser_secret: Option<&str>,
+    ) -> anyhow::Result<Result<PendingChoice, UnknownLogin>> {
+        let Some(browser_secret) = browser_secret.filter(|s| s.len() == TOKEN_LEN) else {
+            return Ok(Err(UnknownLogin));
+        };
+        if choice_id.len() != TOKEN_LEN {
+            return Ok(Err(UnknownLogin));
+        }
+        match self
+            .store
+            .get(&Self::choice_key(choice_id, browser_secret))
+            .await?
+        {
+            Some(bytes) => Ok(Ok(serde_json::from_slice(&bytes)?)),
+            None => Ok(Err(UnknownLogin)),
+        }
+    }
+
     fn key(state: &str, browser_secret: &str) -> String {
         format!(
             "pending:{}:{}",
@@ -195,20 +257,20 @@ impl PendingLogins {
         )
     }
 
-    /// Stores a pending login with a fresh state and binding secret.
+    /// Stores a pending login to `upstream` with a fresh state and binding secret (and a nonce
+    /// and PKCE verifier where its profile uses them).
     pub async fn start(
         &self,
+        upstream: &super::profile::UpstreamProfile,
         request: AuthorizeRequest,
         forced_login: bool,
-        use_nonce: bool,
-        use_pkce: bool,
         seen_from: crate::sessions::records::SeenFrom,
         now: i64,
     ) -> anyhow::Result<Started> {
         let started = Started {
             state: random_token(),
-            nonce: use_nonce.then(random_token),
-            pkce_verifier: use_pkce.then(random_token),
+            nonce: upstream.use_nonce.then(random_token),
+            pkce_verifier: upstream.use_pkce.then(random_token),
             browser_secret: random_token(),
         };
         let pending = PendingLogin {
@@ -218,6 +280,7 @@ impl PendingLogins {
             created_at: now,
             forced_login,
             seen_from,
+            upstream: Some(upstream.name.clone()),
         };
         self.store
             .put(
@@ -287,6 +350,7 @@ mod tests {
                 created_at: 1,
                 forced_login: false,
                 seen_from: Default::default(),
+                upstream: Some("vneid".into()),
             },
             identity: identity(),
             auth_time: Some(1),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use url::Url;
 
-use crate::accounts::Loa;
+use crate::accounts::{AccountPolicy, Loa};
 use crate::secret::Secret;
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -84,9 +84,15 @@ impl AcrValues {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamProfile {
-    /// Short name used in the callback path `/callback/{name}`.
+    /// Short name used in the callback path `/callback/{name}` and in `idp_hint`. In an
+    /// `[upstreams.NAME]` table the name is the table's key.
     pub name: String,
     pub display_name: String,
+    /// Offered on the login page and to `idp_hint`; a disabled upstream is not built at all.
+    pub enabled: bool,
+    /// What its identities may do with accounts: `link_and_create`, `link_only` or
+    /// `isolated` (a test gateway: accounts of its own, never a real one).
+    pub accounts: AccountPolicy,
     pub issuer: Url,
     /// Read endpoints from `{issuer}/.well-known/openid-configuration`.
     pub discovery: bool,
@@ -153,6 +159,8 @@ impl Default for UpstreamProfile {
         Self {
             name: "vneid".into(),
             display_name: "VNeID".into(),
+            enabled: true,
+            accounts: AccountPolicy::LinkAndCreate,
             issuer: Url::parse("http://127.0.0.1:8081").expect("static URL"),
             discovery: true,
             authorization_endpoint: None,

@@ -8,10 +8,10 @@ use askama::Template;
 use super::errors::HttpError;
 use super::front::{cookie, cookie_name, flow_error, next_response, wants_english};
 use super::limits::rate_limit;
-use super::pages::{html, LoginPage};
+use super::pages::{html, LoginButton, LoginPage};
 use super::{form_pairs, Broker};
 use crate::federation::pending::COOKIE_PREFIX as BINDING_PREFIX;
-use crate::login::authorize::{Browser, Resolved};
+use crate::login::authorize::{choice_cookie, Browser, Resolved};
 use crate::login::Next;
 use crate::oidc::authorize::RequestOrigin;
 use crate::oidc::error::OAuthError;
@@ -24,7 +24,47 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(rate_limit))
             .route(web::get().to(authorize_get))
             .route(web::post().to(authorize_post)),
+    )
+    .service(
+        web::resource("/login/choose/{upstream}")
+            .wrap(from_fn(rate_limit))
+            .route(web::get().to(choose_get)),
     );
+}
+
+#[derive(serde::Deserialize)]
+struct ChooseQuery {
+    choice: String,
+}
+
+/// A button of the choice page: the waiting request goes to the chosen upstream.
+async fn choose_get(
+    broker: web::Data<Broker>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: Option<web::Query<ChooseQuery>>,
+) -> Result<HttpResponse, HttpError> {
+    let english = wants_english(&req, None);
+    let Some(query) = query else {
+        return Err(HttpError::BadSignIn {
+            error: OAuthError::invalid_request("choice is required"),
+            english,
+        });
+    };
+    let binding = choice_cookie(&query.choice);
+    let secret = req.cookie(&cookie_name(&broker, &binding));
+    let next = broker
+        .login_flow()
+        .choose(
+            &query.choice,
+            secret.as_ref().map(|c| c.value()),
+            &path,
+            broker.limits.client_key(&req),
+            broker.provider.now(),
+        )
+        .await
+        .map_err(|e| flow_error(e, english))?;
+    Ok(next_response(&broker, next))
 }
 
 async fn authorize_get(
@@ -78,6 +118,11 @@ async fn authorize(
             drop_surplus_bindings(broker, req, &mut response);
             Ok(response)
         }
+        Next::Choose { id, binding } => {
+            let mut response = choice_page(broker, Some(&request), &id, binding, english);
+            drop_surplus_bindings(broker, req, &mut response);
+            Ok(response)
+        }
         other => Ok(next_response(broker, other)),
     }
 }
@@ -124,6 +169,70 @@ fn login_page(
             .insert_header((header::LOCATION, url.as_str()))
             .finish();
     }
+    // The upstream the pending login went to: the RP's `idp_hint`, or the only one.
+    let upstream = request
+        .params
+        .get("idp_hint")
+        .and_then(|name| broker.upstreams.get(name))
+        .unwrap_or_else(|| broker.upstreams.first());
+    let button = LoginButton {
+        // The id the login page has always had, for the browser tests and anyone scripting it.
+        id: "vneid-login".into(),
+        label: button_label(&upstream.profile.display_name, english),
+        url: url.to_string(),
+    };
+    let mut response = page(broker, request, vec![button], english);
+    let _ = response.add_cookie(&binding);
+    response
+}
+
+/// The login page offering every enabled upstream: each button chooses one for the waiting
+/// request (`/login/choose/{name}`). `auto_redirect` cannot choose for the person.
+pub fn choice_page(
+    broker: &Broker,
+    request: Option<&Resolved>,
+    choice_id: &str,
+    binding: crate::login::BrowserCookie,
+    english: bool,
+) -> HttpResponse {
+    let buttons = broker
+        .upstreams
+        .iter()
+        .map(|u| {
+            let name = &u.profile.name;
+            let mut url = broker.provider.endpoint(&format!("/login/choose/{name}"));
+            url.push_str("?choice=");
+            url.push_str(choice_id);
+            LoginButton {
+                id: format!("login-{name}"),
+                label: button_label(&u.profile.display_name, english),
+                url,
+            }
+        })
+        .collect();
+    let mut response = match request {
+        Some(request) => page(broker, request, buttons, english),
+        None => render(buttons, english, String::new()),
+    };
+    let binding = cookie(broker, &binding.name, binding.value, binding.max_age);
+    let _ = response.add_cookie(&binding);
+    response
+}
+
+fn button_label(display_name: &str, english: bool) -> String {
+    if english {
+        format!("Sign in with {display_name}")
+    } else {
+        format!("Đăng nhập bằng {display_name}")
+    }
+}
+
+fn page(
+    broker: &Broker,
+    request: &Resolved,
+    buttons: Vec<LoginButton>,
+    english: bool,
+) -> HttpResponse {
     let other_lang = if english { "vi" } else { "en" };
     // A pushed request was used up and its parameters are not for a URL: the app's backend
     // chose the language (`ui_locales`), and the page offers no switch.
@@ -131,19 +240,22 @@ fn login_page(
         RequestOrigin::Pushed => String::new(),
         RequestOrigin::Browser { .. } => language_switch(broker, &request.params, other_lang),
     };
-    let name = &broker.upstream.profile.display_name;
-    let (button_en, button_vi) = (
-        format!("Sign in with {name}"),
-        format!("Đăng nhập bằng {name}"),
-    );
+    render(buttons, english, other_url)
+}
+
+fn render(buttons: Vec<LoginButton>, english: bool, other_url: String) -> HttpResponse {
+    let several = buttons.len() > 1;
     let page = if english {
         LoginPage {
             lang: "en",
             title: "Sign in",
-            subtitle: "Sign in with your national electronic identity (VNeID) account",
-            button: &button_en,
+            subtitle: if several {
+                "Choose the account to sign in with"
+            } else {
+                "Sign in with your national electronic identity (VNeID) account"
+            },
+            buttons,
             help: "Need help? VNeID 1900 0368 · Hue-S 1900 1075",
-            upstream_url: url.as_str(),
             other_lang: "Tiếng Việt",
             other_lang_url: &other_url,
         }
@@ -151,17 +263,18 @@ fn login_page(
         LoginPage {
             lang: "vi",
             title: "Đăng nhập",
-            subtitle: "Đăng nhập bằng tài khoản định danh điện tử VNeID",
-            button: &button_vi,
+            subtitle: if several {
+                "Chọn tài khoản để đăng nhập"
+            } else {
+                "Đăng nhập bằng tài khoản định danh điện tử VNeID"
+            },
+            buttons,
             help: "Cần hỗ trợ: VNeID 1900 0368 · Hue-S 1900 1075",
-            upstream_url: url.as_str(),
             other_lang: "English",
             other_lang_url: &other_url,
         }
     };
-    let mut response = html(StatusCode::OK, page.render());
-    let _ = response.add_cookie(&binding);
-    response
+    html(StatusCode::OK, page.render())
 }
 
 /// The same authorization request in the other language (works for GET and POST requests).

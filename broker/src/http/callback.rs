@@ -26,7 +26,7 @@ async fn callback_get(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, HttpError> {
-    if path.as_str() != broker.upstream.profile.name {
+    if broker.upstreams.get(path.as_str()).is_none() {
         return Ok(HttpResponse::NotFound().finish());
     }
     let english = wants_english(&req, None);
@@ -45,6 +45,7 @@ async fn callback_get(
         .login_flow()
         .callback(
             Callback {
+                upstream: path.as_str(),
                 query,
                 binding_secret: secret.as_ref().map(|c| c.value()),
                 sso_secret: sso.as_ref().map(|c| c.value()),

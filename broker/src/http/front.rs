@@ -62,6 +62,11 @@ pub fn next_response(broker: &Broker, next: Next) -> HttpResponse {
             ))
             .insert_header((header::LOCATION, url.as_str()))
             .finish(),
+        // Only `/authorize` offers a choice, and renders it with the request's language; this
+        // is the same page in Vietnamese.
+        Next::Choose { id, binding } => {
+            super::authorize::choice_page(broker, None, &id, binding, false)
+        }
         Next::Interaction(interaction) => {
             let mut response = HttpResponse::SeeOther();
             if let Some(b) = interaction.binding {

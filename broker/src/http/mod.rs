@@ -28,7 +28,7 @@ use crate::abuse::LoginBudget;
 use crate::clients::registration::Registrar;
 use crate::config::Secret;
 use crate::federation::pending::PendingLogins;
-use crate::federation::upstream::Upstream;
+use crate::federation::upstreams::Upstreams;
 use crate::oidc::Provider;
 use crate::otp::dev::DevOutbox;
 use crate::otp::Otp;
@@ -36,7 +36,8 @@ use crate::otp::Otp;
 /// Shared application state handed to every handler.
 pub struct Broker {
     pub provider: Provider,
-    pub upstream: Arc<Upstream>,
+    /// The enabled upstreams, in the login page's order.
+    pub upstreams: Arc<Upstreams>,
     pub pending: PendingLogins,
     /// Pending logins and failed upstream exchanges per address and per instance.
     pub budget: LoginBudget,
@@ -66,7 +67,7 @@ impl Broker {
     pub fn login_flow(&self) -> crate::login::LoginFlow<'_> {
         crate::login::LoginFlow {
             provider: &self.provider,
-            upstream: &self.upstream,
+            upstreams: &self.upstreams,
             pending: &self.pending,
             budget: &self.budget,
             otp: &self.otp,

@@ -10,11 +10,18 @@ pub struct LoginPage<'a> {
     pub lang: &'a str,
     pub title: &'a str,
     pub subtitle: &'a str,
-    pub button: &'a str,
+    /// One per upstream offered, in the configured order.
+    pub buttons: Vec<LoginButton>,
     pub help: &'a str,
-    pub upstream_url: &'a str,
     pub other_lang: &'a str,
     pub other_lang_url: &'a str,
+}
+
+/// A button of the login page: to an upstream, or to the choice of one.
+pub struct LoginButton {
+    pub id: String,
+    pub label: String,
+    pub url: String,
 }
 
 #[derive(Template)]

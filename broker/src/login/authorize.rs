@@ -3,12 +3,18 @@
 
 use super::{BrowserCookie, FlowError, LoginFlow, Next};
 use crate::abuse::ClientKey;
-use crate::federation::pending::cookie_name as binding_cookie_name;
-use crate::federation::upstream::{UpstreamError, UpstreamHints};
+use crate::federation::pending::{cookie_name as binding_cookie_name, PendingChoice, UnknownLogin};
+use crate::federation::upstream::{Upstream, UpstreamError, UpstreamHints};
 use crate::oidc::authorize::{self, AuthorizeError, AuthorizeRequest, RequestOrigin};
 use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::oidc::par::{unusable_request_uri, REQUEST_URI_PREFIX};
 use crate::oidc::params::Params;
+
+/// The name of a choice's binding cookie (before any `__Host-`); it shares the pending logins'
+/// prefix, so the cap on a browser's binding cookies counts it too.
+pub fn choice_cookie(choice_id: &str) -> String {
+    binding_cookie_name(&format!("choice:{choice_id}"))
+}
 
 /// What the browser brought along with the request's parameters.
 pub struct Browser<'r> {
@@ -88,6 +94,9 @@ impl<'a> LoginFlow<'a> {
         let fail = |error: OAuthError| {
             self.to_client(&request.redirect_uri, request.state.as_deref(), Err(error))
         };
+        if let Err(error) = authorize::check_idp_hint(&request, &p.upstream_names) {
+            return Ok(fail(error));
+        }
         // OIDC Core §3.1.2.1: the hint names who the RP expects; it must be our ID token for
         // this client (expired is fine), and a session of someone else cannot answer.
         let hinted_subject = match params.get("id_token_hint") {
@@ -118,6 +127,14 @@ impl<'a> LoginFlow<'a> {
         // phone would otherwise take the slot back without a new VNeID login).
         let session =
             session.filter(|s| request.device_id.is_none() || s.device_id == request.device_id);
+        // An RP that names an upstream (a test gateway's RP, say) is answered only by a session
+        // that upstream started.
+        let session = session.filter(|s| {
+            request
+                .idp_hint
+                .as_ref()
+                .is_none_or(|hint| *hint == s.upstream)
+        });
         let session = session.filter(|s| {
             [hinted_subject.as_deref(), request.subject.as_deref()]
                 .into_iter()
@@ -139,7 +156,70 @@ impl<'a> LoginFlow<'a> {
             browser.user_agent,
             browser.client.as_ref().map(ClientKey::ip),
         );
-        self.start_upstream_login(request, browser.client, seen_from, now)
+        let upstream = match request.idp_hint.as_deref() {
+            Some(name) => self.upstreams.get(name),
+            None => self.upstreams.only(),
+        };
+        match upstream {
+            Some(upstream) => {
+                self.start_upstream_login(upstream, request, browser.client, seen_from, now)
+                    .await
+            }
+            None => {
+                self.offer_choice(request, browser.client, seen_from, now)
+                    .await
+            }
+        }
+    }
+
+    /// Several upstreams and no `idp_hint`: the request waits for the person's choice.
+    async fn offer_choice(
+        &self,
+        request: AuthorizeRequest,
+        client: Option<ClientKey>,
+        seen_from: crate::sessions::records::SeenFrom,
+        now: i64,
+    ) -> Result<Next, FlowError> {
+        self.budget.admit(client, now).map_err(FlowError::Busy)?;
+        let offered = self
+            .pending
+            .offer_choice(&PendingChoice {
+                request,
+                seen_from,
+                created_at: now,
+            })
+            .await
+            .inspect_err(|_| self.budget.finished(now))?;
+        Ok(Next::Choose {
+            binding: BrowserCookie {
+                name: choice_cookie(&offered.interaction_id),
+                value: offered.browser_secret,
+                max_age: self.pending.ttl().as_secs() as i64,
+            },
+            id: offered.interaction_id,
+        })
+    }
+
+    /// The person chose the upstream `name` on the login page: the waiting request starts a
+    /// pending login bound to that upstream.
+    pub async fn choose(
+        &self,
+        choice_id: &str,
+        binding_secret: Option<&str>,
+        name: &str,
+        client: Option<ClientKey>,
+        now: i64,
+    ) -> Result<Next, FlowError> {
+        let Some(upstream) = self.upstreams.get(name) else {
+            return Err(FlowError::BadRequest(OAuthError::invalid_request(
+                "no such identity provider",
+            )));
+        };
+        let choice = match self.pending.choice(choice_id, binding_secret).await? {
+            Ok(choice) => choice,
+            Err(UnknownLogin) => return Err(FlowError::UnknownLogin),
+        };
+        self.start_upstream_login(upstream, choice.request, client, choice.seen_from, now)
             .await
     }
 
@@ -156,14 +236,15 @@ impl<'a> LoginFlow<'a> {
 
     async fn start_upstream_login(
         &self,
+        upstream: &Upstream,
         request: AuthorizeRequest,
         client: Option<ClientKey>,
         seen_from: crate::sessions::records::SeenFrom,
         now: i64,
     ) -> Result<Next, FlowError> {
-        let profile = &self.upstream.profile;
+        let profile = &upstream.profile;
         // VNeID is interrupted: say so at once, before anything is stored or budgeted.
-        if let Err(UpstreamError::Down { retry_after }) = self.upstream.available() {
+        if let Err(UpstreamError::Down { retry_after }) = upstream.available() {
             return Err(FlowError::UpstreamDown { retry_after });
         }
         self.budget.admit(client, now).map_err(FlowError::Busy)?;
@@ -179,14 +260,7 @@ impl<'a> LoginFlow<'a> {
         let required_loa = request.required_loa;
         let started = match self
             .pending
-            .start(
-                request,
-                force_login,
-                profile.use_nonce,
-                profile.use_pkce,
-                seen_from,
-                now,
-            )
+            .start(profile, request, force_login, seen_from, now)
             .await
         {
             Ok(started) => started,
@@ -195,8 +269,7 @@ impl<'a> LoginFlow<'a> {
                 return Err(FlowError::Unavailable(e));
             }
         };
-        let url = self
-            .upstream
+        let url = upstream
             .authorization_url(
                 &started.state,
                 started.nonce.as_deref(),
@@ -221,7 +294,7 @@ impl<'a> LoginFlow<'a> {
                             "the upstream's metadata is unavailable"
                         );
                         FlowError::UpstreamDown {
-                            retry_after: self.upstream.profile.breaker_open_secs.max(1),
+                            retry_after: profile.breaker_open_secs.max(1),
                         }
                     }
                 }

@@ -6,7 +6,7 @@ use crate::abuse::ClientKey;
 use crate::accounts::login::AppLink;
 use crate::accounts::{Account, UpstreamIdentity};
 use crate::federation::pending::{PendingLogin, UnknownLogin};
-use crate::federation::upstream::UpstreamError;
+use crate::federation::upstream::{Upstream, UpstreamError};
 use crate::oidc::error::{ErrorCode, OAuthError};
 use crate::sessions::records::SessionRecord;
 use crate::sessions::sso::{SsoSession, COOKIE as SSO_COOKIE};
@@ -26,6 +26,8 @@ pub fn raw_query_param(query: &str, name: &str) -> Option<String> {
 
 /// The callback request as the flow needs it.
 pub struct Callback<'r> {
+    /// The upstream named by the callback's path (`/callback/{name}`).
+    pub upstream: &'r str,
     /// The raw query string (`state`, `code`, `iss`, `error`).
     pub query: &'r str,
     /// The binding cookie named after this `state`, if the browser sent it.
@@ -62,7 +64,20 @@ impl<'a> LoginFlow<'a> {
         };
         self.budget.finished(pending.created_at);
         let english = Some(pending.request.english());
-        let next = self.complete(callback, pending, now).await;
+        // The state is bound to the upstream it was sent to: an answer arriving at another
+        // upstream's callback is a mix-up (or a forgery), and the login is over.
+        let next = match self.upstream_of(&pending) {
+            Some(upstream) if upstream.profile.name == callback.upstream => {
+                self.complete(callback, pending, upstream, now).await
+            }
+            _ => {
+                tracing::warn!(
+                    callback = callback.upstream,
+                    "a callback arrived at another upstream's path than its login went to; refused"
+                );
+                Err(FlowError::UpstreamRefused)
+            }
+        };
         Completed {
             english,
             keep_binding: false,
@@ -74,6 +89,7 @@ impl<'a> LoginFlow<'a> {
         &self,
         callback: Callback<'_>,
         pending: PendingLogin,
+        upstream: &Upstream,
         now: i64,
     ) -> Result<Next, FlowError> {
         let request = &pending.request;
@@ -83,10 +99,10 @@ impl<'a> LoginFlow<'a> {
         let query = callback.query;
         // RFC 9207 §2.4: where the upstream promises `iss` in its responses, a missing or wrong
         // one is a mix-up (the answer came from another provider), refused before anything else.
-        self.upstream
+        upstream
             .check_response_issuer(raw_query_param(query, "iss").as_deref())
             .await
-            .map_err(|e| self.upstream_failure(e, callback.client, now))?;
+            .map_err(|e| self.upstream_failure(upstream, e, callback.client, now))?;
         if raw_query_param(query, "error").is_some() {
             return fail(OAuthError::new(
                 ErrorCode::AccessDenied,
@@ -98,8 +114,7 @@ impl<'a> LoginFlow<'a> {
                 "the identity provider sent no code",
             )));
         };
-        let identity = self
-            .upstream
+        let identity = upstream
             .complete(
                 &code,
                 pending.nonce.as_deref(),
@@ -107,7 +122,7 @@ impl<'a> LoginFlow<'a> {
                 now,
             )
             .await
-            .map_err(|e| self.upstream_failure(e, callback.client, now))?;
+            .map_err(|e| self.upstream_failure(upstream, e, callback.client, now))?;
         match self
             .run_steps(&pending, identity, callback.sso_secret, now)
             .await?
@@ -118,7 +133,13 @@ impl<'a> LoginFlow<'a> {
     }
 
     /// Logs and counts a refused upstream answer; an unreachable upstream is not the caller's.
-    fn upstream_failure(&self, e: UpstreamError, client: Option<ClientKey>, now: i64) -> FlowError {
+    fn upstream_failure(
+        &self,
+        upstream: &Upstream,
+        e: UpstreamError,
+        client: Option<ClientKey>,
+        now: i64,
+    ) -> FlowError {
         match e {
             UpstreamError::Unavailable(e) => {
                 tracing::warn!(
@@ -126,7 +147,7 @@ impl<'a> LoginFlow<'a> {
                     "the upstream did not answer the callback's calls"
                 );
                 FlowError::UpstreamDown {
-                    retry_after: self.upstream.profile.breaker_open_secs.max(1),
+                    retry_after: upstream.profile.breaker_open_secs.max(1),
                 }
             }
             UpstreamError::Down { retry_after } => FlowError::UpstreamDown { retry_after },
@@ -167,6 +188,7 @@ impl<'a> LoginFlow<'a> {
             .accounts
             .complete_login(
                 &identity,
+                self.account_policy(pending),
                 app_link.as_ref().map(|(s, id)| AppLink {
                     source: s,
                     legacy_id: id,
@@ -226,7 +248,10 @@ impl<'a> LoginFlow<'a> {
             auth_time,
             loa: identity.loa,
             amr: vec!["fed".into()],
-            upstream: self.upstream.profile.name.clone(),
+            upstream: self
+                .upstream_of(pending)
+                .map(|u| u.profile.name.clone())
+                .unwrap_or_default(),
             device_id: request.device_id.clone(),
         };
         // SQL first: a session the store knows is always one SQL can end.
@@ -306,7 +331,9 @@ impl<'a> LoginFlow<'a> {
         now: i64,
     ) -> Result<Option<i64>, OAuthError> {
         let request = &pending.request;
-        let skew = self.upstream.profile.clock_skew_secs as i64;
+        let skew = self
+            .upstream_of(pending)
+            .map_or(60, |u| u.profile.clock_skew_secs) as i64;
         let auth_time = match upstream_auth_time {
             Some(t) => Some(t.min(now)),
             None if pending.forced_login => Some(now),

@@ -24,15 +24,17 @@ pub mod logout;
 pub mod standardise;
 
 use crate::abuse::{LoginBudget, Refusal};
+use crate::federation::pending::PendingLogin;
 use crate::federation::pending::PendingLogins;
 use crate::federation::upstream::Upstream;
+use crate::federation::upstreams::Upstreams;
 use crate::oidc::error::OAuthError;
 use crate::oidc::Provider;
 
 /// What the login needs; borrowed from the application state for one request.
 pub struct LoginFlow<'a> {
     pub provider: &'a Provider,
-    pub upstream: &'a Upstream,
+    pub upstreams: &'a Upstreams,
     pub pending: &'a PendingLogins,
     pub budget: &'a LoginBudget,
     pub otp: &'a crate::otp::Otp,
@@ -68,6 +70,9 @@ pub enum Next {
         url: url::Url,
         binding: BrowserCookie,
     },
+    /// To the login page's choice of upstream (several are enabled and the RP named none),
+    /// holding the choice's binding cookie; each button leads to [`LoginFlow::choose`].
+    Choose { id: String, binding: BrowserCookie },
     /// To the page of an interaction (its step is in the suspended login), holding its binding
     /// cookie when the interaction is new.
     Interaction(Interaction),
@@ -105,6 +110,23 @@ impl From<anyhow::Error> for FlowError {
 }
 
 impl<'a> LoginFlow<'a> {
+    /// The upstream a pending login went to: the one it names, or, for a login stored before
+    /// it named one, the first.
+    fn upstream_of(&self, pending: &PendingLogin) -> Option<&'a Upstream> {
+        match pending.upstream.as_deref() {
+            Some(name) => self.upstreams.get(name).map(|u| &**u),
+            None => Some(&**self.upstreams.first()),
+        }
+    }
+
+    /// The account policy of the upstream a pending login went to; an upstream no longer
+    /// configured links and creates nothing.
+    fn account_policy(&self, pending: &PendingLogin) -> crate::accounts::AccountPolicy {
+        self.upstream_of(pending)
+            .map(|u| u.profile.accounts)
+            .unwrap_or(crate::accounts::AccountPolicy::LinkOnly)
+    }
+
     fn to_client(
         &self,
         redirect_uri: &str,

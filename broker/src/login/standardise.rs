@@ -203,6 +203,7 @@ impl<'a> LoginFlow<'a> {
                     .suspend(pending, identity, auth_time, stage)
                     .await?))
             }
+            LoginOutcome::Refused => Ok(Err(refused())),
             LoginOutcome::NeedsPhone { notice } => {
                 let stage = match notice {
                     Some(notice) => Stage::Failed {
@@ -522,7 +523,12 @@ impl<'a> LoginFlow<'a> {
         let outcome = self
             .provider
             .accounts
-            .complete_with_phone(&login.identity, phone, now)
+            .complete_with_phone(
+                &login.identity,
+                self.account_policy(&login.pending),
+                phone,
+                now,
+            )
             .await?;
         match outcome {
             LoginOutcome::Authenticated {
@@ -556,10 +562,24 @@ impl<'a> LoginFlow<'a> {
                 )
                 .await
             }
+            LoginOutcome::Refused => {
+                if !self.pending.end_interaction(id, secret).await? {
+                    return Err(FlowError::UnknownLogin);
+                }
+                Ok(Err(refused()))
+            }
             LoginOutcome::NeedsPhone { .. } => Err(anyhow::anyhow!(
                 "account resolution asked for a phone after one was proven"
             )
             .into()),
         }
     }
+}
+
+/// The answer for the client when the upstream's account policy allows no account.
+fn refused() -> OAuthError {
+    OAuthError::new(
+        crate::oidc::error::ErrorCode::AccessDenied,
+        "no account may be used through this identity provider for this person",
+    )
 }

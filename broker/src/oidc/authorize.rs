@@ -58,6 +58,10 @@ pub struct AuthorizeRequest {
     /// RFC 9449 §10: the thumbprint of the DPoP key the code may be redeemed with only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
+    /// The upstream the RP chose (`idp_hint`, by its name): no choice on the login page, and
+    /// only a session that upstream started may answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_hint: Option<String>,
 }
 
 impl AuthorizeRequest {
@@ -67,6 +71,16 @@ impl AuthorizeRequest {
             .as_deref()
             .and_then(|l| l.split(' ').next())
             .is_some_and(|l| l.starts_with("en"))
+    }
+}
+
+/// The error for an `idp_hint` that names none of the enabled upstreams (`names`).
+pub fn check_idp_hint(request: &AuthorizeRequest, names: &[String]) -> Result<(), OAuthError> {
+    match &request.idp_hint {
+        Some(hint) if !names.iter().any(|n| n == hint) => Err(OAuthError::invalid_request(
+            "idp_hint names no identity provider of this broker",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -162,6 +176,7 @@ pub fn parse(
         )));
     }
     let legacy_account = legacy_account(client, params, pushed).map_err(&fail)?;
+    let idp_hint = params.get("idp_hint").map(str::to_string);
     let device_id = device_id(client, params).map_err(&fail)?;
     let dpop_jkt = match params.get("dpop_jkt") {
         Some(jkt) if dpop::valid_jkt(jkt) => Some(jkt.to_string()),
@@ -328,6 +343,7 @@ pub fn parse(
             })
             .flatten(),
         device_id,
+        idp_hint,
         dpop_jkt,
     })
 }

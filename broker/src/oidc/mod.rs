@@ -76,6 +76,8 @@ pub struct Provider {
     /// The discovery document as served: built at the first request (nothing in it changes
     /// while the process runs).
     pub discovery: std::sync::OnceLock<bytes::Bytes>,
+    /// The names of the enabled upstreams, which an `idp_hint` may name.
+    pub upstream_names: Vec<String>,
 }
 
 /// How long what the provider issues stays valid, in seconds.

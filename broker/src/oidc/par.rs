@@ -124,7 +124,7 @@ pub async fn push(
         .collect();
     pairs.push(("client_id".into(), client.client_id.clone()));
     let params = Params::collect(pairs)?;
-    authorize::check_client(Some(&client), &params)
+    let request = authorize::check_client(Some(&client), &params)
         .and_then(|redirect_uri| {
             authorize::parse(
                 &client,
@@ -137,6 +137,7 @@ pub async fn push(
         .map_err(|e| match e {
             AuthorizeError::Page(error) | AuthorizeError::Redirect { error, .. } => error,
         })?;
+    authorize::check_idp_hint(&request, &p.upstream_names)?;
     let request_uri = p.pushed.put(&client.client_id, &params, now).await?;
     Ok(PushedResponse {
         request_uri,

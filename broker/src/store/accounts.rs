@@ -10,7 +10,7 @@ use crate::transaction::Transaction;
 const COLUMNS: &str =
     "a.id, a.personal_id_enc, a.personal_id_lookup, a.personal_id_flag, a.full_name, a.birthdate, \
                        a.gender, a.account_type, a.loa, a.phone, a.phone_verified_at, a.standardised_at, \
-                       a.created_at, a.updated_at";
+                       a.isolated_to, a.created_at, a.updated_at";
 
 fn from_row(row: &AnyRow) -> anyhow::Result<AccountRecord> {
     let loa: i64 = row.try_get("loa")?;
@@ -27,6 +27,7 @@ fn from_row(row: &AnyRow) -> anyhow::Result<AccountRecord> {
         phone: opt_text(row, "phone")?,
         phone_verified_at: row.try_get("phone_verified_at")?,
         standardised_at: row.try_get("standardised_at")?,
+        isolated_to: opt_text(row, "isolated_to")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -59,6 +60,58 @@ impl AccountStore for Db {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
+    async fn find_shared_by_personal_id(
+        &self,
+        lookup: &str,
+        limit: i64,
+    ) -> anyhow::Result<Vec<AccountRecord>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM accounts a \
+             WHERE a.personal_id_lookup = $1 AND a.isolated_to IS NULL ORDER BY a.id LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(lookup)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn linked_from(&self, account_id: &str, iss: &str) -> anyhow::Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM account_links WHERE account_id = $1 AND upstream_iss = $2 LIMIT 1",
+        )
+        .bind(account_id)
+        .bind(iss)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.is_some())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn add_link(
+        &self,
+        tx: &mut Transaction,
+        account_id: &str,
+        iss: &str,
+        sub: &str,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        let linked = sqlx::query(
+            "INSERT INTO account_links (upstream_iss, upstream_sub, account_id, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (upstream_iss, upstream_sub) DO NOTHING",
+        )
+        .bind(iss)
+        .bind(sub)
+        .bind(account_id)
+        .bind(now)
+        .execute(tx.connection())
+        .await?;
+        Ok(linked.rows_affected() > 0)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn create_linked(
         &self,
         tx: &mut Transaction,
@@ -68,8 +121,8 @@ impl AccountStore for Db {
     ) -> anyhow::Result<bool> {
         sqlx::query(
             "INSERT INTO accounts (id, personal_id_enc, personal_id_lookup, personal_id_flag, full_name, birthdate, gender, \
-             account_type, loa, phone, phone_verified_at, standardised_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             account_type, loa, phone, phone_verified_at, standardised_at, isolated_to, created_at, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&r.id)
         .bind(&r.personal_id_enc)
@@ -83,6 +136,7 @@ impl AccountStore for Db {
         .bind(&r.phone)
         .bind(r.phone_verified_at)
         .bind(r.standardised_at)
+        .bind(&r.isolated_to)
         .bind(r.created_at)
         .bind(r.updated_at)
         .execute(tx.connection())

@@ -371,7 +371,7 @@ on_both_backends!(
     profile_follows_vneid_on_every_login,
     |app: TestApp| async move {
         use broker::accounts::login::LoginOutcome;
-        use broker::accounts::{Loa, UpstreamIdentity};
+        use broker::accounts::{AccountPolicy, Loa, UpstreamIdentity};
         let accounts = &app.broker.provider.accounts;
         let mut identity = UpstreamIdentity {
             upstream_iss: "https://vneid.example".into(),
@@ -390,7 +390,7 @@ on_both_backends!(
         // No legacy record: the first login asks for a phone; a proven phone creates the account.
         assert!(matches!(
             accounts
-                .complete_login(&identity, None, 1_000)
+                .complete_login(&identity, AccountPolicy::LinkAndCreate, None, 1_000)
                 .await
                 .expect("login"),
             LoginOutcome::NeedsPhone { notice: None }
@@ -401,7 +401,7 @@ on_both_backends!(
             created,
             ..
         } = accounts
-            .complete_with_phone(&identity, &phone, 1_000)
+            .complete_with_phone(&identity, AccountPolicy::LinkAndCreate, &phone, 1_000)
             .await
             .expect("login")
         else {
@@ -413,7 +413,7 @@ on_both_backends!(
             created,
             ..
         } = accounts
-            .complete_login(&identity, None, 2_000)
+            .complete_login(&identity, AccountPolicy::LinkAndCreate, None, 2_000)
             .await
             .expect("login")
         else {
@@ -429,7 +429,7 @@ on_both_backends!(
         let LoginOutcome::Authenticated {
             account: changed, ..
         } = accounts
-            .complete_login(&identity, None, 3_000)
+            .complete_login(&identity, AccountPolicy::LinkAndCreate, None, 3_000)
             .await
             .expect("login")
         else {
@@ -667,7 +667,8 @@ async fn variant_c(app: &TestApp, cbc: bool) {
 fn key_dir(app: &TestApp) -> std::path::PathBuf {
     let file = app
         .broker
-        .upstream
+        .upstreams
+        .first()
         .profile
         .encryption
         .as_ref()

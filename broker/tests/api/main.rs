@@ -31,3 +31,4 @@ mod security_events;
 mod standardisation;
 mod tls;
 mod tokens;
+mod upstreams;

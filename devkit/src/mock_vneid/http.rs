@@ -99,6 +99,9 @@ fn respond(mock: &MockVneid, outcome: anyhow::Result<AuthorizeOutcome>) -> HttpR
 
 #[tracing::instrument(name = "mock_vneid.token", skip_all)]
 async fn token_post(mock: Mock, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    if mock.inner().token_call_hangs() {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    }
     match mock.inner().tamper() {
         super::Tamper::TokenHangs => {
             tokio::time::sleep(std::time::Duration::from_secs(60)).await;

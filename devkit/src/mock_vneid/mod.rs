@@ -15,6 +15,7 @@ mod token;
 
 use std::fmt;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use actix_web::{web, App, HttpServer};
@@ -99,6 +100,9 @@ pub(crate) struct Inner {
     tamper: Mutex<Tamper>,
     variant: Mutex<Variant>,
     encryption: Mutex<Option<MockEncryption>>,
+    /// Every n-th token call hangs (0: none), and how many token calls came so far.
+    hang_one_in: AtomicU64,
+    token_calls: AtomicU64,
 }
 
 impl MockVneid {
@@ -117,6 +121,8 @@ impl MockVneid {
                 tamper: Mutex::new(Tamper::None),
                 variant: Mutex::new(Variant::A),
                 encryption: Mutex::new(None),
+                hang_one_in: AtomicU64::new(0),
+                token_calls: AtomicU64::new(0),
             }),
         })
     }
@@ -129,6 +135,14 @@ impl MockVneid {
     /// Plays `variant` from now on.
     pub fn set_variant(&self, variant: Variant) {
         *lock(&self.inner.variant) = variant;
+    }
+
+    /// One token call in `n` hangs (for a minute, as [`Tamper::TokenHangs`]), the others answer
+    /// at once: the benchmark of a VNeID that sometimes does not answer. 0 (the default) turns
+    /// it off; the count starts again with every call to this.
+    pub fn set_hang_one_in(&self, n: u64) {
+        self.inner.token_calls.store(0, Ordering::SeqCst);
+        self.inner.hang_one_in.store(n, Ordering::SeqCst);
     }
 
     /// Applies `t` to the ID token of every token response from now on.
@@ -188,6 +202,12 @@ impl Inner {
 
     pub(crate) fn tamper(&self) -> Tamper {
         *lock(&self.tamper)
+    }
+
+    /// Whether this token call is the one in n that hangs (`set_hang_one_in`).
+    pub(crate) fn token_call_hangs(&self) -> bool {
+        let n = self.hang_one_in.load(Ordering::SeqCst);
+        n > 0 && self.token_calls.fetch_add(1, Ordering::SeqCst) % n == n - 1
     }
 
     pub(crate) fn client(&self, client_id: &str) -> Option<&MockClient> {

@@ -138,3 +138,21 @@ async fn rotation_publishes_only_the_new_key() {
         .unwrap();
     assert_eq!(token.header.kid.as_deref(), Some(new.as_str()));
 }
+
+/// `--hang-one-in 3`: the third token call (and the sixth) gets no answer, the others answer
+/// at once; a caller's timeout sees the hang.
+#[actix_web::test]
+async fn one_token_call_in_n_hangs() {
+    let t = spawn_mock(vec![]);
+    t.mock.set_hang_one_in(3);
+    let mut answered = Vec::new();
+    for _ in 0..6 {
+        let code = t.code("C01").await;
+        let call = t.token(&code, Some(VERIFIER));
+        let within = tokio::time::timeout(std::time::Duration::from_millis(1500), call).await;
+        answered.push(within.is_ok_and(|r| r.status() == 200));
+    }
+    assert_eq!(answered, [true, true, false, true, true, false]);
+    t.mock.set_hang_one_in(0);
+    t.login("C01").await;
+}
