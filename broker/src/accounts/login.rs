@@ -222,9 +222,11 @@ impl AccountResolver {
         {
             return Ok(None);
         }
+        // Joining a real account needs the date of birth on both sides: an account without
+        // one is left to the standardisation steps.
         let agrees = names_agree(&account.full_name, &identity.full_name)
             && compare_birthdates(account.birthdate.as_deref(), identity.birthdate.as_deref())
-                .agrees();
+                .confirmed();
         if !agrees {
             tracing::info!(
                 account = %account.id,

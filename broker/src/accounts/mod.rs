@@ -130,8 +130,9 @@ pub trait AccountStore: Send + Sync {
     ) -> anyhow::Result<Vec<AccountRecord>>;
     /// Whether an identity of the upstream `upstream_iss` is linked to the account.
     async fn linked_from(&self, account_id: &str, upstream_iss: &str) -> anyhow::Result<bool>;
-    /// Links one more upstream identity to an existing account, in the caller's transaction.
-    /// `false` when the identity was linked meanwhile (to whichever account).
+    /// Links one more upstream identity to an existing account that holds no identity of that
+    /// upstream yet, in the caller's transaction. `false` when the identity was linked
+    /// meanwhile (to whichever account) or the account got an identity of that upstream.
     async fn add_link(
         &self,
         tx: &mut Transaction,

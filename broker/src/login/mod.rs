@@ -119,8 +119,10 @@ impl<'a> LoginFlow<'a> {
         }
     }
 
-    /// The account policy of the upstream a pending login went to; an upstream no longer
-    /// configured links and creates nothing.
+    /// The account policy of the upstream a pending login went to. An upstream no longer
+    /// configured is refused at its callback before this is asked; should it get here, it is
+    /// given the narrowest policy that still lets an identity it linked before in (it creates
+    /// nothing and never takes the phone step).
     fn account_policy(&self, pending: &PendingLogin) -> crate::accounts::AccountPolicy {
         self.upstream_of(pending)
             .map(|u| u.profile.accounts)

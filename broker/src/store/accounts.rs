@@ -98,9 +98,20 @@ impl AccountStore for Db {
         sub: &str,
         now: i64,
     ) -> anyhow::Result<bool> {
+        // Two new identities of one upstream joining the same account at once: the account's
+        // row lock (PostgreSQL; SQLite has one writer) makes the second wait, and its insert,
+        // a statement of its own with a fresh snapshot, then sees the first link and adds none.
+        if self.backend == super::Backend::Postgres {
+            sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+                .bind(account_id)
+                .fetch_optional(tx.connection())
+                .await?;
+        }
         let linked = sqlx::query(
             "INSERT INTO account_links (upstream_iss, upstream_sub, account_id, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (upstream_iss, upstream_sub) DO NOTHING",
+             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM account_links \
+             WHERE account_id = $3 AND upstream_iss = $1) \
+             ON CONFLICT (upstream_iss, upstream_sub) DO NOTHING",
         )
         .bind(iss)
         .bind(sub)

@@ -157,40 +157,17 @@ impl GrantStore for Db {
         dpop_jkt: Option<&str>,
         now: i64,
     ) -> anyhow::Result<RotateOutcome> {
-        if let Some(rotations) = self.rotations() {
-            return rotations
-                .rotate(super::rotations::Rotation {
-                    grant_id: grant_id.to_owned(),
-                    client_id: client_id.to_owned(),
-                    generation,
-                    jkt: dpop_jkt.map(str::to_owned),
-                    now,
-                })
-                .await;
+        let rotation = super::rotations::Rotation {
+            grant_id: grant_id.to_owned(),
+            client_id: client_id.to_owned(),
+            generation,
+            jkt: dpop_jkt.map(str::to_owned),
+            now,
+        };
+        match self.rotations() {
+            Some(rotations) => rotations.rotate(rotation).await,
+            None => super::rotations::rotate_one(self.pool(), &rotation).await,
         }
-        // `dpop_jkt = NULL` is never true: a bound family does not rotate without a proof.
-        let sql = format!(
-            "UPDATE grants SET refresh_generation = refresh_generation + 1, rotated_at = $1 \
-             WHERE id = $2 AND client_id = $3 AND refresh_generation = $4 AND revoked_at IS NULL \
-             AND refresh_expires_at > $1 \
-             AND (device_id IS NULL OR EXISTS (SELECT 1 FROM mobile_slots s \
-                  WHERE s.account_id = grants.account_id AND s.device_group = grants.device_group \
-                  AND s.device_id = grants.device_id)) \
-             AND (dpop_jkt IS NULL OR dpop_jkt = $5) \
-             RETURNING {GRANT_COLUMNS}"
-        );
-        let row = sqlx::query(&sql)
-            .bind(now)
-            .bind(grant_id)
-            .bind(client_id)
-            .bind(generation)
-            .bind(dpop_jkt)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(match row {
-            Some(row) => RotateOutcome::Rotated(Box::new(grant_from_row(&row)?)),
-            None => RotateOutcome::NotCurrent,
-        })
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

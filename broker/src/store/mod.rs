@@ -22,7 +22,7 @@ mod rotations;
 mod sessions;
 mod subscribers;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -52,8 +52,11 @@ pub struct Db {
     /// Woken after each commit that appended to the outbox (this instance's dispatcher waits on
     /// it; other instances' events are found by polling).
     outbox_signal: Arc<Notify>,
-    /// PostgreSQL's refresh rotations, batched (started at the first rotation).
-    rotations: Arc<OnceLock<rotations::Rotations>>,
+    /// PostgreSQL's refresh rotations, batched: the worker runs on the runtime that opened the
+    /// pool (the process's main one, never an HTTP worker's), started at the first rotation and
+    /// again should it ever have stopped.
+    rotations: Arc<std::sync::Mutex<Option<Arc<rotations::Rotations>>>>,
+    runtime: tokio::runtime::Handle,
     /// This instance's revocation set and released-claims cache, told of every change this
     /// `Db` commits (`store/changes.rs`).
     changes: Changes,
@@ -130,6 +133,7 @@ impl Db {
             backend,
             outbox_signal: Arc::new(Notify::new()),
             rotations: Arc::default(),
+            runtime: tokio::runtime::Handle::current(),
             // Vouched for once loaded (`ChangeFeed::start`); until then callers read SQL.
             changes: Changes::new(false),
         })
@@ -140,11 +144,22 @@ impl Db {
     }
 
     /// The batched rotations (PostgreSQL); SQLite, with one writer at a time, rotates alone.
-    fn rotations(&self) -> Option<&rotations::Rotations> {
-        (self.backend == Backend::Postgres).then(|| {
-            self.rotations
-                .get_or_init(|| rotations::Rotations::start(self.pool.clone()))
-        })
+    fn rotations(&self) -> Option<Arc<rotations::Rotations>> {
+        if self.backend != Backend::Postgres {
+            return None;
+        }
+        let mut guard = self.rotations.lock().ok()?;
+        match guard.as_ref() {
+            Some(live) if !live.stopped() => Some(live.clone()),
+            _ => {
+                let started = Arc::new(rotations::Rotations::start(
+                    self.pool.clone(),
+                    &self.runtime,
+                ));
+                *guard = Some(started.clone());
+                Some(started)
+            }
+        }
     }
 
     /// The row-locking clause of a queue read: PostgreSQL skips the rows another instance is
@@ -184,6 +199,7 @@ impl Db {
             backend: self.backend,
             outbox_signal: self.outbox_signal.clone(),
             rotations: Arc::default(),
+            runtime: self.runtime.clone(),
             changes: self.changes.clone(),
         }
     }

@@ -49,10 +49,15 @@ pub(super) struct Rotations {
 }
 
 impl Rotations {
-    pub fn start(pool: AnyPool) -> Self {
+    pub fn start(pool: AnyPool, runtime: &tokio::runtime::Handle) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(work(pool, jobs));
+        runtime.spawn(work(pool, jobs));
         Self { queue }
+    }
+
+    /// The worker is gone (its runtime shut down): the next rotation starts another.
+    pub fn stopped(&self) -> bool {
+        self.queue.is_closed()
     }
 
     pub async fn rotate(&self, rotation: Rotation) -> anyhow::Result<RotateOutcome> {
@@ -98,11 +103,16 @@ async fn run(pool: &AnyPool, batch: Vec<Job>) {
             }
         }
         Err(e) => {
-            let message = format!("{e:#}");
+            // A batch can lose a deadlock to another writer of the same rows: each rotation
+            // is then tried alone, as it would have been without the batch.
+            tracing::warn!(
+                rotations = batch.len(),
+                error = format!("{e:#}"),
+                "a batch of refresh rotations failed; trying each alone"
+            );
             for job in batch {
-                let _ = job
-                    .reply
-                    .send(Err(anyhow::anyhow!("refresh rotation failed: {message}")));
+                let outcome = rotate_one(pool, &job.rotation).await;
+                let _ = job.reply.send(outcome);
             }
         }
     }
@@ -160,4 +170,34 @@ async fn execute(pool: &AnyPool, rotations: &[&Rotation]) -> anyhow::Result<Vec<
         *slot = RotateOutcome::Rotated(Box::new(grant_from_row(row)?));
     }
     Ok(outcomes)
+}
+
+/// One rotation in its own statement: SQLite's path, and a failed batch's.
+pub(super) async fn rotate_one(
+    pool: &AnyPool,
+    rotation: &Rotation,
+) -> anyhow::Result<RotateOutcome> {
+    // `dpop_jkt = NULL` is never true: a bound family does not rotate without a proof.
+    let sql = format!(
+        "UPDATE grants SET refresh_generation = refresh_generation + 1, rotated_at = $1 \
+         WHERE id = $2 AND client_id = $3 AND refresh_generation = $4 AND revoked_at IS NULL \
+         AND refresh_expires_at > $1 \
+         AND (device_id IS NULL OR EXISTS (SELECT 1 FROM mobile_slots s \
+              WHERE s.account_id = grants.account_id AND s.device_group = grants.device_group \
+              AND s.device_id = grants.device_id)) \
+         AND (dpop_jkt IS NULL OR dpop_jkt = $5) \
+         RETURNING {GRANT_COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(rotation.now)
+        .bind(&rotation.grant_id)
+        .bind(&rotation.client_id)
+        .bind(rotation.generation)
+        .bind(rotation.jkt.as_deref())
+        .fetch_optional(pool)
+        .await?;
+    Ok(match row {
+        Some(row) => RotateOutcome::Rotated(Box::new(grant_from_row(&row)?)),
+        None => RotateOutcome::NotCurrent,
+    })
 }
