@@ -163,6 +163,37 @@ impl AccountResolver {
             (_, None) => self.join_by_personal_id(identity, now).await?,
         };
         match (policy, existing) {
+            (AccountPolicy::LinkAndCreate, None) => {
+                let outcome = self.standardise(identity, None, app_link, now).await?;
+                let doubted = matches!(
+                    outcome,
+                    LoginOutcome::Authenticated {
+                        notice: Some(_),
+                        ..
+                    } | LoginOutcome::NeedsPhone { notice: Some(_) }
+                );
+                if !doubted {
+                    return Ok(outcome);
+                }
+                // Two first logins of one identity at once (a double tap, an app retrying): the
+                // other one linked the records this one then found taken. Its account is this
+                // person's: log in to it rather than show a failure that is no failure.
+                match self
+                    .stores
+                    .accounts
+                    .find_by_link(&identity.upstream_iss, &identity.upstream_sub)
+                    .await?
+                {
+                    Some(record) if record.isolated_to.as_deref() == realm => {
+                        Ok(LoginOutcome::Authenticated {
+                            account: Box::new(self.open(record)?),
+                            created: false,
+                            notice: None,
+                        })
+                    }
+                    _ => Ok(outcome),
+                }
+            }
             (AccountPolicy::LinkAndCreate, existing) => {
                 self.standardise(identity, existing, app_link, now).await
             }
