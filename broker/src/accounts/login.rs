@@ -165,9 +165,12 @@ impl AccountResolver {
         match (policy, existing) {
             (AccountPolicy::LinkAndCreate, None) => {
                 let outcome = self.standardise(identity, None, app_link, now).await?;
+                // A notice of an account this login created is its own finding (an app's link
+                // that did not match, say): it stands.
                 let doubted = matches!(
                     outcome,
                     LoginOutcome::Authenticated {
+                        created: false,
                         notice: Some(_),
                         ..
                     } | LoginOutcome::NeedsPhone { notice: Some(_) }

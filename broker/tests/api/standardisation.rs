@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::on_both_backends;
 use crate::support::browser::{
-    last_code, location, query_of, step_page, test_phone, Browser, Pkce, StepPage,
+    code_request, last_code, location, query_of, step_page, test_phone, Browser, Pkce, StepPage,
 };
 use crate::support::{Client, TestApp};
 
@@ -914,5 +914,37 @@ on_both_backends!(
         );
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"], "invalid_client_metadata");
+    }
+);
+
+on_both_backends!(
+    first_logins_of_one_identity_at_once_all_reach_the_client,
+    |app: TestApp| async move {
+        // A double tap, an app retrying: several first logins of C01 (whose legacy record holds
+        // her ID number) racing. The one that finds the record linked by another must log in to
+        // that account, not show the failure page.
+        let client = app.confidential_client().await;
+        let logins = (0..6).map(|_| {
+            let (app, client) = (&app, &client);
+            async move {
+                let browser = Browser::new();
+                let pkce = Pkce::new();
+                let params = code_request(
+                    client,
+                    &pkce,
+                    &[("scope", "openid"), ("state", "s"), ("login_hint", "C01")],
+                );
+                let first = browser.authorize(app, &params).await;
+                let back = browser.through_upstream(first).await;
+                location(&back)
+            }
+        });
+        for target in futures_util::future::join_all(logins).await {
+            assert!(
+                target.starts_with(&client.redirect_uri),
+                "a first login ended at {target}"
+            );
+        }
+        assert_eq!(app.count("accounts").await, 1, "one account for C01");
     }
 );
