@@ -20,6 +20,9 @@
 # HANG_ONE_IN (default 0: never) makes one mock token call in N hang for a minute: the logins/s
 # while VNeID sometimes does not answer (compare with the healthy figure; pair it with e.g.
 # BENCH_BROKER_ENV="BROKER_UPSTREAM__TIMEOUT_SECS=2" so that a hung call ends at the timeout).
+# VARIANT (default a) is the VNeID integration the mock plays and the broker is configured for
+# (b: explicit endpoints, client_secret_post, LoA1/LoA2, userinfo; c: userinfo only, answers
+# sealed to the broker's RSA key, SEAL_MODE ecb or cbc): the login figures per variant.
 # BENCH_BROKER_ENV adds settings to the broker's environment, e.g. "BROKER_DISPATCH__ENABLED=false".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."

@@ -14,7 +14,10 @@
 # set, to the serving instance's environment. After broker_serve: BROKER_PID.
 # Rate limits are off (HTTP and one-time codes). Inputs: BIN (directory of the release binaries),
 # ONE_MOBILE_DEVICE (default true), HANG_ONE_IN (default 0: the mock's one token call in N that
-# hangs), BENCH_BROKER_ENV (more broker settings, space-separated).
+# hangs), VARIANT (default a: the VNeID integration the mock plays and the broker is configured
+# for, docs/vneid.md; b: explicit endpoints, client_secret_post, LoA1/LoA2, userinfo; c: userinfo
+# only, answers sealed to an RSA key made here, AES mode SEAL_MODE, default ecb), BENCH_BROKER_ENV
+# (more broker settings, space-separated).
 
 broker_prepare() {
   local pair=${1:-postgres}
@@ -30,9 +33,31 @@ print(*[x.getsockname()[1] for x in s])')
   DB=""
   "$BIN/broker" keys generate-master > "$WORK/master.key"
 
+  # The VNeID variant: the mock's flags and the broker's upstream profile (docs/vneid.md).
+  local variant=${VARIANT:-a} mock_variant=() upstream=()
+  local at="http://127.0.0.1:$MPORT"
+  local explicit=(BROKER_UPSTREAM__DISCOVERY=false BROKER_UPSTREAM__AUTHORIZATION_ENDPOINT="$at/authorize"
+    BROKER_UPSTREAM__TOKEN_ENDPOINT="$at/token" BROKER_UPSTREAM__USERINFO_ENDPOINT="$at/userinfo"
+    BROKER_UPSTREAM__AUTH_METHOD=client_secret_post BROKER_UPSTREAM__USE_NONCE=false
+    BROKER_UPSTREAM__USE_PKCE=false BROKER_UPSTREAM__USE_USERINFO=true)
+  case "$variant" in
+    a) ;;
+    b) mock_variant=(--variant b)
+       upstream=("${explicit[@]}" BROKER_UPSTREAM__JWKS_URI="$at/jwks"
+         BROKER_UPSTREAM__ACR_VALUES__LEVEL1=LoA1 BROKER_UPSTREAM__ACR_VALUES__LEVEL2=LoA2) ;;
+    c) # The broker's RSA key pair at VNeID: the private half (PKCS#8 PEM) for the broker, the
+       # public half for the mock, which seals its answers to it.
+       openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/rp.pem" 2>/dev/null
+       openssl pkey -in "$WORK/rp.pem" -pubout -outform DER -out "$WORK/rp.pub.der"
+       mock_variant=(--variant c --seal-to "$WORK/rp.pub.der" --seal-mode "${SEAL_MODE:-ecb}")
+       upstream=("${explicit[@]}" BROKER_UPSTREAM__USE_ID_TOKEN=false
+         BROKER_UPSTREAM__ENCRYPTION__PRIVATE_KEY_FILE="$WORK/rp.pem"
+         BROKER_UPSTREAM__ENCRYPTION__MODE="${SEAL_MODE:-ecb}") ;;
+    *) echo "VARIANT=$variant: a, b or c" >&2; return 1 ;;
+  esac
   env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --port "$MPORT" \
     --client-id broker --client-secret "$SECRET" --redirect-uri "http://127.0.0.1:$BPORT/callback/vneid" \
-    --hang-one-in "${HANG_ONE_IN:-0}" > "$WORK/mock.log" 2>&1 &
+    --hang-one-in "${HANG_ONE_IN:-0}" "${mock_variant[@]}" > "$WORK/mock.log" 2>&1 &
   MOCK_PID=$!
   for _ in $(seq 1 100); do
     curl -sf -o /dev/null "http://127.0.0.1:$MPORT/.well-known/openid-configuration" && break; sleep 0.1
@@ -44,7 +69,8 @@ print(*[x.getsockname()[1] for x in s])')
     BROKER_LOG=warn,broker::otp::dev=info BROKER_RATE_LIMIT__ENABLED=false BROKER_SMS__GATEWAY=dev
     BROKER_DEVICES__ONE_MOBILE_DEVICE="${ONE_MOBILE_DEVICE:-true}"
     BROKER_OTP__PER_PHONE_PER_15_MIN=0 BROKER_OTP__PER_PHONE_PER_DAY=0 BROKER_OTP__PER_ACCOUNT_PER_DAY=0
-    BROKER_OTP__PER_ADDRESS_PER_HOUR=0 BROKER_OTP__PER_PREFIX_PER_DAY=0 BROKER_OTP__GLOBAL_PER_DAY=0)
+    BROKER_OTP__PER_ADDRESS_PER_HOUR=0 BROKER_OTP__PER_PREFIX_PER_DAY=0 BROKER_OTP__GLOBAL_PER_DAY=0
+    "${upstream[@]}")
   local more
   read -r -a more <<<"${BENCH_BROKER_ENV:-}"
   common+=("${more[@]}")

@@ -52,10 +52,18 @@ pub struct MockArgs {
     #[arg(long, value_name = "KIND:FROM-TO")]
     pub emit_legacy: Option<String>,
     /// Which VNeID integration to play: `a` (the ministry's SSO: discovery, an ID token with
-    /// every claim) or `b` (the national portal: client_secret_post, acr_values LoA1/LoA2, an ID
-    /// token with `sub` and `acr`, the identity from userinfo). See docs/vneid.md.
+    /// every claim), `b` (the national portal: client_secret_post, acr_values LoA1/LoA2, an ID
+    /// token with `sub` and `acr`, the identity from userinfo) or `c` (direct VNeID: the
+    /// identity from userinfo only, answers sealed with `--seal-to`). See docs/vneid.md.
     #[arg(long, default_value = "a")]
     pub variant: String,
+    /// Variant C: seal the token and userinfo answers (`{"data", "key"}`) to this RSA public
+    /// key of the relying party (X.509 SubjectPublicKeyInfo, DER or PEM).
+    #[arg(long, value_name = "FILE")]
+    pub seal_to: Option<PathBuf>,
+    /// The AES mode of the sealed answers: `ecb`, or `cbc` (the IV in the first 16 bytes).
+    #[arg(long, default_value = "ecb", value_parser = ["ecb", "cbc"])]
+    pub seal_mode: String,
     /// One token call in N hangs for a minute, the others answer at once (0: none): the
     /// benchmark of logins while VNeID sometimes does not answer.
     #[arg(long, value_name = "N", default_value_t = 0)]

@@ -52,6 +52,12 @@ pub async fn run_mock(args: MockArgs) -> anyhow::Result<()> {
         .parse::<broker_devkit::mock_vneid::Variant>()
         .map_err(|e| anyhow::anyhow!("--variant: {e}"))?;
     mock.set_variant(variant);
+    if let Some(file) = &args.seal_to {
+        mock.set_encryption(Some(mock_vneid::MockEncryption {
+            rp_public_key_der: read_public_key(file)?,
+            cbc: args.seal_mode == "cbc",
+        }));
+    }
     mock.set_hang_one_in(args.hang_one_in);
     let hangs = match args.hang_one_in {
         0 => String::new(),
@@ -63,6 +69,27 @@ pub async fn run_mock(args: MockArgs) -> anyhow::Result<()> {
     );
     mock_vneid::serve(mock, listen(args.port)?)?.await?;
     Ok(())
+}
+
+/// An RSA public key as X.509 SubjectPublicKeyInfo: DER, or PEM (`-----BEGIN PUBLIC KEY-----`).
+fn read_public_key(file: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine as _;
+    let bytes =
+        std::fs::read(file).with_context(|| format!("--seal-to {}: unreadable", file.display()))?;
+    let Some(text) = std::str::from_utf8(&bytes)
+        .ok()
+        .filter(|t| t.trim_start().starts_with("-----BEGIN PUBLIC KEY-----"))
+    else {
+        return Ok(bytes);
+    };
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::trim)
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .with_context(|| format!("--seal-to {}: not PEM", file.display()))
 }
 
 /// `id:FROM-TO` or `phone:FROM-TO`, TO excluded and at most `synthetic::MAX_N`.

@@ -7,6 +7,7 @@
 pub mod breaker;
 pub mod claims;
 pub mod envelope;
+pub mod jwk;
 pub mod pending;
 pub mod profile;
 pub mod upstream;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use openidconnect::core::{CoreClient, CoreJsonWebKeySet};
 use openidconnect::{
     AuthType, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, IssuerUrl, Nonce,
     NonceVerifier, PkceCodeVerifier, RedirectUrl, SignatureVerificationError,
@@ -17,6 +16,7 @@ use url::Url;
 
 use super::breaker::Breaker;
 use super::envelope::{Envelopes, Unreadable};
+use super::jwk::{UpstreamClient, UpstreamJwk, UpstreamJwks};
 
 /// The one answer to every envelope that does not open (`envelope.rs`: no padding oracle).
 const UNREADABLE: &str = "the identity provider's encrypted answer could not be read";
@@ -97,7 +97,7 @@ type Metadata = openidconnect::ProviderMetadata<
     openidconnect::core::CoreGrantType,
     openidconnect::core::CoreJweContentEncryptionAlgorithm,
     openidconnect::core::CoreJweKeyManagementAlgorithm,
-    openidconnect::core::CoreJsonWebKey,
+    UpstreamJwk,
     openidconnect::core::CoreResponseMode,
     openidconnect::core::CoreResponseType,
     openidconnect::core::CoreSubjectIdentifierType,
@@ -322,9 +322,9 @@ impl Upstream {
         if p.use_id_token {
             self.available().map_err(anyhow::Error::new)?;
             let started = std::time::Instant::now();
-            let mut fetched = CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http).await;
+            let mut fetched = UpstreamJwks::fetch_async(metadata.jwks_uri(), &self.http).await;
             if fetched.is_err() {
-                fetched = CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http).await;
+                fetched = UpstreamJwks::fetch_async(metadata.jwks_uri(), &self.http).await;
             }
             self.record("jwks", started, fetched.is_ok());
             metadata = metadata.set_jwks(fetched.context("upstream JWKS fetch failed")?);
@@ -337,10 +337,10 @@ impl Upstream {
         let current = self.metadata().await?;
         self.available()?;
         let started = std::time::Instant::now();
-        let mut fetched = CoreJsonWebKeySet::fetch_async(current.jwks_uri(), &self.http).await;
+        let mut fetched = UpstreamJwks::fetch_async(current.jwks_uri(), &self.http).await;
         if fetched.is_err() {
             // Idempotent: one more try before it counts.
-            fetched = CoreJsonWebKeySet::fetch_async(current.jwks_uri(), &self.http).await;
+            fetched = UpstreamJwks::fetch_async(current.jwks_uri(), &self.http).await;
         }
         self.record("jwks", started, fetched.is_ok());
         let jwks = fetched
@@ -595,7 +595,7 @@ impl Upstream {
     fn client(
         &self,
         metadata: &Metadata,
-    ) -> openidconnect::core::CoreClient<
+    ) -> UpstreamClient<
         openidconnect::EndpointSet,
         openidconnect::EndpointNotSet,
         openidconnect::EndpointNotSet,
@@ -603,7 +603,7 @@ impl Upstream {
         openidconnect::EndpointMaybeSet,
         openidconnect::EndpointMaybeSet,
     > {
-        let client = CoreClient::from_provider_metadata(
+        let client = UpstreamClient::from_provider_metadata(
             metadata.clone(),
             ClientId::new(self.profile.client_id.clone()),
             self.secret
@@ -619,7 +619,7 @@ impl Upstream {
 
     fn verify(
         &self,
-        client: &CoreClient<
+        client: &UpstreamClient<
             openidconnect::EndpointSet,
             openidconnect::EndpointNotSet,
             openidconnect::EndpointNotSet,
