@@ -48,7 +48,9 @@ pub enum LoginOutcome {
 /// What the link of an identity leads to.
 enum Linked {
     Nobody,
-    Account(Box<AccountRecord>),
+    /// The account, and whether legacy records with the identity's ID numbers are not yet its
+    /// own (`AccountStore::find_by_link_for_login`).
+    Account(Box<AccountRecord>, bool),
     /// An account of another realm than the upstream's: never logged in to.
     OtherRealm,
 }
@@ -146,8 +148,14 @@ impl AccountResolver {
         now: i64,
     ) -> anyhow::Result<LoginOutcome> {
         let realm = policy.realm(&identity.upstream_iss);
+        // Whether the legacy records must be read: always, unless the linked account already
+        // holds every record with the identity's ID numbers.
+        let mut records_pending = true;
         let existing = match self.refreshed(identity, realm, now).await? {
-            Linked::Account(record) => Some(*record),
+            Linked::Account(record, pending) => {
+                records_pending = pending;
+                Some(*record)
+            }
             Linked::Nobody => None,
             Linked::OtherRealm => {
                 tracing::warn!(
@@ -198,7 +206,8 @@ impl AccountResolver {
                 }
             }
             (AccountPolicy::LinkAndCreate, existing) => {
-                self.standardise(identity, existing, app_link, now).await
+                self.standardise_returning(identity, existing, records_pending, app_link, now)
+                    .await
             }
             (_, Some(record)) => Ok(LoginOutcome::Authenticated {
                 account: Box::new(self.open(record)?),
@@ -311,15 +320,30 @@ impl AccountResolver {
         app_link: Option<AppLink<'_>>,
         now: i64,
     ) -> anyhow::Result<LoginOutcome> {
+        self.standardise_returning(identity, existing, true, app_link, now)
+            .await
+    }
+
+    /// `standardise`, told whether any record with the identity's ID numbers is not yet the
+    /// account's: when none is, reading them would find only the account's own, which
+    /// `match_by_id` skips, so they are not read.
+    async fn standardise_returning(
+        &self,
+        identity: &UpstreamIdentity,
+        existing: Option<AccountRecord>,
+        records_pending: bool,
+        app_link: Option<AppLink<'_>>,
+        now: i64,
+    ) -> anyhow::Result<LoginOutcome> {
         if let Some(flag) = existing.as_ref().and_then(|r| r.personal_id_flag.as_ref()) {
             tracing::warn!(flag = %flag, "personal ID failed the structure check; kept and flagged");
         }
         let account_id = existing.as_ref().map(|r| r.id.clone());
-        let by_id = linking::match_by_id(
-            self.records_by_id(identity).await?,
-            identity,
-            account_id.as_deref(),
-        );
+        let found = match (&account_id, records_pending) {
+            (Some(_), false) => Vec::new(),
+            _ => self.records_by_id(identity).await?,
+        };
+        let by_id = linking::match_by_id(found, identity, account_id.as_deref());
         let mut links: Vec<(LegacyRecord, LinkMethod)> = by_id
             .agree
             .into_iter()
@@ -650,10 +674,16 @@ impl AccountResolver {
         realm: Option<&str>,
         now: i64,
     ) -> anyhow::Result<Linked> {
-        let Some(old) = self
+        let lookups = [&identity.personal_id, &identity.legacy_cmnd]
+            .map(|number| number.as_deref().map(|n| self.sealer.lookup(n)));
+        let Some((old, records_pending)) = self
             .stores
             .accounts
-            .find_by_link(&identity.upstream_iss, &identity.upstream_sub)
+            .find_by_link_for_login(
+                &identity.upstream_iss,
+                &identity.upstream_sub,
+                [lookups[0].as_deref(), lookups[1].as_deref()],
+            )
             .await?
         else {
             return Ok(Linked::Nobody);
@@ -680,7 +710,7 @@ impl AccountResolver {
         let entry = login_entry(now, &old.id, identity, false);
         if changed.is_empty() {
             self.stores.audit.append_alone(&entry).await?;
-            return Ok(Linked::Account(Box::new(old)));
+            return Ok(Linked::Account(Box::new(old), records_pending));
         }
         let mut tx = self.stores.transactions.begin().await?;
         self.stores
@@ -697,7 +727,7 @@ impl AccountResolver {
         )
         .await?;
         tx.commit().await?;
-        Ok(Linked::Account(Box::new(record)))
+        Ok(Linked::Account(Box::new(record), records_pending))
     }
 
     /// Creates the account (or marks an existing one standardised), with the proven phone when

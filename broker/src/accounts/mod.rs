@@ -121,6 +121,15 @@ pub trait AccountStore: Send + Sync {
         upstream_iss: &str,
         upstream_sub: &str,
     ) -> anyhow::Result<Option<AccountRecord>>;
+    /// `find_by_link`, and whether a legacy record holding one of the ID numbers whose lookup
+    /// hashes are `lookups` is not this account's: only then has a returning citizen's login
+    /// records to standardise (`AccountResolver::standardise`), so it reads them only then.
+    async fn find_by_link_for_login(
+        &self,
+        upstream_iss: &str,
+        upstream_sub: &str,
+        lookups: [Option<&str>; 2],
+    ) -> anyhow::Result<Option<(AccountRecord, bool)>>;
     /// Shared (not isolated) accounts holding the ID number with this lookup hash; at most
     /// `limit`.
     async fn find_shared_by_personal_id(

@@ -166,7 +166,6 @@ impl JsonWebKey for UpstreamJwk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_lc_rs::encoding::AsBigEndian;
     use aws_lc_rs::rsa::{KeyPair, KeySize};
     use aws_lc_rs::signature::KeyPair as _;
 
@@ -177,10 +176,9 @@ mod tests {
     /// A JWK of `pair`'s public key with the given extra members.
     fn jwk(pair: &KeyPair, extra: serde_json::Value) -> UpstreamJwk {
         let public = pair.public_key();
-        let n = AsBigEndian::as_be_bytes(&public.modulus()).unwrap();
-        let e = AsBigEndian::as_be_bytes(&public.exponent()).unwrap();
-        let mut value =
-            serde_json::json!({"kty": "RSA", "n": b64(n.as_ref()), "e": b64(e.as_ref())});
+        let n = public.modulus().big_endian_without_leading_zero().to_vec();
+        let e = public.exponent().big_endian_without_leading_zero().to_vec();
+        let mut value = serde_json::json!({"kty": "RSA", "n": b64(&n), "e": b64(&e)});
         for (k, v) in extra.as_object().unwrap() {
             value[k] = v.clone();
         }

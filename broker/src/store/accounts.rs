@@ -60,6 +60,37 @@ impl AccountStore for Db {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
+    async fn find_by_link_for_login(
+        &self,
+        iss: &str,
+        sub: &str,
+        lookups: [Option<&str>; 2],
+    ) -> anyhow::Result<Option<(AccountRecord, bool)>> {
+        // One round trip instead of two on every returning login; the index on the records'
+        // lookup hash answers the EXISTS.
+        let sql = format!(
+            "SELECT {COLUMNS}, CAST(CASE WHEN EXISTS (SELECT 1 FROM legacy_accounts r \
+             WHERE r.personal_id_lookup IN ($3, $4) \
+             AND (r.account_id IS NULL OR r.account_id <> a.id)) THEN 1 ELSE 0 END AS BIGINT) \
+             AS records_pending \
+             FROM account_links l JOIN accounts a ON a.id = l.account_id \
+             WHERE l.upstream_iss = $1 AND l.upstream_sub = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(iss)
+            .bind(sub)
+            .bind(lookups[0])
+            .bind(lookups[1])
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let pending: i64 = row.try_get("records_pending")?;
+        Ok(Some((from_row(&row)?, pending != 0)))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn find_shared_by_personal_id(
         &self,
         lookup: &str,

@@ -261,6 +261,59 @@ on_both_backends!(
 );
 
 on_both_backends!(
+    a_record_imported_after_the_account_links_at_the_next_login,
+    |app: TestApp| async move {
+        import_fixture(&app).await;
+        let client = phone_client(&app).await;
+        let browser = Browser::new();
+        let back = after_vneid(&app, &browser, &client, "C01").await;
+        let (account, _) = finish(&app, &client, &back).await;
+        assert_eq!(linked(&app, &account).await, ["HS1004606"]);
+        // A returning login whose records are all the account's reads none (one statement
+        // fewer); one imported since, with C01's ID number, name and date, must still link.
+        let dir = std::env::temp_dir().join(format!("broker-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let later = dir.join("later.csv");
+        std::fs::write(
+            &later,
+            "source,legacy_id,full_name,birthdate,phone,personal_id,email\n\
+             dvc-hue,DVC-LATER-1,Võ Hữu Tài,1985-03-12,,046085690467,\n",
+        )
+        .unwrap();
+        assert_eq!(import(&app, &later).await.inserted, 1);
+        let browser = Browser::new();
+        let back = after_vneid(&app, &browser, &client, "C01").await;
+        assert!(is_client_redirect(&back, &client), "no step");
+        assert_eq!(
+            linked(&app, &account).await,
+            ["DVC-LATER-1", "HS1004606"],
+            "the later record is linked"
+        );
+        // And one of someone else's with the number (another date) is a doubt again.
+        std::fs::write(
+            &later,
+            "source,legacy_id,full_name,birthdate,phone,personal_id,email\n\
+             dvc-hue,DVC-LATER-2,Võ Hữu Tài,1990-01-01,,046085690467,\n",
+        )
+        .unwrap();
+        assert_eq!(import(&app, &later).await.inserted, 1);
+        let browser = Browser::new();
+        let back = after_vneid(&app, &browser, &client, "C01").await;
+        assert!(
+            is_client_redirect(&back, &client),
+            "a standardised account is not stopped"
+        );
+        assert_eq!(
+            app.count("standardisation_failures").await,
+            1,
+            "support hears of it"
+        );
+        assert_eq!(linked(&app, &account).await, ["DVC-LATER-1", "HS1004606"]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+);
+
+on_both_backends!(
     an_id_match_with_another_birthdate_shows_the_failure_page_and_links_nothing,
     |app: TestApp| async move {
         import_fixture(&app).await;
