@@ -16,7 +16,7 @@ use openidconnect::core::{
 use openidconnect::{JsonWebKey, JsonWebKeyAlgorithm, JsonWebKeyId, SignatureVerificationError};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::crypto::b64url_decode;
+use base64::Engine as _;
 
 /// A key of the upstream's JWKS.
 #[derive(Clone, Debug)]
@@ -61,11 +61,14 @@ impl<'de> Deserialize<'de> for UpstreamJwk {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(deserializer)?;
         let core = CoreJsonWebKey::deserialize(&value).map_err(serde::de::Error::custom)?;
+        // Decoded as the crate decodes them (unpadded base64url, trailing bits allowed), and
+        // without the leading zero bytes some key sets carry, which aws-lc-rs would refuse
+        // where the crate's big integers ignore them.
         let member = |name: &str| {
-            value
-                .get(name)
-                .and_then(|v| v.as_str())
-                .and_then(b64url_decode)
+            let text = value.get(name)?.as_str()?;
+            let bytes = lenient_b64url().decode(text).ok()?;
+            let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+            Some(bytes[start..].to_vec())
         };
         let rsa = match (
             value.get("kty").and_then(|v| v.as_str()),
@@ -83,6 +86,14 @@ impl Serialize for UpstreamJwk {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.core.serialize(serializer)
     }
+}
+
+/// The `openidconnect` crate's base64url for key members.
+fn lenient_b64url() -> base64::engine::GeneralPurpose {
+    base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::general_purpose::NO_PAD.with_decode_allow_trailing_bits(true),
+    )
 }
 
 /// aws-lc-rs's parameters for a JWS RSA algorithm; `None` for the others.
@@ -229,6 +240,17 @@ mod tests {
         assert!(ec
             .verify_signature(&rs256, b"header.payload", &sig)
             .is_err());
+        // A modulus written with a leading zero byte is the same key.
+        let public = pair.public_key();
+        let mut n = vec![0u8];
+        n.extend_from_slice(public.modulus().big_endian_without_leading_zero());
+        let e = public.exponent().big_endian_without_leading_zero().to_vec();
+        let padded: UpstreamJwk =
+            serde_json::from_value(serde_json::json!({"kty": "RSA", "n": b64(&n), "e": b64(&e)}))
+                .unwrap();
+        padded
+            .verify_signature(&rs256, b"header.payload", &sig)
+            .expect("a leading zero changes nothing");
         // The key set reads back what it was given.
         let back: serde_json::Value = serde_json::to_value(&key).unwrap();
         assert_eq!(back["kid"], "k1");
