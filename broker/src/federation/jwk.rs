@@ -164,6 +164,10 @@ impl JsonWebKey for UpstreamJwk {
         let Some(components) = &self.rsa else {
             return invalid("RSA key is missing its modulus or exponent");
         };
+        // Said as what it is, not as a bad signature: the operator must ask for a new key.
+        if components.n.len() < 256 {
+            return invalid("RSA key under 2048 bits");
+        }
         components
             .verify(parameters, message, signature)
             .map_err(|_| SignatureVerificationError::CryptoError("bad signature".into()))
@@ -251,6 +255,15 @@ mod tests {
         padded
             .verify_signature(&rs256, b"header.payload", &sig)
             .expect("a leading zero changes nothing");
+        // A 1024-bit key is refused as a key, whatever the signature.
+        let short: UpstreamJwk = serde_json::from_value(
+            serde_json::json!({"kty": "RSA", "n": b64(&[0xC5; 128]), "e": "AQAB"}),
+        )
+        .unwrap();
+        assert!(matches!(
+            short.verify_signature(&rs256, b"header.payload", &[1; 128]),
+            Err(SignatureVerificationError::InvalidKey(why)) if why.contains("2048")
+        ));
         // The key set reads back what it was given.
         let back: serde_json::Value = serde_json::to_value(&key).unwrap();
         assert_eq!(back["kid"], "k1");
