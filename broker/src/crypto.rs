@@ -18,6 +18,27 @@ pub fn b64url_decode(text: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text).ok()
 }
 
+/// The DER inside a PEM file whose block is `-----BEGIN {label}-----`, or the file itself when it
+/// is not PEM (DER already). A PEM of another label is refused.
+pub fn pem_or_der(raw: &[u8], label: &str) -> anyhow::Result<Vec<u8>> {
+    let Some(text) = std::str::from_utf8(raw)
+        .ok()
+        .filter(|t| t.contains("-----BEGIN"))
+    else {
+        return Ok(raw.to_vec());
+    };
+    anyhow::ensure!(
+        text.contains(&format!("-----BEGIN {label}-----")),
+        "expected a PEM of `BEGIN {label}`"
+    );
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::trim)
+        .collect();
+    STANDARD.decode(body).context("the PEM is not base64")
+}
+
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
     // SystemRandom only fails when the OS has no entropy source; nothing sensible can go on then.

@@ -150,13 +150,9 @@ impl AccountResolver {
         let realm = policy.realm(&identity.upstream_iss);
         // Whether the legacy records must be read: always, unless the linked account already
         // holds every record with the identity's ID numbers.
-        let mut records_pending = true;
-        let existing = match self.refreshed(identity, realm, now).await? {
-            Linked::Account(record, pending) => {
-                records_pending = pending;
-                Some(*record)
-            }
-            Linked::Nobody => None,
+        let (existing, records_pending) = match self.refreshed(identity, realm, now).await? {
+            Linked::Account(record, pending) => (Some(*record), pending),
+            Linked::Nobody => (None, true),
             Linked::OtherRealm => {
                 tracing::warn!(
                     upstream = %identity.upstream_iss,
@@ -172,7 +168,9 @@ impl AccountResolver {
         };
         match (policy, existing) {
             (AccountPolicy::LinkAndCreate, None) => {
-                let outcome = self.standardise(identity, None, app_link, now).await?;
+                let outcome = self
+                    .standardise(identity, None, true, app_link, now)
+                    .await?;
                 // A notice of an account this login created is its own finding (an app's link
                 // that did not match, say): it stands.
                 let doubted = matches!(
@@ -206,7 +204,7 @@ impl AccountResolver {
                 }
             }
             (AccountPolicy::LinkAndCreate, existing) => {
-                self.standardise_returning(identity, existing, records_pending, app_link, now)
+                self.standardise(identity, existing, records_pending, app_link, now)
                     .await
             }
             (_, Some(record)) => Ok(LoginOutcome::Authenticated {
@@ -317,20 +315,6 @@ impl AccountResolver {
         &self,
         identity: &UpstreamIdentity,
         existing: Option<AccountRecord>,
-        app_link: Option<AppLink<'_>>,
-        now: i64,
-    ) -> anyhow::Result<LoginOutcome> {
-        self.standardise_returning(identity, existing, true, app_link, now)
-            .await
-    }
-
-    /// `standardise`, told whether any record with the identity's ID numbers is not yet the
-    /// account's: when none is, reading them would find only the account's own, which
-    /// `match_by_id` skips, so they are not read.
-    async fn standardise_returning(
-        &self,
-        identity: &UpstreamIdentity,
-        existing: Option<AccountRecord>,
         records_pending: bool,
         app_link: Option<AppLink<'_>>,
         now: i64,
@@ -339,9 +323,12 @@ impl AccountResolver {
             tracing::warn!(flag = %flag, "personal ID failed the structure check; kept and flagged");
         }
         let account_id = existing.as_ref().map(|r| r.id.clone());
-        let found = match (&account_id, records_pending) {
-            (Some(_), false) => Vec::new(),
-            _ => self.records_by_id(identity).await?,
+        // `records_pending` false: every record with the identity's ID numbers is this
+        // account's, and `match_by_id` would skip each one, so none is read.
+        let found = if records_pending {
+            self.records_by_id(identity).await?
+        } else {
+            Vec::new()
         };
         let by_id = linking::match_by_id(found, identity, account_id.as_deref());
         let mut links: Vec<(LegacyRecord, LinkMethod)> = by_id

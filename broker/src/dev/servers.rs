@@ -73,23 +73,10 @@ pub async fn run_mock(args: MockArgs) -> anyhow::Result<()> {
 
 /// An RSA public key as X.509 SubjectPublicKeyInfo: DER, or PEM (`-----BEGIN PUBLIC KEY-----`).
 fn read_public_key(file: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    use base64::Engine as _;
     let bytes =
         std::fs::read(file).with_context(|| format!("--seal-to {}: unreadable", file.display()))?;
-    let Some(text) = std::str::from_utf8(&bytes)
-        .ok()
-        .filter(|t| t.trim_start().starts_with("-----BEGIN PUBLIC KEY-----"))
-    else {
-        return Ok(bytes);
-    };
-    let body: String = text
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .map(str::trim)
-        .collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .with_context(|| format!("--seal-to {}: not PEM", file.display()))
+    crate::crypto::pem_or_der(&bytes, "PUBLIC KEY")
+        .with_context(|| format!("--seal-to {}", file.display()))
 }
 
 /// `id:FROM-TO` or `phone:FROM-TO`, TO excluded and at most `synthetic::MAX_N`.

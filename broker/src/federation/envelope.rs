@@ -167,24 +167,8 @@ impl Envelopes {
 
 /// PKCS#8 DER from a PEM (`-----BEGIN PRIVATE KEY-----`) or DER file.
 fn pkcs8_der(raw: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let Ok(text) = std::str::from_utf8(raw) else {
-        return Ok(raw.to_vec());
-    };
-    if !text.contains("-----BEGIN") {
-        return Ok(raw.to_vec());
-    }
-    anyhow::ensure!(
-        text.contains("-----BEGIN PRIVATE KEY-----"),
-        "the upstream encryption key must be a PKCS#8 PEM (BEGIN PRIVATE KEY)"
-    );
-    let body: String = text
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect::<Vec<_>>()
-        .join("");
-    STANDARD
-        .decode(body.trim())
-        .context("the upstream encryption key's PEM is not base64")
+    crate::crypto::pem_or_der(raw, "PRIVATE KEY")
+        .context("the upstream encryption key must be PKCS#8, DER or PEM (BEGIN PRIVATE KEY)")
 }
 
 #[cfg(test)]

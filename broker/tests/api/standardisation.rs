@@ -44,6 +44,21 @@ async fn import(app: &TestApp, path: &Path) -> Summary {
         .expect("import")
 }
 
+/// Imports legacy records given as CSV rows (after the fixture's header) from a file of their own.
+async fn import_rows(app: &TestApp, rows: &str) -> Summary {
+    let dir = std::env::temp_dir().join(format!("broker-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rows.csv");
+    std::fs::write(
+        &file,
+        format!("source,legacy_id,full_name,birthdate,phone,personal_id,email\n{rows}"),
+    )
+    .unwrap();
+    let summary = import(app, &file).await;
+    std::fs::remove_dir_all(&dir).ok();
+    summary
+}
+
 async fn import_fixture(app: &TestApp) {
     let summary = import(app, Path::new(FIXTURE)).await;
     // The harness seeded the records of the citizens who link by ID.
@@ -271,16 +286,8 @@ on_both_backends!(
         assert_eq!(linked(&app, &account).await, ["HS1004606"]);
         // A returning login whose records are all the account's reads none (one statement
         // fewer); one imported since, with C01's ID number, name and date, must still link.
-        let dir = std::env::temp_dir().join(format!("broker-test-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let later = dir.join("later.csv");
-        std::fs::write(
-            &later,
-            "source,legacy_id,full_name,birthdate,phone,personal_id,email\n\
-             dvc-hue,DVC-LATER-1,Võ Hữu Tài,1985-03-12,,046085690467,\n",
-        )
-        .unwrap();
-        assert_eq!(import(&app, &later).await.inserted, 1);
+        let later = "dvc-hue,DVC-LATER-1,Võ Hữu Tài,1985-03-12,,046085690467,\n";
+        assert_eq!(import_rows(&app, later).await.inserted, 1);
         let browser = Browser::new();
         let back = after_vneid(&app, &browser, &client, "C01").await;
         assert!(is_client_redirect(&back, &client), "no step");
@@ -290,13 +297,8 @@ on_both_backends!(
             "the later record is linked"
         );
         // And one of someone else's with the number (another date) is a doubt again.
-        std::fs::write(
-            &later,
-            "source,legacy_id,full_name,birthdate,phone,personal_id,email\n\
-             dvc-hue,DVC-LATER-2,Võ Hữu Tài,1990-01-01,,046085690467,\n",
-        )
-        .unwrap();
-        assert_eq!(import(&app, &later).await.inserted, 1);
+        let other = "dvc-hue,DVC-LATER-2,Võ Hữu Tài,1990-01-01,,046085690467,\n";
+        assert_eq!(import_rows(&app, other).await.inserted, 1);
         let browser = Browser::new();
         let back = after_vneid(&app, &browser, &client, "C01").await;
         assert!(
@@ -309,7 +311,6 @@ on_both_backends!(
             "support hears of it"
         );
         assert_eq!(linked(&app, &account).await, ["DVC-LATER-1", "HS1004606"]);
-        std::fs::remove_dir_all(&dir).ok();
     }
 );
 
