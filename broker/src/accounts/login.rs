@@ -14,7 +14,10 @@ use super::linking::{self, PhoneMatch};
 use super::names::{compare_birthdates, names_agree};
 use super::personal_id::{self, IdCheck};
 use super::phone::Phone;
-use super::{Account, AccountPolicy, AccountRecord, AccountStore, UpstreamIdentity};
+use super::{
+    Account, AccountPolicy, AccountRecord, AccountStore, Created, NewAccount, NewLink,
+    UpstreamIdentity,
+};
 use crate::audit::{AuditEntry, AuditLog};
 use crate::crypto::MasterKey;
 use crate::events::{types, Event, Outbox};
@@ -37,8 +40,12 @@ pub enum LoginOutcome {
         notice: Option<Notice>,
     },
     /// No record matched by ID number: the citizen gives a phone and proves it by OTP
-    /// (after the failure page, when `notice` is present).
-    NeedsPhone { notice: Option<Notice> },
+    /// (after the failure page, when `notice` is present). `unlinked`: no account was linked
+    /// to the identity (so `complete_with_phone` need not look again).
+    NeedsPhone {
+        notice: Option<Notice>,
+        unlinked: bool,
+    },
     /// The upstream's policy allows it no account for this person: none to join
     /// (`link_only`), or the linked account is of another realm (a test gateway's identity
     /// linked to a shared account, or the reverse, after a change of policy).
@@ -47,9 +54,14 @@ pub enum LoginOutcome {
 
 /// What the link of an identity leads to.
 enum Linked {
-    Nobody,
+    /// Nothing linked; whether legacy records hold the identity's ID numbers, and whether a
+    /// shared account does (`AccountStore::find_for_login`).
+    Nobody {
+        records_pending: bool,
+        shared_holder: bool,
+    },
     /// The account, and whether legacy records with the identity's ID numbers are not yet its
-    /// own (`AccountStore::find_by_link_for_login`).
+    /// own (`AccountStore::find_for_login`).
     Account(Box<AccountRecord>, bool),
     /// An account of another realm than the upstream's: never logged in to.
     OtherRealm,
@@ -150,26 +162,31 @@ impl AccountResolver {
         let realm = policy.realm(&identity.upstream_iss);
         // Whether the legacy records must be read: always, unless the linked account already
         // holds every record with the identity's ID numbers.
-        let (existing, records_pending) = match self.refreshed(identity, realm, now).await? {
-            Linked::Account(record, pending) => (Some(*record), pending),
-            Linked::Nobody => (None, true),
-            Linked::OtherRealm => {
-                tracing::warn!(
-                    upstream = %identity.upstream_iss,
-                    "the identity is linked to an account of another realm; refused"
-                );
-                return Ok(LoginOutcome::Refused);
-            }
-        };
+        let (existing, records_pending, shared_holder) =
+            match self.refreshed(identity, realm, now).await? {
+                Linked::Account(record, pending) => (Some(*record), pending, false),
+                Linked::Nobody {
+                    records_pending,
+                    shared_holder,
+                } => (None, records_pending, shared_holder),
+                Linked::OtherRealm => {
+                    tracing::warn!(
+                        upstream = %identity.upstream_iss,
+                        "the identity is linked to an account of another realm; refused"
+                    );
+                    return Ok(LoginOutcome::Refused);
+                }
+            };
         let existing = match (policy, existing) {
             (_, Some(record)) => Some(record),
             (AccountPolicy::Isolated, None) => None,
-            (_, None) => self.join_by_personal_id(identity, now).await?,
+            (_, None) if shared_holder => self.join_by_personal_id(identity, now).await?,
+            (_, None) => None,
         };
         match (policy, existing) {
             (AccountPolicy::LinkAndCreate, None) => {
                 let outcome = self
-                    .standardise(identity, None, true, app_link, now)
+                    .standardise(identity, None, records_pending, app_link, now)
                     .await?;
                 // A notice of an account this login created is its own finding (an app's link
                 // that did not match, say): it stands.
@@ -179,7 +196,10 @@ impl AccountResolver {
                         created: false,
                         notice: Some(_),
                         ..
-                    } | LoginOutcome::NeedsPhone { notice: Some(_) }
+                    } | LoginOutcome::NeedsPhone {
+                        notice: Some(_),
+                        ..
+                    }
                 );
                 if !doubted {
                     return Ok(outcome);
@@ -440,18 +460,25 @@ impl AccountResolver {
                     notice,
                 })
             }
-            _ => Ok(LoginOutcome::NeedsPhone { notice }),
+            existing => Ok(LoginOutcome::NeedsPhone {
+                notice,
+                unlinked: existing.is_none(),
+            }),
         }
     }
 
     /// After the citizen proved `phone` by OTP: link the records behind it that are theirs, or
     /// record the doubt; either way the account exists afterwards, with the proven phone.
+    /// `unlinked`: the login found no account linked to the identity when it asked for the
+    /// phone, so none is looked for again (a racing login that created one meanwhile is met
+    /// when this one's link is refused, and its account is standardised instead).
     #[tracing::instrument(skip_all, fields(upstream_sub = %identity.upstream_sub, phone = %phone))]
     pub async fn complete_with_phone(
         &self,
         identity: &UpstreamIdentity,
         policy: AccountPolicy,
         phone: &Phone,
+        unlinked: bool,
         now: i64,
     ) -> anyhow::Result<LoginOutcome> {
         // Only the whole standardisation asks for a phone: the other policies never link a
@@ -459,11 +486,14 @@ impl AccountResolver {
         if policy != AccountPolicy::LinkAndCreate {
             return Ok(LoginOutcome::Refused);
         }
-        let existing = self
-            .stores
-            .accounts
-            .find_by_link(&identity.upstream_iss, &identity.upstream_sub)
-            .await?;
+        let existing = if unlinked {
+            None
+        } else {
+            self.stores
+                .accounts
+                .find_by_link(&identity.upstream_iss, &identity.upstream_sub)
+                .await?
+        };
         if existing.as_ref().is_some_and(|r| r.isolated_to.is_some()) {
             return Ok(LoginOutcome::Refused);
         }
@@ -663,17 +693,21 @@ impl AccountResolver {
     ) -> anyhow::Result<Linked> {
         let lookups = [&identity.personal_id, &identity.legacy_cmnd]
             .map(|number| number.as_deref().map(|n| self.sealer.lookup(n)));
-        let Some((old, records_pending)) = self
+        let found = self
             .stores
             .accounts
-            .find_by_link_for_login(
+            .find_for_login(
                 &identity.upstream_iss,
                 &identity.upstream_sub,
                 [lookups[0].as_deref(), lookups[1].as_deref()],
             )
-            .await?
-        else {
-            return Ok(Linked::Nobody);
+            .await?;
+        let records_pending = found.records_pending;
+        let Some(old) = found.account else {
+            return Ok(Linked::Nobody {
+                records_pending,
+                shared_holder: found.shared_holder,
+            });
         };
         if old.isolated_to.as_deref() != realm {
             return Ok(Linked::OtherRealm);
@@ -741,91 +775,46 @@ impl AccountResolver {
             Some((_, at)) => Some(at),
             None => existing.as_ref().and_then(|r| r.phone_verified_at),
         };
-        let mut tx = self.stores.transactions.begin().await?;
-        let (mut record, created) = match existing {
-            Some(record) => {
-                self.stores
-                    .accounts
-                    .set_standardised(&mut tx, &record.id, phone.as_deref(), verified_at, now)
-                    .await?;
-                self.stores
-                    .audit
-                    .append(
-                        &mut tx,
-                        &AuditEntry {
-                            at: now,
-                            kind: "standardised",
-                            account_id: Some(&record.id),
-                            client_id: None,
-                            actor: None,
-                            detail: serde_json::json!({"phone_proven": proven_phone.is_some()}),
-                        },
-                    )
-                    .await?;
-                if record.phone != phone {
-                    self.event(
-                        &mut tx,
-                        &record.id,
-                        types::ACCOUNT_UPDATED,
-                        serde_json::json!({"fields": ["phone"]}),
-                        now,
-                    )
-                    .await?;
-                }
-                (record, false)
-            }
-            None => {
-                let mut record =
-                    self.profile_record(uuid::Uuid::now_v7().to_string(), identity, now, now);
-                record.phone = phone.clone();
-                record.phone_verified_at = verified_at;
-                record.standardised_at = Some(now);
-                record.isolated_to = realm.map(str::to_string);
-                let (iss, sub) = (&identity.upstream_iss, &identity.upstream_sub);
-                if !self
-                    .stores
-                    .accounts
-                    .create_linked(&mut tx, &record, iss, sub)
-                    .await?
-                {
-                    // Another login of this identity created the account first: standardise theirs.
-                    tx.rollback().await?;
-                    let theirs = self
-                        .stores
-                        .accounts
-                        .find_by_link(iss, sub)
-                        .await?
-                        .ok_or_else(|| {
-                            anyhow::anyhow!(
-                                "link vanished while resolving a concurrent first login"
-                            )
-                        })?;
-                    return Box::pin(self.write(
-                        identity,
-                        Some(theirs),
-                        links,
-                        proven_phone,
-                        realm,
-                        now,
-                    ))
-                    .await;
-                }
-                self.stores
-                    .audit
-                    .append(&mut tx, &login_entry(now, &record.id, identity, true))
-                    .await?;
-                self.event(
-                    &mut tx,
-                    &record.id,
-                    types::ACCOUNT_CREATED,
-                    serde_json::json!({"upstream": iss}),
-                    now,
-                )
-                .await?;
-                tracing::info!(account = %record.id, personal_id = %identity.personal_id.as_deref().map(personal_id::mask).unwrap_or_default(), "account created");
-                (record, true)
-            }
+        let Some(mut record) = existing else {
+            let mut record =
+                self.profile_record(uuid::Uuid::now_v7().to_string(), identity, now, now);
+            record.phone = phone;
+            record.phone_verified_at = verified_at;
+            record.standardised_at = Some(now);
+            record.isolated_to = realm.map(str::to_string);
+            return self
+                .create(identity, record, links, proven_phone, realm, now)
+                .await;
         };
+        let mut tx = self.stores.transactions.begin().await?;
+        self.stores
+            .accounts
+            .set_standardised(&mut tx, &record.id, phone.as_deref(), verified_at, now)
+            .await?;
+        self.stores
+            .audit
+            .append(
+                &mut tx,
+                &AuditEntry {
+                    at: now,
+                    kind: "standardised",
+                    account_id: Some(&record.id),
+                    client_id: None,
+                    actor: None,
+                    detail: serde_json::json!({"phone_proven": proven_phone.is_some()}),
+                },
+            )
+            .await?;
+        if record.phone != phone {
+            self.event(
+                &mut tx,
+                &record.id,
+                types::ACCOUNT_UPDATED,
+                serde_json::json!({"fields": ["phone"]}),
+                now,
+            )
+            .await?;
+        }
         for (legacy, method) in links {
             self.link_in(&mut tx, &record.id, legacy, *method, None, now)
                 .await?;
@@ -838,7 +827,84 @@ impl AccountResolver {
             .failures
             .attach_failures(&identity.upstream_iss, &identity.upstream_sub, &record.id)
             .await?;
-        Ok((record, created))
+        Ok((record, false))
+    }
+
+    /// A new account, with its link, its legacy records and the identity's earlier failures,
+    /// committed at once; a racing login that linked the identity first wins, and this one
+    /// standardises that account instead.
+    async fn create(
+        &self,
+        identity: &UpstreamIdentity,
+        record: AccountRecord,
+        links: &[(LegacyRecord, LinkMethod)],
+        proven_phone: Option<(&str, i64)>,
+        realm: Option<&str>,
+        now: i64,
+    ) -> anyhow::Result<(AccountRecord, bool)> {
+        let (iss, sub) = (&identity.upstream_iss, &identity.upstream_sub);
+        let id = record.id.as_str();
+        let details: Vec<serde_json::Value> = links
+            .iter()
+            .map(|(legacy, method)| link_detail(legacy, *method, None))
+            .collect();
+        let new = NewAccount {
+            record: &record,
+            upstream_iss: iss,
+            upstream_sub: sub,
+            audit: login_entry(now, id, identity, true),
+            event: Event {
+                subject: id,
+                event_type: types::ACCOUNT_CREATED,
+                payload: serde_json::json!({"upstream": iss}),
+                at: now,
+            },
+            links: links
+                .iter()
+                .zip(&details)
+                .map(|((legacy, _), detail)| NewLink {
+                    source: &legacy.source,
+                    legacy_id: &legacy.legacy_id,
+                    audit: link_entry(now, id, detail, None),
+                    event: Event {
+                        subject: id,
+                        event_type: types::ACCOUNT_LINKED,
+                        payload: detail.clone(),
+                        at: now,
+                    },
+                })
+                .collect(),
+        };
+        let linked = match self.stores.accounts.create_standardised(&new).await? {
+            Created::Created { linked } => linked,
+            Created::LinkTaken => {
+                // Another login of this identity created the account first: standardise theirs.
+                let theirs = self
+                    .stores
+                    .accounts
+                    .find_by_link(iss, sub)
+                    .await?
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("link vanished while resolving a concurrent first login")
+                    })?;
+                return Box::pin(self.write(
+                    identity,
+                    Some(theirs),
+                    links,
+                    proven_phone,
+                    realm,
+                    now,
+                ))
+                .await;
+            }
+        };
+        tracing::info!(account = %id, personal_id = %identity.personal_id.as_deref().map(personal_id::mask).unwrap_or_default(), "account created");
+        for ((legacy, method), done) in links.iter().zip(linked) {
+            if done {
+                tracing::info!(account = %id, source = %legacy.source, method = method.as_str(), "legacy account linked");
+            }
+        }
+        Ok((record, true))
     }
 
     /// Links one record in the caller's transaction, with its audit entry and event; `false`
@@ -860,23 +926,10 @@ impl AccountResolver {
         {
             return Ok(false);
         }
-        let detail = serde_json::json!({
-            "source": legacy.source, "legacy_id": legacy.legacy_id, "method": method.as_str(),
-            "operator": operator,
-        });
+        let detail = link_detail(legacy, method, operator);
         self.stores
             .audit
-            .append(
-                tx,
-                &AuditEntry {
-                    at: now,
-                    kind: "legacy_linked",
-                    account_id: Some(account_id),
-                    client_id: None,
-                    actor: operator,
-                    detail: detail.clone(),
-                },
-            )
+            .append(tx, &link_entry(now, account_id, &detail, operator))
             .await?;
         self.event(tx, account_id, types::ACCOUNT_LINKED, detail, now)
             .await?;
@@ -1278,6 +1331,34 @@ fn login_entry<'a>(
     }
 }
 
+/// What a legacy link's audit entry and `account:linked` event say.
+fn link_detail(
+    legacy: &LegacyRecord,
+    method: LinkMethod,
+    operator: Option<&str>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "source": legacy.source, "legacy_id": legacy.legacy_id, "method": method.as_str(),
+        "operator": operator,
+    })
+}
+
+fn link_entry<'a>(
+    now: i64,
+    account_id: &'a str,
+    detail: &serde_json::Value,
+    operator: Option<&'a str>,
+) -> AuditEntry<'a> {
+    AuditEntry {
+        at: now,
+        kind: "legacy_linked",
+        account_id: Some(account_id),
+        client_id: None,
+        actor: operator,
+        detail: detail.clone(),
+    }
+}
+
 fn seal_purpose(account_id: &str) -> String {
     format!("personal-id:{account_id}")
 }
@@ -1341,12 +1422,29 @@ mod tests {
                 .complete_login(&identity, AccountPolicy::LinkAndCreate, None, 1_000)
                 .await
                 .unwrap(),
-            LoginOutcome::NeedsPhone { notice: None }
+            LoginOutcome::NeedsPhone { notice: None, .. }
         ));
+        // A new account's writes are the account store's own (one statement on PostgreSQL,
+        // one transaction here): the audit table gone fails them all.
+        let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
+        sqlx::query(&rename("audit_log", "audit_away"))
+            .execute(db.pool())
+            .await
+            .unwrap();
         assert!(broken
-            .complete_with_phone(&identity, AccountPolicy::LinkAndCreate, &phone, 1_000)
+            .complete_with_phone(
+                &identity,
+                AccountPolicy::LinkAndCreate,
+                &phone,
+                false,
+                1_000
+            )
             .await
             .is_err());
+        sqlx::query(&rename("audit_away", "audit_log"))
+            .execute(db.pool())
+            .await
+            .unwrap();
         assert!(
             db.find_by_link(&identity.upstream_iss, &identity.upstream_sub)
                 .await
@@ -1359,7 +1457,13 @@ mod tests {
         let LoginOutcome::Authenticated {
             account, created, ..
         } = working
-            .complete_with_phone(&identity, AccountPolicy::LinkAndCreate, &phone, 1_000)
+            .complete_with_phone(
+                &identity,
+                AccountPolicy::LinkAndCreate,
+                &phone,
+                false,
+                1_000,
+            )
             .await
             .unwrap()
         else {

@@ -19,6 +19,8 @@ pub use loa::Loa;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::AuditEntry;
+use crate::events::Event;
 use crate::transaction::Transaction;
 
 /// A normalised upstream identity (what any upstream profile becomes, see `federation::claims`).
@@ -113,6 +115,52 @@ impl AccountPolicy {
     }
 }
 
+/// What a login's link lookup finds ([`AccountStore::find_for_login`]).
+#[derive(Debug)]
+pub struct LoginLookup {
+    /// The linked account.
+    pub account: Option<AccountRecord>,
+    /// Whether a legacy record holding one of the ID numbers is not the linked account's (any
+    /// such record, when nothing is linked): only then are the records read, so a returning
+    /// citizen's login and a new citizen's skip that read.
+    pub records_pending: bool,
+    /// Nothing linked: whether a shared (not isolated) account holds the 12-digit number, the
+    /// only case in which another upstream's identity may join an account.
+    pub shared_holder: bool,
+}
+
+/// A new account as [`AccountStore::create_standardised`] writes it.
+pub struct NewAccount<'a> {
+    pub record: &'a AccountRecord,
+    pub upstream_iss: &'a str,
+    pub upstream_sub: &'a str,
+    /// The login's audit entry and the `account:created` event.
+    pub audit: AuditEntry<'a>,
+    pub event: Event<'a>,
+    /// Legacy records to link, each with its audit entry and `account:linked` event, written
+    /// only when the record is still unlinked.
+    pub links: Vec<NewLink<'a>>,
+}
+
+/// One legacy record linked to a new account.
+pub struct NewLink<'a> {
+    pub source: &'a str,
+    pub legacy_id: &'a str,
+    pub audit: AuditEntry<'a>,
+    pub event: Event<'a>,
+}
+
+/// What [`AccountStore::create_standardised`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Created {
+    /// Written; for each of `links` in order, whether it was linked (`false`: another account
+    /// took it meanwhile).
+    Created {
+        linked: Vec<bool>,
+    },
+    LinkTaken,
+}
+
 #[async_trait]
 pub trait AccountStore: Send + Sync {
     async fn find(&self, id: &str) -> anyhow::Result<Option<AccountRecord>>;
@@ -121,15 +169,15 @@ pub trait AccountStore: Send + Sync {
         upstream_iss: &str,
         upstream_sub: &str,
     ) -> anyhow::Result<Option<AccountRecord>>;
-    /// `find_by_link`, and whether a legacy record holding one of the ID numbers whose lookup
-    /// hashes are `lookups` is not this account's: only then has a returning citizen's login
-    /// records to standardise (`AccountResolver::standardise`), so it reads them only then.
-    async fn find_by_link_for_login(
+    /// `find_by_link`, with what a login needs to know next in the same round trip
+    /// ([`LoginLookup`]). `lookups` are the lookup hashes of the identity's ID numbers (the
+    /// 12-digit number first, then a 9-digit CMND).
+    async fn find_for_login(
         &self,
         upstream_iss: &str,
         upstream_sub: &str,
         lookups: [Option<&str>; 2],
-    ) -> anyhow::Result<Option<(AccountRecord, bool)>>;
+    ) -> anyhow::Result<LoginLookup>;
     /// Shared (not isolated) accounts holding the ID number with this lookup hash; at most
     /// `limit`.
     async fn find_shared_by_personal_id(
@@ -150,6 +198,11 @@ pub trait AccountStore: Send + Sync {
         upstream_sub: &str,
         now: i64,
     ) -> anyhow::Result<bool>;
+    /// A new account with its link, audit entry, event and legacy links, and the identity's
+    /// earlier failures attached to it, all committed together (one statement on PostgreSQL).
+    /// [`Created::LinkTaken`] when another login linked this identity first (two first logins
+    /// racing): nothing is written, and the caller uses the account that link names.
+    async fn create_standardised(&self, new: &NewAccount<'_>) -> anyhow::Result<Created>;
     /// Inserts the account and its link in the caller's transaction. `false` when another
     /// login linked this identity first (two first logins racing): the caller rolls back and
     /// uses the account that link names.

@@ -70,6 +70,10 @@ pub struct StepState {
     pub stage: Stage,
     /// The forms' CSRF token.
     pub csrf: String,
+    /// No account was linked to the identity when the login was suspended
+    /// (`LoginOutcome::NeedsPhone`); absent in logins suspended before it existed.
+    #[serde(default)]
+    pub unlinked: bool,
     #[serde(default)]
     pub message: Option<Message>,
 }
@@ -79,6 +83,7 @@ impl StepState {
         Self {
             stage,
             csrf: random_token(),
+            unlinked: false,
             message: None,
         }
     }
@@ -146,12 +151,15 @@ impl<'a> LoginFlow<'a> {
         identity: UpstreamIdentity,
         auth_time: Option<i64>,
         stage: Stage,
+        unlinked: bool,
     ) -> Result<Next, FlowError> {
+        let mut steps = StepState::new(stage);
+        steps.unlinked = unlinked;
         let login = SuspendedLogin {
             pending: pending.clone(),
             identity,
             auth_time,
-            steps: StepState::new(stage),
+            steps,
         };
         let at = self.pending.suspend(&login).await?;
         Ok(Next::Interaction(Interaction {
@@ -200,11 +208,11 @@ impl<'a> LoginFlow<'a> {
                     account_id: Some(account.id),
                 };
                 Ok(Ok(self
-                    .suspend(pending, identity, auth_time, stage)
+                    .suspend(pending, identity, auth_time, stage, false)
                     .await?))
             }
             LoginOutcome::Refused => Ok(Err(refused())),
-            LoginOutcome::NeedsPhone { notice } => {
+            LoginOutcome::NeedsPhone { notice, unlinked } => {
                 let stage = match notice {
                     Some(notice) => Stage::Failed {
                         notice,
@@ -213,7 +221,7 @@ impl<'a> LoginFlow<'a> {
                     None => Stage::AskPhone,
                 };
                 Ok(Ok(self
-                    .suspend(pending, identity, auth_time, stage)
+                    .suspend(pending, identity, auth_time, stage, unlinked)
                     .await?))
             }
         }
@@ -527,6 +535,7 @@ impl<'a> LoginFlow<'a> {
                 &login.identity,
                 self.account_policy(&login.pending),
                 phone,
+                login.steps.unlinked,
                 now,
             )
             .await?;

@@ -4,7 +4,9 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{opt_text, Db};
-use crate::accounts::{AccountRecord, AccountStore, Loa};
+use crate::accounts::{AccountRecord, AccountStore, Created, Loa, LoginLookup, NewAccount};
+use crate::audit::AuditEntry;
+use crate::events::Event;
 use crate::transaction::Transaction;
 
 const COLUMNS: &str =
@@ -60,34 +62,57 @@ impl AccountStore for Db {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn find_by_link_for_login(
+    async fn find_for_login(
         &self,
         iss: &str,
         sub: &str,
         lookups: [Option<&str>; 2],
-    ) -> anyhow::Result<Option<(AccountRecord, bool)>> {
-        // One round trip instead of two on every returning login; the index on the records'
-        // lookup hash answers the EXISTS.
+    ) -> anyhow::Result<LoginLookup> {
+        // One round trip on every login: the link, and what decides the next reads (legacy
+        // records by ID number, a shared account to join), answered by their lookup-hash
+        // indexes. Always one row: the account's columns are NULL when nothing is linked.
         let sql = format!(
-            "SELECT {COLUMNS}, CAST(CASE WHEN EXISTS (SELECT 1 FROM legacy_accounts r \
+            "SELECT a.*, \
+             CAST(CASE WHEN EXISTS (SELECT 1 FROM legacy_accounts r \
              WHERE r.personal_id_lookup IN ($3, $4) \
-             AND (r.account_id IS NULL OR r.account_id <> a.id)) THEN 1 ELSE 0 END AS BIGINT) \
-             AS records_pending \
+             AND (a.id IS NULL OR r.account_id IS NULL OR r.account_id <> a.id)) \
+             THEN 1 ELSE 0 END AS BIGINT) AS records_pending, \
+             CAST(CASE WHEN a.id IS NULL AND EXISTS (SELECT 1 FROM accounts s \
+             WHERE s.personal_id_lookup = $3 AND s.isolated_to IS NULL) \
+             THEN 1 ELSE 0 END AS BIGINT) AS shared_holder \
+             FROM (SELECT 1 AS one) o LEFT JOIN (SELECT {COLUMNS} \
              FROM account_links l JOIN accounts a ON a.id = l.account_id \
-             WHERE l.upstream_iss = $1 AND l.upstream_sub = $2"
+             WHERE l.upstream_iss = $1 AND l.upstream_sub = $2) a ON 1 = 1"
         );
         let row = sqlx::query(&sql)
             .bind(iss)
             .bind(sub)
             .bind(lookups[0])
             .bind(lookups[1])
-            .fetch_optional(self.pool())
+            .fetch_one(self.pool())
             .await?;
-        let Some(row) = row else {
-            return Ok(None);
+        let records_pending: i64 = row.try_get("records_pending")?;
+        let shared_holder: i64 = row.try_get("shared_holder")?;
+        let account = match opt_text(&row, "id")? {
+            Some(_) => Some(from_row(&row)?),
+            None => None,
         };
-        let pending: i64 = row.try_get("records_pending")?;
-        Ok(Some((from_row(&row)?, pending != 0)))
+        Ok(LoginLookup {
+            account,
+            records_pending: records_pending != 0,
+            shared_holder: shared_holder != 0,
+        })
+    }
+
+    async fn create_standardised(&self, new: &NewAccount<'_>) -> anyhow::Result<Created> {
+        let created = match self.backend {
+            super::Backend::Postgres => self.create_standardised_at_once(new).await?,
+            super::Backend::Sqlite => self.create_standardised_in_steps(new).await?,
+        };
+        if matches!(created, Created::Created { .. }) {
+            self.outbox_signal().notify_one();
+        }
+        Ok(created)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -260,5 +285,190 @@ impl AccountStore for Db {
         .await?;
         self.account_changed_in(tx, id);
         Ok(())
+    }
+}
+
+/// The columns an account is inserted with, in `bind_account`'s order.
+const INSERT_COLUMNS: &str =
+    "id, personal_id_enc, personal_id_lookup, personal_id_flag, full_name, \
+     birthdate, gender, account_type, loa, phone, phone_verified_at, standardised_at, isolated_to, \
+     created_at, updated_at";
+
+fn bind_account<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    r: &'q AccountRecord,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(&r.id)
+        .bind(&r.personal_id_enc)
+        .bind(&r.personal_id_lookup)
+        .bind(&r.personal_id_flag)
+        .bind(&r.full_name)
+        .bind(&r.birthdate)
+        .bind(&r.gender)
+        .bind(&r.account_type)
+        .bind(i64::from(r.loa))
+        .bind(&r.phone)
+        .bind(r.phone_verified_at)
+        .bind(r.standardised_at)
+        .bind(&r.isolated_to)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+}
+
+fn bind_audit<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    entry: &'q AuditEntry<'q>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(entry.at)
+        .bind(entry.kind)
+        .bind(entry.account_id)
+        .bind(entry.client_id)
+        .bind(entry.actor)
+        .bind(entry.detail.to_string())
+}
+
+fn bind_event<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    event: &'q Event<'q>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(event.event_type)
+        .bind(event.payload.to_string())
+        .bind(event.at)
+}
+
+/// `$first, …` for `count` parameters.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Db {
+    /// PostgreSQL: the whole new account in one statement, without BEGIN and COMMIT (a
+    /// statement is atomic), instead of ten round trips. The link is inserted first and the
+    /// account only from what it returns, so a link taken by a racing login writes nothing;
+    /// the foreign keys are checked at the statement's end, when every row exists. The events
+    /// of a new subject are numbered from 1 in the statement itself.
+    async fn create_standardised_at_once(&self, new: &NewAccount<'_>) -> anyhow::Result<Created> {
+        // $1–$15 the account (so $1 is its id, $14 its creation time), $16 and $17 the
+        // identity, then the audit entry (6) and the event (3), then 9 per legacy link.
+        let mut sql = format!(
+            "WITH link AS (INSERT INTO account_links (upstream_iss, upstream_sub, account_id, \
+             created_at) VALUES ($16, $17, $1, $14) ON CONFLICT (upstream_iss, upstream_sub) \
+             DO NOTHING RETURNING account_id), \
+             acct AS (INSERT INTO accounts ({INSERT_COLUMNS}) SELECT {} FROM link RETURNING id)",
+            placeholders(1, 15)
+        );
+        let mut audits = format!("SELECT {} FROM acct", placeholders(18, 6));
+        let mut events = format!("SELECT 0 AS ord, {} FROM acct", placeholders(24, 3));
+        let mut counts = String::from("(SELECT count(*) FROM acct) AS created");
+        for i in 0..new.links.len() {
+            let b = 27 + 9 * i;
+            sql.push_str(&format!(
+                ", l{i} AS (UPDATE legacy_accounts SET account_id = $1, linked_at = ${at}, \
+                 updated_at = ${at} WHERE source = ${b} AND legacy_id = ${id} \
+                 AND account_id IS NULL AND EXISTS (SELECT 1 FROM acct) RETURNING 1 AS one)",
+                at = b + 2,
+                id = b + 1,
+            ));
+            audits.push_str(&format!(
+                " UNION ALL SELECT ${at}, ${}, $1, NULL, ${}, ${} FROM l{i}",
+                b + 3,
+                b + 4,
+                b + 5,
+                at = b + 2,
+            ));
+            events.push_str(&format!(
+                " UNION ALL SELECT {}, {} FROM l{i}",
+                i + 1,
+                placeholders(b + 6, 3)
+            ));
+            counts.push_str(&format!(", (SELECT count(*) FROM l{i}) AS l{i}"));
+        }
+        sql.push_str(&format!(
+            ", audits AS (INSERT INTO audit_log (at, kind, account_id, client_id, actor, detail) \
+             {audits}), \
+             events (ord, event_type, payload, created_at) AS ({events}), \
+             subject AS (INSERT INTO event_subjects (subject, seq) \
+             SELECT $1, count(*) FROM events HAVING count(*) > 0), \
+             outboxed AS (INSERT INTO outbox (subject, seq, event_type, payload, created_at) \
+             SELECT $1, row_number() OVER (ORDER BY ord), event_type, payload, created_at \
+             FROM events), \
+             attached AS (UPDATE standardisation_failures SET account_id = $1 \
+             WHERE upstream_iss = $16 AND upstream_sub = $17 AND account_id IS NULL \
+             AND EXISTS (SELECT 1 FROM acct)) \
+             SELECT {counts}"
+        ));
+        let mut query = bind_account(sqlx::query(&sql), new.record)
+            .bind(new.upstream_iss)
+            .bind(new.upstream_sub);
+        query = bind_event(bind_audit(query, &new.audit), &new.event);
+        for link in &new.links {
+            query = query
+                .bind(link.source)
+                .bind(link.legacy_id)
+                .bind(link.audit.at)
+                .bind(link.audit.kind)
+                .bind(link.audit.actor)
+                .bind(link.audit.detail.to_string());
+            query = bind_event(query, &link.event);
+        }
+        let row = query.fetch_one(self.pool()).await?;
+        let created: i64 = row.try_get("created")?;
+        if created == 0 {
+            return Ok(Created::LinkTaken);
+        }
+        let linked = (0..new.links.len())
+            .map(|i| Ok(row.try_get::<i64, _>(format!("l{i}").as_str())? > 0))
+            .collect::<anyhow::Result<Vec<bool>>>()?;
+        Ok(Created::Created { linked })
+    }
+
+    /// SQLite (no data-modifying WITH): the same writes, one statement each, in a transaction.
+    async fn create_standardised_in_steps(&self, new: &NewAccount<'_>) -> anyhow::Result<Created> {
+        use crate::audit::AuditLog;
+        use crate::events::Outbox;
+        use crate::transaction::Transactions;
+        let mut tx = self.begin().await?;
+        let (iss, sub) = (new.upstream_iss, new.upstream_sub);
+        if !self.create_linked(&mut tx, new.record, iss, sub).await? {
+            tx.rollback().await?;
+            return Ok(Created::LinkTaken);
+        }
+        let account_id = new.record.id.as_str();
+        AuditLog::append(self, &mut tx, &new.audit).await?;
+        Outbox::append(self, &mut tx, &new.event).await?;
+        let mut linked = Vec::with_capacity(new.links.len());
+        for link in &new.links {
+            let done = crate::accounts::legacy::LegacyStore::link(
+                self,
+                &mut tx,
+                link.source,
+                link.legacy_id,
+                account_id,
+                link.audit.at,
+            )
+            .await?;
+            if done {
+                AuditLog::append(self, &mut tx, &link.audit).await?;
+                Outbox::append(self, &mut tx, &link.event).await?;
+            }
+            linked.push(done);
+        }
+        sqlx::query(
+            "UPDATE standardisation_failures SET account_id = $1 \
+             WHERE upstream_iss = $2 AND upstream_sub = $3 AND account_id IS NULL",
+        )
+        .bind(account_id)
+        .bind(iss)
+        .bind(sub)
+        .execute(tx.connection())
+        .await?;
+        tx.commit().await?;
+        Ok(Created::Created { linked })
     }
 }

@@ -393,7 +393,7 @@ on_both_backends!(
                 .complete_login(&identity, AccountPolicy::LinkAndCreate, None, 1_000)
                 .await
                 .expect("login"),
-            LoginOutcome::NeedsPhone { notice: None }
+            LoginOutcome::NeedsPhone { notice: None, .. }
         ));
         let phone = broker::accounts::phone::normalise("0905123456").expect("phone");
         let LoginOutcome::Authenticated {
@@ -401,7 +401,13 @@ on_both_backends!(
             created,
             ..
         } = accounts
-            .complete_with_phone(&identity, AccountPolicy::LinkAndCreate, &phone, 1_000)
+            .complete_with_phone(
+                &identity,
+                AccountPolicy::LinkAndCreate,
+                &phone,
+                false,
+                1_000,
+            )
             .await
             .expect("login")
         else {

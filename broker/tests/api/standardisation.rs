@@ -482,6 +482,50 @@ on_both_backends!(
         let back = prove_phone(&app, &browser, back, "0819 282 851").await;
         let (account, _) = finish(&app, &client, &back).await;
         assert_eq!(linked(&app, &account).await, ["HS1003456"]);
+        // Created and linked at once (one statement on PostgreSQL), numbered in order.
+        assert_eq!(
+            event_types(&app, &account).await,
+            ["account:created", "account:linked"]
+        );
+    }
+);
+
+on_both_backends!(
+    two_first_logins_at_the_code_step_end_in_one_account,
+    |app: TestApp| async move {
+        // A new citizen's login in two browsers (the phone's browser and the app's in-app
+        // one), both at the code step before either finishes: neither looks for the account
+        // again, so the second one's link is refused by the first's, and it logs in to that
+        // account instead of creating a second or failing.
+        import_fixture(&app).await;
+        let client = phone_client(&app).await;
+        let phone = test_phone(&app, "C04");
+        let mut at_code = Vec::new();
+        for _ in 0..2 {
+            let browser = Browser::new();
+            let back = after_vneid(&app, &browser, &client, "C04").await;
+            let (url, html) = page(&app, &browser, &back).await;
+            let sent = browser
+                .post_step(&url, &html, &[("action", "phone"), ("phone", &phone)])
+                .await;
+            let (url, html) = page(&app, &browser, &sent).await;
+            assert_eq!(step_page(&html), StepPage::Code, "{html}");
+            let code = last_code(&app, &phone).expect("a code was sent");
+            at_code.push((browser, url, html, code));
+        }
+        let mut accounts = Vec::new();
+        for (browser, url, html, code) in &at_code {
+            let back = browser
+                .post_step(url, html, &[("action", "code"), ("code", code)])
+                .await;
+            accounts.push(finish(&app, &client, &back).await.0);
+        }
+        assert_eq!(
+            accounts[0], accounts[1],
+            "both logins reach the same account"
+        );
+        assert_eq!(app.count("accounts").await, 1);
+        assert_eq!(event_types(&app, &accounts[0]).await, ["account:created"]);
     }
 );
 
