@@ -203,16 +203,6 @@ pub trait AccountStore: Send + Sync {
     /// [`Created::LinkTaken`] when another login linked this identity first (two first logins
     /// racing): nothing is written, and the caller uses the account that link names.
     async fn create_standardised(&self, new: &NewAccount<'_>) -> anyhow::Result<Created>;
-    /// Inserts the account and its link in the caller's transaction. `false` when another
-    /// login linked this identity first (two first logins racing): the caller rolls back and
-    /// uses the account that link names.
-    async fn create_linked(
-        &self,
-        tx: &mut Transaction,
-        record: &AccountRecord,
-        upstream_iss: &str,
-        upstream_sub: &str,
-    ) -> anyhow::Result<bool>;
     /// Replaces the profile with what the upstream sent, in the caller's transaction (logins
     /// themselves are in the audit log).
     async fn refresh_profile(

@@ -3,9 +3,8 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{opt_text, Db};
+use super::{opt_text, placeholders, AnyQuery, Db};
 use crate::accounts::{AccountRecord, AccountStore, Created, Loa, LoginLookup, NewAccount};
-use crate::audit::AuditEntry;
 use crate::events::Event;
 use crate::transaction::Transaction;
 
@@ -105,14 +104,18 @@ impl AccountStore for Db {
     }
 
     async fn create_standardised(&self, new: &NewAccount<'_>) -> anyhow::Result<Created> {
-        let created = match self.backend {
-            super::Backend::Postgres => self.create_standardised_at_once(new).await?,
-            super::Backend::Sqlite => self.create_standardised_in_steps(new).await?,
-        };
-        if matches!(created, Created::Created { .. }) {
-            self.outbox_signal().notify_one();
+        match self.backend {
+            super::Backend::Postgres => {
+                let created = self.create_standardised_at_once(new).await?;
+                // Committed with the statement: this instance's dispatcher may take the events.
+                if created != Created::LinkTaken {
+                    self.outbox_signal().notify_one();
+                }
+                Ok(created)
+            }
+            // The outbox append wakes the dispatcher at the commit.
+            super::Backend::Sqlite => self.create_standardised_in_steps(new).await,
         }
-        Ok(created)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -173,49 +176,6 @@ impl AccountStore for Db {
         .bind(sub)
         .bind(account_id)
         .bind(now)
-        .execute(tx.connection())
-        .await?;
-        Ok(linked.rows_affected() > 0)
-    }
-
-    #[tracing::instrument(level = "debug", skip_all)]
-    async fn create_linked(
-        &self,
-        tx: &mut Transaction,
-        r: &AccountRecord,
-        iss: &str,
-        sub: &str,
-    ) -> anyhow::Result<bool> {
-        sqlx::query(
-            "INSERT INTO accounts (id, personal_id_enc, personal_id_lookup, personal_id_flag, full_name, birthdate, gender, \
-             account_type, loa, phone, phone_verified_at, standardised_at, isolated_to, created_at, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        )
-        .bind(&r.id)
-        .bind(&r.personal_id_enc)
-        .bind(&r.personal_id_lookup)
-        .bind(&r.personal_id_flag)
-        .bind(&r.full_name)
-        .bind(&r.birthdate)
-        .bind(&r.gender)
-        .bind(&r.account_type)
-        .bind(i64::from(r.loa))
-        .bind(&r.phone)
-        .bind(r.phone_verified_at)
-        .bind(r.standardised_at)
-        .bind(&r.isolated_to)
-        .bind(r.created_at)
-        .bind(r.updated_at)
-        .execute(tx.connection())
-        .await?;
-        let linked = sqlx::query(
-            "INSERT INTO account_links (upstream_iss, upstream_sub, account_id, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (upstream_iss, upstream_sub) DO NOTHING",
-        )
-        .bind(iss)
-        .bind(sub)
-        .bind(&r.id)
-        .bind(r.created_at)
         .execute(tx.connection())
         .await?;
         Ok(linked.rows_affected() > 0)
@@ -294,10 +254,7 @@ const INSERT_COLUMNS: &str =
      birthdate, gender, account_type, loa, phone, phone_verified_at, standardised_at, isolated_to, \
      created_at, updated_at";
 
-fn bind_account<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    r: &'q AccountRecord,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+fn bind_account<'q>(query: AnyQuery<'q>, r: &'q AccountRecord) -> AnyQuery<'q> {
     query
         .bind(&r.id)
         .bind(&r.personal_id_enc)
@@ -316,35 +273,12 @@ fn bind_account<'q>(
         .bind(r.updated_at)
 }
 
-fn bind_audit<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    entry: &'q AuditEntry<'q>,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    query
-        .bind(entry.at)
-        .bind(entry.kind)
-        .bind(entry.account_id)
-        .bind(entry.client_id)
-        .bind(entry.actor)
-        .bind(entry.detail.to_string())
-}
-
-fn bind_event<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    event: &'q Event<'q>,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+/// Binds an event's type, payload and time (its subject is the account's `$1`).
+fn bind_event<'q>(query: AnyQuery<'q>, event: &'q Event<'q>) -> AnyQuery<'q> {
     query
         .bind(event.event_type)
         .bind(event.payload.to_string())
         .bind(event.at)
-}
-
-/// `$first, …` for `count` parameters.
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl Db {
@@ -406,7 +340,7 @@ impl Db {
         let mut query = bind_account(sqlx::query(&sql), new.record)
             .bind(new.upstream_iss)
             .bind(new.upstream_sub);
-        query = bind_event(bind_audit(query, &new.audit), &new.event);
+        query = bind_event(super::audit::bind_entry(query, &new.audit), &new.event);
         for link in &new.links {
             query = query
                 .bind(link.source)
@@ -426,6 +360,36 @@ impl Db {
             .map(|i| Ok(row.try_get::<i64, _>(format!("l{i}").as_str())? > 0))
             .collect::<anyhow::Result<Vec<bool>>>()?;
         Ok(Created::Created { linked })
+    }
+
+    /// Inserts the account and its link in the caller's transaction (SQLite's steps). `false`
+    /// when another login linked this identity first: the caller rolls back.
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn create_linked(
+        &self,
+        tx: &mut Transaction,
+        r: &AccountRecord,
+        iss: &str,
+        sub: &str,
+    ) -> anyhow::Result<bool> {
+        let sql = format!(
+            "INSERT INTO accounts ({INSERT_COLUMNS}) VALUES ({})",
+            placeholders(1, 15)
+        );
+        bind_account(sqlx::query(&sql), r)
+            .execute(tx.connection())
+            .await?;
+        let linked = sqlx::query(
+            "INSERT INTO account_links (upstream_iss, upstream_sub, account_id, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (upstream_iss, upstream_sub) DO NOTHING",
+        )
+        .bind(iss)
+        .bind(sub)
+        .bind(&r.id)
+        .bind(r.created_at)
+        .execute(tx.connection())
+        .await?;
+        Ok(linked.rows_affected() > 0)
     }
 
     /// SQLite (no data-modifying WITH): the same writes, one statement each, in a transaction.
@@ -459,15 +423,7 @@ impl Db {
             }
             linked.push(done);
         }
-        sqlx::query(
-            "UPDATE standardisation_failures SET account_id = $1 \
-             WHERE upstream_iss = $2 AND upstream_sub = $3 AND account_id IS NULL",
-        )
-        .bind(account_id)
-        .bind(iss)
-        .bind(sub)
-        .execute(tx.connection())
-        .await?;
+        super::failures::attach(tx.connection(), iss, sub, account_id).await?;
         tx.commit().await?;
         Ok(Created::Created { linked })
     }

@@ -2,7 +2,7 @@
 
 use sqlx::{AnyConnection, Executor};
 
-use super::Db;
+use super::{AnyQuery, Db};
 use crate::audit::{AuditEntry, AuditLog};
 use crate::transaction::Transaction;
 
@@ -10,19 +10,28 @@ async fn insert<'c, E>(executor: E, entry: &AuditEntry<'_>) -> anyhow::Result<()
 where
     E: Executor<'c, Database = sqlx::Any>,
 {
-    sqlx::query(
-        "INSERT INTO audit_log (at, kind, account_id, client_id, actor, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+    bind_entry(
+        sqlx::query(
+            "INSERT INTO audit_log (at, kind, account_id, client_id, actor, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        ),
+        entry,
     )
-    .bind(entry.at)
-    .bind(entry.kind)
-    .bind(entry.account_id)
-    .bind(entry.client_id)
-    .bind(entry.actor)
-    .bind(entry.detail.to_string())
     .execute(executor)
     .await?;
     Ok(())
+}
+
+/// Binds an entry's six columns in `audit_log`'s order (at, kind, account_id, client_id,
+/// actor, detail).
+pub(super) fn bind_entry<'q>(query: AnyQuery<'q>, entry: &'q AuditEntry<'q>) -> AnyQuery<'q> {
+    query
+        .bind(entry.at)
+        .bind(entry.kind)
+        .bind(entry.account_id)
+        .bind(entry.client_id)
+        .bind(entry.actor)
+        .bind(entry.detail.to_string())
 }
 
 #[async_trait::async_trait]

@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::events::event_from_row;
-use super::{opt_text, Db};
+use super::{opt_text, placeholders, Db};
 use crate::dispatch::{
     After, Attempt, Delivery, DeliveryStatus, DeliveryStore, DeliveryView, Planned,
 };
@@ -52,14 +52,6 @@ fn view_from_row(row: &AnyRow) -> anyhow::Result<DeliveryView> {
 /// What operators see of a delivery.
 const VIEW_COLUMNS: &str = "id, event_id, route, target, replay, status, attempts, created_at, \
                             next_attempt_at, last_http_status, last_error, finished_at";
-
-/// `$first, $first+1, …` for `n` values.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 #[async_trait::async_trait]
 impl DeliveryStore for Db {

@@ -27,6 +27,28 @@ fn from_row(row: &AnyRow) -> anyhow::Result<Failure> {
     })
 }
 
+/// Gives the identity's failures recorded before it had an account to that account.
+pub(super) async fn attach<'c, E>(
+    executor: E,
+    iss: &str,
+    sub: &str,
+    account_id: &str,
+) -> anyhow::Result<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "UPDATE standardisation_failures SET account_id = $1 \
+         WHERE upstream_iss = $2 AND upstream_sub = $3 AND account_id IS NULL",
+    )
+    .bind(account_id)
+    .bind(iss)
+    .bind(sub)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl FailureStore for Db {
     async fn record_failure(&self, f: &Failure) -> anyhow::Result<()> {
@@ -67,16 +89,7 @@ impl FailureStore for Db {
     }
 
     async fn attach_failures(&self, iss: &str, sub: &str, account_id: &str) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE standardisation_failures SET account_id = $1 \
-             WHERE upstream_iss = $2 AND upstream_sub = $3 AND account_id IS NULL",
-        )
-        .bind(account_id)
-        .bind(iss)
-        .bind(sub)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        attach(self.pool(), iss, sub, account_id).await
     }
 
     async fn failures(&self, open_only: bool, limit: i64) -> anyhow::Result<Vec<Failure>> {

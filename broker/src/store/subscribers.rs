@@ -29,10 +29,7 @@ impl GrantedClients for Db {
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
         // A fan-out batch is at most 100 events; chunks keep every statement's parameters few.
         for chunk in account_ids.chunks(100) {
-            let placeholders = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let placeholders = super::placeholders(1, chunk.len());
             let sql = format!(
                 "SELECT DISTINCT account_id, client_id FROM grants \
                  WHERE account_id IN ({placeholders})"
