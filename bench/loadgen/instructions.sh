@@ -149,15 +149,19 @@ def sms_code(phone):
 
 def steps(b1, jar, h, phone, seen):
     # The standardisation pages as a citizen goes through them (phone, then the code, or
-    # continue past a failure page); returns the headers of the redirect that leaves them.
+    # continue past a failure page); returns the headers of the redirect that leaves them. A
+    # form that moves the login on is answered with the next page itself (200), any other with
+    # a redirect to the page.
+    page = None
     for _ in range(8):
-        target = h.get("location", "")
-        if not target.startswith("/login/"):
-            return h
+        if page is None:
+            target = h.get("location", "")
+            if not target.startswith("/login/"):
+                return h
+            s, _, raw, page = request(b1, "GET", target, headers=cookie_header(jar))
+            assert s == 200, (s, page[:300])
+            keep_cookies(jar, raw)
         seen.append(target)
-        s, _, raw, page = request(b1, "GET", target, headers=cookie_header(jar))
-        assert s == 200, (s, page[:300])
-        keep_cookies(jar, raw)
         csrf = re.search(rb'name="csrf" value="([^"]+)"', page).group(1).decode()
         if b'id="send-code"' in page:
             fields = {"action": "phone", "phone": phone}
@@ -169,9 +173,10 @@ def steps(b1, jar, h, phone, seen):
             raise AssertionError(page[:2000])
         fields["csrf"] = csrf
         headers = {"content-type": "application/x-www-form-urlencoded", **cookie_header(jar)}
-        s, h, raw, page = request(b1, "POST", target, urllib.parse.urlencode(fields), headers)
-        assert s == 303, (s, page[:2000])
+        s, h, raw, body = request(b1, "POST", target, urllib.parse.urlencode(fields), headers)
+        assert s in (200, 303), (s, body[:2000])
         keep_cookies(jar, raw)
+        page = body if s == 200 else None
     raise AssertionError("the standardisation steps did not end")
 
 def login(hint="C01", phone=None, pages=0):

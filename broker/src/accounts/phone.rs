@@ -153,6 +153,19 @@ fn migrate_2018(national: &str) -> String {
 }
 
 impl Phone {
+    /// A number the broker normalised and texted a code to, as a login's step state keeps it
+    /// (E.164): taken back without parsing it again with the full metadata (a step page is
+    /// served on every login's phone branch). Only mobiles receive codes, so a `+84` number here
+    /// is a Vietnamese mobile. `None` for anything that is not `+` and 8 to 15 digits.
+    pub fn texted(e164: &str) -> Option<Phone> {
+        let digits = e164.strip_prefix('+')?;
+        (digits.len() >= 8 && digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| Phone {
+                e164: e164.to_string(),
+                mobile_vn: digits.starts_with("84"),
+            })
+    }
+
     /// `+84905123456`.
     pub fn e164(&self) -> &str {
         &self.e164
@@ -223,6 +236,32 @@ mod tests {
             .unwrap_or_else(|e| panic!("{input}: {e}"))
             .e164()
             .to_string()
+    }
+
+    #[test]
+    fn a_texted_number_reads_back_as_it_was_normalised() {
+        for input in ["0905123456", "0389123456", "0891234567", "+33612345678"] {
+            let phone = normalise(input).unwrap();
+            let back = Phone::texted(phone.e164()).unwrap();
+            assert_eq!(back.e164(), phone.e164(), "{input}");
+            assert_eq!(
+                back.is_vietnamese_mobile(),
+                phone.is_vietnamese_mobile(),
+                "{input}"
+            );
+            assert_eq!(back.masked(), phone.masked(), "{input}");
+        }
+        for junk in [
+            "",
+            "+",
+            "0905123456",
+            "+84 905",
+            "+8490512345x",
+            "+1234567",
+            "+1234567890123456",
+        ] {
+            assert!(Phone::texted(junk).is_none(), "{junk:?}");
+        }
     }
 
     #[test]

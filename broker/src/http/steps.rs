@@ -1,6 +1,8 @@
 //! The pages of the standardisation steps, `/login/{interaction}`: GET shows the step the login
-//! stands at, POST applies a form and answers with a redirect (to the same page, or to the
-//! client), so that reloading a page never sends a form twice.
+//! stands at, POST applies a form. A form that moves the login on (the phone: the code is sent)
+//! is answered with the next page itself; one that leaves it where it was (a wrong code, a
+//! message) with a redirect to the page, so that reloading it never sends a guess twice; the
+//! last step with the redirect to the client.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::from_fn;
@@ -113,20 +115,26 @@ async fn submit(
         .await;
     match result {
         Ok(Next::Interaction(interaction)) => {
+            let mut response = match &interaction.view {
+                Some(view) => render(view, view.english),
+                None => HttpResponse::SeeOther()
+                    .insert_header((header::LOCATION, format!("/login/{}", interaction.id)))
+                    .finish(),
+            };
             // Every step renews the binding cookie, as every save renews the stored login.
-            let mut response = HttpResponse::SeeOther();
             if let Some(secret) = &secret {
-                response.cookie(super::front::cookie(
+                let _ = response.add_cookie(&super::front::cookie(
                     &broker,
                     &interaction_cookie(&id),
                     secret.value().to_string(),
                     broker.pending.ttl().as_secs() as i64,
                 ));
             }
-            Ok(response
-                .insert_header((header::LOCATION, format!("/login/{}", interaction.id)))
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .finish())
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+            Ok(response)
         }
         Ok(next) => {
             let mut response = next_response(&broker, next);

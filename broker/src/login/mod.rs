@@ -82,6 +82,9 @@ pub enum Next {
 pub struct Interaction {
     pub id: String,
     pub binding: Option<BrowserCookie>,
+    /// The page itself, when the step that got here has it at hand (the code page after the
+    /// code was sent): answered at once instead of a redirect to it.
+    pub view: Option<standardise::StepView>,
 }
 
 /// Why the flow could not go on. None of these is sent back to the client: the request is

@@ -169,6 +169,7 @@ impl<'a> LoginFlow<'a> {
                 max_age: self.pending.ttl().as_secs() as i64,
             }),
             id: at.interaction_id,
+            view: None,
         }))
     }
 
@@ -234,53 +235,13 @@ impl<'a> LoginFlow<'a> {
         binding_secret: Option<&str>,
         now: i64,
     ) -> Result<StepView, FlowError> {
-        let login = match self
+        match self
             .resume_live(interaction_id, binding_secret, now)
             .await?
         {
-            Ok((login, _)) => login,
-            Err(UnknownLogin) => return Err(FlowError::UnknownLogin),
-        };
-        let step = match &login.steps.stage {
-            Stage::AskPhone => InteractionStep::Phone,
-            Stage::EnterCode { phone, resend_at } => InteractionStep::Code {
-                phone: phone::normalise(phone)
-                    .map(|p| p.masked())
-                    .unwrap_or_default(),
-                resend_in: (resend_at - now).max(0),
-            },
-            Stage::PhoneProven { phone } => InteractionStep::Code {
-                phone: phone::normalise(phone)
-                    .map(|p| p.masked())
-                    .unwrap_or_default(),
-                resend_in: 0,
-            },
-            Stage::Failed { notice, .. } => InteractionStep::Failure {
-                reason: notice.reason,
-                fields: notice.fields.clone(),
-                can_continue: true,
-            },
-            Stage::Exhausted { notice } => InteractionStep::Failure {
-                reason: notice.reason,
-                fields: notice.fields.clone(),
-                can_continue: false,
-            },
-        };
-        let failure_ref = match &login.steps.stage {
-            Stage::Failed { notice, .. } | Stage::Exhausted { notice } => {
-                let id = &notice.failure_id;
-                Some(id[id.len().saturating_sub(8)..].to_uppercase())
-            }
-            _ => None,
-        };
-        Ok(StepView {
-            failure_ref,
-            interaction_id: interaction_id.to_string(),
-            csrf: login.steps.csrf.clone(),
-            english: login.pending.request.english(),
-            step,
-            message: login.steps.message,
-        })
+            Ok((login, _)) => Ok(view(interaction_id, &login, now)),
+            Err(UnknownLogin) => Err(FlowError::UnknownLogin),
+        }
     }
 
     /// Applies what the person sent. `Ok(Ok(next))`: where the browser goes (the same page
@@ -349,8 +310,10 @@ impl<'a> LoginFlow<'a> {
         let again = Next::Interaction(Interaction {
             id: id.to_string(),
             binding: None,
+            view: None,
         });
         let stage = login.steps.stage.clone();
+        let before = std::mem::discriminant(&stage);
         match (stage, input) {
             (Stage::AskPhone, StepInput::Phone(text))
             | (Stage::EnterCode { .. }, StepInput::Phone(text)) => match phone::normalise(&text) {
@@ -361,7 +324,7 @@ impl<'a> LoginFlow<'a> {
                 Err(_) => login.steps.message = Some(Message::InvalidPhone),
             },
             (Stage::EnterCode { phone, .. }, StepInput::Resend) => {
-                if let Ok(phone) = phone::normalise(&phone) {
+                if let Some(phone) = Phone::texted(&phone) {
                     self.send_code(&mut login, id, &phone, request.client, now)
                         .await?;
                 }
@@ -370,7 +333,7 @@ impl<'a> LoginFlow<'a> {
                 login.steps.stage = Stage::AskPhone;
             }
             (Stage::EnterCode { phone, .. }, StepInput::Code(code)) => {
-                let Ok(proven) = phone::normalise(&phone) else {
+                let Some(proven) = Phone::texted(&phone) else {
                     login.steps.stage = Stage::AskPhone;
                     self.pending.save(id, secret, &login, &version).await?;
                     return Ok(Ok(again));
@@ -413,8 +376,8 @@ impl<'a> LoginFlow<'a> {
                 }
             }
             (Stage::PhoneProven { phone }, _) => {
-                let proven = phone::normalise(&phone)
-                    .map_err(|_| anyhow::anyhow!("a stored proven phone no longer parses"))?;
+                let proven = Phone::texted(&phone)
+                    .ok_or_else(|| anyhow::anyhow!("a stored proven phone no longer parses"))?;
                 return self
                     .with_proven_phone(
                         login,
@@ -462,8 +425,19 @@ impl<'a> LoginFlow<'a> {
             // Anything else (a stale form, a double submit) shows the current page again.
             _ => {}
         }
-        // Lost to a request that saved or ended the login meanwhile: its outcome stands.
-        self.pending.save(id, secret, &login, &version).await?;
+        // Lost to a request that saved or ended the login meanwhile: its outcome stands, and the
+        // redirect shows it.
+        let saved = self.pending.save(id, secret, &login, &version).await?;
+        // A step that moved the login on (the code sent, the phone asked for) answers with its
+        // page at once: one request fewer than a redirect. One that stays (a wrong code, a
+        // message) redirects, so that reloading the page never sends the guess again.
+        if saved.is_some() && std::mem::discriminant(&login.steps.stage) != before {
+            return Ok(Ok(Next::Interaction(Interaction {
+                id: id.to_string(),
+                binding: None,
+                view: Some(view(id, &login, now)),
+            })));
+        }
         Ok(Ok(again))
     }
 
@@ -553,6 +527,7 @@ impl<'a> LoginFlow<'a> {
                 Ok(Ok(Next::Interaction(Interaction {
                     id: id.to_string(),
                     binding: None,
+                    view: None,
                 })))
             }
             LoginOutcome::Authenticated { account, .. } => {
@@ -582,6 +557,47 @@ impl<'a> LoginFlow<'a> {
             )
             .into()),
         }
+    }
+}
+
+/// The page of a suspended login.
+fn view(interaction_id: &str, login: &SuspendedLogin, now: i64) -> StepView {
+    let masked = |phone: &str| Phone::texted(phone).map(|p| p.masked()).unwrap_or_default();
+    let step = match &login.steps.stage {
+        Stage::AskPhone => InteractionStep::Phone,
+        Stage::EnterCode { phone, resend_at } => InteractionStep::Code {
+            phone: masked(phone),
+            resend_in: (resend_at - now).max(0),
+        },
+        Stage::PhoneProven { phone } => InteractionStep::Code {
+            phone: masked(phone),
+            resend_in: 0,
+        },
+        Stage::Failed { notice, .. } => InteractionStep::Failure {
+            reason: notice.reason,
+            fields: notice.fields.clone(),
+            can_continue: true,
+        },
+        Stage::Exhausted { notice } => InteractionStep::Failure {
+            reason: notice.reason,
+            fields: notice.fields.clone(),
+            can_continue: false,
+        },
+    };
+    let failure_ref = match &login.steps.stage {
+        Stage::Failed { notice, .. } | Stage::Exhausted { notice } => {
+            let id = &notice.failure_id;
+            Some(id[id.len().saturating_sub(8)..].to_uppercase())
+        }
+        _ => None,
+    };
+    StepView {
+        failure_ref,
+        interaction_id: interaction_id.to_string(),
+        csrf: login.steps.csrf.clone(),
+        english: login.pending.request.english(),
+        step,
+        message: login.steps.message,
     }
 }
 

@@ -130,30 +130,20 @@ impl Otp {
         }
         let keys = Keys::of(challenge);
         let previous = self
-            .load(&keys.record)
+            .store
+            .get(&keys.record)
             .await
             .map_err(OtpRefused::Unavailable)?;
         let cooldown = self.settings.resend_cooldown_secs as i64;
-        let previous_sent_at = match previous {
-            Some(Stored::Dead) => return Err(OtpRefused::Exhausted),
-            Some(Stored::Live { sent_at, .. } | Stored::Used { sent_at }) => sent_at,
+        let previous_sent_at = match previous.as_deref().map(serde_json::from_slice) {
+            Some(Ok(Stored::Dead)) => return Err(OtpRefused::Exhausted),
+            Some(Ok(Stored::Live { sent_at, .. } | Stored::Used { sent_at })) => sent_at,
+            Some(Err(e)) => return Err(OtpRefused::Unavailable(e.into())),
             None => 0,
         };
         if previous_sent_at > 0 && now < previous_sent_at + cooldown {
             return Err(OtpRefused::TooSoon {
                 retry_after: (previous_sent_at + cooldown - now) as u64,
-            });
-        }
-        // Two sends racing past the check above: only one claims the turn after that send.
-        let turn = format!("{}:{previous_sent_at}", keys.turn);
-        let claimed = self
-            .store
-            .put_new(&turn, b"1", Duration::from_secs(cooldown as u64))
-            .await
-            .map_err(OtpRefused::Unavailable)?;
-        if !claimed {
-            return Err(OtpRefused::TooSoon {
-                retry_after: cooldown as u64,
             });
         }
         let request = limits::Request {
@@ -165,14 +155,32 @@ impl Otp {
 
         let code = new_code();
         let expires_at = now + self.settings.code_ttl_secs as i64;
-        let record = Stored::Live {
+        let record = serde_json::to_vec(&Stored::Live {
             mac: b64url(&self.master.otp_mac(&mac_input(challenge, to, &code))),
             sent_at: now,
             expires_at,
-        };
-        self.save(&keys.record, &record, self.code_ttl())
-            .await
-            .map_err(OtpRefused::Unavailable)?;
+        })
+        .map_err(|e| OtpRefused::Unavailable(e.into()))?;
+        // Two sends racing past the check above: only the one that replaces the record it read
+        // sends its code (the other may have spent a unit of the caps, never an SMS).
+        let claimed = match &previous {
+            None => {
+                self.store
+                    .put_new(&keys.record, &record, self.code_ttl())
+                    .await
+            }
+            Some(read) => {
+                self.store
+                    .replace_if(&keys.record, read, &record, self.code_ttl())
+                    .await
+            }
+        }
+        .map_err(OtpRefused::Unavailable)?;
+        if !claimed {
+            return Err(OtpRefused::TooSoon {
+                retry_after: cooldown as u64,
+            });
+        }
         if let Err(e) = self.gateway.send(to, &self.settings.text(&code)).await {
             let e = anyhow::Error::from(e).context("the SMS gateway failed");
             tracing::warn!(to = %to.masked(), error = format!("{e:#}"), "SMS one-time code not sent");
@@ -197,25 +205,28 @@ impl Otp {
         now: i64,
     ) -> Result<(), OtpFailure> {
         let keys = Keys::of(challenge);
-        let (mac, sent_at) = match self
-            .load(&keys.record)
+        // The attempt is counted in the read that fetches the code.
+        let Some((read, attempt)) = self
+            .store
+            .get_counted(&keys.record, &keys.attempts, CHALLENGE_LIFE)
             .await
             .map_err(OtpFailure::Unavailable)?
-        {
-            None | Some(Stored::Used { .. }) => return Err(OtpFailure::Expired),
-            Some(Stored::Dead) => return Err(OtpFailure::Exhausted),
-            Some(Stored::Live { expires_at, .. }) if now >= expires_at => {
-                return Err(OtpFailure::Expired)
-            }
-            Some(Stored::Live { mac, sent_at, .. }) => {
-                (b64url_decode(&mac).unwrap_or_default(), sent_at)
-            }
+        else {
+            return Err(OtpFailure::Expired);
         };
-        let attempt = self
-            .store
-            .incr(&keys.attempts, CHALLENGE_LIFE)
-            .await
-            .map_err(OtpFailure::Unavailable)?;
+        let (mac, sent_at, expires_at) =
+            match serde_json::from_slice(&read).map_err(|e| OtpFailure::Unavailable(e.into()))? {
+                Stored::Used { .. } => return Err(OtpFailure::Expired),
+                Stored::Dead => return Err(OtpFailure::Exhausted),
+                Stored::Live { expires_at, .. } if now >= expires_at => {
+                    return Err(OtpFailure::Expired)
+                }
+                Stored::Live {
+                    mac,
+                    sent_at,
+                    expires_at,
+                } => (b64url_decode(&mac).unwrap_or_default(), sent_at, expires_at),
+            };
         let max = u64::from(self.settings.max_attempts);
         if attempt > max {
             self.kill(&keys, to).await?;
@@ -236,25 +247,28 @@ impl Otp {
             }
             return Err(OtpFailure::Wrong { attempts_left });
         }
-        // Single use: of two right guesses racing, one finds the code live. The record stays
-        // (its TTL kept) so that the cooldown still counts from the send.
+        // Single use: of two right guesses racing, one replaces the live record it read, and
+        // its attempt counter goes with it. The record stays until the code's own end, so that
+        // the cooldown still counts from the send.
         let used = serde_json::to_vec(&Stored::Used { sent_at })
             .map_err(|e| OtpFailure::Unavailable(e.into()))?;
-        let previous = self
+        let left = Duration::from_secs((expires_at - now).max(1) as u64);
+        let consumed = self
             .store
-            .swap(&keys.record, &used)
+            .replace_if_and_delete(&keys.record, &read, &used, left, &[&keys.attempts])
             .await
             .map_err(OtpFailure::Unavailable)?;
-        match previous.map(|bytes| serde_json::from_slice::<Stored>(&bytes)) {
-            Some(Ok(Stored::Live { .. })) => {}
-            Some(Ok(Stored::Dead)) => return Err(OtpFailure::Exhausted),
-            Some(Ok(Stored::Used { .. })) | None => return Err(OtpFailure::Expired),
-            Some(Err(e)) => return Err(OtpFailure::Unavailable(e.into())),
+        if !consumed {
+            // Another request used the code, or killed the challenge, since the read.
+            return match self
+                .load(&keys.record)
+                .await
+                .map_err(OtpFailure::Unavailable)?
+            {
+                Some(Stored::Dead) => Err(OtpFailure::Exhausted),
+                _ => Err(OtpFailure::Expired),
+            };
         }
-        self.store
-            .delete(&keys.attempts)
-            .await
-            .map_err(OtpFailure::Unavailable)?;
         tracing::info!(to = %to.masked(), "SMS one-time code verified");
         Ok(())
     }
@@ -293,7 +307,6 @@ impl Otp {
 struct Keys {
     record: String,
     attempts: String,
-    turn: String,
 }
 
 impl Keys {
@@ -302,7 +315,6 @@ impl Keys {
         Self {
             record: format!("otp:c:{id}"),
             attempts: format!("otp:a:{id}"),
-            turn: format!("otp:t:{id}"),
         }
     }
 }

@@ -40,6 +40,30 @@ fn live(entry: Option<&(Instant, Vec<u8>)>, now: Instant) -> bool {
     entry.is_some_and(|(expires, _)| *expires > now)
 }
 
+/// One more on the counter under `key` (created at 1 with `ttl`, which is never extended).
+fn count(
+    map: &mut HashMap<String, (Instant, Vec<u8>)>,
+    key: &str,
+    ttl: Duration,
+    now: Instant,
+) -> anyhow::Result<u64> {
+    match map.get_mut(key) {
+        Some((expires, value)) if *expires > now => {
+            let count = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .context("the value under this key is not a counter")?
+                .saturating_add(1);
+            *value = count.to_string().into_bytes();
+            Ok(count)
+        }
+        _ => {
+            map.insert(key.to_string(), (now + ttl, b"1".to_vec()));
+            Ok(1)
+        }
+    }
+}
+
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()> {
@@ -84,12 +108,29 @@ impl SessionStore for MemoryStore {
         value: &[u8],
         ttl: Duration,
     ) -> anyhow::Result<bool> {
-        self.with(|map, now| match map.get_mut(key) {
-            Some(entry) if entry.0 > now && entry.1 == expected => {
-                *entry = (now + ttl, value.to_vec());
-                true
+        self.replace_if_and_delete(key, expected, value, ttl, &[])
+            .await
+    }
+
+    async fn replace_if_and_delete(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+        also_delete: &[&str],
+    ) -> anyhow::Result<bool> {
+        self.with(|map, now| {
+            match map.get_mut(key) {
+                Some(entry) if entry.0 > now && entry.1 == expected => {
+                    *entry = (now + ttl, value.to_vec())
+                }
+                _ => return false,
             }
-            _ => false,
+            for other in also_delete {
+                map.remove(*other);
+            }
+            true
         })
     }
 
@@ -100,20 +141,24 @@ impl SessionStore for MemoryStore {
     }
 
     async fn incr(&self, key: &str, ttl: Duration) -> anyhow::Result<u64> {
-        self.with(|map, now| match map.get_mut(key) {
-            Some((expires, value)) if *expires > now => {
-                let count = std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .context("the value under this key is not a counter")?
-                    .saturating_add(1);
-                *value = count.to_string().into_bytes();
-                Ok(count)
-            }
-            _ => {
-                map.insert(key.to_string(), (now + ttl, b"1".to_vec()));
-                Ok(1)
-            }
+        self.with(|map, now| count(map, key, ttl, now))?
+    }
+
+    async fn get_counted(
+        &self,
+        key: &str,
+        counter: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<Option<(Vec<u8>, u64)>> {
+        self.with(|map, now| {
+            let Some(value) = map
+                .get(key)
+                .filter(|(e, _)| *e > now)
+                .map(|(_, v)| v.clone())
+            else {
+                return Ok(None);
+            };
+            Ok(Some((value, count(map, counter, ttl, now)?)))
         })?
     }
 
@@ -147,5 +192,44 @@ mod tests {
             .await
             .unwrap();
         assert!(store.incr("k", Duration::from_secs(60)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn replace_if_and_delete_deletes_only_when_it_replaces() {
+        let store = MemoryStore::new();
+        let ttl = Duration::from_secs(60);
+        store.put("v", b"a", ttl).await.unwrap();
+        store.put("d", b"1", ttl).await.unwrap();
+        assert!(!store
+            .replace_if_and_delete("v", b"x", b"b", ttl, &["d"])
+            .await
+            .unwrap());
+        assert!(
+            store.get("d").await.unwrap().is_some(),
+            "kept when not replaced"
+        );
+        assert!(store
+            .replace_if_and_delete("v", b"a", b"b", ttl, &["d"])
+            .await
+            .unwrap());
+        assert!(store.get("d").await.unwrap().is_none());
+        assert_eq!(store.get("v").await.unwrap().as_deref(), Some(&b"b"[..]));
+    }
+
+    #[tokio::test]
+    async fn get_counted_counts_only_when_the_value_exists() {
+        let store = MemoryStore::new();
+        let ttl = Duration::from_secs(60);
+        assert_eq!(store.get_counted("v", "n", ttl).await.unwrap(), None);
+        assert!(store.get("n").await.unwrap().is_none(), "nothing counted");
+        store.put("v", b"code", ttl).await.unwrap();
+        assert_eq!(
+            store.get_counted("v", "n", ttl).await.unwrap(),
+            Some((b"code".to_vec(), 1))
+        );
+        assert_eq!(
+            store.get_counted("v", "n", ttl).await.unwrap(),
+            Some((b"code".to_vec(), 2))
+        );
     }
 }

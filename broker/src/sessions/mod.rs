@@ -33,11 +33,30 @@ pub trait SessionStore: Send + Sync {
         value: &[u8],
         ttl: Duration,
     ) -> anyhow::Result<bool>;
+    /// [`SessionStore::replace_if`], deleting the keys of `also_delete` in the same atomic step
+    /// when it replaces (a code marked used and its attempt counter gone, in one round trip).
+    async fn replace_if_and_delete(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+        also_delete: &[&str],
+    ) -> anyhow::Result<bool>;
     async fn delete(&self, key: &str) -> anyhow::Result<()>;
     /// Adds one to a counter atomically and returns the new count (1 for a new key). `ttl` is
     /// set when the key is created and never extended, so a counter keyed by a time window
     /// ends with it. The count reads back through `get` as ASCII decimal.
     async fn incr(&self, key: &str, ttl: Duration) -> anyhow::Result<u64>;
+    /// Reads `key` and, only when it holds a value, counts one more on `counter` (as
+    /// [`SessionStore::incr`]), in one atomic step: an attempt at a one-time code is counted in
+    /// the read that fetches the code. `None` when `key` is absent (nothing counted).
+    async fn get_counted(
+        &self,
+        key: &str,
+        counter: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<Option<(Vec<u8>, u64)>>;
     /// Liveness of the backend (readiness probe).
     async fn ping(&self) -> anyhow::Result<()>;
 }

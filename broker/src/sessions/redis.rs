@@ -50,14 +50,35 @@ return n
     )
 });
 
+/// Compare-and-set on KEYS[1]; when it sets, the other keys go.
 static REPLACE_IF: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  for i = 2, #KEYS do
+    redis.call('DEL', KEYS[i])
+  end
   return 1
 end
 return 0
+",
+    )
+});
+
+/// GET KEYS[1]; when present, INCR KEYS[2] with its TTL as `INCR_WITH_TTL`.
+static GET_COUNTED: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local v = redis.call('GET', KEYS[1])
+if not v then
+  return false
+end
+local n = redis.call('INCR', KEYS[2])
+if redis.call('PTTL', KEYS[2]) < 0 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])
+end
+return {v, n}
 ",
     )
 });
@@ -131,9 +152,25 @@ impl SessionStore for RedisStore {
         value: &[u8],
         ttl: Duration,
     ) -> anyhow::Result<bool> {
+        self.replace_if_and_delete(key, expected, value, ttl, &[])
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn replace_if_and_delete(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+        also_delete: &[&str],
+    ) -> anyhow::Result<bool> {
         let mut conn = self.conn.clone();
-        let replaced: i64 = REPLACE_IF
-            .key(self.key(key))
+        let mut script = REPLACE_IF.key(self.key(key));
+        for other in also_delete {
+            script.key(self.key(other));
+        }
+        let replaced: i64 = script
             .arg(expected)
             .arg(value)
             .arg(millis(ttl))
@@ -154,6 +191,22 @@ impl SessionStore for RedisStore {
         let mut conn = self.conn.clone();
         Ok(INCR_WITH_TTL
             .key(self.key(key))
+            .arg(millis(ttl))
+            .invoke_async(&mut conn)
+            .await?)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn get_counted(
+        &self,
+        key: &str,
+        counter: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<Option<(Vec<u8>, u64)>> {
+        let mut conn = self.conn.clone();
+        Ok(GET_COUNTED
+            .key(self.key(key))
+            .key(self.key(counter))
             .arg(millis(ttl))
             .invoke_async(&mut conn)
             .await?)
@@ -234,6 +287,55 @@ mod tests {
         let mut conn = store.conn.clone();
         let left: i64 = conn.pttl(store.key("v")).await.unwrap();
         assert!(left > 1_000, "the new TTL applies: {left}");
+    }
+
+    #[tokio::test]
+    async fn replace_if_and_delete_deletes_only_when_it_replaces() {
+        let Some(store) = test_store().await else {
+            return;
+        };
+        let ttl = Duration::from_secs(60);
+        store.put("v", b"a", ttl).await.unwrap();
+        store.put("d", b"1", ttl).await.unwrap();
+        assert!(!store
+            .replace_if_and_delete("v", b"x", b"b", ttl, &["d"])
+            .await
+            .unwrap());
+        assert!(
+            store.get("d").await.unwrap().is_some(),
+            "kept when not replaced"
+        );
+        assert!(store
+            .replace_if_and_delete("v", b"a", b"b", ttl, &["d"])
+            .await
+            .unwrap());
+        assert!(store.get("d").await.unwrap().is_none());
+        assert_eq!(store.get("v").await.unwrap().as_deref(), Some(&b"b"[..]));
+    }
+
+    #[tokio::test]
+    async fn get_counted_counts_only_when_the_value_exists() {
+        let Some(store) = test_store().await else {
+            return;
+        };
+        let ttl = Duration::from_secs(60);
+        assert_eq!(store.get_counted("v", "n", ttl).await.unwrap(), None);
+        assert!(store.get("n").await.unwrap().is_none(), "nothing counted");
+        store.put("v", b"code", ttl).await.unwrap();
+        assert_eq!(
+            store.get_counted("v", "n", ttl).await.unwrap(),
+            Some((b"code".to_vec(), 1))
+        );
+        assert_eq!(
+            store.get_counted("v", "n", ttl).await.unwrap(),
+            Some((b"code".to_vec(), 2))
+        );
+        let mut conn = store.conn.clone();
+        let left: i64 = conn.pttl(store.key("n")).await.unwrap();
+        assert!(
+            left > 0 && left <= 60_000,
+            "the counter has its TTL: {left}"
+        );
     }
 
     #[tokio::test]

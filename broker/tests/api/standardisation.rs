@@ -90,11 +90,15 @@ async fn after_vneid(
 }
 
 /// The step page the browser was sent to: its URL and HTML.
-async fn page(app: &TestApp, browser: &Browser, response: &reqwest::Response) -> (String, String) {
-    let url = Browser::step_url(app, response)
-        .unwrap_or_else(|| panic!("expected a step page, got {}", location(response)));
-    let html = browser.get(&url).await.text().await.expect("page");
-    (url, html)
+async fn page(app: &TestApp, browser: &Browser, response: reqwest::Response) -> (String, String) {
+    match browser.step_page(app, response).await {
+        Ok(page) => page,
+        Err(elsewhere) => panic!(
+            "expected a step page, got {} {}",
+            elsewhere.status(),
+            location(&elsewhere)
+        ),
+    }
 }
 
 fn is_client_redirect(response: &reqwest::Response, client: &Client) -> bool {
@@ -191,12 +195,12 @@ async fn prove_phone(
     response: reqwest::Response,
     phone: &str,
 ) -> reqwest::Response {
-    let (url, html) = page(app, browser, &response).await;
+    let (url, html) = page(app, browser, response).await;
     assert_eq!(step_page(&html), StepPage::Phone, "{html}");
     let sent = browser
         .post_step(&url, &html, &[("action", "phone"), ("phone", phone)])
         .await;
-    let (url, html) = page(app, browser, &sent).await;
+    let (url, html) = page(app, browser, sent).await;
     assert_eq!(step_page(&html), StepPage::Code, "{html}");
     let code = last_code(app, phone).expect("a code was sent");
     browser
@@ -321,7 +325,7 @@ on_both_backends!(
         let client = phone_client(&app).await;
         let browser = Browser::new();
         let back = after_vneid(&app, &browser, &client, "C03").await;
-        let (url, html) = page(&app, &browser, &back).await;
+        let (url, html) = page(&app, &browser, back).await;
         assert_eq!(step_page(&html), StepPage::Failure { can_continue: true });
         assert!(html.contains("Chuẩn hoá không thành công"), "{html}");
         assert!(
@@ -341,7 +345,7 @@ on_both_backends!(
         // Abandoned and tried again: the same case for support, under the same reference.
         let again = Browser::new();
         let back = after_vneid(&app, &again, &client, "C03").await;
-        let (_, html_again) = page(&app, &again, &back).await;
+        let (_, html_again) = page(&app, &again, back).await;
         let reference = |h: &str| {
             h.split("Mã tham chiếu khi liên hệ hỗ trợ: ")
                 .nth(1)
@@ -504,11 +508,11 @@ on_both_backends!(
         for _ in 0..2 {
             let browser = Browser::new();
             let back = after_vneid(&app, &browser, &client, "C04").await;
-            let (url, html) = page(&app, &browser, &back).await;
+            let (url, html) = page(&app, &browser, back).await;
             let sent = browser
                 .post_step(&url, &html, &[("action", "phone"), ("phone", &phone)])
                 .await;
-            let (url, html) = page(&app, &browser, &sent).await;
+            let (url, html) = page(&app, &browser, sent).await;
             assert_eq!(step_page(&html), StepPage::Code, "{html}");
             let code = last_code(&app, &phone).expect("a code was sent");
             at_code.push((browser, url, html, code));
@@ -539,7 +543,7 @@ on_both_backends!(
         let browser = Browser::new();
         let back = after_vneid(&app, &browser, &client, "C04").await;
         let back = prove_phone(&app, &browser, back, "0962572669").await;
-        let (url, html) = page(&app, &browser, &back).await;
+        let (url, html) = page(&app, &browser, back).await;
         assert_eq!(step_page(&html), StepPage::Failure { can_continue: true });
         assert!(
             html.contains("<li>Họ và tên</li>") && html.contains("<li>Ngày sinh</li>"),
@@ -579,7 +583,7 @@ on_both_backends!(
         let browser = Browser::new();
         let back = after_vneid(&app, &browser, &client, "C04").await;
         let back = prove_phone(&app, &browser, back, "0905111222").await;
-        let (url, html) = page(&app, &browser, &back).await;
+        let (url, html) = page(&app, &browser, back).await;
         assert_eq!(step_page(&html), StepPage::Failure { can_continue: true });
         // A double tap: two requests at once, and only one of them gets the code.
         let (first, second) = tokio::join!(
@@ -628,7 +632,7 @@ on_both_backends!(
         let browser = Browser::new();
         let back = after_vneid(&app, &browser, &client, "C04").await;
         let back = prove_phone(&app, &browser, back, "0905333444").await;
-        let (url, html) = page(&app, &browser, &back).await;
+        let (url, html) = page(&app, &browser, back).await;
         assert_eq!(step_page(&html), StepPage::Failure { can_continue: true });
         assert!(html.contains("<li>Ngày sinh</li>"), "{html}");
         assert!(!html.contains("<li>Họ và tên</li>"), "{html}");
@@ -669,7 +673,7 @@ on_both_backends!(
         for _ in 0..4 {
             let browser = Browser::new();
             let back = after_vneid(&app, &browser, &client, "C09").await;
-            let (url, html) = page(&app, &browser, &back).await;
+            let (url, html) = page(&app, &browser, back).await;
             browser
                 .post_step(&url, &html, &[("action", "phone"), ("phone", "0781139069")])
                 .await;
@@ -690,7 +694,7 @@ on_both_backends!(
 
         let browser = Browser::new();
         let back = after_vneid(&app, &browser, &client, "C04").await;
-        let (url, html) = page(&app, &browser, &back).await;
+        let (url, html) = page(&app, &browser, back).await;
         // A landline never gets a code.
         browser
             .post_step(
@@ -702,11 +706,26 @@ on_both_backends!(
         let html = browser.get(&url).await.text().await.unwrap();
         assert_eq!(step_page(&html), StepPage::Phone);
         assert!(html.contains("di động"), "{html}");
-        browser
+        // The phone moves the login on: the answer is the code page itself, not a redirect
+        // to it, uncached, with the binding cookie renewed.
+        let sent = browser
             .post_step(&url, &html, &[("action", "phone"), ("phone", "0781139068")])
             .await;
-        let html = browser.get(&url).await.text().await.unwrap();
+        assert_eq!(sent.status(), 200);
+        assert_eq!(sent.url().as_str(), url);
+        assert_eq!(sent.headers()["cache-control"], "no-store");
+        assert!(sent
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().contains("broker_login_")));
+        let html = sent.text().await.unwrap();
         assert_eq!(step_page(&html), StepPage::Code);
+        assert_eq!(
+            step_page(&browser.get(&url).await.text().await.unwrap()),
+            StepPage::Code,
+            "the page's own address shows it too"
+        );
         let first = last_code(&app, "0781139068").unwrap();
         // A resend too early is refused.
         browser
@@ -722,7 +741,9 @@ on_both_backends!(
             .await;
         let html = browser.get(&url).await.text().await.unwrap();
         assert!(html.contains("hết hạn"), "{html}");
-        // After the cooldown a new code comes; four wrong ones count down, the fifth ends it.
+        // After the cooldown a new code comes. The challenge's attempts are not reset by it: the
+        // expired code sent above counted one (the test clock moved, the stored code had not
+        // yet reached its TTL), so three wrong ones count down and the fourth ends it.
         browser
             .post_step(&url, &html, &[("action", "resend")])
             .await;
@@ -730,10 +751,17 @@ on_both_backends!(
         let code = last_code(&app, "0781139068").unwrap();
         assert_ne!(code, first, "a new code replaces the old one");
         let wrong = if code == "000000" { "111111" } else { "000000" };
-        for left in (1..=4).rev() {
-            browser
+        for left in (1..=3).rev() {
+            // A wrong code leaves the login where it was: a redirect to the page, so that
+            // reloading what the browser shows never sends the guess again.
+            let answer = browser
                 .post_step(&url, &html, &[("action", "code"), ("code", wrong)])
                 .await;
+            assert_eq!(answer.status(), 303);
+            assert_eq!(
+                Browser::step_url(&app, &answer).as_deref(),
+                Some(url.as_str())
+            );
             html = browser.get(&url).await.text().await.unwrap();
             assert!(html.contains(&format!("còn {left} lần")), "{left}: {html}");
         }
@@ -781,7 +809,7 @@ on_both_backends!(
         let client = phone_client(&app).await;
         let browser = Browser::new();
         let back = after_vneid(&app, &browser, &client, "C04").await;
-        let (url, html) = page(&app, &browser, &back).await;
+        let (url, html) = page(&app, &browser, back).await;
         browser
             .post_step(&url, &html, &[("action", "phone"), ("phone", "0781139068")])
             .await;
@@ -816,7 +844,7 @@ on_both_backends!(
         let client = phone_client(&app).await;
         let browser = Browser::new();
         let back = after_vneid(&app, &browser, &client, "C04").await;
-        let (url, _) = page(&app, &browser, &back).await;
+        let (url, _) = page(&app, &browser, back).await;
         let forged = browser
             .http
             .post(&url)

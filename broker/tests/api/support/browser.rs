@@ -279,6 +279,25 @@ impl Browser {
         target.starts_with("/login/").then(|| app.endpoint(&target))
     }
 
+    /// The step page a response shows: the page itself (a form that moved the login on, such
+    /// as the phone, is answered with the next page) or the one its redirect names; `None` when
+    /// it leads elsewhere (the response comes back, for the caller to read).
+    pub async fn step_page(
+        &self,
+        app: &TestApp,
+        response: reqwest::Response,
+    ) -> Result<(String, String), reqwest::Response> {
+        if response.status() == 200 && response.url().path().starts_with("/login/") {
+            let url = response.url().to_string();
+            return Ok((url, response.text().await.expect("step page")));
+        }
+        let Some(url) = Self::step_url(app, &response) else {
+            return Err(response);
+        };
+        let html = self.get(&url).await.text().await.expect("step page");
+        Ok((url, html))
+    }
+
     /// Posts a step form with the page's CSRF token.
     pub async fn post_step(
         &self,
@@ -299,7 +318,8 @@ impl Browser {
 
     /// Goes through the standardisation pages the way a citizen would (continue past a failure
     /// page, give `phone`, type the code the dev gateway got) until the broker sends the
-    /// browser elsewhere; returns that response.
+    /// browser elsewhere; returns that response (or, at a failure page without a way on, that
+    /// page as its address answers it).
     pub async fn through_steps(
         &self,
         app: &TestApp,
@@ -307,10 +327,10 @@ impl Browser {
         phone: &str,
     ) -> reqwest::Response {
         for _ in 0..8 {
-            let Some(url) = Self::step_url(app, &response) else {
-                return response;
+            let (url, html) = match self.step_page(app, response).await {
+                Ok(page) => page,
+                Err(elsewhere) => return elsewhere,
             };
-            let html = self.get(&url).await.text().await.expect("step page");
             response = match step_page(&html) {
                 StepPage::Phone => {
                     self.post_step(&url, &html, &[("action", "phone"), ("phone", phone)])
@@ -326,7 +346,7 @@ impl Browser {
                 }
                 StepPage::Failure {
                     can_continue: false,
-                } => return response,
+                } => return self.get(&url).await,
             };
         }
         panic!("the standardisation steps did not end");
