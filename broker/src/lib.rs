@@ -3,6 +3,7 @@
 
 pub mod abuse;
 pub mod accounts;
+pub mod affinity;
 pub mod audit;
 pub mod changes;
 pub mod cli;

@@ -136,7 +136,7 @@ struct BackendsReady {
 #[async_trait::async_trait]
 impl Readiness for BackendsReady {
     async fn check(&self) -> anyhow::Result<()> {
-        sqlx::query("SELECT 1").execute(self.db.pool()).await?;
+        sqlx::query("SELECT 1").execute(&self.db.pool()).await?;
         self.sessions.ping().await
     }
 }
@@ -164,7 +164,18 @@ impl Application {
         settings.check_upstream_for_production()?;
         let master = master_key(&settings)?;
         let master_for_app = master.clone();
-        let db = connect_db(&settings).await?;
+        // Each HTTP worker gets its share of the connections in a pool of its own (see
+        // `crate::affinity`); the shared pool keeps `max_connections` for the background tasks.
+        let workers = match settings.http.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let per_worker = settings
+            .database
+            .max_connections
+            .div_ceil(u32::try_from(workers).unwrap_or(u32::MAX))
+            .max(2);
+        let db = connect_db(&settings).await?.with_worker_pools(per_worker);
         let sessions = session_store(&settings).await?;
         let ring = KeyRing::new(key_store(&settings, &db)?, master.clone());
         db.exclusively("broker/key-bootstrap", ring.bootstrap(clock.now()))
@@ -320,6 +331,8 @@ impl Application {
         let https_issuer = settings.issuer.scheme() == "https";
         let dev_sms_page = broker.dev_sms.is_some();
         let mut server = HttpServer::new(move || {
+            // actix runs this factory once on each worker's thread.
+            crate::affinity::mark_http_worker();
             // The last `wrap` is the outermost: requests meet the logger first, then the
             // default headers. Rate limits sit on the limited resources themselves.
             let mut headers = actix_web::middleware::DefaultHeaders::new()

@@ -1428,7 +1428,7 @@ mod tests {
         // one transaction here): the audit table gone fails them all.
         let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
         sqlx::query(&rename("audit_log", "audit_away"))
-            .execute(db.pool())
+            .execute(&db.pool())
             .await
             .unwrap();
         assert!(broken
@@ -1442,7 +1442,7 @@ mod tests {
             .await
             .is_err());
         sqlx::query(&rename("audit_away", "audit_log"))
-            .execute(db.pool())
+            .execute(&db.pool())
             .await
             .unwrap();
         assert!(

@@ -13,21 +13,72 @@ use super::SessionStore;
 
 #[derive(Clone)]
 pub struct RedisStore {
+    /// The connection of the main runtime (background tasks, the CLI, tests).
     conn: ConnectionManager,
+    client: redis::Client,
+    /// Tells this store's per-worker connections apart from another store's.
+    id: u64,
     prefix: String,
 }
+
+thread_local! {
+    static WORKER_CONNECTIONS: std::cell::RefCell<Vec<(u64, ConnectionManager)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Each HTTP worker's own connection, driven by its own runtime (`crate::affinity`).
+static PER_WORKER: crate::affinity::PerThread<ConnectionManager> =
+    crate::affinity::PerThread::new(&WORKER_CONNECTIONS);
+
+/// How long an HTTP worker waits for its own connection before it uses the shared one.
+const WORKER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl RedisStore {
     pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).context("invalid Redis URL")?;
-        let conn = tokio::time::timeout(Duration::from_secs(10), ConnectionManager::new(client))
-            .await
-            .context("Redis did not answer within 10 s")?
-            .context("cannot connect to Redis")?;
+        let conn = tokio::time::timeout(
+            Duration::from_secs(10),
+            ConnectionManager::new(client.clone()),
+        )
+        .await
+        .context("Redis did not answer within 10 s")?
+        .context("cannot connect to Redis")?;
         Ok(Self {
             conn,
+            client,
+            id: crate::affinity::next_id(),
             prefix: prefix.to_string(),
         })
+    }
+
+    /// The connection for a command from this thread: an HTTP worker's own (opened at its
+    /// first command; should that fail, the shared one serves and the next command tries
+    /// again), else the shared one.
+    async fn connection(&self) -> ConnectionManager {
+        if !crate::affinity::on_http_worker() {
+            return self.conn.clone();
+        }
+        if let Some(conn) = PER_WORKER.get(self.id) {
+            return conn;
+        }
+        match tokio::time::timeout(
+            WORKER_CONNECT_TIMEOUT,
+            ConnectionManager::new(self.client.clone()),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => PER_WORKER.insert(self.id, conn),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "an HTTP worker's own Redis connection failed; using the shared one");
+                self.conn.clone()
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "an HTTP worker's own Redis connection timed out; using the shared one"
+                );
+                self.conn.clone()
+            }
+        }
     }
 
     fn key(&self, key: &str) -> String {
@@ -91,7 +142,7 @@ fn millis(ttl: Duration) -> u64 {
 impl SessionStore for RedisStore {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await;
         let _: () = redis::cmd("SET")
             .arg(self.key(key))
             .arg(value)
@@ -104,7 +155,7 @@ impl SessionStore for RedisStore {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn put_new(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<bool> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await;
         let set: Option<String> = redis::cmd("SET")
             .arg(self.key(key))
             .arg(value)
@@ -118,13 +169,13 @@ impl SessionStore for RedisStore {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await;
         Ok(conn.get(self.key(key)).await?)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn take(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await;
         Ok(redis::cmd("GETDEL")
             .arg(self.key(key))
             .query_async(&mut conn)
@@ -133,7 +184,7 @@ impl SessionStore for RedisStore {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn swap(&self, key: &str, value: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await;
         Ok(redis::cmd("SET")
             .arg(self.key(key))
             .arg(value)
@@ -165,7 +216,7 @@ impl SessionStore for RedisStore {
         ttl: Duration,
         also_delete: &[&str],
     ) -> anyhow::Result<bool> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await;
         let mut script = REPLACE_IF.key(self.key(key));
         for other in also_delete {
             script.key(self.key(other));
@@ -181,14 +232,14 @@ impl SessionStore for RedisStore {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await;
         let _: () = conn.del(self.key(key)).await?;
         Ok(())
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn incr(&self, key: &str, ttl: Duration) -> anyhow::Result<u64> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await;
         Ok(INCR_WITH_TTL
             .key(self.key(key))
             .arg(millis(ttl))
@@ -203,7 +254,7 @@ impl SessionStore for RedisStore {
         counter: &str,
         ttl: Duration,
     ) -> anyhow::Result<Option<(Vec<u8>, u64)>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await;
         Ok(GET_COUNTED
             .key(self.key(key))
             .key(self.key(counter))
@@ -214,7 +265,7 @@ impl SessionStore for RedisStore {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn ping(&self) -> anyhow::Result<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
     }

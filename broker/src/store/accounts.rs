@@ -41,7 +41,7 @@ impl AccountStore for Db {
         let sql = format!("SELECT {COLUMNS} FROM accounts a WHERE a.id = $1");
         let row = sqlx::query(&sql)
             .bind(id)
-            .fetch_optional(self.pool())
+            .fetch_optional(&self.pool())
             .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -55,7 +55,7 @@ impl AccountStore for Db {
         let row = sqlx::query(&sql)
             .bind(iss)
             .bind(sub)
-            .fetch_optional(self.pool())
+            .fetch_optional(&self.pool())
             .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -88,7 +88,7 @@ impl AccountStore for Db {
             .bind(sub)
             .bind(lookups[0])
             .bind(lookups[1])
-            .fetch_one(self.pool())
+            .fetch_one(&self.pool())
             .await?;
         let records_pending: i64 = row.try_get("records_pending")?;
         let shared_holder: i64 = row.try_get("shared_holder")?;
@@ -131,7 +131,7 @@ impl AccountStore for Db {
         let rows = sqlx::query(&sql)
             .bind(lookup)
             .bind(limit)
-            .fetch_all(self.pool())
+            .fetch_all(&self.pool())
             .await?;
         rows.iter().map(from_row).collect()
     }
@@ -143,7 +143,7 @@ impl AccountStore for Db {
         )
         .bind(account_id)
         .bind(iss)
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.pool())
         .await?;
         Ok(row.is_some())
     }
@@ -351,7 +351,7 @@ impl Db {
                 .bind(link.audit.detail.to_string());
             query = bind_event(query, &link.event);
         }
-        let row = query.fetch_one(self.pool()).await?;
+        let row = query.fetch_one(&self.pool()).await?;
         let created: i64 = row.try_get("created")?;
         if created == 0 {
             return Ok(Created::LinkTaken);

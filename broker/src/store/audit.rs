@@ -44,6 +44,6 @@ impl AuditLog for Db {
 
     #[tracing::instrument(level = "debug", skip_all, fields(kind = entry.kind))]
     async fn append_alone(&self, entry: &AuditEntry<'_>) -> anyhow::Result<()> {
-        insert(self.pool(), entry).await
+        insert(&self.pool(), entry).await
     }
 }

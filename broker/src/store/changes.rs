@@ -183,7 +183,7 @@ impl Db {
     ) -> anyhow::Result<Vec<Revoked>> {
         let grants = sqlx::query("SELECT id, revoked_at FROM grants WHERE revoked_at >= $1")
             .bind(grants_since)
-            .fetch_all(self.pool())
+            .fetch_all(&self.pool())
             .await?;
         let tokens = sqlx::query(
             "SELECT jti_hash, expires_at FROM revoked_access_tokens \
@@ -191,7 +191,7 @@ impl Db {
         )
         .bind(tokens_since)
         .bind(now)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         let mut out = Vec::with_capacity(grants.len() + tokens.len());
         for row in &grants {

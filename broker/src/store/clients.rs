@@ -48,7 +48,7 @@ impl ClientStore for Db {
         }
         let row = sqlx::query("SELECT client_id, secret_hash, metadata, created_at, updated_at FROM clients WHERE client_id = $1")
             .bind(client_id)
-            .fetch_optional(self.pool())
+            .fetch_optional(&self.pool())
             .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -56,7 +56,7 @@ impl ClientStore for Db {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn list(&self) -> anyhow::Result<Vec<Client>> {
         let rows = sqlx::query("SELECT client_id, secret_hash, metadata, created_at, updated_at FROM clients ORDER BY created_at, client_id")
-            .fetch_all(self.pool())
+            .fetch_all(&self.pool())
             .await?;
         rows.iter().map(from_row).collect()
     }

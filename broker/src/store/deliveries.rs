@@ -62,7 +62,7 @@ impl DeliveryStore for Db {
              WHERE dispatched_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         rows.iter().map(event_from_row).collect()
     }
@@ -145,7 +145,7 @@ impl DeliveryStore for Db {
             .bind(lease_until)
             .bind(now)
             .bind(limit)
-            .fetch_all(self.pool())
+            .fetch_all(&self.pool())
             .await?;
         rows.iter()
             .map(|row| delivery_from_row(row, lease_token))
@@ -185,7 +185,7 @@ impl DeliveryStore for Db {
             .bind(attempt.at)
             .bind(&attempt.outcome)
             .bind(attempt.duration_ms)
-            .execute(self.pool())
+            .execute(&self.pool())
             .await?;
             return Ok(recorded.rows_affected() == 1);
         }
@@ -241,7 +241,7 @@ impl DeliveryStore for Db {
                 ))
                 .bind(status.as_str())
                 .bind(limit)
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool())
                 .await?
             }
             None => {
@@ -249,7 +249,7 @@ impl DeliveryStore for Db {
                 "SELECT {VIEW_COLUMNS} FROM deliveries ORDER BY created_at DESC, id DESC LIMIT $1"
             ))
                 .bind(limit)
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool())
                 .await?
             }
         };
@@ -262,7 +262,7 @@ impl DeliveryStore for Db {
             "SELECT {VIEW_COLUMNS} FROM deliveries WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.pool())
         .await?;
         row.as_ref().map(view_from_row).transpose()
     }
@@ -326,7 +326,7 @@ impl DeliveryStore for Db {
              WHERE delivery_id = $1 ORDER BY attempt",
         )
         .bind(delivery_id)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         rows.iter()
             .map(|row| {

@@ -12,7 +12,7 @@ impl DirectoryStore for Db {
     async fn org_units(&self) -> anyhow::Result<Vec<OrgUnit>> {
         let rows =
             sqlx::query("SELECT code, name, parent_code, level FROM org_units ORDER BY code")
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool())
                 .await?;
         rows.iter()
             .map(|row| {
@@ -69,7 +69,7 @@ impl DirectoryStore for Db {
     async fn post_digests(&self) -> anyhow::Result<HashMap<PostKey, String>> {
         let rows =
             sqlx::query("SELECT personal_id_lookup, org_code, position, digest FROM staff_posts")
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool())
                 .await?;
         rows.iter()
             .map(|row| {
@@ -131,7 +131,7 @@ impl DirectoryStore for Db {
              FROM staff_posts WHERE personal_id_lookup = $1 ORDER BY org_code, position",
         )
         .bind(personal_id_lookup)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         rows.iter()
             .map(|row| {

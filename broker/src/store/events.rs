@@ -62,7 +62,7 @@ impl Outbox for Db {
              WHERE subject = $1 ORDER BY seq",
         )
         .bind(subject)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         rows.iter().map(event_from_row).collect()
     }

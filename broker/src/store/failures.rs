@@ -64,7 +64,7 @@ impl FailureStore for Db {
         .bind(&f.reason)
         .bind(serde_json::to_string(&f.fields)?)
         .bind(f.compared.to_string())
-        .execute(self.pool())
+        .execute(&self.pool())
         .await?;
         Ok(())
     }
@@ -83,13 +83,13 @@ impl FailureStore for Db {
         .bind(iss)
         .bind(sub)
         .bind(reason.as_str())
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.pool())
         .await?;
         row.as_ref().map(from_row).transpose()
     }
 
     async fn attach_failures(&self, iss: &str, sub: &str, account_id: &str) -> anyhow::Result<()> {
-        attach(self.pool(), iss, sub, account_id).await
+        attach(&self.pool(), iss, sub, account_id).await
     }
 
     async fn failures(&self, open_only: bool, limit: i64) -> anyhow::Result<Vec<Failure>> {
@@ -103,7 +103,7 @@ impl FailureStore for Db {
              ORDER BY created_at DESC, id LIMIT $1"
         ))
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         rows.iter().map(from_row).collect()
     }
@@ -114,7 +114,7 @@ impl FailureStore for Db {
              ORDER BY created_at DESC, id LIMIT 20"
         ))
         .bind(format!("%{reference}"))
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         rows.iter().map(from_row).collect()
     }
@@ -124,7 +124,7 @@ impl FailureStore for Db {
             "SELECT {COLUMNS} FROM standardisation_failures WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.pool())
         .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -144,7 +144,7 @@ impl FailureStore for Db {
         .bind(by)
         .bind(resolution)
         .bind(id)
-        .execute(self.pool())
+        .execute(&self.pool())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -192,7 +192,7 @@ impl FailureStore for Db {
         let rows =
             sqlx::query("SELECT source, legacy_id FROM legacy_link_blocks WHERE account_id = $1")
                 .bind(account_id)
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool())
                 .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("source")?, r.try_get("legacy_id")?)))

@@ -107,14 +107,14 @@ impl GrantStore for Db {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn create_grant(&self, g: &GrantRecord) -> anyhow::Result<GrantCreated> {
         let result = insert_grant(self.backend, g, serde_json::to_string(&g.amr)?)
-            .execute(self.pool())
+            .execute(&self.pool())
             .await?;
         if result.rows_affected() == 1 {
             return Ok(GrantCreated::Created);
         }
         let exists = sqlx::query("SELECT 1 AS one FROM grants WHERE id = $1")
             .bind(&g.id)
-            .fetch_optional(self.pool())
+            .fetch_optional(&self.pool())
             .await?;
         Ok(not_created(exists.is_some()))
     }
@@ -143,7 +143,7 @@ impl GrantStore for Db {
         let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1");
         let row = sqlx::query(&sql)
             .bind(grant_id)
-            .fetch_optional(self.pool())
+            .fetch_optional(&self.pool())
             .await?;
         row.as_ref().map(grant_from_row).transpose()
     }
@@ -166,7 +166,7 @@ impl GrantStore for Db {
         };
         match self.rotations() {
             Some(rotations) => rotations.rotate(rotation).await,
-            None => super::rotations::rotate_one(self.pool(), &rotation).await,
+            None => super::rotations::rotate_one(&self.pool(), &rotation).await,
         }
     }
 
@@ -176,7 +176,7 @@ impl GrantStore for Db {
             .bind(now)
             .bind(reason)
             .bind(grant_id)
-            .execute(self.pool())
+            .execute(&self.pool())
             .await?;
         let revoked = result.rows_affected() > 0;
         if revoked {
@@ -199,7 +199,7 @@ impl GrantStore for Db {
         .bind(jti_hash)
         .bind(expires_at)
         .bind(now)
-        .execute(self.pool())
+        .execute(&self.pool())
         .await?;
         self.token_denied(jti_hash, expires_at);
         Ok(())
@@ -218,7 +218,7 @@ impl GrantStore for Db {
         )
         .bind(jti_hash)
         .bind(grant_id.unwrap_or_default())
-        .fetch_one(self.pool())
+        .fetch_one(&self.pool())
         .await?;
         let denied: i64 = row.try_get("denied")?;
         let live_grants: i64 = row.try_get("live_grants")?;
@@ -231,11 +231,11 @@ impl GrantStore for Db {
             "UPDATE grants SET refresh_generation = NULL WHERE refresh_generation IS NOT NULL AND refresh_expires_at < $1",
         )
         .bind(now)
-        .execute(self.pool())
+        .execute(&self.pool())
         .await?;
         let denied = sqlx::query("DELETE FROM revoked_access_tokens WHERE expires_at < $1")
             .bind(now)
-            .execute(self.pool())
+            .execute(&self.pool())
             .await?;
         Ok(credentials.rows_affected() + denied.rows_affected())
     }
@@ -247,7 +247,7 @@ impl GrantStore for Db {
                 .bind(now)
                 .bind(reason)
                 .bind(sid)
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool())
                 .await?,
         )?;
         let n = ids.len() as u64;
@@ -279,7 +279,7 @@ impl GrantStore for Db {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn grants_of_session(&self, sid: &str) -> anyhow::Result<Vec<GrantRecord>> {
         let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE sid = $1 ORDER BY created_at");
-        let rows = sqlx::query(&sql).bind(sid).fetch_all(self.pool()).await?;
+        let rows = sqlx::query(&sql).bind(sid).fetch_all(&self.pool()).await?;
         rows.iter().map(grant_from_row).collect()
     }
 
@@ -290,7 +290,7 @@ impl GrantStore for Db {
         );
         let rows = sqlx::query(&sql)
             .bind(client_id)
-            .fetch_all(self.pool())
+            .fetch_all(&self.pool())
             .await?;
         rows.iter().map(grant_from_row).collect()
     }
@@ -302,7 +302,7 @@ impl GrantStore for Db {
                 .bind(now)
                 .bind(reason)
                 .bind(client_id)
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool())
                 .await?,
         )?;
         let n = ids.len() as u64;

@@ -13,7 +13,7 @@ impl KeyStore for Db {
             "SELECT kid, alg, private_enc, public_jwk, created_at, activates_at, retires_at, removes_at \
              FROM signing_keys ORDER BY created_at",
         )
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         rows.iter()
             .map(|row| {
@@ -48,7 +48,7 @@ impl KeyStore for Db {
         .bind(key.activates_at)
         .bind(key.retires_at)
         .bind(key.removes_at)
-        .execute(self.pool())
+        .execute(&self.pool())
         .await?;
         Ok(())
     }
@@ -64,7 +64,7 @@ impl KeyStore for Db {
             .bind(retires_at)
             .bind(removes_at)
             .bind(kid)
-            .execute(self.pool())
+            .execute(&self.pool())
             .await?;
         Ok(())
     }

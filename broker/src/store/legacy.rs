@@ -120,7 +120,10 @@ impl Db {
         let sql = format!(
             "SELECT {COLUMNS} FROM legacy_accounts WHERE {condition} ORDER BY source, legacy_id"
         );
-        let rows = sqlx::query(&sql).bind(value).fetch_all(self.pool()).await?;
+        let rows = sqlx::query(&sql)
+            .bind(value)
+            .fetch_all(&self.pool())
+            .await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -147,7 +150,7 @@ impl Db {
                 .bind(r.imported_at)
                 .bind(r.updated_at);
         }
-        let written = query.fetch_all(self.pool()).await?;
+        let written = query.fetch_all(&self.pool()).await?;
         written
             .iter()
             .map(|row| Ok((row.try_get("source")?, row.try_get("legacy_id")?)))
@@ -168,7 +171,7 @@ impl LegacyStore for Db {
         let row = sqlx::query(&sql)
             .bind(source)
             .bind(legacy_id)
-            .fetch_optional(self.pool())
+            .fetch_optional(&self.pool())
             .await?;
         row.as_ref().map(from_row).transpose()
     }

@@ -47,7 +47,10 @@ pub enum Backend {
 
 #[derive(Clone)]
 pub struct Db {
+    /// The main runtime's pool (background tasks, the CLI, tests), and on PostgreSQL what each
+    /// HTTP worker's own pool is opened with (`crate::affinity`; see [`Db::pool`]).
     pool: AnyPool,
+    worker_pools: Option<Arc<WorkerPools>>,
     backend: Backend,
     /// Woken after each commit that appended to the outbox (this instance's dispatcher waits on
     /// it; other instances' events are found by polling).
@@ -61,6 +64,21 @@ pub struct Db {
     /// `Db` commits (`store/changes.rs`).
     changes: Changes,
 }
+
+/// How an HTTP worker's own pool is opened: lazily, on the worker's first statement, so that its
+/// connections are registered with the worker's runtime.
+struct WorkerPools {
+    id: u64,
+    max_connections: u32,
+}
+
+thread_local! {
+    static WORKER_POOLS: std::cell::RefCell<Vec<(u64, AnyPool)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+static PER_WORKER: crate::affinity::PerThread<AnyPool> =
+    crate::affinity::PerThread::new(&WORKER_POOLS);
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,6 +148,7 @@ impl Db {
             .context("cannot connect to the database")?;
         Ok(Self {
             pool,
+            worker_pools: None,
             backend,
             outbox_signal: Arc::new(Notify::new()),
             rotations: Arc::default(),
@@ -139,8 +158,35 @@ impl Db {
         })
     }
 
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// Gives each HTTP worker a pool of its own of up to `max_connections` (PostgreSQL; SQLite
+    /// runs every connection on a thread of its own anyway), for the server: see
+    /// `crate::affinity`. The shared pool stays for everything else.
+    pub fn with_worker_pools(mut self, max_connections: u32) -> Self {
+        if self.backend == Backend::Postgres {
+            self.worker_pools = Some(Arc::new(WorkerPools {
+                id: crate::affinity::next_id(),
+                max_connections: max_connections.max(1),
+            }));
+        }
+        self
+    }
+
+    /// The pool for a statement from this thread: an HTTP worker's own (with
+    /// [`Db::with_worker_pools`]), else the shared one.
+    pub fn pool(&self) -> AnyPool {
+        match &self.worker_pools {
+            Some(worker) if crate::affinity::on_http_worker() => {
+                PER_WORKER.get(worker.id).unwrap_or_else(|| {
+                    let pool = AnyPoolOptions::new()
+                        .max_connections(worker.max_connections)
+                        .test_before_acquire(false)
+                        .acquire_timeout(Duration::from_secs(10))
+                        .connect_lazy_with((*self.pool.connect_options()).clone());
+                    PER_WORKER.insert(worker.id, pool)
+                })
+            }
+            _ => self.pool.clone(),
+        }
     }
 
     /// The batched rotations (PostgreSQL); SQLite, with one writer at a time, rotates alone.
@@ -196,6 +242,7 @@ impl Db {
             .connect_lazy_with(options);
         Self {
             pool,
+            worker_pools: None,
             backend: self.backend,
             outbox_signal: self.outbox_signal.clone(),
             rotations: Arc::default(),
@@ -255,7 +302,7 @@ impl Db {
 #[async_trait::async_trait]
 impl Transactions for Db {
     async fn begin(&self) -> anyhow::Result<Transaction> {
-        Ok(Transaction::new(self.pool.begin().await?))
+        Ok(Transaction::new(self.pool().begin().await?))
     }
 }
 

@@ -63,7 +63,7 @@ impl OperatorStore for Db {
         let rows = sqlx::query(
             "SELECT id, name, created_at, revoked_at FROM operators ORDER BY created_at, name",
         )
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         rows.iter().map(from_row).collect()
     }
@@ -75,7 +75,7 @@ impl OperatorStore for Db {
              WHERE token_hash = $1 AND revoked_at IS NULL",
         )
         .bind(token_hash)
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.pool())
         .await?;
         row.map(|r| -> anyhow::Result<_> {
             Ok((

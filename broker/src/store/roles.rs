@@ -118,7 +118,7 @@ impl RoleStore for Db {
              WHERE r.id = $1"
         ))
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.pool())
         .await?;
         row.as_ref().map(role_from_row).transpose()
     }
@@ -129,7 +129,7 @@ impl RoleStore for Db {
              WHERE r.account_id = $1 ORDER BY r.created_at DESC, r.id DESC"
         ))
         .bind(account_id)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         rows.iter().map(role_from_row).collect()
     }
@@ -140,7 +140,7 @@ impl RoleStore for Db {
              WHERE r.account_id = $1 AND r.state = 'approved' ORDER BY r.created_at, r.id"
         ))
         .bind(account_id)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         rows.iter().map(role_from_row).collect()
     }
@@ -151,7 +151,7 @@ impl RoleStore for Db {
              ORDER BY id",
         )
         .bind(role_id)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         rows.iter()
             .map(|row| {
@@ -196,7 +196,7 @@ impl RoleStore for Db {
         ))
         .bind(approver)
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         rows.iter().map(role_from_row).collect()
     }
@@ -222,7 +222,7 @@ impl RoleStore for Db {
         ))
         .bind(account_id)
         .bind(org_code)
-        .fetch_one(self.pool())
+        .fetch_one(&self.pool())
         .await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
@@ -269,7 +269,7 @@ impl RoleStore for Db {
                      WHERE account_id = $1 ORDER BY org_code",
                 )
                 .bind(id)
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool())
                 .await?
             }
             None => {
@@ -277,7 +277,7 @@ impl RoleStore for Db {
                     "SELECT account_id, org_code, granted_by, granted_at FROM approvers \
                      ORDER BY org_code, account_id",
                 )
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool())
                 .await?
             }
         };
@@ -294,7 +294,7 @@ impl RoleStore for Db {
              ORDER BY up.depth LIMIT 1",
         )
         .bind(org_code)
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.pool())
         .await?;
         Ok(match row {
             Some(row) => row.try_get::<i64, _>("auto_approve")? == 1,
@@ -334,7 +334,7 @@ impl RoleStore for Db {
              SELECT code, name FROM up ORDER BY depth DESC",
         )
         .bind(org_code)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         rows.iter()
             .map(|row| Ok((row.try_get("code")?, row.try_get("name")?)))

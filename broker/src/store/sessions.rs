@@ -49,7 +49,7 @@ impl SessionRecords for Db {
         .bind(&s.user_agent)
         .bind(&s.address)
         .bind(s.started_at)
-        .execute(self.pool())
+        .execute(&self.pool())
         .await?;
         Ok(())
     }
@@ -77,7 +77,7 @@ impl SessionRecords for Db {
             "SELECT {SESSION_COLUMNS} FROM sessions WHERE sid = $1"
         ))
         .bind(sid)
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.pool())
         .await?;
         row.as_ref().map(session_from_row).transpose()
     }
@@ -87,7 +87,7 @@ impl SessionRecords for Db {
         let row =
             sqlx::query("SELECT 1 AS one FROM sessions WHERE sid = $1 AND ended_at IS NOT NULL")
                 .bind(sid)
-                .fetch_optional(self.pool())
+                .fetch_optional(&self.pool())
                 .await?;
         Ok(row.is_some())
     }
@@ -107,7 +107,7 @@ impl SessionRecords for Db {
         ))
         .bind(account_id)
         .bind(since)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         rows.iter().map(session_from_row).collect()
     }
@@ -222,7 +222,7 @@ impl SlotStore for Db {
              WHERE account_id = $1",
         )
         .bind(account_id)
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.pool())
         .await?;
         match row {
             Some(row) => holder_from_row(&row),

@@ -14,7 +14,7 @@ impl GrantedClients for Db {
     async fn clients_granted(&self, account_id: &str) -> anyhow::Result<Vec<String>> {
         let rows = sqlx::query("SELECT DISTINCT client_id FROM grants WHERE account_id = $1")
             .bind(account_id)
-            .fetch_all(self.pool())
+            .fetch_all(&self.pool())
             .await?;
         rows.iter()
             .map(|row| Ok(row.try_get("client_id")?))
@@ -38,7 +38,7 @@ impl GrantedClients for Db {
             for id in chunk {
                 query = query.bind(*id);
             }
-            for row in query.fetch_all(self.pool()).await? {
+            for row in query.fetch_all(&self.pool()).await? {
                 out.entry(row.try_get("account_id")?)
                     .or_default()
                     .push(row.try_get("client_id")?);

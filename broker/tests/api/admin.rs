@@ -88,7 +88,7 @@ on_both_backends!(admin_api_manages_clients, |app: TestApp| async move {
     );
     use sqlx::Row;
     let stored: String = sqlx::query("SELECT secret_hash FROM clients WHERE client_id = 'hue-s'")
-        .fetch_one(app.app_db.pool())
+        .fetch_one(&app.app_db.pool())
         .await
         .expect("row")
         .try_get("secret_hash")

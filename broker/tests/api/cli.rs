@@ -386,7 +386,7 @@ async fn approvers_and_policy_commands() {
         "INSERT INTO accounts (id, full_name, account_type, loa, created_at, updated_at) \
          VALUES ('a1', 'Trần Thị Hoài Châu', '1', 2, 0, 0)",
     )
-    .execute(db.pool())
+    .execute(&db.pool())
     .await
     .expect("account");
     db.pool().close().await;

@@ -105,7 +105,7 @@ fn claims(tokens: &Value) -> Value {
 async fn holder(app: &TestApp, account: &str) -> Option<String> {
     sqlx::query("SELECT device_id FROM mobile_slots WHERE account_id = $1")
         .bind(account)
-        .fetch_optional(app.app_db.pool())
+        .fetch_optional(&app.app_db.pool())
         .await
         .unwrap()
         .map(|row| row.get::<String, _>("device_id"))
@@ -196,7 +196,7 @@ on_both_backends!(
         );
         let ended: Option<String> = sqlx::query("SELECT end_reason FROM sessions WHERE sid = $1")
             .bind(&sid_a)
-            .fetch_one(app.app_db.pool())
+            .fetch_one(&app.app_db.pool())
             .await
             .unwrap()
             .get("end_reason");
@@ -225,7 +225,7 @@ on_both_backends!(
         // A refresh rotates only while the grant's device holds the slot, revoked or not.
         sqlx::query("UPDATE mobile_slots SET device_id = 'someone-else' WHERE account_id = $1")
             .bind(&account)
-            .execute(app.app_db.pool())
+            .execute(&app.app_db.pool())
             .await
             .unwrap();
         assert_eq!(refresh(&app, &mobile, &at_b).await, 400);
@@ -334,7 +334,7 @@ on_both_backends!(
              AND revoked_at IS NULL",
         )
         .bind(&account)
-        .fetch_one(app.app_db.pool())
+        .fetch_one(&app.app_db.pool())
         .await
         .unwrap()
         .get("n");
@@ -388,7 +388,7 @@ async fn the_device_rule_survives_losing_redis() {
     let sid_b = claims(&at_b)["sid"].as_str().unwrap().to_string();
     let reason: Option<String> = sqlx::query("SELECT end_reason FROM sessions WHERE sid = $1")
         .bind(&sid_b)
-        .fetch_one(app.app_db.pool())
+        .fetch_one(&app.app_db.pool())
         .await
         .unwrap()
         .get("end_reason");

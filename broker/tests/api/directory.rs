@@ -169,7 +169,7 @@ on_both_databases!(
         );
         // No ID number in clear anywhere in the table.
         let rows = sqlx::query("SELECT personal_id_lookup, sealed, digest FROM staff_posts")
-            .fetch_all(db.pool())
+            .fetch_all(&db.pool())
             .await
             .unwrap();
         use sqlx::Row;

@@ -132,7 +132,7 @@ on_both_backends!(
         // The personal ID number is encrypted at rest.
         use sqlx::Row;
         let row = sqlx::query("SELECT personal_id_enc FROM accounts")
-            .fetch_one(app.app_db.pool())
+            .fetch_one(&app.app_db.pool())
             .await
             .expect("row");
         let sealed: String = row.try_get("personal_id_enc").expect("sealed");
@@ -148,7 +148,7 @@ on_both_backends!(
             .code();
         let row =
             sqlx::query("SELECT COUNT(*) AS n FROM accounts WHERE personal_id_flag IS NOT NULL")
-                .fetch_one(app.app_db.pool())
+                .fetch_one(&app.app_db.pool())
                 .await
                 .expect("row");
         assert_eq!(
@@ -457,7 +457,7 @@ on_both_backends!(
             "SELECT COUNT(*) AS n FROM audit_log WHERE kind = 'login' AND account_id = $1",
         )
         .bind(&first.id)
-        .fetch_one(app.app_db.pool())
+        .fetch_one(&app.app_db.pool())
         .await
         .expect("row");
         assert_eq!(

@@ -137,7 +137,7 @@ async fn dump(db: &Db) -> Vec<String> {
          personal_id_lookup, email, row_digest, account_id, linked_at, imported_at, updated_at \
          FROM legacy_accounts ORDER BY source, legacy_id",
     )
-    .fetch_all(db.pool())
+    .fetch_all(&db.pool())
     .await
     .expect("dump");
     rows.iter()
@@ -341,7 +341,7 @@ async fn changed_row_keeps_its_link(import: &Import, db: &Db) {
         "INSERT INTO accounts (id, full_name, account_type, loa, created_at, updated_at) \
          VALUES ('acc-c02', 'Đoàn Thị Ngọc Hòa', '1', 2, 1, 1)",
     )
-    .execute(db.pool())
+    .execute(&db.pool())
     .await
     .expect("account");
     let mut tx = db.begin().await.expect("tx");

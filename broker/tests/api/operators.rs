@@ -31,7 +31,7 @@ async fn actor_of(app: &TestApp, kind: &str) -> Vec<Option<String>> {
     use sqlx::Row;
     sqlx::query("SELECT actor FROM audit_log WHERE kind = $1 ORDER BY id")
         .bind(kind)
-        .fetch_all(app.app_db.pool())
+        .fetch_all(&app.app_db.pool())
         .await
         .expect("audit")
         .iter()
@@ -93,7 +93,7 @@ on_both_backends!(operators_and_their_tokens, |app: TestApp| async move {
     // Stored as a keyed hash, listed without it.
     use sqlx::Row;
     let stored: String = sqlx::query("SELECT token_hash FROM operators WHERE name = 'an.nguyen'")
-        .fetch_one(app.app_db.pool())
+        .fetch_one(&app.app_db.pool())
         .await
         .expect("row")
         .try_get("token_hash")

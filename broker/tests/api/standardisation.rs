@@ -817,7 +817,7 @@ on_both_backends!(
         let code = last_code(&app, "0781139068").unwrap();
         // The database loses its accounts table between "code verified" and "account created".
         sqlx::query("ALTER TABLE accounts RENAME TO accounts_away")
-            .execute(app.app_db.pool())
+            .execute(&app.app_db.pool())
             .await
             .unwrap();
         let failed = browser
@@ -825,7 +825,7 @@ on_both_backends!(
             .await;
         assert_eq!(failed.status(), 503, "a backend failure, not a wrong code");
         sqlx::query("ALTER TABLE accounts_away RENAME TO accounts")
-            .execute(app.app_db.pool())
+            .execute(&app.app_db.pool())
             .await
             .unwrap();
         // The retry (the same form again) finishes without a new code.
@@ -950,7 +950,7 @@ on_both_backends!(
         use sqlx::Row;
         let account: String = sqlx::query("SELECT id FROM accounts WHERE phone = $1")
             .bind("+84905000222")
-            .fetch_one(app.app_db.pool())
+            .fetch_one(&app.app_db.pool())
             .await
             .unwrap()
             .get("id");

@@ -726,7 +726,7 @@ on_both_backends!(
 async fn refresh_credentials(app: &TestApp) -> i64 {
     use sqlx::Row;
     sqlx::query("SELECT COUNT(*) AS n FROM grants WHERE refresh_generation IS NOT NULL")
-        .fetch_one(app.app_db.pool())
+        .fetch_one(&app.app_db.pool())
         .await
         .expect("count")
         .try_get::<i64, _>("n")
@@ -962,7 +962,7 @@ async fn rotations_stay_on_their_page() {
     let Some(app) = TestApp::spawn_production().await else {
         return;
     };
-    let pool = app.app_db.pool();
+    let pool = &app.app_db.pool();
     let options: String = sqlx::query(
         "SELECT COALESCE(array_to_string(reloptions, ','), '') AS o FROM pg_class \
          WHERE relname = 'grants' AND relkind = 'r'",

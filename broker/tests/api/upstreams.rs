@@ -137,7 +137,7 @@ async fn links(app: &TestApp, issuer: &str) -> i64 {
     use sqlx::Row;
     sqlx::query("SELECT COUNT(*) AS n FROM account_links WHERE upstream_iss = $1")
         .bind(issuer)
-        .fetch_one(app.app_db.pool())
+        .fetch_one(&app.app_db.pool())
         .await
         .expect("count")
         .try_get("n")
@@ -399,7 +399,7 @@ with_two_upstreams!(
         let isolated: Option<String> =
             sqlx::query("SELECT a.isolated_to FROM accounts a JOIN account_links l ON l.account_id = a.id WHERE l.upstream_iss = $1")
                 .bind(gateway.issuer())
-                .fetch_one(app.app_db.pool())
+                .fetch_one(&app.app_db.pool())
                 .await
                 .unwrap()
                 .try_get("isolated_to")

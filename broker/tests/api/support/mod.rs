@@ -400,7 +400,7 @@ impl TestApp {
     pub async fn count(&self, table: &str) -> i64 {
         use sqlx::Row;
         let row = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
-            .fetch_one(self.app_db.pool())
+            .fetch_one(&self.app_db.pool())
             .await
             .expect("count");
         row.try_get::<i64, _>("n").expect("n")
