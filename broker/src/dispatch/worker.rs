@@ -18,6 +18,8 @@ use crate::crypto::{random_bytes, random_token};
 
 /// Events read per fan-out transaction.
 const FAN_OUT_BATCH: i64 = 100;
+/// How long the fan-out waits after a pass that found events before it looks again.
+const FAN_OUT_LINGER: Duration = Duration::from_millis(10);
 /// How often finished deliveries are purged, and how long they are kept: a week for delivered
 /// and cancelled ones, a month for failed ones (operators look at those).
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
@@ -45,6 +47,13 @@ impl Default for DispatchPlan {
             backoff: Backoff::default(),
         }
     }
+}
+
+/// What one fan-out batch did.
+#[derive(Default)]
+struct FannedOut {
+    events: usize,
+    planned: usize,
 }
 
 pub struct Dispatcher {
@@ -96,8 +105,9 @@ impl Dispatcher {
     }
 
     /// Fans out new events a batch at a time, woken by this instance's outbox commits and
-    /// every `poll`; tells the delivery loop after every pass (a wake may also be a replay's
-    /// new delivery, which needs no fan-out).
+    /// every `poll`. After a pass that found events it waits `FAN_OUT_LINGER` and looks again,
+    /// so that under load a pass takes what many commits wrote; the first event after a quiet
+    /// spell goes out at once.
     async fn fan_out_loop(&self, fanned: &Notify) {
         let mut purged_at = Instant::now();
         loop {
@@ -105,19 +115,33 @@ impl Dispatcher {
                 purged_at = Instant::now();
                 self.purge().await;
             }
-            let more = match self.fan_out_batch().await {
-                Ok(n) => n as i64 >= FAN_OUT_BATCH,
+            let events = match self.fan_out_batch().await {
+                Ok(batch) => {
+                    // The delivery loop is told when the pass made deliveries, or found no
+                    // event (the wake may be a replay's new delivery, which needs no fan-out);
+                    // not for events nobody receives, the common case of a login's events.
+                    if batch.planned > 0 || batch.events == 0 {
+                        fanned.notify_one();
+                    }
+                    batch.events
+                }
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "dispatch: fan-out failed");
-                    false
+                    0
                 }
             };
-            fanned.notify_one();
-            if !more {
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(self.plan.poll) => {}
-                }
+            if events as i64 >= FAN_OUT_BATCH {
+                continue;
+            }
+            if events > 0 {
+                // Busy: the events committed meanwhile go out together in the next pass,
+                // rather than one pass (three statements) per login's event.
+                tokio::time::sleep(FAN_OUT_LINGER).await;
+                continue;
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.plan.poll) => {}
             }
         }
     }
@@ -175,7 +199,7 @@ impl Dispatcher {
     pub async fn fan_out(&self) -> anyhow::Result<usize> {
         let mut total = 0;
         loop {
-            let n = self.fan_out_batch().await?;
+            let n = self.fan_out_batch().await?.events;
             total += n;
             if (n as i64) < FAN_OUT_BATCH {
                 return Ok(total);
@@ -184,11 +208,11 @@ impl Dispatcher {
     }
 
     /// Fans out up to `FAN_OUT_BATCH` events not fanned out yet, in one transaction; returns
-    /// how many.
-    async fn fan_out_batch(&self) -> anyhow::Result<usize> {
+    /// how many, and how many deliveries they planned.
+    async fn fan_out_batch(&self) -> anyhow::Result<FannedOut> {
         let events = self.store.undispatched(FAN_OUT_BATCH).await?;
         if events.is_empty() {
-            return Ok(0);
+            return Ok(FannedOut::default());
         }
         let mut deliveries: Vec<(i64, &'static str, Planned)> = Vec::new();
         for route in &self.routes {
@@ -203,7 +227,10 @@ impl Dispatcher {
         self.store
             .fan_out(&ids, &deliveries, self.clock.now())
             .await?;
-        Ok(events.len())
+        Ok(FannedOut {
+            events: events.len(),
+            planned: deliveries.len(),
+        })
     }
 
     /// Claims up to `limit` due deliveries for this instance.

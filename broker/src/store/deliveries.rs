@@ -77,6 +77,20 @@ impl DeliveryStore for Db {
         if event_ids.is_empty() {
             return Ok(());
         }
+        let sql = format!(
+            "UPDATE outbox SET dispatched_at = $1 WHERE dispatched_at IS NULL AND id IN ({})",
+            placeholders(2, event_ids.len())
+        );
+        let mut update = sqlx::query(&sql).bind(now);
+        for id in event_ids {
+            update = update.bind(id);
+        }
+        // Events that deliver nothing (no route planned any delivery: nobody subscribes) are
+        // marked in one statement, without a transaction around it.
+        if deliveries.is_empty() {
+            update.execute(&self.pool()).await?;
+            return Ok(());
+        }
         // Writes only, from the first statement on (see `transaction`).
         let mut tx = self.pool().begin().await?;
         for (event_id, route, planned) in deliveries {
@@ -100,14 +114,6 @@ impl DeliveryStore for Db {
             .bind(seq)
             .execute(&mut *tx)
             .await?;
-        }
-        let sql = format!(
-            "UPDATE outbox SET dispatched_at = $1 WHERE dispatched_at IS NULL AND id IN ({})",
-            placeholders(2, event_ids.len())
-        );
-        let mut update = sqlx::query(&sql).bind(now);
-        for id in event_ids {
-            update = update.bind(id);
         }
         update.execute(&mut *tx).await?;
         tx.commit().await?;

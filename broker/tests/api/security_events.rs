@@ -480,3 +480,50 @@ on_both_backends_with!(
         );
     }
 );
+
+on_both_backends!(
+    events_nobody_receives_are_fanned_out_without_a_delivery,
+    |app: TestApp| async move {
+        // A login's events (the account created, its session) for clients none of which
+        // subscribes: the dispatcher marks them fanned out (its shortcut without a
+        // transaction) and makes no delivery, and a later event with a subscriber still goes.
+        let client = app
+            .client_with(json!({
+                "client_name": "plain",
+                "redirect_uris": ["https://plain.example/cb"],
+                "token_endpoint_auth_method": "client_secret_basic",
+                "scope": "openid profile",
+            }))
+            .await;
+        let browser = Browser::new();
+        let tokens = login(&app, &browser, &client, "C01").await;
+        assert!(app.count("outbox").await > 0, "the login wrote events");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let pending: i64 = {
+                use sqlx::Row;
+                sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE dispatched_at IS NULL")
+                    .fetch_one(&app.app_db.pool())
+                    .await
+                    .expect("count")
+                    .get("n")
+            };
+            if pending == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{pending} events never fanned out"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(app.count("deliveries").await, 0, "nobody receives them");
+        // A subscriber's session ends afterwards: its SET still goes out at once.
+        let rx = SetReceiver::start();
+        let a = subscriber(&app, "a", &rx.uri("a"), &[SESSION_ENDED]).await;
+        let at_a = login(&app, &browser, &a, "C01").await;
+        logout(&app, &browser, &at_a).await;
+        assert_eq!(rx.wait_for("a", 1, WAIT).await.len(), 1);
+        drop(tokens);
+    }
+);
