@@ -18,7 +18,7 @@ use crate::crypto::{random_bytes, random_token};
 
 /// Events read per fan-out transaction.
 const FAN_OUT_BATCH: i64 = 100;
-/// How long the fan-out waits after a pass that found events before it looks again.
+/// How long the fan-out waits after a wake before it reads the new events.
 const FAN_OUT_LINGER: Duration = Duration::from_millis(10);
 /// How often finished deliveries are purged, and how long they are kept: a week for delivered
 /// and cancelled ones, a month for failed ones (operators look at those).
@@ -105,11 +105,12 @@ impl Dispatcher {
     }
 
     /// Fans out new events a batch at a time, woken by this instance's outbox commits and
-    /// every `poll`. After a pass that found events it waits `FAN_OUT_LINGER` and looks again,
-    /// so that under load a pass takes what many commits wrote; the first event after a quiet
-    /// spell goes out at once.
+    /// every `poll`. A wake waits `FAN_OUT_LINGER` before its pass, so that under load a pass
+    /// takes what many commits wrote, at the price of that delay for an event's deliveries.
     async fn fan_out_loop(&self, fanned: &Notify) {
         let mut purged_at = Instant::now();
+        // Whether this pass follows a wake (an outbox commit or a replay), not the poll.
+        let mut woken = false;
         loop {
             if purged_at.elapsed() >= PURGE_EVERY {
                 purged_at = Instant::now();
@@ -117,10 +118,10 @@ impl Dispatcher {
             }
             let events = match self.fan_out_batch().await {
                 Ok(batch) => {
-                    // The delivery loop is told when the pass made deliveries, or found no
-                    // event (the wake may be a replay's new delivery, which needs no fan-out);
-                    // not for events nobody receives, the common case of a login's events.
-                    if batch.planned > 0 || batch.events == 0 {
+                    // The delivery loop is told when the pass made deliveries, or when a wake
+                    // found no event (a replay's new delivery needs no fan-out); not for events
+                    // nobody receives, the common case of a login's events.
+                    if batch.planned > 0 || (batch.events == 0 && woken) {
                         fanned.notify_one();
                     }
                     batch.events
@@ -131,17 +132,17 @@ impl Dispatcher {
                 }
             };
             if events as i64 >= FAN_OUT_BATCH {
+                woken = false;
                 continue;
             }
-            if events > 0 {
-                // Busy: the events committed meanwhile go out together in the next pass,
-                // rather than one pass (three statements) per login's event.
+            woken = tokio::select! {
+                _ = self.wake.notified() => true,
+                _ = tokio::time::sleep(self.plan.poll) => false,
+            };
+            if woken {
+                // The commits of the next few milliseconds go out in the same pass, rather
+                // than one pass (three statements) per login's event.
                 tokio::time::sleep(FAN_OUT_LINGER).await;
-                continue;
-            }
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.plan.poll) => {}
             }
         }
     }
