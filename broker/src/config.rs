@@ -124,6 +124,8 @@ pub struct DatabaseSettings {
     /// `sqlite://path?mode=rwc` or `postgres://user@host/db`.
     pub url: Secret,
     pub url_file: Option<PathBuf>,
+    /// The shared pool's connections (background tasks); on PostgreSQL the HTTP workers also
+    /// share this number between pools of their own (at least 2 each): see `affinity.rs`.
     pub max_connections: u32,
 }
 
