@@ -115,10 +115,12 @@ async fn submit(
         .await;
     match result {
         Ok(Next::Interaction(interaction)) => {
+            // The page itself is uncached like every page (`pages::html`); so is the redirect.
             let mut response = match &interaction.view {
                 Some(view) => render(view, view.english),
                 None => HttpResponse::SeeOther()
                     .insert_header((header::LOCATION, format!("/login/{}", interaction.id)))
+                    .insert_header((header::CACHE_CONTROL, "no-store"))
                     .finish(),
             };
             // Every step renews the binding cookie, as every save renews the stored login.
@@ -130,10 +132,6 @@ async fn submit(
                     broker.pending.ttl().as_secs() as i64,
                 ));
             }
-            response.headers_mut().insert(
-                header::CACHE_CONTROL,
-                header::HeaderValue::from_static("no-store"),
-            );
             Ok(response)
         }
         Ok(next) => {

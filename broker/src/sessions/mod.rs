@@ -60,3 +60,46 @@ pub trait SessionStore: Send + Sync {
     /// Liveness of the backend (readiness probe).
     async fn ping(&self) -> anyhow::Result<()>;
 }
+
+/// What every session store must do, checked on each (`memory.rs`, `redis.rs`).
+#[cfg(test)]
+pub(crate) mod contract {
+    use std::time::Duration;
+
+    use super::SessionStore;
+
+    pub async fn replace_if_and_delete_deletes_only_when_it_replaces(store: &dyn SessionStore) {
+        let ttl = Duration::from_secs(60);
+        store.put("v", b"a", ttl).await.unwrap();
+        store.put("d", b"1", ttl).await.unwrap();
+        assert!(!store
+            .replace_if_and_delete("v", b"x", b"b", ttl, &["d"])
+            .await
+            .unwrap());
+        assert!(
+            store.get("d").await.unwrap().is_some(),
+            "kept when not replaced"
+        );
+        assert!(store
+            .replace_if_and_delete("v", b"a", b"b", ttl, &["d"])
+            .await
+            .unwrap());
+        assert!(store.get("d").await.unwrap().is_none());
+        assert_eq!(store.get("v").await.unwrap().as_deref(), Some(&b"b"[..]));
+    }
+
+    pub async fn get_counted_counts_only_when_the_value_exists(store: &dyn SessionStore) {
+        let ttl = Duration::from_secs(60);
+        assert_eq!(store.get_counted("v", "n", ttl).await.unwrap(), None);
+        assert!(store.get("n").await.unwrap().is_none(), "nothing counted");
+        store.put("v", b"code", ttl).await.unwrap();
+        assert_eq!(
+            store.get_counted("v", "n", ttl).await.unwrap(),
+            Some((b"code".to_vec(), 1))
+        );
+        assert_eq!(
+            store.get_counted("v", "n", ttl).await.unwrap(),
+            Some((b"code".to_vec(), 2))
+        );
+    }
+}

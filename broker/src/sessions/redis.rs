@@ -345,23 +345,8 @@ mod tests {
         let Some(store) = test_store().await else {
             return;
         };
-        let ttl = Duration::from_secs(60);
-        store.put("v", b"a", ttl).await.unwrap();
-        store.put("d", b"1", ttl).await.unwrap();
-        assert!(!store
-            .replace_if_and_delete("v", b"x", b"b", ttl, &["d"])
-            .await
-            .unwrap());
-        assert!(
-            store.get("d").await.unwrap().is_some(),
-            "kept when not replaced"
-        );
-        assert!(store
-            .replace_if_and_delete("v", b"a", b"b", ttl, &["d"])
-            .await
-            .unwrap());
-        assert!(store.get("d").await.unwrap().is_none());
-        assert_eq!(store.get("v").await.unwrap().as_deref(), Some(&b"b"[..]));
+        crate::sessions::contract::replace_if_and_delete_deletes_only_when_it_replaces(&store)
+            .await;
     }
 
     #[tokio::test]
@@ -369,18 +354,7 @@ mod tests {
         let Some(store) = test_store().await else {
             return;
         };
-        let ttl = Duration::from_secs(60);
-        assert_eq!(store.get_counted("v", "n", ttl).await.unwrap(), None);
-        assert!(store.get("n").await.unwrap().is_none(), "nothing counted");
-        store.put("v", b"code", ttl).await.unwrap();
-        assert_eq!(
-            store.get_counted("v", "n", ttl).await.unwrap(),
-            Some((b"code".to_vec(), 1))
-        );
-        assert_eq!(
-            store.get_counted("v", "n", ttl).await.unwrap(),
-            Some((b"code".to_vec(), 2))
-        );
+        crate::sessions::contract::get_counted_counts_only_when_the_value_exists(&store).await;
         let mut conn = store.conn.clone();
         let left: i64 = conn.pttl(store.key("n")).await.unwrap();
         assert!(
