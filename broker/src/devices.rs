@@ -70,6 +70,21 @@ pub trait SlotStore: Send + Sync {
         device: &Device,
         now: i64,
     ) -> anyhow::Result<Vec<String>>;
+    /// Evicts `previous` in one statement where the backend can (PostgreSQL): what
+    /// [`SlotStore::revoke_device`] and [`SessionEnds::end`] for each of its sessions do, with
+    /// the same events, after [`SlotStore::lock_slot`] in `tx`. `keep_sid` (the new login's own
+    /// session) stays open. The evicted sessions' `sid`s; `None` where the backend has no such
+    /// statement (SQLite), and the caller goes statement by statement.
+    async fn evict_at_once(
+        &self,
+        _tx: &mut Transaction,
+        _account_id: &str,
+        _previous: &SlotHolder,
+        _keep_sid: Option<&str>,
+        _now: i64,
+    ) -> anyhow::Result<Option<Vec<String>>> {
+        Ok(None)
+    }
     async fn holder(&self, account_id: &str) -> anyhow::Result<Option<SlotHolder>>;
 }
 
@@ -128,7 +143,18 @@ impl MobileSlots {
         let mut tx = self.transactions.begin().await?;
         let previous = self.slots.lock_slot(&mut tx, account_id).await?;
         let mut evicted = BTreeSet::new();
-        if let Some(previous) = previous.filter(|p| p.device != *device) {
+        let previous = previous.filter(|p| p.device != *device);
+        let at_once = match &previous {
+            Some(previous) => {
+                self.slots
+                    .evict_at_once(&mut tx, account_id, previous, grant.sid.as_deref(), now)
+                    .await?
+            }
+            None => None,
+        };
+        if let Some(sids) = at_once {
+            evicted.extend(sids);
+        } else if let Some(previous) = previous {
             let sids = self
                 .slots
                 .revoke_device(&mut tx, account_id, &previous.device, now)

@@ -39,7 +39,7 @@ impl EndReason {
     }
 
     /// The grants' `revoked_reason` (kept as it was before events existed).
-    fn revocation(self) -> &'static str {
+    pub(crate) fn revocation(self) -> &'static str {
         match self {
             EndReason::LoggedOut => "logged out",
             EndReason::Administrator => "session ended by an administrator",

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::accounts::UpstreamIdentity;
 use crate::crypto::{random_token, sha256_b64url, MasterKey, TOKEN_LEN};
 use crate::oidc::authorize::AuthorizeRequest;
-use crate::sessions::SessionStore;
+use crate::sessions::{SessionStore, Swap};
 
 /// Prefix of the binding cookies' names; the rest of the name comes from the login's `state`.
 pub const COOKIE_PREFIX: &str = "broker_login_";
@@ -92,6 +92,30 @@ pub struct SuspendedLogin {
 /// after the right one) never overwrites a newer step, nor brings back an ended interaction.
 pub struct Version(Vec<u8>);
 
+/// A suspended login's next version, sealed, to be written over the version it was read as.
+pub struct PreparedSave {
+    key: String,
+    sealed: Vec<u8>,
+    ttl: Duration,
+}
+
+impl PreparedSave {
+    /// The compare-and-set that writes it, if the login is still as `read`.
+    pub fn swap<'a>(&'a self, read: &'a Version) -> Swap<'a> {
+        Swap {
+            key: &self.key,
+            expected: &read.0,
+            value: &self.sealed,
+            ttl: self.ttl,
+        }
+    }
+
+    /// The version the login has once the swap is made.
+    pub fn into_version(self) -> Version {
+        Version(self.sealed)
+    }
+}
+
 /// Where a suspended login waits: its interaction id (in the page's URL) and the secret of the
 /// browser cookie that binds it.
 pub struct Suspended {
@@ -160,20 +184,27 @@ impl PendingLogins {
         login: &SuspendedLogin,
         read: &Version,
     ) -> anyhow::Result<Option<Version>> {
-        let sealed = self
-            .master
-            .seal(SEAL_PURPOSE, &serde_json::to_vec(login)?)
-            .into_bytes();
-        let saved = self
-            .store
-            .replace_if(
-                &Self::interaction_key(interaction_id, browser_secret),
-                &read.0,
-                &sealed,
-                self.ttl,
-            )
-            .await?;
-        Ok(saved.then_some(Version(sealed)))
+        let save = self.prepare_save(interaction_id, browser_secret, login)?;
+        let saved = self.store.replace_all_if(&[save.swap(read)], &[]).await?;
+        Ok(saved.then(|| save.into_version()))
+    }
+
+    /// A save for another component's atomic step to make (the one-time code's use,
+    /// [`crate::otp::Otp::verify_with`]): the same compare-and-set as [`PendingLogins::save`].
+    pub fn prepare_save(
+        &self,
+        interaction_id: &str,
+        browser_secret: &str,
+        login: &SuspendedLogin,
+    ) -> anyhow::Result<PreparedSave> {
+        Ok(PreparedSave {
+            key: Self::interaction_key(interaction_id, browser_secret),
+            sealed: self
+                .master
+                .seal(SEAL_PURPOSE, &serde_json::to_vec(login)?)
+                .into_bytes(),
+            ttl: self.ttl,
+        })
     }
 
     /// The login is over (its code issued): the interaction cannot be used again.

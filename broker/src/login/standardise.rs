@@ -23,7 +23,7 @@ use crate::federation::pending::{
     cookie_name, PendingLogin, SuspendedLogin, UnknownLogin, Version,
 };
 use crate::oidc::error::OAuthError;
-use crate::otp::{OtpFailure, OtpRefused};
+use crate::otp::{OtpFailure, OtpRefused, Verified};
 
 /// The longest a login may take from `/authorize` to its last step (a slow SMS, a resend, the
 /// failure page read twice): past it the person starts again from the app, so that an old
@@ -338,18 +338,25 @@ impl<'a> LoginFlow<'a> {
                     self.pending.save(id, secret, &login, &version).await?;
                     return Ok(Ok(again));
                 };
-                match self.otp.verify(id, &proven, code.trim(), now).await {
-                    Ok(()) => {
-                        login.steps.stage = Stage::PhoneProven {
-                            phone: proven.e164().to_string(),
-                        };
-                        // Saved before the account is written: a failure from here on is
-                        // retried without a new code. A request that saved meanwhile (a
-                        // resend) wins, and this one shows where the login now stands.
-                        let Some(version) = self.pending.save(id, secret, &login, &version).await?
-                        else {
-                            return Ok(Ok(again));
-                        };
+                // The login moves to PhoneProven in the same atomic step as the code's use,
+                // before the account is written: a failure from here on is retried without a
+                // new code, and no crash leaves the code used with the login not told.
+                let mut proving = login.clone();
+                proving.steps.stage = Stage::PhoneProven {
+                    phone: proven.e164().to_string(),
+                };
+                let save = self.pending.prepare_save(id, secret, &proving)?;
+                let verified = self
+                    .otp
+                    .verify_with(id, &proven, code.trim(), now, Some(save.swap(&version)))
+                    .await;
+                match verified {
+                    // A request that saved meanwhile (a resend) wins, and this one shows where
+                    // the login now stands; the code was not used.
+                    Ok(Verified::Superseded) => return Ok(Ok(again)),
+                    Ok(Verified::Used) => {
+                        let version = save.into_version();
+                        let login = proving;
                         return self
                             .with_proven_phone(
                                 login,

@@ -10,6 +10,7 @@
 //! verifies ID tokens. `sid` is always sent, which satisfies `backchannel_logout_session_required`.
 //! 200 and 204 are success (§2.8); anything else is retried.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -74,45 +75,79 @@ impl Route for BackchannelLogout {
     }
 
     async fn plan(&self, event: &StoredEvent) -> anyhow::Result<Vec<Planned>> {
-        if event.event_type != types::SESSION_ENDED {
-            return Ok(Vec::new());
-        }
-        let Some(sid) = event.payload.get("sid").and_then(|s| s.as_str()) else {
-            tracing::warn!(
-                event = event.id,
-                "session:ended event without sid; nothing to send"
-            );
-            return Ok(Vec::new());
-        };
-        let mut targets: Vec<String> = self
-            .grants
-            .grants_of_session(sid)
+        Ok(self
+            .plan_many(std::slice::from_ref(event))
             .await?
-            .into_iter()
-            .filter(|g| g.account_id.as_deref() == Some(event.subject.as_str()))
-            .map(|g| g.client_id)
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// One read of the grants for every ended session of the batch, and one of each client
+    /// they name.
+    async fn plan_many(&self, events: &[StoredEvent]) -> anyhow::Result<Vec<Vec<Planned>>> {
+        let sids: Vec<Option<&str>> = events
+            .iter()
+            .map(|event| {
+                if event.event_type != types::SESSION_ENDED {
+                    return None;
+                }
+                let sid = event.payload.get("sid").and_then(|s| s.as_str());
+                if sid.is_none() {
+                    tracing::warn!(
+                        event = event.id,
+                        "session:ended event without sid; nothing to send"
+                    );
+                }
+                sid
+            })
             .collect();
-        targets.sort_unstable();
-        targets.dedup();
-        let mut planned = Vec::new();
-        for client_id in targets {
-            let registered = self
-                .clients
-                .store()
-                .find(&client_id)
-                .await?
-                .is_some_and(|c| c.metadata.backchannel_logout_uri.is_some());
-            if registered {
+        let wanted: Vec<&str> = sids.iter().flatten().copied().collect();
+        if wanted.is_empty() {
+            return Ok(vec![Vec::new(); events.len()]);
+        }
+        let parts = self.grants.clients_of_sessions(&wanted).await?;
+        // Whether each client named registered a back-channel logout URI, read once.
+        let mut registered: HashMap<&str, bool> = HashMap::new();
+        for (_, _, client_id) in &parts {
+            if !registered.contains_key(client_id.as_str()) {
+                let has_uri = self
+                    .clients
+                    .store()
+                    .find(client_id)
+                    .await?
+                    .is_some_and(|c| c.metadata.backchannel_logout_uri.is_some());
+                registered.insert(client_id, has_uri);
+            }
+        }
+        let mut planned = Vec::with_capacity(events.len());
+        for (event, sid) in events.iter().zip(sids) {
+            let Some(sid) = sid else {
+                planned.push(Vec::new());
+                continue;
+            };
+            // The clients that had a grant of this person in this session, each once.
+            let targets: BTreeSet<&str> = parts
+                .iter()
+                .filter(|(s, account, client)| {
+                    s == sid
+                        && account.as_deref() == Some(event.subject.as_str())
+                        && registered.get(client.as_str()) == Some(&true)
+                })
+                .map(|(_, _, client)| client.as_str())
+                .collect();
+            let mut deliveries = Vec::with_capacity(targets.len());
+            for client_id in targets {
                 let payload = Payload {
                     sid: sid.to_string(),
                     account_id: event.subject.clone(),
                 };
-                planned.push(Planned {
-                    target: client_id,
+                deliveries.push(Planned {
+                    target: client_id.to_string(),
                     payload: serde_json::to_value(payload)?,
                     ordering: None,
                 });
             }
+            planned.push(deliveries);
         }
         Ok(planned)
     }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::abuse::ClientKey;
 use crate::accounts::phone::Phone;
 use crate::crypto::{b64url, b64url_decode, random_bytes, sha256_b64url, MasterKey};
-use crate::sessions::SessionStore;
+use crate::sessions::{SessionStore, Swap};
 use gateway::SmsGateway;
 use settings::OtpSettings;
 
@@ -55,6 +55,15 @@ pub enum OtpRefused {
     Exhausted,
     #[error("SMS one-time codes are unavailable")]
     Unavailable(#[source] anyhow::Error),
+}
+
+/// What a right code did ([`Otp::verify_with`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verified {
+    /// Used, and the caller's write made with it.
+    Used,
+    /// Right, but the caller's write found its key changed: nothing was used or written.
+    Superseded,
 }
 
 /// Why a code was not accepted.
@@ -196,7 +205,6 @@ impl Otp {
     /// Checks `code` for `challenge` and `to`. Every guess, right or wrong, counts one attempt
     /// before it is compared, so parallel guesses cannot exceed the attempts; the right code
     /// consumes the challenge.
-    #[tracing::instrument(level = "debug", skip_all, fields(to = %to.masked()))]
     pub async fn verify(
         &self,
         challenge: &str,
@@ -204,6 +212,26 @@ impl Otp {
         code: &str,
         now: i64,
     ) -> Result<(), OtpFailure> {
+        match self.verify_with(challenge, to, code, now, None).await? {
+            Verified::Used => Ok(()),
+            // Only a verify with a write of its own can lose that write.
+            Verified::Superseded => Err(OtpFailure::Expired),
+        }
+    }
+
+    /// [`Otp::verify`], and when the code is right, `also` (the caller's compare-and-set, say
+    /// the login it proves moving on) in the same atomic step as the code's use: both happen or
+    /// neither. `Superseded`: the code was right but `also`'s key had changed meanwhile, so
+    /// nothing was used.
+    #[tracing::instrument(level = "debug", skip_all, fields(to = %to.masked()))]
+    pub async fn verify_with(
+        &self,
+        challenge: &str,
+        to: &Phone,
+        code: &str,
+        now: i64,
+        also: Option<Swap<'_>>,
+    ) -> Result<Verified, OtpFailure> {
         let keys = Keys::of(challenge);
         // The attempt is counted in the read that fetches the code.
         let Some((read, attempt)) = self
@@ -253,24 +281,39 @@ impl Otp {
         let used = serde_json::to_vec(&Stored::Used { sent_at })
             .map_err(|e| OtpFailure::Unavailable(e.into()))?;
         let left = Duration::from_secs((expires_at - now).max(1) as u64);
+        let mark_used = Swap {
+            key: &keys.record,
+            expected: &read,
+            value: &used,
+            ttl: left,
+        };
+        let swaps: &[Swap<'_>] = match &also {
+            Some(also) => &[mark_used, *also],
+            None => &[mark_used],
+        };
         let consumed = self
             .store
-            .replace_if_and_delete(&keys.record, &read, &used, left, &[&keys.attempts])
+            .replace_all_if(swaps, &[&keys.attempts])
             .await
             .map_err(OtpFailure::Unavailable)?;
         if !consumed {
-            // Another request used the code, or killed the challenge, since the read.
-            return match self
-                .load(&keys.record)
+            // Another request used the code, or killed the challenge, since the read; or the
+            // code is as it was and `also` lost its race.
+            let now_stored = self
+                .store
+                .get(&keys.record)
                 .await
-                .map_err(OtpFailure::Unavailable)?
-            {
-                Some(Stored::Dead) => Err(OtpFailure::Exhausted),
+                .map_err(OtpFailure::Unavailable)?;
+            if also.is_some() && now_stored.as_deref() == Some(&read[..]) {
+                return Ok(Verified::Superseded);
+            }
+            return match now_stored.as_deref().map(serde_json::from_slice) {
+                Some(Ok(Stored::Dead)) => Err(OtpFailure::Exhausted),
                 _ => Err(OtpFailure::Expired),
             };
         }
         tracing::info!(to = %to.masked(), "SMS one-time code verified");
-        Ok(())
+        Ok(Verified::Used)
     }
 
     /// Vietnamese mobile numbers always; other countries' numbers when allowed; Vietnamese
@@ -289,13 +332,6 @@ impl Otp {
         self.save(&keys.record, &Stored::Dead, CHALLENGE_LIFE)
             .await
             .map_err(OtpFailure::Unavailable)
-    }
-
-    async fn load(&self, key: &str) -> anyhow::Result<Option<Stored>> {
-        match self.store.get(key).await? {
-            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
-            None => Ok(None),
-        }
     }
 
     async fn save(&self, key: &str, value: &Stored, ttl: Duration) -> anyhow::Result<()> {

@@ -186,6 +186,59 @@ async fn the_right_code_verifies_once() {
     ));
 }
 
+/// The caller's write rides on the code's use: a write whose key changed meanwhile leaves the
+/// code unused (the login that moved on may still use it), and the right code with a write that
+/// holds makes both at once.
+#[tokio::test]
+async fn a_right_code_and_the_callers_write_happen_together_or_not_at_all() {
+    let (otp, gateway, store) = otp_with(no_caps());
+    let to = phone("0905123456");
+    send(&otp, "ch", &to, T).await.unwrap();
+    let code = gateway.code_to(&to);
+    let ttl = Duration::from_secs(60);
+    store.put("login", b"moved on", ttl).await.unwrap();
+    let stale = Swap {
+        key: "login",
+        expected: b"as read",
+        value: b"proven",
+        ttl,
+    };
+    assert_eq!(
+        otp.verify_with("ch", &to, &code, T + 10, Some(stale))
+            .await
+            .unwrap(),
+        Verified::Superseded
+    );
+    assert_eq!(
+        store.get("login").await.unwrap().as_deref(),
+        Some(&b"moved on"[..])
+    );
+    let fresh = Swap {
+        expected: b"moved on",
+        ..stale
+    };
+    assert_eq!(
+        otp.verify_with("ch", &to, &code, T + 11, Some(fresh))
+            .await
+            .unwrap(),
+        Verified::Used
+    );
+    assert_eq!(
+        store.get("login").await.unwrap().as_deref(),
+        Some(&b"proven"[..])
+    );
+    // Used: the same code again is refused, and the write is not made again.
+    store.put("login", b"moved on", ttl).await.unwrap();
+    assert!(matches!(
+        otp.verify_with("ch", &to, &code, T + 12, Some(fresh)).await,
+        Err(OtpFailure::Expired)
+    ));
+    assert_eq!(
+        store.get("login").await.unwrap().as_deref(),
+        Some(&b"moved on"[..])
+    );
+}
+
 #[tokio::test]
 async fn a_code_typed_with_spaces_verifies() {
     let (otp, gateway, _) = otp_with(no_caps());

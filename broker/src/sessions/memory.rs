@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use async_trait::async_trait;
 
-use super::SessionStore;
+use super::{SessionStore, Swap};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -101,31 +101,21 @@ impl SessionStore for MemoryStore {
         })
     }
 
-    async fn replace_if(
+    async fn replace_all_if(
         &self,
-        key: &str,
-        expected: &[u8],
-        value: &[u8],
-        ttl: Duration,
-    ) -> anyhow::Result<bool> {
-        self.replace_if_and_delete(key, expected, value, ttl, &[])
-            .await
-    }
-
-    async fn replace_if_and_delete(
-        &self,
-        key: &str,
-        expected: &[u8],
-        value: &[u8],
-        ttl: Duration,
+        swaps: &[Swap<'_>],
         also_delete: &[&str],
     ) -> anyhow::Result<bool> {
         self.with(|map, now| {
-            match map.get_mut(key) {
-                Some(entry) if entry.0 > now && entry.1 == expected => {
-                    *entry = (now + ttl, value.to_vec())
-                }
-                _ => return false,
+            let holds = |swap: &Swap<'_>| {
+                map.get(swap.key)
+                    .is_some_and(|(expires, value)| *expires > now && value == swap.expected)
+            };
+            if !swaps.iter().all(holds) {
+                return false;
+            }
+            for swap in swaps {
+                map.insert(swap.key.to_string(), (now + swap.ttl, swap.value.to_vec()));
             }
             for other in also_delete {
                 map.remove(*other);
@@ -195,11 +185,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn replace_if_and_delete_deletes_only_when_it_replaces() {
-        crate::sessions::contract::replace_if_and_delete_deletes_only_when_it_replaces(
-            &MemoryStore::new(),
-        )
-        .await;
+    async fn replace_all_if_changes_all_or_nothing() {
+        crate::sessions::contract::replace_all_if_changes_all_or_nothing(&MemoryStore::new()).await;
     }
 
     #[tokio::test]

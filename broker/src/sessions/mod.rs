@@ -13,6 +13,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+/// One compare-and-set of [`SessionStore::replace_all_if`]: `key` goes from `expected` to
+/// `value`, which lives `ttl`.
+#[derive(Clone, Copy, Debug)]
+pub struct Swap<'a> {
+    pub key: &'a str,
+    pub expected: &'a [u8],
+    pub value: &'a [u8],
+    pub ttl: Duration,
+}
+
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()>;
@@ -32,15 +42,23 @@ pub trait SessionStore: Send + Sync {
         expected: &[u8],
         value: &[u8],
         ttl: Duration,
-    ) -> anyhow::Result<bool>;
-    /// [`SessionStore::replace_if`], deleting the keys of `also_delete` in the same atomic step
-    /// when it replaces (a code marked used and its attempt counter gone, in one round trip).
-    async fn replace_if_and_delete(
+    ) -> anyhow::Result<bool> {
+        let swap = Swap {
+            key,
+            expected,
+            value,
+            ttl,
+        };
+        self.replace_all_if(&[swap], &[]).await
+    }
+    /// [`SessionStore::replace_if`] over several keys at once: when every key of `swaps` still
+    /// holds exactly its `expected` value, all are replaced (each with its own TTL) and the keys
+    /// of `also_delete` deleted, in one atomic step; otherwise nothing changes. True when done.
+    /// (A code marked used, its attempt counter gone and the login it proves moved on, in one
+    /// round trip: no crash leaves the code used and the login not told.)
+    async fn replace_all_if(
         &self,
-        key: &str,
-        expected: &[u8],
-        value: &[u8],
-        ttl: Duration,
+        swaps: &[Swap<'_>],
         also_delete: &[&str],
     ) -> anyhow::Result<bool>;
     async fn delete(&self, key: &str) -> anyhow::Result<()>;
@@ -68,24 +86,39 @@ pub(crate) mod contract {
 
     use super::SessionStore;
 
-    pub async fn replace_if_and_delete_deletes_only_when_it_replaces(store: &dyn SessionStore) {
+    pub async fn replace_all_if_changes_all_or_nothing(store: &dyn SessionStore) {
         let ttl = Duration::from_secs(60);
+        let swap = |key, expected, value| super::Swap {
+            key,
+            expected,
+            value,
+            ttl,
+        };
         store.put("v", b"a", ttl).await.unwrap();
+        store.put("w", b"p", ttl).await.unwrap();
         store.put("d", b"1", ttl).await.unwrap();
-        assert!(!store
-            .replace_if_and_delete("v", b"x", b"b", ttl, &["d"])
-            .await
-            .unwrap());
-        assert!(
-            store.get("d").await.unwrap().is_some(),
-            "kept when not replaced"
-        );
-        assert!(store
-            .replace_if_and_delete("v", b"a", b"b", ttl, &["d"])
-            .await
-            .unwrap());
+        // One key holds something else: nothing changes, not even the keys that matched.
+        for (v, w) in [(&b"x"[..], &b"p"[..]), (b"a", b"x")] {
+            let swaps = [swap("v", v, b"b"), swap("w", w, b"q")];
+            assert!(!store.replace_all_if(&swaps, &["d"]).await.unwrap());
+            assert_eq!(store.get("v").await.unwrap().as_deref(), Some(&b"a"[..]));
+            assert_eq!(store.get("w").await.unwrap().as_deref(), Some(&b"p"[..]));
+            assert!(
+                store.get("d").await.unwrap().is_some(),
+                "kept when not replaced"
+            );
+        }
+        // An absent key never matches.
+        let swaps = [swap("v", b"a", b"b"), swap("absent", b"", b"q")];
+        assert!(!store.replace_all_if(&swaps, &["d"]).await.unwrap());
+        assert!(store.get("absent").await.unwrap().is_none());
+        let swaps = [swap("v", b"a", b"b"), swap("w", b"p", b"q")];
+        assert!(store.replace_all_if(&swaps, &["d"]).await.unwrap());
         assert!(store.get("d").await.unwrap().is_none());
         assert_eq!(store.get("v").await.unwrap().as_deref(), Some(&b"b"[..]));
+        assert_eq!(store.get("w").await.unwrap().as_deref(), Some(&b"q"[..]));
+        // Done once: the same swaps again find the new values.
+        assert!(!store.replace_all_if(&swaps, &[]).await.unwrap());
     }
 
     pub async fn get_counted_counts_only_when_the_value_exists(store: &dyn SessionStore) {

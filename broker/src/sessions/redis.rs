@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
-use super::SessionStore;
+use super::{SessionStore, Swap};
 
 #[derive(Clone)]
 pub struct RedisStore {
@@ -101,18 +101,25 @@ return n
     )
 });
 
-/// Compare-and-set on KEYS[1]; when it sets, the other keys go.
-static REPLACE_IF: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+/// Compare-and-set on several keys at once: the first #ARGV / 3 keys each go from ARGV[3i-2]
+/// to ARGV[3i-1] (TTL ARGV[3i] ms) if every one of them still holds its expected value; when
+/// they do, the remaining keys go.
+static REPLACE_ALL_IF: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  for i = 2, #KEYS do
-    redis.call('DEL', KEYS[i])
+local n = #ARGV / 3
+for i = 1, n do
+  if redis.call('GET', KEYS[i]) ~= ARGV[3 * i - 2] then
+    return 0
   end
-  return 1
 end
-return 0
+for i = 1, n do
+  redis.call('SET', KEYS[i], ARGV[3 * i - 1], 'PX', ARGV[3 * i])
+end
+for i = n + 1, #KEYS do
+  redis.call('DEL', KEYS[i])
+end
+return 1
 ",
     )
 });
@@ -196,37 +203,24 @@ impl SessionStore for RedisStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn replace_if(
+    async fn replace_all_if(
         &self,
-        key: &str,
-        expected: &[u8],
-        value: &[u8],
-        ttl: Duration,
-    ) -> anyhow::Result<bool> {
-        self.replace_if_and_delete(key, expected, value, ttl, &[])
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all)]
-    async fn replace_if_and_delete(
-        &self,
-        key: &str,
-        expected: &[u8],
-        value: &[u8],
-        ttl: Duration,
+        swaps: &[Swap<'_>],
         also_delete: &[&str],
     ) -> anyhow::Result<bool> {
         let mut conn = self.connection().await;
-        let mut script = REPLACE_IF.key(self.key(key));
+        let mut script = REPLACE_ALL_IF.prepare_invoke();
+        for swap in swaps {
+            script
+                .key(self.key(swap.key))
+                .arg(swap.expected)
+                .arg(swap.value)
+                .arg(millis(swap.ttl));
+        }
         for other in also_delete {
             script.key(self.key(other));
         }
-        let replaced: i64 = script
-            .arg(expected)
-            .arg(value)
-            .arg(millis(ttl))
-            .invoke_async(&mut conn)
-            .await?;
+        let replaced: i64 = script.invoke_async(&mut conn).await?;
         Ok(replaced == 1)
     }
 
@@ -341,12 +335,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn replace_if_and_delete_deletes_only_when_it_replaces() {
+    async fn replace_all_if_changes_all_or_nothing() {
         let Some(store) = test_store().await else {
             return;
         };
-        crate::sessions::contract::replace_if_and_delete_deletes_only_when_it_replaces(&store)
-            .await;
+        crate::sessions::contract::replace_all_if_changes_all_or_nothing(&store).await;
     }
 
     #[tokio::test]

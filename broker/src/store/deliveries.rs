@@ -53,6 +53,9 @@ fn view_from_row(row: &AnyRow) -> anyhow::Result<DeliveryView> {
 const VIEW_COLUMNS: &str = "id, event_id, route, target, replay, status, attempts, created_at, \
                             next_attempt_at, last_http_status, last_error, finished_at";
 
+/// Deliveries written per INSERT: 8 parameters each, far below either backend's limit.
+const DELIVERIES_PER_INSERT: usize = 100;
+
 #[async_trait::async_trait]
 impl DeliveryStore for Db {
     #[tracing::instrument(level = "debug", skip_all)]
@@ -91,29 +94,44 @@ impl DeliveryStore for Db {
             update.execute(&self.pool()).await?;
             return Ok(());
         }
-        // Writes only, from the first statement on (see `transaction`).
+        // Writes only, from the first statement on (see `transaction`). The deliveries go in
+        // multi-row INSERTs, not a statement each.
         let mut tx = self.pool().begin().await?;
-        for (event_id, route, planned) in deliveries {
-            let (subject, seq) = match &planned.ordering {
-                Some(o) => (Some(o.subject.as_str()), Some(o.seq)),
-                None => (None, None),
-            };
-            sqlx::query(
+        for chunk in deliveries.chunks(DELIVERIES_PER_INSERT) {
+            let sql = format!(
                 "INSERT INTO deliveries (id, event_id, route, target, payload, status, attempts, \
-                 created_at, next_attempt_at, subject, seq, replay) \
-                 VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $7, $8, 0) \
+                 created_at, next_attempt_at, subject, seq, replay) VALUES {} \
                  ON CONFLICT (event_id, route, target, replay) DO NOTHING",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(event_id)
-            .bind(*route)
-            .bind(&planned.target)
-            .bind(planned.payload.to_string())
-            .bind(now)
-            .bind(subject)
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
+                (0..chunk.len())
+                    .map(|row| {
+                        // id, event_id, route, target, payload, now (created and first due),
+                        // subject, seq: eight parameters a row.
+                        let p: Vec<String> = (1..=8).map(|k| format!("${}", row * 8 + k)).collect();
+                        format!(
+                            "({}, {}, {}, {}, {}, 'pending', 0, {}, {}, {}, {}, 0)",
+                            p[0], p[1], p[2], p[3], p[4], p[5], p[5], p[6], p[7]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut insert = sqlx::query(&sql);
+            for (event_id, route, planned) in chunk {
+                let (subject, seq) = match &planned.ordering {
+                    Some(o) => (Some(o.subject.as_str()), Some(o.seq)),
+                    None => (None, None),
+                };
+                insert = insert
+                    .bind(uuid::Uuid::now_v7().to_string())
+                    .bind(*event_id)
+                    .bind(*route)
+                    .bind(planned.target.as_str())
+                    .bind(planned.payload.to_string())
+                    .bind(now)
+                    .bind(subject)
+                    .bind(seq);
+            }
+            insert.execute(&mut *tx).await?;
         }
         update.execute(&mut *tx).await?;
         tx.commit().await?;

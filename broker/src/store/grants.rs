@@ -284,6 +284,32 @@ impl GrantStore for Db {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
+    async fn clients_of_sessions(
+        &self,
+        sids: &[&str],
+    ) -> anyhow::Result<Vec<(String, Option<String>, String)>> {
+        let mut found = Vec::new();
+        for chunk in sids.chunks(500) {
+            let sql = format!(
+                "SELECT DISTINCT sid, account_id, client_id FROM grants WHERE sid IN ({})",
+                super::placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for sid in chunk {
+                query = query.bind(*sid);
+            }
+            for row in query.fetch_all(&self.pool()).await? {
+                found.push((
+                    row.try_get("sid")?,
+                    opt_text(&row, "account_id")?,
+                    row.try_get("client_id")?,
+                ));
+            }
+        }
+        Ok(found)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn live_grants_of_client(&self, client_id: &str) -> anyhow::Result<Vec<GrantRecord>> {
         let sql = format!(
             "SELECT {GRANT_COLUMNS} FROM grants WHERE client_id = $1 AND revoked_at IS NULL"

@@ -5,6 +5,8 @@ use sqlx::Row;
 
 use super::{opt_text, Db};
 use crate::devices::{Device, SlotHolder, SlotStore};
+use crate::events::types;
+use crate::session_end::EndReason;
 use crate::sessions::records::{SessionRecord, SessionRecords};
 use crate::transaction::Transaction;
 
@@ -113,6 +115,56 @@ impl SessionRecords for Db {
     }
 }
 
+/// A device's eviction in one statement (after the slot's lock, which must stay a statement of
+/// its own: every part of this one reads the snapshot taken when it starts, so a part in the
+/// lock's statement would miss the grant of the transaction it waited for). The same as
+/// `revoke_device` followed by `SessionEnds::end` for each evicted session: the device's live
+/// grants revoked; its open sessions, the sessions of those grants and the slot's own session
+/// (`$5`), all but the new login's (`$6`), ended with their grants revoked; a `session:ended`
+/// event for each session ended now (or, for a session from before the session table, each
+/// whose grants were revoked now), numbered in the subject's sequence in `sid` order. Returns
+/// the evicted `sid`s and the revoked grant ids, space-separated (both are base64url), and the
+/// number of events.
+const EVICT_POSTGRES: &str = "\
+WITH dev AS (
+  UPDATE grants SET revoked_at = $1, revoked_reason = $7
+  WHERE account_id = $2 AND device_group = $3 AND device_id = $4 AND revoked_at IS NULL
+  RETURNING id, sid),
+targets AS (
+  SELECT sid FROM dev WHERE sid IS NOT NULL
+  UNION SELECT sid FROM sessions
+    WHERE account_id = $2 AND device_group = $3 AND device_id = $4 AND ended_at IS NULL
+  UNION SELECT CAST($5 AS TEXT) WHERE CAST($5 AS TEXT) IS NOT NULL),
+evicted AS (SELECT sid FROM targets WHERE sid IS DISTINCT FROM CAST($6 AS TEXT)),
+ended AS (
+  UPDATE sessions SET ended_at = $1, end_reason = $8
+  WHERE sid IN (SELECT sid FROM evicted) AND ended_at IS NULL
+  RETURNING sid),
+rest AS (
+  UPDATE grants SET revoked_at = $1, revoked_reason = $7
+  WHERE sid IN (SELECT sid FROM evicted) AND revoked_at IS NULL
+    AND id NOT IN (SELECT id FROM dev)
+  RETURNING id, sid),
+told AS (
+  SELECT sid, row_number() OVER (ORDER BY sid COLLATE \"C\") AS n FROM (
+    SELECT sid FROM ended
+    UNION SELECT sid FROM rest WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.sid = rest.sid)
+  ) t),
+numbered AS (
+  INSERT INTO event_subjects (subject, seq) SELECT $2, count(*) FROM told HAVING count(*) > 0
+  ON CONFLICT (subject) DO UPDATE SET seq = event_subjects.seq + excluded.seq
+  RETURNING seq),
+events AS (
+  INSERT INTO outbox (subject, seq, event_type, payload, created_at)
+  SELECT $2, numbered.seq - (SELECT count(*) FROM told) + told.n, $9,
+         json_build_object('reason', CAST($8 AS TEXT), 'sid', told.sid)::text, $1
+  FROM told, numbered
+  RETURNING seq)
+SELECT (SELECT string_agg(sid, ' ') FROM evicted) AS evicted,
+       (SELECT string_agg(id, ' ') FROM (SELECT id FROM dev UNION ALL SELECT id FROM rest) r)
+         AS revoked,
+       (SELECT count(*) FROM events) AS events";
+
 fn holder_from_row(row: &AnyRow) -> anyhow::Result<Option<SlotHolder>> {
     let id: String = row.try_get("device_id")?;
     if id.is_empty() {
@@ -214,6 +266,43 @@ impl SlotStore for Db {
         }
         self.grants_revoked_in(tx, ids, now);
         Ok(sids)
+    }
+
+    async fn evict_at_once(
+        &self,
+        tx: &mut Transaction,
+        account_id: &str,
+        previous: &SlotHolder,
+        keep_sid: Option<&str>,
+        now: i64,
+    ) -> anyhow::Result<Option<Vec<String>>> {
+        if self.backend != super::Backend::Postgres {
+            return Ok(None);
+        }
+        let reason = EndReason::DeviceEvicted;
+        let row = sqlx::query(EVICT_POSTGRES)
+            .bind(now)
+            .bind(account_id)
+            .bind(&previous.device.group)
+            .bind(&previous.device.id)
+            .bind(&previous.sid)
+            .bind(keep_sid)
+            .bind(reason.revocation())
+            .bind(reason.as_str())
+            .bind(types::SESSION_ENDED)
+            .fetch_one(tx.connection())
+            .await?;
+        let words = |column: &str| -> anyhow::Result<Vec<String>> {
+            Ok(opt_text(&row, column)?
+                .map(|list| list.split(' ').map(str::to_string).collect())
+                .unwrap_or_default())
+        };
+        let (evicted, revoked) = (words("evicted")?, words("revoked")?);
+        self.grants_revoked_in(tx, revoked, now);
+        if row.try_get::<i64, _>("events")? > 0 {
+            tx.notify_on_commit(self.outbox_signal());
+        }
+        Ok(Some(evicted))
     }
 
     async fn holder(&self, account_id: &str) -> anyhow::Result<Option<SlotHolder>> {

@@ -157,6 +157,12 @@ pub trait GrantStore: Send + Sync {
     ) -> anyhow::Result<u64>;
     /// Every grant issued under a session, revoked or not: who had a part in it.
     async fn grants_of_session(&self, sid: &str) -> anyhow::Result<Vec<GrantRecord>>;
+    /// Who had a part in each of these sessions, in one read: `(sid, account_id, client_id)`
+    /// of their grants, revoked or not, each once.
+    async fn clients_of_sessions(
+        &self,
+        sids: &[&str],
+    ) -> anyhow::Result<Vec<(String, Option<String>, String)>>;
     /// The live (not revoked) grants of a client.
     async fn live_grants_of_client(&self, client_id: &str) -> anyhow::Result<Vec<GrantRecord>>;
     /// Revokes every live grant of a client (the client is being deleted). Returns how many.
