@@ -85,6 +85,19 @@ pub trait SlotStore: Send + Sync {
     ) -> anyhow::Result<Option<Vec<String>>> {
         Ok(None)
     }
+    /// The common case in one statement where the backend can (PostgreSQL): when `grant`'s
+    /// device already holds the account's slot, creates the grant and notes the new login in
+    /// the slot, without a transaction; `None` when it does not hold it (or the backend has no
+    /// such statement), and the caller takes the slot the long way. The slot's row is locked
+    /// for the check, and a transaction that is changing the slot is waited for and its outcome
+    /// read, so this never creates a grant for a device that has just lost the slot.
+    async fn take_if_held(
+        &self,
+        _grant: &GrantRecord,
+        _now: i64,
+    ) -> anyhow::Result<Option<GrantCreated>> {
+        Ok(None)
+    }
     async fn holder(&self, account_id: &str) -> anyhow::Result<Option<SlotHolder>>;
 }
 
@@ -140,6 +153,15 @@ impl MobileSlots {
         let (Some(account_id), Some(device)) = (&grant.account_id, &grant.device) else {
             anyhow::bail!("a mobile grant without an account or a device");
         };
+        // The same device logging in again: nothing to evict.
+        if let Some(created) = self.slots.take_if_held(grant, now).await? {
+            return Ok(match created {
+                GrantCreated::Created => Taken::Yes {
+                    evicted: Vec::new(),
+                },
+                other => Taken::No(other),
+            });
+        }
         let mut tx = self.transactions.begin().await?;
         let previous = self.slots.lock_slot(&mut tx, account_id).await?;
         let mut evicted = BTreeSet::new();

@@ -153,17 +153,22 @@ impl Dispatcher {
     async fn delivery_loop(self: &Arc<Self>, fanned: &Notify) {
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut send_finished = false;
+        // Whether the last claim filled every free slot, so that more may be due.
+        let mut backlog = false;
         loop {
             let free = self.plan.concurrency.saturating_sub(in_flight.len());
-            // A claim is one query over the pending deliveries however many it takes: when
-            // only a finished send woke the loop, wait until half the slots are free, so that
-            // one query fills many (a drained backlog otherwise costs a claim per delivery).
-            // New events and the poll claim at once, so a slow subscriber holding slots
-            // delays nobody else.
-            let worth = !send_finished || in_flight.is_empty() || free * 2 >= self.plan.concurrency;
+            // A claim is one query over the pending deliveries however many it takes. When
+            // only a finished send woke the loop, claim only if the last claim left some due
+            // deliveries behind (it filled every slot), and then once half the slots are
+            // free, so that one query fills many (a drained backlog otherwise costs a claim
+            // per delivery, and no backlog a useless claim per send). New events and the poll
+            // claim at once, so a slow subscriber holding slots delays nobody else.
+            let worth = !send_finished
+                || (backlog && (in_flight.is_empty() || free * 2 >= self.plan.concurrency));
             if free > 0 && worth {
                 match self.claim(free as i64).await {
                     Ok(claimed) => {
+                        backlog = claimed.len() >= free;
                         for delivery in claimed {
                             let me = self.clone();
                             in_flight.spawn(async move { me.deliver(delivery).await });

@@ -42,6 +42,15 @@ fn insert_grant<'q>(
         super::Backend::Postgres => INSERT_GRANT_POSTGRES,
         super::Backend::Sqlite => INSERT_GRANT_SQLITE,
     };
+    grant_query(sql, g, amr)
+}
+
+/// `sql` with the grant's columns bound as $1 to $15, in `INSERT_GRANT_POSTGRES`'s order.
+pub(super) fn grant_query<'q>(
+    sql: &'q str,
+    g: &'q GrantRecord,
+    amr: String,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     sqlx::query(sql)
         .bind(&g.id)
         .bind(&g.client_id)

@@ -8,6 +8,7 @@ use crate::devices::{Device, SlotHolder, SlotStore};
 use crate::events::types;
 use crate::session_end::EndReason;
 use crate::sessions::records::{SessionRecord, SessionRecords};
+use crate::tokens::refresh_families::{GrantCreated, GrantRecord};
 use crate::transaction::Transaction;
 
 const SESSION_COLUMNS: &str = "sid, account_id, client_id, device_class, device_group, device_id, \
@@ -165,6 +166,31 @@ SELECT (SELECT string_agg(sid, ' ') FROM evicted) AS evicted,
          AS revoked,
        (SELECT count(*) FROM events) AS events";
 
+/// `take_if_held` on PostgreSQL: the grant's columns as `INSERT_GRANT_POSTGRES` binds them
+/// ($1 to $15: $3 the account, $4 the session, $13 and $14 the device), and $16 the time. The
+/// slot's row is selected `FOR UPDATE` only if the grant's device holds it: a transaction
+/// changing the row is waited for, and the row's new version checked again (READ COMMITTED), so
+/// a device that has just been evicted finds nothing here. Then the grant, unless its session
+/// ended (as `INSERT_GRANT_POSTGRES`), and the slot names the new login. `existed` tells a
+/// second redemption from an ended session when nothing was created.
+const TAKE_IF_HELD_POSTGRES: &str = "\
+WITH held AS (
+  SELECT account_id FROM mobile_slots
+  WHERE account_id = $3 AND device_group = $13 AND device_id = $14
+  FOR UPDATE),
+created AS (
+  INSERT INTO grants (id, client_id, account_id, sid, scope, resource, acr, auth_time,
+    created_at, refresh_generation, refresh_expires_at, amr, device_group, device_id, dpop_jkt)
+  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 FROM held
+  WHERE (SELECT ended_at FROM sessions WHERE sid = $4 FOR SHARE) IS NULL
+  ON CONFLICT (id) DO NOTHING
+  RETURNING id),
+noted AS (
+  UPDATE mobile_slots SET client_id = $2, sid = $4, taken_at = $16
+  WHERE account_id = $3 AND EXISTS (SELECT 1 FROM created))
+SELECT (SELECT count(*) FROM held) AS held, (SELECT count(*) FROM created) AS created,
+       (SELECT count(*) FROM grants WHERE id = $1) AS existed";
+
 fn holder_from_row(row: &AnyRow) -> anyhow::Result<Option<SlotHolder>> {
     let id: String = row.try_get("device_id")?;
     if id.is_empty() {
@@ -303,6 +329,31 @@ impl SlotStore for Db {
             tx.notify_on_commit(self.outbox_signal());
         }
         Ok(Some(evicted))
+    }
+
+    async fn take_if_held(
+        &self,
+        grant: &GrantRecord,
+        now: i64,
+    ) -> anyhow::Result<Option<GrantCreated>> {
+        if self.backend != super::Backend::Postgres || grant.device.is_none() {
+            return Ok(None);
+        }
+        let amr = serde_json::to_string(&grant.amr)?;
+        let row = super::grants::grant_query(TAKE_IF_HELD_POSTGRES, grant, amr)
+            .bind(now)
+            .fetch_one(&self.pool())
+            .await?;
+        if row.try_get::<i64, _>("held")? == 0 {
+            return Ok(None);
+        }
+        Ok(Some(if row.try_get::<i64, _>("created")? == 1 {
+            GrantCreated::Created
+        } else if row.try_get::<i64, _>("existed")? > 0 {
+            GrantCreated::Duplicate
+        } else {
+            GrantCreated::SessionEnded
+        }))
     }
 
     async fn holder(&self, account_id: &str) -> anyhow::Result<Option<SlotHolder>> {
