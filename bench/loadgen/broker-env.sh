@@ -19,22 +19,12 @@
 # only, answers sealed to an RSA key made here, AES mode SEAL_MODE, default ecb), BENCH_BROKER_ENV
 # (more broker settings, space-separated).
 
-broker_prepare() {
-  local pair=${1:-postgres}
-  WORK=$(mktemp -d)
-  local ports
-  ports=$(python3 -c 'import socket
-s=[socket.socket() for _ in range(3)]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(*[x.getsockname()[1] for x in s])')
-  read -r BPORT MPORT DPORT <<<"$ports"
-  SECRET=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-  ADMIN=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-  DB=""
-  "$BIN/broker" keys generate-master > "$WORK/master.key"
-
+# Starts the mock VNeID on MPORT for the broker on BPORT, in the VARIANT asked for; sets MOCK_PID
+# and `upstream` (the broker's settings for that variant).
+start_mock() {
   # The VNeID variant: the mock's flags and the broker's upstream profile (docs/vneid.md).
-  local variant=${VARIANT:-a} mock_variant=() upstream=()
+  local variant=${VARIANT:-a} mock_variant=()
+  upstream=()
   local at="http://127.0.0.1:$MPORT"
   local explicit=(BROKER_UPSTREAM__DISCOVERY=false BROKER_UPSTREAM__AUTHORIZATION_ENDPOINT="$at/authorize"
     BROKER_UPSTREAM__TOKEN_ENDPOINT="$at/token" BROKER_UPSTREAM__USERINFO_ENDPOINT="$at/userinfo"
@@ -59,9 +49,43 @@ print(*[x.getsockname()[1] for x in s])')
     --client-id broker --client-secret "$SECRET" --redirect-uri "http://127.0.0.1:$BPORT/callback/vneid" \
     --hang-one-in "${HANG_ONE_IN:-0}" "${mock_variant[@]}" > "$WORK/mock.log" 2>&1 &
   MOCK_PID=$!
-  for _ in $(seq 1 100); do
-    curl -sf -o /dev/null "http://127.0.0.1:$MPORT/.well-known/openid-configuration" && break; sleep 0.1
+}
+
+broker_prepare() {
+  local pair=${1:-postgres}
+  WORK=$(mktemp -d)
+  SECRET=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  ADMIN=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  DB=""
+  "$BIN/broker" keys generate-master > "$WORK/master.key"
+
+  # The mock VNeID on free ports. A port found free can be taken again before the mock binds it
+  # (another process's outgoing connection gets it as its local port): then the mock exits, and
+  # it is started again on other ports. A run whose mock never answered used to fail every
+  # request of every scenario.
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    local ports
+    ports=$(python3 -c 'import socket
+s=[socket.socket() for _ in range(3)]
+[x.bind(("127.0.0.1",0)) for x in s]
+print(*[x.getsockname()[1] for x in s])')
+    read -r BPORT MPORT DPORT <<<"$ports"
+    start_mock
+    local _
+    for _ in $(seq 1 100); do
+      curl -sf -o /dev/null "http://127.0.0.1:$MPORT/.well-known/openid-configuration" && break
+      kill -0 "$MOCK_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    curl -sf -o /dev/null "http://127.0.0.1:$MPORT/.well-known/openid-configuration" && break
+    echo "the mock VNeID did not answer on port $MPORT (attempt $attempt):" >&2
+    tail -5 "$WORK/mock.log" >&2
+    kill "$MOCK_PID" 2>/dev/null || true
+    wait "$MOCK_PID" 2>/dev/null || true
+    MOCK_PID=""
   done
+  [ -n "${MOCK_PID:-}" ] || { echo "FATAL: the mock VNeID never started" >&2; return 1; }
 
   common=(BROKER_ENVIRONMENT=development BROKER_ISSUER="http://127.0.0.1:$BPORT" BROKER_HTTP__PORT="$BPORT"
     BROKER_KEYS__MASTER_KEY_FILE="$WORK/master.key" BROKER_ADMIN__TOKEN="$ADMIN"
