@@ -155,6 +155,10 @@ impl Dispatcher {
         let mut send_finished = false;
         // Whether the last claim filled every free slot, so that more may be due.
         let mut backlog = false;
+        // When the next claim is due whatever happens (retries falling due, other instances'
+        // deliveries): a poll after the last claim, not after the last wake, so that a stream
+        // of finished sends never puts it off.
+        let mut next_poll = tokio::time::Instant::now() + self.plan.poll;
         loop {
             let free = self.plan.concurrency.saturating_sub(in_flight.len());
             // A claim is one query over the pending deliveries however many it takes. When
@@ -164,8 +168,10 @@ impl Dispatcher {
             // per delivery, and no backlog a useless claim per send). New events and the poll
             // claim at once, so a slow subscriber holding slots delays nobody else.
             let worth = !send_finished
+                || tokio::time::Instant::now() >= next_poll
                 || (backlog && (in_flight.is_empty() || free * 2 >= self.plan.concurrency));
             if free > 0 && worth {
+                next_poll = tokio::time::Instant::now() + self.plan.poll;
                 match self.claim(free as i64).await {
                     Ok(claimed) => {
                         backlog = claimed.len() >= free;
@@ -176,10 +182,14 @@ impl Dispatcher {
                     }
                     Err(e) => tracing::error!(error = format!("{e:#}"), "dispatch: claim failed"),
                 }
+            } else if tokio::time::Instant::now() >= next_poll {
+                // Every slot is busy: this poll is skipped (the wait below would otherwise end
+                // at once, again and again, until a send finishes).
+                next_poll = tokio::time::Instant::now() + self.plan.poll;
             }
             send_finished = tokio::select! {
                 _ = fanned.notified() => false,
-                _ = tokio::time::sleep(self.plan.poll) => false,
+                _ = tokio::time::sleep_until(next_poll) => false,
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => true,
             };
             // Every send that has finished frees its slot now, so that the next claim fills

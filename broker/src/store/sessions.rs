@@ -116,39 +116,49 @@ impl SessionRecords for Db {
     }
 }
 
-/// A device's eviction in one statement (after the slot's lock, which must stay a statement of
-/// its own: every part of this one reads the snapshot taken when it starts, so a part in the
+/// A device's eviction on PostgreSQL, after the slot's lock (which must stay a statement of its
+/// own: every part of one statement reads the snapshot taken when it starts, so a part in the
 /// lock's statement would miss the grant of the transaction it waited for). The same as
-/// `revoke_device` followed by `SessionEnds::end` for each evicted session: the device's live
-/// grants revoked; its open sessions, the sessions of those grants and the slot's own session
-/// (`$5`), all but the new login's (`$6`), ended with their grants revoked; a `session:ended`
-/// event for each session ended now (or, for a session from before the session table, each
-/// whose grants were revoked now), numbered in the subject's sequence in `sid` order. Returns
-/// the evicted `sid`s and the revoked grant ids, space-separated (both are base64url), and the
-/// number of events.
-const EVICT_POSTGRES: &str = "\
-WITH dev AS (
-  UPDATE grants SET revoked_at = $1, revoked_reason = $7
-  WHERE account_id = $2 AND device_group = $3 AND device_id = $4 AND revoked_at IS NULL
-  RETURNING id, sid),
-targets AS (
-  SELECT sid FROM dev WHERE sid IS NOT NULL
+/// `revoke_device` followed by `SessionEnds::end` for each evicted session, in two statements
+/// that take their locks in the order a logout takes them (the session, then its grants):
+///
+/// `EVICT_SESSIONS_POSTGRES` ends the sessions: the device's open ones, those of its live grants
+/// and the slot's own (`$5`), all but the new login's (`$6`). It returns them (`evicted`) and
+/// those it ended now (`ended`), space-separated (base64url ids).
+const EVICT_SESSIONS_POSTGRES: &str = "\
+WITH targets AS (
+  SELECT sid FROM grants
+    WHERE account_id = $2 AND device_group = $3 AND device_id = $4 AND revoked_at IS NULL
+      AND sid IS NOT NULL
   UNION SELECT sid FROM sessions
     WHERE account_id = $2 AND device_group = $3 AND device_id = $4 AND ended_at IS NULL
   UNION SELECT CAST($5 AS TEXT) WHERE CAST($5 AS TEXT) IS NOT NULL),
 evicted AS (SELECT sid FROM targets WHERE sid IS DISTINCT FROM CAST($6 AS TEXT)),
 ended AS (
-  UPDATE sessions SET ended_at = $1, end_reason = $8
+  UPDATE sessions SET ended_at = $1, end_reason = $7
   WHERE sid IN (SELECT sid FROM evicted) AND ended_at IS NULL
-  RETURNING sid),
+  RETURNING sid)
+SELECT (SELECT string_agg(sid, ' ') FROM evicted) AS evicted,
+       (SELECT string_agg(sid, ' ') FROM ended) AS ended";
+
+/// Then, with a snapshot taken after those sessions were locked (so that a grant that joined one
+/// of them meanwhile is seen): the device's live grants and the evicted sessions' revoked; a
+/// `session:ended` event for each session ended now (`$5`) or, for a session from before the
+/// session table, each whose grants were revoked now, numbered in the subject's sequence in
+/// `sid` order. Returns the revoked grant ids and the number of events.
+const EVICT_GRANTS_POSTGRES: &str = "\
+WITH dev AS (
+  UPDATE grants SET revoked_at = $1, revoked_reason = $6
+  WHERE account_id = $2 AND device_group = $3 AND device_id = $4 AND revoked_at IS NULL
+  RETURNING id, sid),
 rest AS (
-  UPDATE grants SET revoked_at = $1, revoked_reason = $7
-  WHERE sid IN (SELECT sid FROM evicted) AND revoked_at IS NULL
+  UPDATE grants SET revoked_at = $1, revoked_reason = $6
+  WHERE sid IN (SELECT unnest(string_to_array(CAST($5 AS TEXT), ' '))) AND revoked_at IS NULL
     AND id NOT IN (SELECT id FROM dev)
   RETURNING id, sid),
 told AS (
   SELECT sid, row_number() OVER (ORDER BY sid COLLATE \"C\") AS n FROM (
-    SELECT sid FROM ended
+    SELECT unnest(string_to_array(CAST($7 AS TEXT), ' ')) AS sid
     UNION SELECT sid FROM rest WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.sid = rest.sid)
   ) t),
 numbered AS (
@@ -157,12 +167,12 @@ numbered AS (
   RETURNING seq),
 events AS (
   INSERT INTO outbox (subject, seq, event_type, payload, created_at)
-  SELECT $2, numbered.seq - (SELECT count(*) FROM told) + told.n, $9,
-         json_build_object('reason', CAST($8 AS TEXT), 'sid', told.sid)::text, $1
+  SELECT $2, numbered.seq - (SELECT count(*) FROM told) + told.n, $8,
+         json_build_object('reason', CAST($9 AS TEXT), 'sid', told.sid)::text, $1
   FROM told, numbered
+  ORDER BY told.n
   RETURNING seq)
-SELECT (SELECT string_agg(sid, ' ') FROM evicted) AS evicted,
-       (SELECT string_agg(id, ' ') FROM (SELECT id FROM dev UNION ALL SELECT id FROM rest) r)
+SELECT (SELECT string_agg(id, ' ') FROM (SELECT id FROM dev UNION ALL SELECT id FROM rest) r)
          AS revoked,
        (SELECT count(*) FROM events) AS events";
 
@@ -171,8 +181,7 @@ SELECT (SELECT string_agg(sid, ' ') FROM evicted) AS evicted,
 /// slot's row is selected `FOR UPDATE` only if the grant's device holds it: a transaction
 /// changing the row is waited for, and the row's new version checked again (READ COMMITTED), so
 /// a device that has just been evicted finds nothing here. Then the grant, unless its session
-/// ended (as `INSERT_GRANT_POSTGRES`), and the slot names the new login. `existed` tells a
-/// second redemption from an ended session when nothing was created.
+/// ended (as `INSERT_GRANT_POSTGRES`), and the slot names the new login.
 const TAKE_IF_HELD_POSTGRES: &str = "\
 WITH held AS (
   SELECT account_id FROM mobile_slots
@@ -188,8 +197,7 @@ created AS (
 noted AS (
   UPDATE mobile_slots SET client_id = $2, sid = $4, taken_at = $16
   WHERE account_id = $3 AND EXISTS (SELECT 1 FROM created))
-SELECT (SELECT count(*) FROM held) AS held, (SELECT count(*) FROM created) AS created,
-       (SELECT count(*) FROM grants WHERE id = $1) AS existed";
+SELECT (SELECT count(*) FROM held) AS held, (SELECT count(*) FROM created) AS created";
 
 fn holder_from_row(row: &AnyRow) -> anyhow::Result<Option<SlotHolder>> {
     let id: String = row.try_get("device_id")?;
@@ -306,28 +314,39 @@ impl SlotStore for Db {
             return Ok(None);
         }
         let reason = EndReason::DeviceEvicted;
-        let row = sqlx::query(EVICT_POSTGRES)
+        let sessions = sqlx::query(EVICT_SESSIONS_POSTGRES)
             .bind(now)
             .bind(account_id)
             .bind(&previous.device.group)
             .bind(&previous.device.id)
             .bind(&previous.sid)
             .bind(keep_sid)
-            .bind(reason.revocation())
             .bind(reason.as_str())
-            .bind(types::SESSION_ENDED)
             .fetch_one(tx.connection())
             .await?;
-        let words = |column: &str| -> anyhow::Result<Vec<String>> {
-            Ok(opt_text(&row, column)?
-                .map(|list| list.split(' ').map(str::to_string).collect())
-                .unwrap_or_default())
+        let evicted = opt_text(&sessions, "evicted")?;
+        let ended = opt_text(&sessions, "ended")?;
+        let grants = sqlx::query(EVICT_GRANTS_POSTGRES)
+            .bind(now)
+            .bind(account_id)
+            .bind(&previous.device.group)
+            .bind(&previous.device.id)
+            .bind(evicted.as_deref().unwrap_or(""))
+            .bind(reason.revocation())
+            .bind(ended.as_deref().unwrap_or(""))
+            .bind(types::SESSION_ENDED)
+            .bind(reason.as_str())
+            .fetch_one(tx.connection())
+            .await?;
+        let split = |list: Option<String>| -> Vec<String> {
+            list.map(|l| l.split(' ').map(str::to_string).collect())
+                .unwrap_or_default()
         };
-        let (evicted, revoked) = (words("evicted")?, words("revoked")?);
-        self.grants_revoked_in(tx, revoked, now);
-        if row.try_get::<i64, _>("events")? > 0 {
+        self.grants_revoked_in(tx, split(opt_text(&grants, "revoked")?), now);
+        if grants.try_get::<i64, _>("events")? > 0 {
             tx.notify_on_commit(self.outbox_signal());
         }
+        let evicted = split(evicted);
         Ok(Some(evicted))
     }
 
@@ -347,9 +366,16 @@ impl SlotStore for Db {
         if row.try_get::<i64, _>("held")? == 0 {
             return Ok(None);
         }
-        Ok(Some(if row.try_get::<i64, _>("created")? == 1 {
-            GrantCreated::Created
-        } else if row.try_get::<i64, _>("existed")? > 0 {
+        if row.try_get::<i64, _>("created")? == 1 {
+            return Ok(Some(GrantCreated::Created));
+        }
+        // Nothing inserted: a grant with this id exists (a second redemption, perhaps committed
+        // while this statement waited, so read in a statement of its own), or the session ended.
+        let exists = sqlx::query("SELECT 1 AS one FROM grants WHERE id = $1")
+            .bind(&grant.id)
+            .fetch_optional(&self.pool())
+            .await?;
+        Ok(Some(if exists.is_some() {
             GrantCreated::Duplicate
         } else {
             GrantCreated::SessionEnded
