@@ -165,33 +165,34 @@ impl MobileSlots {
         let mut tx = self.transactions.begin().await?;
         let previous = self.slots.lock_slot(&mut tx, account_id).await?;
         let mut evicted = BTreeSet::new();
-        let previous = previous.filter(|p| p.device != *device);
-        let at_once = match &previous {
-            Some(previous) => {
-                self.slots
-                    .evict_at_once(&mut tx, account_id, previous, grant.sid.as_deref(), now)
-                    .await?
-            }
-            None => None,
-        };
-        if let Some(sids) = at_once {
-            evicted.extend(sids);
-        } else if let Some(previous) = previous {
-            let sids = self
+        if let Some(previous) = previous.filter(|p| p.device != *device) {
+            let sid = grant.sid.as_deref();
+            match self
                 .slots
-                .revoke_device(&mut tx, account_id, &previous.device, now)
-                .await?;
-            evicted.extend(sids);
-            evicted.extend(previous.sid);
-            // The new login's own session stays: the previous device's grants in it are
-            // revoked above (the same browser served two groups' apps), the session goes on.
-            if let Some(sid) = &grant.sid {
-                evicted.remove(sid);
-            }
-            for sid in &evicted {
-                self.session_ends
-                    .end(&mut tx, account_id, sid, EndReason::DeviceEvicted, now)
-                    .await?;
+                .evict_at_once(&mut tx, account_id, &previous, sid, now)
+                .await?
+            {
+                Some(sids) => evicted.extend(sids),
+                // Statement by statement where the backend has no single step.
+                None => {
+                    let sids = self
+                        .slots
+                        .revoke_device(&mut tx, account_id, &previous.device, now)
+                        .await?;
+                    evicted.extend(sids);
+                    evicted.extend(previous.sid);
+                    // The new login's own session stays: the previous device's grants in it
+                    // are revoked above (the same browser served two groups' apps), the
+                    // session goes on.
+                    if let Some(sid) = sid {
+                        evicted.remove(sid);
+                    }
+                    for sid in &evicted {
+                        self.session_ends
+                            .end(&mut tx, account_id, sid, EndReason::DeviceEvicted, now)
+                            .await?;
+                    }
+                }
             }
         }
         let created = self.grants.create_grant_in(&mut tx, grant).await?;

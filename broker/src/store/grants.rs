@@ -69,13 +69,22 @@ pub(super) fn grant_query<'q>(
         .bind(&g.dpop_jkt)
 }
 
-/// Why nothing was inserted: the id exists (a second redemption), or the session ended.
-fn not_created(exists: bool) -> GrantCreated {
-    if exists {
+/// Why a grant's insert inserted nothing: the id exists (a second redemption), or the session
+/// ended. Read in a statement of its own, after the insert, so that a grant committed while the
+/// insert waited is seen.
+pub(super) async fn not_created<'e, E>(executor: E, grant_id: &str) -> anyhow::Result<GrantCreated>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let exists = sqlx::query("SELECT 1 AS one FROM grants WHERE id = $1")
+        .bind(grant_id)
+        .fetch_optional(executor)
+        .await?;
+    Ok(if exists.is_some() {
         GrantCreated::Duplicate
     } else {
         GrantCreated::SessionEnded
-    }
+    })
 }
 
 pub(super) fn grant_from_row(row: &AnyRow) -> anyhow::Result<GrantRecord> {
@@ -121,11 +130,7 @@ impl GrantStore for Db {
         if result.rows_affected() == 1 {
             return Ok(GrantCreated::Created);
         }
-        let exists = sqlx::query("SELECT 1 AS one FROM grants WHERE id = $1")
-            .bind(&g.id)
-            .fetch_optional(&self.pool())
-            .await?;
-        Ok(not_created(exists.is_some()))
+        not_created(&self.pool(), &g.id).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -140,11 +145,7 @@ impl GrantStore for Db {
         if result.rows_affected() == 1 {
             return Ok(GrantCreated::Created);
         }
-        let exists = sqlx::query("SELECT 1 AS one FROM grants WHERE id = $1")
-            .bind(&g.id)
-            .fetch_optional(tx.connection())
-            .await?;
-        Ok(not_created(exists.is_some()))
+        not_created(tx.connection(), &g.id).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

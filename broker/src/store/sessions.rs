@@ -346,8 +346,7 @@ impl SlotStore for Db {
         if grants.try_get::<i64, _>("events")? > 0 {
             tx.notify_on_commit(self.outbox_signal());
         }
-        let evicted = split(evicted);
-        Ok(Some(evicted))
+        Ok(Some(split(evicted)))
     }
 
     async fn take_if_held(
@@ -369,17 +368,11 @@ impl SlotStore for Db {
         if row.try_get::<i64, _>("created")? == 1 {
             return Ok(Some(GrantCreated::Created));
         }
-        // Nothing inserted: a grant with this id exists (a second redemption, perhaps committed
-        // while this statement waited, so read in a statement of its own), or the session ended.
-        let exists = sqlx::query("SELECT 1 AS one FROM grants WHERE id = $1")
-            .bind(&grant.id)
-            .fetch_optional(&self.pool())
-            .await?;
-        Ok(Some(if exists.is_some() {
-            GrantCreated::Duplicate
-        } else {
-            GrantCreated::SessionEnded
-        }))
+        // Nothing inserted: a second redemption (perhaps committed while this statement
+        // waited), or the session ended.
+        Ok(Some(
+            super::grants::not_created(&self.pool(), &grant.id).await?,
+        ))
     }
 
     async fn holder(&self, account_id: &str) -> anyhow::Result<Option<SlotHolder>> {
