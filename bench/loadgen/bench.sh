@@ -13,7 +13,12 @@
 #   bash bench/loadgen/bench.sh postgres 30 64 role-event-drain      # the dispatcher alone: SETs/s
 # The fourth argument is loadgen's --scenario (default: all). ONE_MOBILE_DEVICE (default true)
 # sets the broker's [devices] one_mobile_device, to measure what the rule costs; MOBILE_DEVICES
-# (default 2) is mobile-login's devices per citizen (1: the same device logs in again).
+# (default 2) is mobile-login's devices per citizen (1: the same device logs in again), and
+# LOGINS_PER_DEVICE (default 1) its logins on one device before the next device's turn (20: one
+# login in 20 changes phone and evicts, the others keep the slot).
+# ROUNDS (default 1) runs the scenarios that many times in turn and reports each over all its
+# rounds, with each round's CPU per operation against the first scenario's (the linking ratios:
+# ROUNDS=10 bash bench/loadgen/bench.sh postgres 3 32 linking).
 # RATE (default 100) is role-event-latency's approvals per second (loadgen --rate); SET_ALG
 # (default RS256) the role-events subscriber's signing algorithm for its SETs (loadgen --set-alg).
 # ID_TOKEN_ALG (default RS256) the driver's own client's ID-token algorithm (loadgen --id-token-alg).
@@ -32,6 +37,8 @@ CONCURRENCY=${3:-32}
 SCENARIO=${4:-all}
 ONE_MOBILE_DEVICE=${ONE_MOBILE_DEVICE:-true}
 MOBILE_DEVICES=${MOBILE_DEVICES:-2}
+LOGINS_PER_DEVICE=${LOGINS_PER_DEVICE:-1}
+ROUNDS=${ROUNDS:-1}
 RATE=${RATE:-100}
 SET_ALG=${SET_ALG:-RS256}
 ID_TOKEN_ALG=${ID_TOKEN_ALG:-RS256}
@@ -46,8 +53,8 @@ broker_prepare "$PAIR"
 # mobile scenarios' citizens link by ID number.
 case "$SCENARIO" in
   all|client-credentials|refresh|backchannel-logout) specs="" ;;
-  mobile-login|device-eviction|role-event*) specs="id:0-20000" ;;
-  *) specs="id:0-20000 phone:200000-220000" ;;
+  mobile-login|device-eviction|role-event*) specs="id:0-50000" ;;
+  *) specs="id:0-50000 phone:200000-250000" ;;
 esac
 for spec in $specs; do
   env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --emit-legacy "$spec" > "$WORK/legacy.csv"
@@ -73,5 +80,5 @@ broker_serve
 extra=()
 [ "$PAIR" = postgres ] && extra+=(--postgres)
 "$BIN/loadgen" --issuer "http://127.0.0.1:$BPORT" --admin-token="$ADMIN" --scenario "$SCENARIO" \
-  --duration "$DURATION" --concurrency "$CONCURRENCY" --server-pid "$BROKER_PID" --mobile-devices "$MOBILE_DEVICES" --rate "$RATE" --set-alg "$SET_ALG" --id-token-alg "$ID_TOKEN_ALG" \
+  --duration "$DURATION" --concurrency "$CONCURRENCY" --server-pid "$BROKER_PID" --mobile-devices "$MOBILE_DEVICES" --logins-per-device "$LOGINS_PER_DEVICE" --rounds "$ROUNDS" --rate "$RATE" --set-alg "$SET_ALG" --id-token-alg "$ID_TOKEN_ALG" \
   "${extra[@]}" "${drain[@]}" --sms-log "$WORK/broker.log" --markdown

@@ -140,6 +140,11 @@ broker_cleanup() {
     echo "--- broker warnings and errors (first 20):"
     { grep -E "ERROR|WARN" "${WORK}/broker.log" | head -20; } || true
   fi
+  # BENCH_KEEP=1 keeps the database and the broker's log for a look at what failed.
+  if [ -n "${BENCH_KEEP:-}" ]; then
+    echo "--- kept: database ${DB:-(none)}, broker log ${WORK:-?}/broker.log (drop and remove them when done)"
+    return 0
+  fi
   if [ -n "${DB:-}" ]; then psql postgres://postgres@127.0.0.1:5432/test -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true; fi
   if [ -n "${WORK:-}" ]; then rm -rf "$WORK"; fi
 }

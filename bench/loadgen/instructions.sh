@@ -221,7 +221,8 @@ def fresh(base, pages):
     numbers = iter(range(base, base + 1_000_000))
     def once():
         k = next(numbers)
-        login(f"gen:{k}", f"097{k % 10_000_000:07d}", pages)
+        # The devkit's phone of gen:<k> (devkit/src/mock_vneid/synthetic.rs, `phone`).
+        login(f"gen:{k}", f"097{k // 1000 % 10}{k // 10_000 % 1000:03d}{k % 1000:03d}", pages)
     return once
 
 class Refresh:

@@ -83,6 +83,12 @@ pub struct Args {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub mobile_devices: u8,
 
+    /// mobile-login: logins on one device before the citizen turns to the next. 1 (the
+    /// default): every login changes device; 20 with two devices: one login in 20 is on the
+    /// other phone (evicts), the 19 others are the slot's holder logging in again.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub logins_per_device: u32,
+
     /// role-event-latency: approvals per second over all virtual users (each one event, after
     /// its request's own event), paced so that the dispatcher is not saturated.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -103,6 +109,14 @@ pub struct Args {
     /// database) and prints that process's pid as its first line of output.
     #[arg(long)]
     pub drain_command: Option<String>,
+
+    /// Runs the scenarios this many times in turn (e.g. `linking` with `--duration 3 --rounds
+    /// 10`: plain, link-id, new citizen, phone link, plain, ...) and reports each scenario over
+    /// all its rounds, plus each round's CPU per operation against the first scenario's of the
+    /// same round. Short interleaved slices compare scenarios under the same machine: on a
+    /// shared machine whose speed drifts by minutes, separate long runs do not.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
 
     /// Also print one Markdown table row per scenario (for docs/benchmarks.md).
     #[arg(long)]

@@ -29,6 +29,11 @@ pub fn build_client(request_timeout: Duration, pool: usize) -> anyhow::Result<re
         .timeout(request_timeout)
         .connect_timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(pool)
+        // Shorter than the servers' keep-alive (actix-web's default: 5 s), so that the pool
+        // drops an idle connection before the server closes it: a request sent on a connection
+        // the server is closing at that moment fails at the transport level (seen between
+        // rounds, once in tens of thousands of logins, on the mock VNeID's /authorize).
+        .pool_idle_timeout(Duration::from_secs(3))
         .tcp_nodelay(true)
         .user_agent(concat!("broker-loadgen/", env!("CARGO_PKG_VERSION")))
         .build()

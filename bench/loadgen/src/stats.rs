@@ -115,6 +115,22 @@ impl Report {
         }
     }
 
+    /// Adds another run of the same scenario: its operations, errors, window and CPU.
+    pub fn absorb(&mut self, other: Report) -> anyhow::Result<()> {
+        let add = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a + b);
+        self.recorder.merge(other.recorder)?;
+        self.window += other.window;
+        self.server_cpu_ms = add(self.server_cpu_ms, other.server_cpu_ms);
+        self.db_cpu_ms = add(self.db_cpu_ms, other.db_cpu_ms);
+        self.stopped_by_max_ops |= other.stopped_by_max_ops;
+        Ok(())
+    }
+
+    /// Server CPU milliseconds per successful operation, when measured.
+    pub fn server_cpu_per_op(&self) -> Option<f64> {
+        self.per_op(self.server_cpu_ms)
+    }
+
     fn per_op(&self, cpu_ms: Option<f64>) -> Option<f64> {
         let n = self.recorder.successes();
         cpu_ms.filter(|_| n > 0).map(|ms| ms / n as f64)

@@ -34,6 +34,7 @@ pub async fn run(
                 broker: Arc::clone(&client),
                 citizen: citizen(i),
                 devices: DEVICES.len(),
+                logins_per_device: 1,
                 next: 0,
             },
             receiver: Arc::clone(&receiver),

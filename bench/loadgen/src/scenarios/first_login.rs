@@ -18,21 +18,27 @@ use crate::steps::{Answers, Codes};
 
 use super::{drive, Step};
 
-/// Synthetic citizens whose legacy record holds their ID number (`--emit-legacy id:0-20000`).
-pub const LINK_ID: Range<u64> = 0..20_000;
+/// Synthetic citizens whose legacy record holds their ID number (`--emit-legacy id:0-50000`: enough for `--rounds`).
+pub const LINK_ID: Range<u64> = 0..50_000;
 /// Synthetic citizens whose legacy record has only their phone
-/// (`--emit-legacy phone:200000-220000`).
-pub const PHONE_LINK: Range<u64> = 200_000..220_000;
+/// (`--emit-legacy phone:200000-250000`).
+pub const PHONE_LINK: Range<u64> = 200_000..250_000;
 /// Synthetic citizens without a legacy record.
 pub const NEW_CITIZEN: Range<u64> = 400_000..600_000;
 
-/// The numbers a scenario draws from and the standardisation pages each of its logins must pass
-/// (a phone form and a code form, or none).
-fn plan(scenario: Scenario) -> (Range<u64>, usize) {
+/// The next fresh number of each range: kept across `--rounds`, so that every round's logins
+/// are first logins too.
+static NEXT_LINK_ID: AtomicU64 = AtomicU64::new(LINK_ID.start);
+static NEXT_PHONE_LINK: AtomicU64 = AtomicU64::new(PHONE_LINK.start);
+static NEXT_NEW_CITIZEN: AtomicU64 = AtomicU64::new(NEW_CITIZEN.start);
+
+/// The numbers a scenario draws from, its counter, and the standardisation pages each of its
+/// logins must pass (a phone form and a code form, or none).
+fn plan(scenario: Scenario) -> (Range<u64>, &'static AtomicU64, usize) {
     match scenario {
-        Scenario::LoginLinkId => (LINK_ID, 0),
-        Scenario::LoginPhoneLink => (PHONE_LINK, 2),
-        _ => (NEW_CITIZEN, 2),
+        Scenario::LoginLinkId => (LINK_ID, &NEXT_LINK_ID, 0),
+        Scenario::LoginPhoneLink => (PHONE_LINK, &NEXT_PHONE_LINK, 2),
+        _ => (NEW_CITIZEN, &NEXT_NEW_CITIZEN, 2),
     }
 }
 
@@ -40,7 +46,7 @@ struct Citizens {
     broker: Arc<Broker>,
     codes: Codes,
     numbers: Range<u64>,
-    next: AtomicU64,
+    next: &'static AtomicU64,
     pages: usize,
 }
 
@@ -50,14 +56,14 @@ pub async fn run(
     broker: &Arc<Broker>,
     probe: &Arc<CpuProbe>,
 ) -> anyhow::Result<Report> {
-    let (numbers, pages) = plan(scenario);
+    let (numbers, next, pages) = plan(scenario);
     let citizens = Arc::new(Citizens {
         broker: Arc::clone(broker),
         codes: match &args.sms_log {
             Some(log) => Codes::Log(log.clone()),
             None => Codes::Page(url::Url::parse(&broker.issuer)?.join("/dev/sms")?),
         },
-        next: AtomicU64::new(numbers.start),
+        next,
         numbers,
         pages,
     });
@@ -85,9 +91,7 @@ async fn first_login(citizens: &Citizens) -> Result<(), Failure> {
     let request = broker
         .authorize_url_for(&format!("gen:{n}"))
         .map_err(|e| Failure::bad("login", "cannot make PKCE/state", &format!("{e:#}")))?;
-    // The phone of synthetic citizen n, as the devkit makes it: one of their own, so that the
-    // per-phone OTP caps never meet two logins.
-    let phone = format!("097{:07}", n % 10_000_000);
+    let phone = phone_of(n);
     let answers = Answers {
         phone: &phone,
         codes: &citizens.codes,
@@ -112,4 +116,39 @@ async fn first_login(citizens: &Citizens) -> Result<(), Failure> {
         .redeem_code(&code, &request.pkce.verifier)
         .await
         .map(|_| ())
+}
+
+/// The phone synthetic citizen `n` answers the phone page with, as the mock VNeID's devkit makes
+/// it for the legacy records (`devkit/src/mock_vneid/synthetic.rs`, `phone`): one of their own,
+/// so that the per-phone OTP caps never meet two logins. The SMS log shows a number masked to its
+/// first four and last three digits (`0975***499`), and the driver finds a login's code by that
+/// mask, so those visible digits are `n`'s last four: any 10,000 consecutive citizens have masks
+/// of their own. (`097` then `n`'s last seven digits gave every citizen of a run the same first
+/// four: two logins in flight whose numbers ended alike read each other's codes, and now and then
+/// a login showed one page more.)
+fn phone_of(n: u64) -> String {
+    format!(
+        "097{}{:03}{:03}",
+        (n / 1000) % 10,
+        (n / 10_000) % 1000,
+        n % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::phone_of;
+
+    #[test]
+    fn each_citizens_phone_is_their_own_and_so_is_its_mask() {
+        let mask = |p: &str| format!("{}***{}", &p[..4], &p[7..]);
+        assert_eq!(phone_of(415_499), "0975041499");
+        let phones: Vec<String> = (400_000..600_000).map(phone_of).collect();
+        let unique: std::collections::HashSet<&String> = phones.iter().collect();
+        assert_eq!(unique.len(), phones.len());
+        for window in phones.windows(10_000).step_by(2_500) {
+            let masks: std::collections::HashSet<String> = window.iter().map(|p| mask(p)).collect();
+            assert_eq!(masks.len(), window.len());
+        }
+    }
 }

@@ -30,18 +30,21 @@ use super::{drive, Step};
 pub const DEVICES: [&str; 2] = ["device-a", "device-b"];
 
 /// One citizen's phones: the app's client, who logs in, how many devices take turns (one:
-/// the same device logs in again and keeps the slot), and which device logs in next.
+/// the same device logs in again and keeps the slot), how many logins each device makes before
+/// the next one's turn, and how many logins were made.
 pub struct Phones {
     pub broker: Arc<Broker>,
     pub citizen: String,
     pub devices: usize,
+    pub logins_per_device: usize,
     pub next: usize,
 }
 
 impl Phones {
     /// The device whose turn it is, then the next one's.
     pub fn take_turn(&mut self) -> &'static str {
-        let device = DEVICES[self.next % self.devices.clamp(1, DEVICES.len())];
+        let turn = self.next / self.logins_per_device.max(1);
+        let device = DEVICES[turn % self.devices.clamp(1, DEVICES.len())];
         self.next += 1;
         device
     }
@@ -78,7 +81,10 @@ pub async fn run(
             broker: Arc::clone(&client),
             citizen: citizen(i),
             devices: usize::from(args.mobile_devices),
-            next: 0,
+            logins_per_device: args.logins_per_device as usize,
+            // Where in its cycle each citizen starts, spread so that the evicting logins are
+            // spread over the run rather than all in its first second.
+            next: i,
         })
         .collect();
     drive(

@@ -75,10 +75,71 @@ impl Plan {
     }
 }
 
+/// Runs the scenarios `--rounds` times in turn; returns each scenario's report over all rounds.
 pub async fn run_all(
     args: &Args,
     broker: Arc<Broker>,
     probe: Arc<CpuProbe>,
+) -> anyhow::Result<Vec<Report>> {
+    let mut totals: Vec<Report> = Vec::new();
+    // Each round's server CPU per operation against the round's first scenario's, by scenario.
+    let mut ratios: Vec<(&'static str, Vec<f64>)> = Vec::new();
+    for round in 1..=args.rounds {
+        if args.rounds > 1 {
+            eprintln!("loadgen: round {round} of {}", args.rounds);
+        }
+        let reports = run_round(args, &broker, &probe).await?;
+        let first = reports.first().and_then(Report::server_cpu_per_op);
+        for report in reports {
+            if let (Some(base), Some(mine)) = (first, report.server_cpu_per_op()) {
+                match ratios.iter_mut().find(|(name, _)| *name == report.scenario) {
+                    Some((_, list)) => list.push(mine / base),
+                    None => ratios.push((report.scenario, vec![mine / base])),
+                }
+            }
+            match totals.iter_mut().find(|t| t.scenario == report.scenario) {
+                Some(total) => total.absorb(report)?,
+                None => totals.push(report),
+            }
+        }
+    }
+    if args.rounds > 1 {
+        println!("\nover {} rounds:\n{}", args.rounds, Report::human_header());
+        for total in &totals {
+            println!("{}", total.human());
+        }
+        println!("\nserver CPU per operation against the first scenario's, each round:");
+        for (name, list) in &ratios {
+            let mut sorted = list.clone();
+            sorted.sort_by(f64::total_cmp);
+            let rounds: Vec<String> = list.iter().map(|r| format!("{r:.2}")).collect();
+            println!(
+                "{name:<20} median {:.3}  min {:.2}  max {:.2}  ({})",
+                median(&sorted),
+                sorted[0],
+                sorted[sorted.len() - 1],
+                rounds.join(" ")
+            );
+        }
+    }
+    Ok(totals)
+}
+
+/// The median of sorted, non-empty values.
+fn median(sorted: &[f64]) -> f64 {
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    }
+}
+
+/// Each scenario once, in order.
+async fn run_round(
+    args: &Args,
+    broker: &Arc<Broker>,
+    probe: &Arc<CpuProbe>,
 ) -> anyhow::Result<Vec<Report>> {
     let mut reports = Vec::new();
     for scenario in args.scenario.expand() {
@@ -91,7 +152,7 @@ pub async fn run_all(
         );
         let one = match scenario {
             Scenario::RoleEventRate | Scenario::RoleEventLatency | Scenario::RoleEventDrain => {
-                let rows = role_events::run(scenario, args, &broker, &probe)
+                let rows = role_events::run(scenario, args, broker, probe)
                     .await
                     .with_context(|| format!("scenario {}", scenario.name()))?;
                 for report in rows {
@@ -100,15 +161,15 @@ pub async fn run_all(
                 }
                 continue;
             }
-            Scenario::ClientCredentials => client_credentials::run(args, &broker, &probe).await,
-            Scenario::Login => login::run(args, &broker, &probe).await,
-            Scenario::Refresh => refresh::run(args, &broker, &probe).await,
+            Scenario::ClientCredentials => client_credentials::run(args, broker, probe).await,
+            Scenario::Login => login::run(args, broker, probe).await,
+            Scenario::Refresh => refresh::run(args, broker, probe).await,
             Scenario::LoginLinkId | Scenario::LoginNewCitizen | Scenario::LoginPhoneLink => {
-                first_login::run(scenario, args, &broker, &probe).await
+                first_login::run(scenario, args, broker, probe).await
             }
-            Scenario::BackchannelLogout => backchannel_logout::run(args, &broker, &probe).await,
-            Scenario::MobileLogin => mobile_login::run(args, &broker, &probe).await,
-            Scenario::DeviceEviction => device_eviction::run(args, &broker, &probe).await,
+            Scenario::BackchannelLogout => backchannel_logout::run(args, broker, probe).await,
+            Scenario::MobileLogin => mobile_login::run(args, broker, probe).await,
+            Scenario::DeviceEviction => device_eviction::run(args, broker, probe).await,
             Scenario::Linking | Scenario::All | Scenario::RoleEvents => continue,
         };
         let report = one.with_context(|| format!("scenario {}", scenario.name()))?;
