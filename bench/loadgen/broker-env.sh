@@ -62,14 +62,28 @@ broker_prepare() {
   # The mock VNeID on free ports. A port found free can be taken again before the mock binds it
   # (another process's outgoing connection gets it as its local port): then the mock exits, and
   # it is started again on other ports. A run whose mock never answered used to fail every
-  # request of every scenario.
+  # request of every scenario. The ports are drawn below the kernel's range for outgoing
+  # connections (`ip_local_port_range`), where only a listening process can take them: the
+  # broker's port waits through the imports before the broker binds it, and a run once ended
+  # without its table, the broker's port most likely taken meanwhile.
   local attempt
   for attempt in 1 2 3 4 5; do
     local ports
-    ports=$(python3 -c 'import socket
-s=[socket.socket() for _ in range(3)]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(*[x.getsockname()[1] for x in s])')
+    ports=$(python3 -c 'import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+picked = []
+while len(picked) < 3:
+    port = random.randrange(max(1024, low - 12000), low)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    if port not in picked:
+        picked.append(port)
+print(*picked)')
     read -r BPORT MPORT DPORT <<<"$ports"
     start_mock
     local _
