@@ -189,6 +189,20 @@ mod tests {
     }
 
     #[test]
+    fn each_citizens_phone_is_their_own_and_so_is_its_mask() {
+        // As the broker masks a national number in its log: first four, last three digits.
+        let mask = |p: &str| format!("{}***{}", &p[..4], &p[7..]);
+        assert_eq!(phone(415_499), "0975041499");
+        let phones: Vec<String> = (0..600_000).map(phone).collect();
+        let unique: std::collections::HashSet<&String> = phones.iter().collect();
+        assert_eq!(unique.len(), phones.len());
+        for window in phones.windows(10_000).step_by(2_500) {
+            let masks: std::collections::HashSet<String> = window.iter().map(|p| mask(p)).collect();
+            assert_eq!(masks.len(), window.len());
+        }
+    }
+
+    #[test]
     fn no_record_of_the_legacy_fixture_has_a_synthetic_number() {
         let fixture = include_str!("../../../fixtures/legacy-accounts.csv");
         let ids: Vec<&str> = fixture

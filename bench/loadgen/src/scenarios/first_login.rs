@@ -7,6 +7,8 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use broker_devkit::mock_vneid::synthetic;
+
 use crate::cli::{Args, Scenario};
 use crate::cpu::CpuProbe;
 use crate::failure::Failure;
@@ -91,7 +93,9 @@ async fn first_login(citizens: &Citizens) -> Result<(), Failure> {
     let request = broker
         .authorize_url_for(&format!("gen:{n}"))
         .map_err(|e| Failure::bad("login", "cannot make PKCE/state", &format!("{e:#}")))?;
-    let phone = phone_of(n);
+    // The phone the devkit gave citizen n (and, for the phone-link range, their legacy record):
+    // one of their own, its mask in the SMS log too.
+    let phone = synthetic::phone(n);
     let answers = Answers {
         phone: &phone,
         codes: &citizens.codes,
@@ -116,39 +120,4 @@ async fn first_login(citizens: &Citizens) -> Result<(), Failure> {
         .redeem_code(&code, &request.pkce.verifier)
         .await
         .map(|_| ())
-}
-
-/// The phone synthetic citizen `n` answers the phone page with, as the mock VNeID's devkit makes
-/// it for the legacy records (`devkit/src/mock_vneid/synthetic.rs`, `phone`): one of their own,
-/// so that the per-phone OTP caps never meet two logins. The SMS log shows a number masked to its
-/// first four and last three digits (`0975***499`), and the driver finds a login's code by that
-/// mask, so those visible digits are `n`'s last four: any 10,000 consecutive citizens have masks
-/// of their own. (`097` then `n`'s last seven digits gave every citizen of a run the same first
-/// four: two logins in flight whose numbers ended alike read each other's codes, and now and then
-/// a login showed one page more.)
-fn phone_of(n: u64) -> String {
-    format!(
-        "097{}{:03}{:03}",
-        (n / 1000) % 10,
-        (n / 10_000) % 1000,
-        n % 1000
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::phone_of;
-
-    #[test]
-    fn each_citizens_phone_is_their_own_and_so_is_its_mask() {
-        let mask = |p: &str| format!("{}***{}", &p[..4], &p[7..]);
-        assert_eq!(phone_of(415_499), "0975041499");
-        let phones: Vec<String> = (400_000..600_000).map(phone_of).collect();
-        let unique: std::collections::HashSet<&String> = phones.iter().collect();
-        assert_eq!(unique.len(), phones.len());
-        for window in phones.windows(10_000).step_by(2_500) {
-            let masks: std::collections::HashSet<String> = window.iter().map(|p| mask(p)).collect();
-            assert_eq!(masks.len(), window.len());
-        }
-    }
 }
