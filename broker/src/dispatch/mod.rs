@@ -105,17 +105,10 @@ pub enum Prepared {
 pub trait Route: Send + Sync {
     /// Stored with each delivery, so that the route finds its own again.
     fn name(&self) -> &'static str;
-    /// The deliveries `event` makes through this route (none for events it does not serve).
-    async fn plan(&self, event: &StoredEvent) -> anyhow::Result<Vec<Planned>>;
-    /// The deliveries of a batch of events, in their order: a route that reads the same kind
-    /// of data for each event reads it once for the batch here.
-    async fn plan_many(&self, events: &[StoredEvent]) -> anyhow::Result<Vec<Vec<Planned>>> {
-        let mut planned = Vec::with_capacity(events.len());
-        for event in events {
-            planned.push(self.plan(event).await?);
-        }
-        Ok(planned)
-    }
+    /// The deliveries each event of a batch makes through this route, in the events' order
+    /// (none for events it does not serve). A route reads what it needs once for the batch,
+    /// not once per event.
+    async fn plan_many(&self, events: &[StoredEvent]) -> anyhow::Result<Vec<Vec<Planned>>>;
     /// The request of one delivery, built at send time (fresh tokens for every attempt).
     async fn prepare(&self, delivery: &Delivery, now: i64) -> anyhow::Result<Prepared>;
 }

@@ -53,12 +53,11 @@ const ERROR_CODES: &[&str] = &[
     "access_denied",
 ];
 
-/// Which clients a person has, or had, a grant at (SQL in `store/subscribers.rs`).
+/// Which clients people have, or had, a grant at (SQL in `store/subscribers.rs`).
 #[async_trait]
 pub trait GrantedClients: Send + Sync {
-    async fn clients_granted(&self, account_id: &str) -> anyhow::Result<Vec<String>>;
-    /// The same for several people in one read: account id → client ids (people with no grant
-    /// may be absent).
+    /// For several people in one read: account id → client ids (people with no grant may be
+    /// absent).
     async fn clients_granted_to(
         &self,
         account_ids: &[&str],
@@ -165,11 +164,6 @@ fn explain_refusal(body: &[u8]) -> String {
 impl Route for SecurityEvents {
     fn name(&self) -> &'static str {
         ROUTE
-    }
-
-    async fn plan(&self, event: &StoredEvent) -> anyhow::Result<Vec<Planned>> {
-        let targets = self.grants.clients_granted(&event.subject).await?;
-        self.plan_for(event, targets).await
     }
 
     /// One read of the grants for the whole batch, instead of one per event.

@@ -74,14 +74,6 @@ impl Route for BackchannelLogout {
         ROUTE
     }
 
-    async fn plan(&self, event: &StoredEvent) -> anyhow::Result<Vec<Planned>> {
-        Ok(self
-            .plan_many(std::slice::from_ref(event))
-            .await?
-            .pop()
-            .unwrap_or_default())
-    }
-
     /// One read of the grants for every ended session of the batch, and one of each client
     /// they name.
     async fn plan_many(&self, events: &[StoredEvent]) -> anyhow::Result<Vec<Vec<Planned>>> {

@@ -2,6 +2,9 @@
 //! every RP of the old device's session hears it (back-channel logout), and nothing brings the
 //! old device back (its refresh, its access tokens, its SSO session, a later refresh).
 
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -100,6 +103,32 @@ async fn silent(app: &TestApp, browser: &Browser, client: &Client, device: &str)
 
 fn claims(tokens: &Value) -> Value {
     jwt_parts(tokens["id_token"].as_str().unwrap()).1
+}
+
+/// Drives `who`'s request until it stops at the armed fault point.
+async fn stops_at<F>(gate: &broker::faults::Gate, mut request: Pin<&mut F>, who: &str)
+where
+    F: Future,
+    F::Output: Debug,
+{
+    tokio::select! {
+        _ = gate.reached() => {}
+        answer = &mut request => panic!("{who} finished without reaching the fault point: {answer:?}"),
+    }
+}
+
+/// `who`'s request is still waiting after 300 ms: for the lock on the slot that `holder`'s
+/// request, stopped at the fault point, holds.
+async fn waits_behind<F>(mut request: Pin<&mut F>, who: &str, holder: &str)
+where
+    F: Future,
+    F::Output: Debug,
+{
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut request).await;
+    assert!(
+        early.is_err(),
+        "{who} went past {holder}'s lock on the slot: {early:?}"
+    );
 }
 
 async fn holder(app: &TestApp, account: &str) -> Option<String> {
@@ -308,18 +337,11 @@ on_both_backends!(
         let gate = broker::faults::arm("slot:before-commit", &account);
         let a = app.exchange(&mobile, &code_a, &pkce_a.verifier);
         tokio::pin!(a);
-        tokio::select! {
-            _ = gate.reached() => {}
-            answer = &mut a => panic!("A finished without reaching the fault point: {answer:?}"),
-        }
+        stops_at(&gate, a.as_mut(), "A").await;
         // B's request while A holds the slot: it waits for A's lock, deciding nothing yet.
         let b = app.exchange(&mobile, &code_b, &pkce_b.verifier);
         tokio::pin!(b);
-        let early = tokio::time::timeout(Duration::from_millis(300), &mut b).await;
-        assert!(
-            early.is_err(),
-            "B went past A's lock on the slot: {early:?}"
-        );
+        waits_behind(b.as_mut(), "B", "A").await;
         gate.release();
         let ((status_a, at_a), (status_b, at_b)) = tokio::join!(a, b);
         broker::faults::disarm("slot:before-commit", &account);
@@ -373,20 +395,13 @@ async fn the_holder_logging_in_again_waits_for_a_device_taking_the_slot_then_tak
     let gate = broker::faults::arm("slot:before-commit", &account);
     let b = app.exchange(&mobile, &code_b, &pkce_b.verifier);
     tokio::pin!(b);
-    tokio::select! {
-        _ = gate.reached() => {}
-        answer = &mut b => panic!("B finished without reaching the fault point: {answer:?}"),
-    }
+    stops_at(&gate, b.as_mut(), "B").await;
     // A logs in again meanwhile (a session B's eviction did not see). A still holds the slot
     // as committed, but must not decide on that before B's transaction ends.
     let (code_a, pkce_a) = code(&app, &Browser::new(), &mobile, "C06", Some("device-a")).await;
     let a = app.exchange(&mobile, &code_a, &pkce_a.verifier);
     tokio::pin!(a);
-    let early = tokio::time::timeout(Duration::from_millis(300), &mut a).await;
-    assert!(
-        early.is_err(),
-        "A went past B's lock on the slot: {early:?}"
-    );
+    waits_behind(a.as_mut(), "A", "B").await;
     gate.release();
     let ((status_b, at_b), (status_a, at_a)) = tokio::join!(b, a);
     broker::faults::disarm("slot:before-commit", &account);
