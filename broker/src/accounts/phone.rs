@@ -126,14 +126,13 @@ fn foreign(digits: &str) -> Result<Phone, PhoneError> {
 }
 
 fn from_parsed(number: PhoneNumber) -> Result<Phone, PhoneError> {
-    if !number.is_valid() {
+    // Valid means of a known type: what `PhoneNumber::is_valid` checks, by the same metadata
+    // lookup; asked once here rather than twice (each is a run of the type patterns).
+    let kind = number.number_type(&phonenumber::metadata::DATABASE);
+    if kind == Type::Unknown {
         return Err(PhoneError::Invalid);
     }
-    let mobile_vn = number.code().value() == 84
-        && matches!(
-            number.number_type(&phonenumber::metadata::DATABASE),
-            Type::Mobile
-        );
+    let mobile_vn = number.code().value() == 84 && kind == Type::Mobile;
     Ok(Phone {
         e164: number.format().mode(Mode::E164).to_string(),
         mobile_vn,
@@ -332,6 +331,39 @@ mod tests {
         let mobile = normalise("0819282851").unwrap();
         assert!(mobile.is_vietnamese_mobile());
         assert_eq!(mobile.prefix(), "081");
+    }
+
+    #[test]
+    fn validity_is_what_the_crate_calls_valid() {
+        // `from_parsed` asks the number's type once instead of `is_valid` and then the type:
+        // the same answer for every kind of number, valid or not, at home and abroad.
+        let mut inputs: Vec<String> = [
+            "+16502530000", "+442079460000", "+33612345678", "+8613800138000", "+61412345678",
+            "+12025550100", "+999123456789", "+8499999999", "+84123", "+4412",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for prefix in 10..100 {
+            for tail in ["1234567", "12345678", "123456"] {
+                inputs.push(format!("0{prefix}{tail}"));
+            }
+        }
+        let (mut valid, mut invalid) = (0, 0);
+        for input in &inputs {
+            let region = (!input.starts_with('+')).then_some(Id::VN);
+            let Ok(number) = phonenumber::parse(region, input) else {
+                continue;
+            };
+            let crate_says = number.is_valid();
+            assert_eq!(from_parsed(number).is_ok(), crate_says, "{input}");
+            if crate_says {
+                valid += 1;
+            } else {
+                invalid += 1;
+            }
+        }
+        assert!(valid > 50 && invalid > 50, "both kinds were tried: {valid} / {invalid}");
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl PreparedSave {
     pub fn swap<'a>(&'a self, read: &'a Version) -> Swap<'a> {
         Swap {
             key: &self.key,
-            expected: &read.0,
+            expected: Some(&read.0),
             value: &self.sealed,
             ttl: self.ttl,
         }
@@ -114,6 +114,29 @@ impl PreparedSave {
     pub fn into_version(self) -> Version {
         Version(self.sealed)
     }
+}
+
+/// What [`PendingLogins::resume_with`] reads besides the login, in the same round trip.
+#[derive(Clone, Copy, Debug)]
+pub enum AlsoRead<'k> {
+    Nothing,
+    /// One more key (read, not locked).
+    Value(&'k str),
+    /// `key` read and `counter` counted, only if the login is there and `key` holds a value
+    /// ([`SessionStore::get_guarded_counted`]).
+    Counted {
+        key: &'k str,
+        counter: &'k str,
+        ttl: Duration,
+    },
+}
+
+/// What was read with the login ([`AlsoRead`]).
+#[derive(Debug)]
+pub enum AlsoReadout {
+    Nothing,
+    Value(Option<Vec<u8>>),
+    Counted(Option<(Vec<u8>, u64)>),
 }
 
 /// Where a suspended login waits: its interaction id (in the page's URL) and the secret of the
@@ -163,16 +186,51 @@ impl PendingLogins {
         interaction_id: &str,
         browser_secret: Option<&str>,
     ) -> anyhow::Result<Result<(SuspendedLogin, Version), UnknownLogin>> {
+        Ok(self
+            .resume_with(interaction_id, browser_secret, AlsoRead::Nothing)
+            .await?
+            .map(|(login, version, _)| (login, version)))
+    }
+
+    /// [`PendingLogins::resume`], and `also` in the same round trip: a step's own state (the
+    /// one-time code of the login's challenge) read, or read and counted, with the login. A
+    /// count is made only when this browser's login is there: its key names the binding.
+    pub async fn resume_with(
+        &self,
+        interaction_id: &str,
+        browser_secret: Option<&str>,
+        also: AlsoRead<'_>,
+    ) -> anyhow::Result<Result<(SuspendedLogin, Version, AlsoReadout), UnknownLogin>> {
         let Some(key) = Self::checked_interaction_key(interaction_id, browser_secret) else {
             return Ok(Err(UnknownLogin));
         };
-        let Some(bytes) = self.store.get(&key).await? else {
+        let (bytes, readout) = match also {
+            AlsoRead::Nothing => (self.store.get(&key).await?, AlsoReadout::Nothing),
+            AlsoRead::Value(other) => {
+                let mut read = self.store.get_many(&[&key, other]).await?.into_iter();
+                let login = read.next().flatten();
+                (login, AlsoReadout::Value(read.next().flatten()))
+            }
+            AlsoRead::Counted {
+                key: counted,
+                counter,
+                ttl,
+            } => match self
+                .store
+                .get_guarded_counted(&key, counted, counter, ttl)
+                .await?
+            {
+                Some((login, count)) => (Some(login), AlsoReadout::Counted(count)),
+                None => (None, AlsoReadout::Counted(None)),
+            },
+        };
+        let Some(bytes) = bytes else {
             return Ok(Err(UnknownLogin));
         };
         let plain = self
             .master
             .open(SEAL_PURPOSE, std::str::from_utf8(&bytes)?)?;
-        Ok(Ok((serde_json::from_slice(&plain)?, Version(bytes))))
+        Ok(Ok((serde_json::from_slice(&plain)?, Version(bytes), readout)))
     }
 
     /// Saves a step's progress under the same interaction, if nothing else saved or ended it

@@ -20,10 +20,10 @@ use crate::accounts::phone::{self, Phone};
 use crate::accounts::UpstreamIdentity;
 use crate::crypto::{ct_eq, random_token};
 use crate::federation::pending::{
-    cookie_name, PendingLogin, SuspendedLogin, UnknownLogin, Version,
+    cookie_name, AlsoRead, AlsoReadout, PendingLogin, SuspendedLogin, UnknownLogin, Version,
 };
 use crate::oidc::error::OAuthError;
-use crate::otp::{OtpFailure, OtpRefused, Verified};
+use crate::otp::{Otp, OtpFailure, OtpRefused, Prior, SendError, Verified};
 
 /// The longest a login may take from `/authorize` to its last step (a slow SMS, a resend, the
 /// failure page read twice): past it the person starts again from the app, so that an old
@@ -253,7 +253,23 @@ impl<'a> LoginFlow<'a> {
         now: i64,
     ) -> Result<Next, FlowError> {
         let id = request.interaction_id;
-        let (login, version) = match self.resume_live(id, request.binding_secret, now).await? {
+        // The code's state is read with the login, in one round trip: a phone or a resend
+        // reads the challenge's record (its cooldown), a code also counts its attempt (only
+        // for the browser that holds the login: its key names the binding).
+        let (record, attempts, attempts_ttl) = Otp::keys(id);
+        let also = match &input {
+            StepInput::Phone(_) | StepInput::Resend => AlsoRead::Value(&record),
+            StepInput::Code(_) => AlsoRead::Counted {
+                key: &record,
+                counter: &attempts,
+                ttl: attempts_ttl,
+            },
+            StepInput::ChangePhone | StepInput::Continue => AlsoRead::Nothing,
+        };
+        let read = self
+            .resume_live_with(id, request.binding_secret, also, now)
+            .await?;
+        let (login, version, readout) = match read {
             Ok(read) => read,
             Err(UnknownLogin) => return Err(FlowError::UnknownLogin),
         };
@@ -263,7 +279,10 @@ impl<'a> LoginFlow<'a> {
         );
         // An answer for the client (say `login_required`) goes back to it, not to a dead end.
         Ok(
-            match self.apply(request, login, version, input, now).await? {
+            match self
+                .apply(request, login, version, input, readout, now)
+                .await?
+            {
                 Ok(next) => next,
                 Err(error) => self.to_client(&redirect_uri, state.as_deref(), Err(error)),
             },
@@ -277,21 +296,37 @@ impl<'a> LoginFlow<'a> {
         binding_secret: Option<&str>,
         now: i64,
     ) -> anyhow::Result<Result<(SuspendedLogin, Version), UnknownLogin>> {
-        Ok(match self.pending.resume(id, binding_secret).await? {
-            Ok((login, version)) if now - login.pending.created_at <= MAX_LOGIN_SECS => {
-                Ok((login, version))
-            }
-            Ok(_) => Err(UnknownLogin),
-            Err(e) => Err(e),
-        })
+        Ok(self
+            .resume_live_with(id, binding_secret, AlsoRead::Nothing, now)
+            .await?
+            .map(|(login, version, _)| (login, version)))
+    }
+
+    /// [`LoginFlow::resume_live`], with what `also` reads in the same round trip.
+    async fn resume_live_with(
+        &self,
+        id: &str,
+        binding_secret: Option<&str>,
+        also: AlsoRead<'_>,
+        now: i64,
+    ) -> anyhow::Result<Result<(SuspendedLogin, Version, AlsoReadout), UnknownLogin>> {
+        Ok(
+            match self.pending.resume_with(id, binding_secret, also).await? {
+                Ok((login, ..)) if now - login.pending.created_at > MAX_LOGIN_SECS => {
+                    Err(UnknownLogin)
+                }
+                read => read,
+            },
+        )
     }
 
     async fn apply(
         &self,
         request: StepRequest<'_>,
         mut login: SuspendedLogin,
-        version: Version,
+        mut version: Version,
         input: StepInput,
+        readout: AlsoReadout,
         now: i64,
     ) -> Result<Result<Next, OAuthError>, FlowError> {
         let id = request.interaction_id;
@@ -314,21 +349,52 @@ impl<'a> LoginFlow<'a> {
         });
         let stage = login.steps.stage.clone();
         let before = std::mem::discriminant(&stage);
-        match (stage, input) {
-            (Stage::AskPhone, StepInput::Phone(text))
-            | (Stage::EnterCode { .. }, StepInput::Phone(text)) => match phone::normalise(&text) {
-                Ok(phone) => {
-                    self.send_code(&mut login, id, &phone, request.client, now)
-                        .await?
-                }
-                Err(_) => login.steps.message = Some(Message::InvalidPhone),
-            },
-            (Stage::EnterCode { phone, .. }, StepInput::Resend) => {
-                if let Some(phone) = Phone::texted(&phone) {
-                    self.send_code(&mut login, id, &phone, request.client, now)
-                        .await?;
+        let (prior, counted) = match readout {
+            AlsoReadout::Value(record) => (Some(Prior(record)), None),
+            AlsoReadout::Counted(counted) => (None, Some(counted)),
+            AlsoReadout::Nothing => (None, None),
+        };
+        let to_send = match (&stage, &input) {
+            (Stage::AskPhone | Stage::EnterCode { .. }, StepInput::Phone(text)) => {
+                match phone::normalise(text) {
+                    Ok(phone) => Some(phone),
+                    Err(_) => {
+                        login.steps.message = Some(Message::InvalidPhone);
+                        None
+                    }
                 }
             }
+            (Stage::EnterCode { phone, .. }, StepInput::Resend) => Phone::texted(phone),
+            _ => None,
+        };
+        if let Some(phone) = to_send {
+            let at = (id, secret, &version);
+            match self
+                .send_code(&mut login, at, &phone, request.client, prior, now)
+                .await?
+            {
+                // Saved with the code: the code page, or after a resend the same page again.
+                Sending::Saved => {
+                    if std::mem::discriminant(&login.steps.stage) == before {
+                        return Ok(Ok(again));
+                    }
+                    return Ok(Ok(Next::Interaction(Interaction {
+                        id: id.to_string(),
+                        binding: None,
+                        view: Some(view(id, &login, now)),
+                    })));
+                }
+                // Another request saved the login meanwhile: its outcome stands.
+                Sending::Superseded => return Ok(Ok(again)),
+                // The login moved on with the code, then the SMS failed: it goes back, with the
+                // message, over the version the code's write made.
+                Sending::NotDelivered(saved) => version = saved,
+                Sending::Refused => {}
+            }
+        }
+        match (stage, input) {
+            (Stage::AskPhone | Stage::EnterCode { .. }, StepInput::Phone(_))
+            | (Stage::EnterCode { .. }, StepInput::Resend) => {}
             (Stage::EnterCode { .. }, StepInput::ChangePhone) => {
                 login.steps.stage = Stage::AskPhone;
             }
@@ -346,10 +412,16 @@ impl<'a> LoginFlow<'a> {
                     phone: proven.e164().to_string(),
                 };
                 let save = self.pending.prepare_save(id, secret, &proving)?;
-                let verified = self
-                    .otp
-                    .verify_with(id, &proven, code.trim(), now, Some(save.swap(&version)))
-                    .await;
+                let also = Some(save.swap(&version));
+                let verified = match counted {
+                    // Read and counted with the login.
+                    Some(counted) => {
+                        self.otp
+                            .verify_counted(id, &proven, code.trim(), now, also, counted)
+                            .await
+                    }
+                    None => self.otp.verify_with(id, &proven, code.trim(), now, also).await,
+                };
                 match verified {
                     // A request that saved meanwhile (a resend) wins, and this one shows where
                     // the login now stands; the code was not used.
@@ -448,43 +520,66 @@ impl<'a> LoginFlow<'a> {
         Ok(Ok(again))
     }
 
-    /// Sends a code and moves to the code page, or leaves a message saying why not.
+    /// Sends a code, the login moving to the code page in the same atomic step as the code's
+    /// record (one round trip); or leaves a message on `login` saying why not, to be saved.
     async fn send_code(
         &self,
         login: &mut SuspendedLogin,
-        challenge: &str,
+        (challenge, secret, version): (&str, &str, &Version),
         phone: &Phone,
         client: Option<ClientKey>,
+        prior: Option<Prior>,
         now: i64,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Sending> {
         let account_key = format!(
             "{}|{}",
             login.identity.upstream_iss, login.identity.upstream_sub
         );
-        match self
+        let mut moved = login.clone();
+        moved.steps.stage = Stage::EnterCode {
+            phone: phone.e164().to_string(),
+            resend_at: now + self.otp.resend_cooldown_secs(),
+        };
+        moved.steps.message = Some(Message::Sent);
+        let save = self.pending.prepare_save(challenge, secret, &moved)?;
+        let refused = match self
             .otp
-            .send(challenge, phone, &account_key, client, now)
+            .send_with(
+                challenge,
+                phone,
+                &account_key,
+                client,
+                now,
+                prior,
+                Some(save.swap(version)),
+            )
             .await
         {
-            Ok(sent) => {
-                login.steps.stage = Stage::EnterCode {
-                    phone: phone.e164().to_string(),
-                    resend_at: sent.resend_at,
-                };
-                login.steps.message = Some(Message::Sent);
+            Ok(_) => {
+                *login = moved;
+                return Ok(Sending::Saved);
             }
-            Err(OtpRefused::TooSoon { retry_after }) => {
+            Err(SendError::Superseded) => return Ok(Sending::Superseded),
+            Err(SendError::NotDelivered(e)) => {
+                tracing::warn!(error = format!("{e:#}"), "one-time code not sent");
+                login.steps.message = Some(Message::SmsUnavailable);
+                return Ok(Sending::NotDelivered(save.into_version()));
+            }
+            Err(SendError::Refused(refused)) => refused,
+        };
+        match refused {
+            OtpRefused::TooSoon { retry_after } => {
                 login.steps.message = Some(Message::TooSoon {
                     seconds: retry_after,
                 })
             }
-            Err(OtpRefused::Limited { retry_after }) => {
+            OtpRefused::Limited { retry_after } => {
                 login.steps.message = Some(Message::Limited {
                     seconds: retry_after,
                 })
             }
-            Err(OtpRefused::NotMobile) => login.steps.message = Some(Message::NotMobile),
-            Err(OtpRefused::Exhausted) => {
+            OtpRefused::NotMobile => login.steps.message = Some(Message::NotMobile),
+            OtpRefused::Exhausted => {
                 let notice = self
                     .provider
                     .accounts
@@ -492,12 +587,12 @@ impl<'a> LoginFlow<'a> {
                     .await?;
                 login.steps.stage = Stage::Exhausted { notice };
             }
-            Err(OtpRefused::Unavailable(e)) => {
+            OtpRefused::Unavailable(e) => {
                 tracing::warn!(error = format!("{e:#}"), "one-time code not sent");
                 login.steps.message = Some(Message::SmsUnavailable);
             }
         }
-        Ok(())
+        Ok(Sending::Refused)
     }
 
     /// The phone is proven: link or create, then finish (or the failure page first).
@@ -565,6 +660,19 @@ impl<'a> LoginFlow<'a> {
             .into()),
         }
     }
+}
+
+/// What became of a send ([`LoginFlow::send_code`]).
+enum Sending {
+    /// The code is out and the login saved at the code page.
+    Saved,
+    /// Another request saved the login first: nothing was sent or saved.
+    Superseded,
+    /// The code and the login were saved, the SMS failed: the login's version after that
+    /// write, for the save that takes it back with the message.
+    NotDelivered(Version),
+    /// Refused before anything was written; the message is on the login, to be saved.
+    Refused,
 }
 
 /// The page of a suspended login.

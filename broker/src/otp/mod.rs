@@ -57,6 +57,30 @@ pub enum OtpRefused {
     Unavailable(#[source] anyhow::Error),
 }
 
+/// Why [`Otp::send_with`] sent no code, or what became of it.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Refused before anything was written, as [`Otp::send`] refuses.
+    #[error(transparent)]
+    Refused(#[from] OtpRefused),
+    /// The caller's write lost its race: nothing was written and no code went out (a unit of
+    /// the caps may have been spent).
+    #[error("the caller's write found its key changed")]
+    Superseded,
+    /// The code and the caller's write were stored, then the gateway failed: the caps and the
+    /// cooldown count, and the code stays valid (a provider that timed out may still deliver).
+    #[error("the SMS gateway failed")]
+    NotDelivered(#[source] anyhow::Error),
+}
+
+/// A challenge's record as the caller read it with its own read, in the same round trip
+/// ([`Otp::send_with`]).
+pub struct Prior(pub Option<Vec<u8>>);
+
+/// A code read and its attempt counted in the caller's own read ([`Otp::verify_counted`]):
+/// [`crate::sessions::SessionStore::get_guarded_counted`] over [`Otp::keys`].
+pub type Counted = Option<(Vec<u8>, u64)>;
+
 /// What a right code did ([`Otp::verify_with`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verified {
@@ -119,13 +143,24 @@ impl Otp {
         })
     }
 
+    /// The session-store keys of `challenge`'s code and attempt counter, and the counter's
+    /// lifetime, for a caller that reads them in a round trip of its own.
+    pub fn keys(challenge: &str) -> (String, String, Duration) {
+        let keys = Keys::of(challenge);
+        (keys.record, keys.attempts, CHALLENGE_LIFE)
+    }
+
+    /// How long after a send the next one may go, in seconds.
+    pub fn resend_cooldown_secs(&self) -> i64 {
+        self.settings.resend_cooldown_secs as i64
+    }
+
     /// Sends a new code for `challenge` to `to`, replacing any earlier one. `account_key` names
     /// the account (or the upstream identity) asking, for its cap: an opaque id, never a
     /// personal ID number. `address` is the browser's, when known.
     ///
     /// The caps are counted before the SMS goes out; a gateway failure keeps the count and the
     /// code (a provider that timed out may still deliver it), so a retry waits for the cooldown.
-    #[tracing::instrument(level = "debug", skip_all, fields(to = %to.masked()))]
     pub async fn send(
         &self,
         challenge: &str,
@@ -134,26 +169,60 @@ impl Otp {
         address: Option<ClientKey>,
         now: i64,
     ) -> Result<Sent, OtpRefused> {
+        match self
+            .send_with(challenge, to, account_key, address, now, None, None)
+            .await
+        {
+            Ok(sent) => Ok(sent),
+            Err(SendError::Refused(refused)) => Err(refused),
+            Err(SendError::NotDelivered(e)) => Err(OtpRefused::Unavailable(e)),
+            // Only a send with a write of its own can lose that write.
+            Err(SendError::Superseded) => Err(OtpRefused::Unavailable(anyhow::anyhow!(
+                "a send without a write of its own was superseded"
+            ))),
+        }
+    }
+
+    /// [`Otp::send`], with the challenge's record as the caller already read it (`prior`; read
+    /// here when `None`), and `also` (the caller's compare-and-set, say the login moving to its
+    /// code page) written in the same atomic step as the code, before the SMS goes out: both are
+    /// stored or neither. A gateway failure after that is [`SendError::NotDelivered`].
+    #[tracing::instrument(level = "debug", skip_all, fields(to = %to.masked()))]
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send_with(
+        &self,
+        challenge: &str,
+        to: &Phone,
+        account_key: &str,
+        address: Option<ClientKey>,
+        now: i64,
+        prior: Option<Prior>,
+        also: Option<Swap<'_>>,
+    ) -> Result<Sent, SendError> {
         if !self.may_receive(to) {
-            return Err(OtpRefused::NotMobile);
+            return Err(OtpRefused::NotMobile.into());
         }
         let keys = Keys::of(challenge);
-        let previous = self
-            .store
-            .get(&keys.record)
-            .await
-            .map_err(OtpRefused::Unavailable)?;
+        let previous = match prior {
+            Some(Prior(read)) => read,
+            None => self
+                .store
+                .get(&keys.record)
+                .await
+                .map_err(OtpRefused::Unavailable)?,
+        };
         let cooldown = self.settings.resend_cooldown_secs as i64;
         let previous_sent_at = match previous.as_deref().map(serde_json::from_slice) {
-            Some(Ok(Stored::Dead)) => return Err(OtpRefused::Exhausted),
+            Some(Ok(Stored::Dead)) => return Err(OtpRefused::Exhausted.into()),
             Some(Ok(Stored::Live { sent_at, .. } | Stored::Used { sent_at })) => sent_at,
-            Some(Err(e)) => return Err(OtpRefused::Unavailable(e.into())),
+            Some(Err(e)) => return Err(OtpRefused::Unavailable(e.into()).into()),
             None => 0,
         };
         if previous_sent_at > 0 && now < previous_sent_at + cooldown {
             return Err(OtpRefused::TooSoon {
                 retry_after: (previous_sent_at + cooldown - now) as u64,
-            });
+            }
+            .into());
         }
         let request = limits::Request {
             phone: to,
@@ -172,28 +241,40 @@ impl Otp {
         .map_err(|e| OtpRefused::Unavailable(e.into()))?;
         // Two sends racing past the check above: only the one that replaces the record it read
         // sends its code (the other may have spent a unit of the caps, never an SMS).
-        let claimed = match &previous {
-            None => {
-                self.store
-                    .put_new(&keys.record, &record, self.code_ttl())
-                    .await
-            }
-            Some(read) => {
-                self.store
-                    .replace_if(&keys.record, read, &record, self.code_ttl())
-                    .await
-            }
-        }
-        .map_err(OtpRefused::Unavailable)?;
+        let claim = Swap {
+            key: &keys.record,
+            expected: previous.as_deref(),
+            value: &record,
+            ttl: self.code_ttl(),
+        };
+        let swaps: &[Swap<'_>] = match &also {
+            Some(also) => &[claim, *also],
+            None => &[claim],
+        };
+        let claimed = self
+            .store
+            .replace_all_if(swaps, &[])
+            .await
+            .map_err(OtpRefused::Unavailable)?;
         if !claimed {
+            // The record changed since it was read (another send), or `also` lost its race.
+            let now_stored = self
+                .store
+                .get(&keys.record)
+                .await
+                .map_err(OtpRefused::Unavailable)?;
+            if also.is_some() && now_stored == previous {
+                return Err(SendError::Superseded);
+            }
             return Err(OtpRefused::TooSoon {
                 retry_after: cooldown as u64,
-            });
+            }
+            .into());
         }
         if let Err(e) = self.gateway.send(to, &self.settings.text(&code)).await {
             let e = anyhow::Error::from(e).context("the SMS gateway failed");
             tracing::warn!(to = %to.masked(), error = format!("{e:#}"), "SMS one-time code not sent");
-            return Err(OtpRefused::Unavailable(e));
+            return Err(SendError::NotDelivered(e));
         }
         tracing::info!(to = %to.masked(), expires_at, "SMS one-time code sent");
         Ok(Sent {
@@ -223,7 +304,6 @@ impl Otp {
     /// the login it proves moving on) in the same atomic step as the code's use: both happen or
     /// neither. `Superseded`: the code was right but `also`'s key had changed meanwhile, so
     /// nothing was used.
-    #[tracing::instrument(level = "debug", skip_all, fields(to = %to.masked()))]
     pub async fn verify_with(
         &self,
         challenge: &str,
@@ -234,12 +314,29 @@ impl Otp {
     ) -> Result<Verified, OtpFailure> {
         let keys = Keys::of(challenge);
         // The attempt is counted in the read that fetches the code.
-        let Some((read, attempt)) = self
+        let counted = self
             .store
             .get_counted(&keys.record, &keys.attempts, CHALLENGE_LIFE)
             .await
-            .map_err(OtpFailure::Unavailable)?
-        else {
+            .map_err(OtpFailure::Unavailable)?;
+        self.verify_counted(challenge, to, code, now, also, counted)
+            .await
+    }
+
+    /// [`Otp::verify_with`], the code read and its attempt counted by the caller (`counted`,
+    /// read with [`Otp::keys`] in the caller's own round trip).
+    #[tracing::instrument(level = "debug", skip_all, fields(to = %to.masked()))]
+    pub async fn verify_counted(
+        &self,
+        challenge: &str,
+        to: &Phone,
+        code: &str,
+        now: i64,
+        also: Option<Swap<'_>>,
+        counted: Counted,
+    ) -> Result<Verified, OtpFailure> {
+        let keys = Keys::of(challenge);
+        let Some((read, attempt)) = counted else {
             return Err(OtpFailure::Expired);
         };
         let (mac, sent_at, expires_at) =
@@ -283,7 +380,7 @@ impl Otp {
         let left = Duration::from_secs((expires_at - now).max(1) as u64);
         let mark_used = Swap {
             key: &keys.record,
-            expected: &read,
+            expected: Some(&read),
             value: &used,
             ttl: left,
         };

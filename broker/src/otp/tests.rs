@@ -199,7 +199,7 @@ async fn a_right_code_and_the_callers_write_happen_together_or_not_at_all() {
     store.put("login", b"moved on", ttl).await.unwrap();
     let stale = Swap {
         key: "login",
-        expected: b"as read",
+        expected: Some(b"as read"),
         value: b"proven",
         ttl,
     };
@@ -214,7 +214,7 @@ async fn a_right_code_and_the_callers_write_happen_together_or_not_at_all() {
         Some(&b"moved on"[..])
     );
     let fresh = Swap {
-        expected: b"moved on",
+        expected: Some(b"moved on"),
         ..stale
     };
     assert_eq!(

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use async_trait::async_trait;
 
-use super::{SessionStore, Swap};
+use super::{GuardedCount, SessionStore, Swap};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -90,6 +90,18 @@ impl SessionStore for MemoryStore {
         })
     }
 
+    async fn get_many(&self, keys: &[&str]) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
+        self.with(|map, now| {
+            keys.iter()
+                .map(|key| {
+                    map.get(*key)
+                        .filter(|(e, _)| *e > now)
+                        .map(|(_, v)| v.clone())
+                })
+                .collect()
+        })
+    }
+
     async fn take(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         self.with(|map, now| map.remove(key).filter(|(e, _)| *e > now).map(|(_, v)| v))
     }
@@ -108,8 +120,11 @@ impl SessionStore for MemoryStore {
     ) -> anyhow::Result<bool> {
         self.with(|map, now| {
             let holds = |swap: &Swap<'_>| {
-                map.get(swap.key)
-                    .is_some_and(|(expires, value)| *expires > now && value == swap.expected)
+                let live = map.get(swap.key).filter(|(expires, _)| *expires > now);
+                match swap.expected {
+                    Some(expected) => live.is_some_and(|(_, value)| value == expected),
+                    None => live.is_none(),
+                }
             };
             if !swaps.iter().all(holds) {
                 return false;
@@ -149,6 +164,30 @@ impl SessionStore for MemoryStore {
                 return Ok(None);
             };
             Ok(Some((value, count(map, counter, ttl, now)?)))
+        })?
+    }
+
+    async fn get_guarded_counted(
+        &self,
+        guard: &str,
+        key: &str,
+        counter: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<Option<GuardedCount>> {
+        self.with(|map, now| {
+            let live = |map: &HashMap<String, (Instant, Vec<u8>)>, key: &str| {
+                map.get(key)
+                    .filter(|(e, _)| *e > now)
+                    .map(|(_, v)| v.clone())
+            };
+            let Some(guarded) = live(map, guard) else {
+                return Ok(None);
+            };
+            let counted = match live(map, key) {
+                Some(value) => Some((value, count(map, counter, ttl, now)?)),
+                None => None,
+            };
+            Ok(Some((guarded, counted)))
         })?
     }
 
@@ -192,6 +231,14 @@ mod tests {
     #[tokio::test]
     async fn get_counted_counts_only_when_the_value_exists() {
         crate::sessions::contract::get_counted_counts_only_when_the_value_exists(
+            &MemoryStore::new(),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn get_guarded_counted_counts_only_behind_its_guard() {
+        crate::sessions::contract::get_guarded_counted_counts_only_behind_its_guard(
             &MemoryStore::new(),
         )
         .await;

@@ -14,14 +14,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 /// One compare-and-set of [`SessionStore::replace_all_if`]: `key` goes from `expected` to
-/// `value`, which lives `ttl`.
+/// `value`, which lives `ttl`. `expected: None`: the key must be absent (a first write).
 #[derive(Clone, Copy, Debug)]
 pub struct Swap<'a> {
     pub key: &'a str,
-    pub expected: &'a [u8],
+    pub expected: Option<&'a [u8]>,
     pub value: &'a [u8],
     pub ttl: Duration,
 }
+
+/// What [`SessionStore::get_guarded_counted`] found: the guard's value, and when the counted
+/// key holds a value, that value and the counter's new count.
+pub type GuardedCount = (Vec<u8>, Option<(Vec<u8>, u64)>);
 
 #[async_trait]
 pub trait SessionStore: Send + Sync {
@@ -29,6 +33,8 @@ pub trait SessionStore: Send + Sync {
     /// Stores only if the key is absent; true when stored (replay detection, e.g. `jti`).
     async fn put_new(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<bool>;
     async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
+    /// Several keys in one round trip (not one atomic read): each one's value, in order.
+    async fn get_many(&self, keys: &[&str]) -> anyhow::Result<Vec<Option<Vec<u8>>>>;
     /// Reads and deletes atomically: single-use values.
     async fn take(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>>;
     /// Atomically replaces an existing value, keeping its TTL, and returns the previous value;
@@ -45,7 +51,7 @@ pub trait SessionStore: Send + Sync {
     ) -> anyhow::Result<bool> {
         let swap = Swap {
             key,
-            expected,
+            expected: Some(expected),
             value,
             ttl,
         };
@@ -75,6 +81,17 @@ pub trait SessionStore: Send + Sync {
         counter: &str,
         ttl: Duration,
     ) -> anyhow::Result<Option<(Vec<u8>, u64)>>;
+    /// [`SessionStore::get_counted`] behind a guard, in one atomic step: `None` (nothing read,
+    /// nothing counted) when `guard` is absent; else its value, and `key`'s value and the new
+    /// count when `key` holds one. A login's step reads the login it belongs to (whose key names
+    /// the browser's binding, so only that browser counts) and the code's attempt at once.
+    async fn get_guarded_counted(
+        &self,
+        guard: &str,
+        key: &str,
+        counter: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<Option<GuardedCount>>;
     /// Liveness of the backend (readiness probe).
     async fn ping(&self) -> anyhow::Result<()>;
 }
@@ -90,7 +107,7 @@ pub(crate) mod contract {
         let ttl = Duration::from_secs(60);
         let swap = |key, expected, value| super::Swap {
             key,
-            expected,
+            expected: Some(expected),
             value,
             ttl,
         };
@@ -119,6 +136,50 @@ pub(crate) mod contract {
         assert_eq!(store.get("w").await.unwrap().as_deref(), Some(&b"q"[..]));
         // Done once: the same swaps again find the new values.
         assert!(!store.replace_all_if(&swaps, &[]).await.unwrap());
+        // `expected: None` holds only while the key is absent.
+        let first = |key| super::Swap {
+            key,
+            expected: None,
+            value: b"first",
+            ttl,
+        };
+        let swaps = [first("v"), first("new")];
+        assert!(!store.replace_all_if(&swaps, &[]).await.unwrap());
+        assert!(store.get("new").await.unwrap().is_none(), "nothing written");
+        let swaps = [swap("v", b"b", b"c"), first("new")];
+        assert!(store.replace_all_if(&swaps, &[]).await.unwrap());
+        assert_eq!(
+            store.get_many(&["new", "v", "gone"]).await.unwrap(),
+            vec![Some(b"first".to_vec()), Some(b"c".to_vec()), None]
+        );
+        assert!(!store.replace_all_if(&[first("new")], &[]).await.unwrap());
+    }
+
+    pub async fn get_guarded_counted_counts_only_behind_its_guard(store: &dyn SessionStore) {
+        let ttl = Duration::from_secs(60);
+        store.put("v", b"code", ttl).await.unwrap();
+        // No guard: nothing read, nothing counted.
+        assert_eq!(
+            store.get_guarded_counted("g", "v", "n", ttl).await.unwrap(),
+            None
+        );
+        assert!(store.get("n").await.unwrap().is_none(), "nothing counted");
+        store.put("g", b"login", ttl).await.unwrap();
+        assert_eq!(
+            store.get_guarded_counted("g", "v", "n", ttl).await.unwrap(),
+            Some((b"login".to_vec(), Some((b"code".to_vec(), 1))))
+        );
+        assert_eq!(
+            store.get_guarded_counted("g", "v", "n", ttl).await.unwrap(),
+            Some((b"login".to_vec(), Some((b"code".to_vec(), 2))))
+        );
+        // The guard without the counted value: the guard's value, nothing counted.
+        store.delete("v").await.unwrap();
+        assert_eq!(
+            store.get_guarded_counted("g", "v", "n", ttl).await.unwrap(),
+            Some((b"login".to_vec(), None))
+        );
+        assert_eq!(store.get("n").await.unwrap().as_deref(), Some(&b"2"[..]));
     }
 
     pub async fn get_counted_counts_only_when_the_value_exists(store: &dyn SessionStore) {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
-use super::{SessionStore, Swap};
+use super::{GuardedCount, SessionStore, Swap};
 
 #[derive(Clone)]
 pub struct RedisStore {
@@ -101,20 +101,25 @@ return n
     )
 });
 
-/// Compare-and-set on several keys at once: the first #ARGV / 3 keys each go from ARGV[3i-2]
-/// to ARGV[3i-1] (TTL ARGV[3i] ms) if every one of them still holds its expected value; when
-/// they do, the remaining keys go.
+/// Compare-and-set on several keys at once: the first #ARGV / 4 keys each go from ARGV[4i-2]
+/// (or from absent, when ARGV[4i-3] is "-") to ARGV[4i-1] (TTL ARGV[4i] ms) if every one of
+/// them still holds its expected value; when they do, the remaining keys go.
 static REPLACE_ALL_IF: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"
-local n = #ARGV / 3
+local n = #ARGV / 4
 for i = 1, n do
-  if redis.call('GET', KEYS[i]) ~= ARGV[3 * i - 2] then
+  local v = redis.call('GET', KEYS[i])
+  if ARGV[4 * i - 3] == '-' then
+    if v then
+      return 0
+    end
+  elseif v ~= ARGV[4 * i - 2] then
     return 0
   end
 end
 for i = 1, n do
-  redis.call('SET', KEYS[i], ARGV[3 * i - 1], 'PX', ARGV[3 * i])
+  redis.call('SET', KEYS[i], ARGV[4 * i - 1], 'PX', ARGV[4 * i])
 end
 for i = n + 1, #KEYS do
   redis.call('DEL', KEYS[i])
@@ -137,6 +142,27 @@ if redis.call('PTTL', KEYS[2]) < 0 then
   redis.call('PEXPIRE', KEYS[2], ARGV[1])
 end
 return {v, n}
+",
+    )
+});
+
+/// GET KEYS[1] (the guard); when present, `GET_COUNTED` on KEYS[2] and KEYS[3].
+static GET_GUARDED_COUNTED: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local g = redis.call('GET', KEYS[1])
+if not g then
+  return false
+end
+local v = redis.call('GET', KEYS[2])
+if not v then
+  return {g}
+end
+local n = redis.call('INCR', KEYS[3])
+if redis.call('PTTL', KEYS[3]) < 0 then
+  redis.call('PEXPIRE', KEYS[3], ARGV[1])
+end
+return {g, v, n}
 ",
     )
 });
@@ -181,6 +207,16 @@ impl SessionStore for RedisStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
+    async fn get_many(&self, keys: &[&str]) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
+        let mut conn = self.connection().await;
+        let mut mget = redis::cmd("MGET");
+        for key in keys {
+            mget.arg(self.key(key));
+        }
+        Ok(mget.query_async(&mut conn).await?)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn take(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let mut conn = self.connection().await;
         Ok(redis::cmd("GETDEL")
@@ -211,9 +247,14 @@ impl SessionStore for RedisStore {
         let mut conn = self.connection().await;
         let mut script = REPLACE_ALL_IF.prepare_invoke();
         for swap in swaps {
+            let (mode, expected) = match swap.expected {
+                Some(expected) => ("=", expected),
+                None => ("-", &b""[..]),
+            };
             script
                 .key(self.key(swap.key))
-                .arg(swap.expected)
+                .arg(mode)
+                .arg(expected)
                 .arg(swap.value)
                 .arg(millis(swap.ttl));
         }
@@ -255,6 +296,44 @@ impl SessionStore for RedisStore {
             .arg(millis(ttl))
             .invoke_async(&mut conn)
             .await?)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn get_guarded_counted(
+        &self,
+        guard: &str,
+        key: &str,
+        counter: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<Option<GuardedCount>> {
+        let mut conn = self.connection().await;
+        // false, {guard} or {guard, value, count}.
+        let read: Option<Vec<redis::Value>> = GET_GUARDED_COUNTED
+            .key(self.key(guard))
+            .key(self.key(key))
+            .key(self.key(counter))
+            .arg(millis(ttl))
+            .invoke_async(&mut conn)
+            .await?;
+        let Some(read) = read else {
+            return Ok(None);
+        };
+        let mut parts = read.into_iter();
+        let guarded: Vec<u8> = match parts.next() {
+            Some(guarded) => redis::from_redis_value(guarded)?,
+            None => anyhow::bail!("the guarded read answered an empty array"),
+        };
+        match (parts.next(), parts.next(), parts.next()) {
+            (None, None, None) => Ok(Some((guarded, None))),
+            (Some(value), Some(count), None) => Ok(Some((
+                guarded,
+                Some((
+                    redis::from_redis_value(value)?,
+                    redis::from_redis_value(count)?,
+                )),
+            ))),
+            _ => anyhow::bail!("unexpected answer from the guarded read"),
+        }
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -354,6 +433,14 @@ mod tests {
             left > 0 && left <= 60_000,
             "the counter has its TTL: {left}"
         );
+    }
+
+    #[tokio::test]
+    async fn get_guarded_counted_counts_only_behind_its_guard() {
+        let Some(store) = test_store().await else {
+            return;
+        };
+        crate::sessions::contract::get_guarded_counted_counts_only_behind_its_guard(&store).await;
     }
 
     #[tokio::test]
