@@ -338,8 +338,16 @@ mod tests {
         // `from_parsed` asks the number's type once instead of `is_valid` and then the type:
         // the same answer for every kind of number, valid or not, at home and abroad.
         let mut inputs: Vec<String> = [
-            "+16502530000", "+442079460000", "+33612345678", "+8613800138000", "+61412345678",
-            "+12025550100", "+999123456789", "+8499999999", "+84123", "+4412",
+            "+16502530000",
+            "+442079460000",
+            "+33612345678",
+            "+8613800138000",
+            "+61412345678",
+            "+12025550100",
+            "+999123456789",
+            "+8499999999",
+            "+84123",
+            "+4412",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -363,7 +371,10 @@ mod tests {
                 invalid += 1;
             }
         }
-        assert!(valid > 50 && invalid > 50, "both kinds were tried: {valid} / {invalid}");
+        assert!(
+            valid > 50 && invalid > 50,
+            "both kinds were tried: {valid} / {invalid}"
+        );
     }
 
     #[test]

@@ -230,7 +230,11 @@ impl PendingLogins {
         let plain = self
             .master
             .open(SEAL_PURPOSE, std::str::from_utf8(&bytes)?)?;
-        Ok(Ok((serde_json::from_slice(&plain)?, Version(bytes), readout)))
+        Ok(Ok((
+            serde_json::from_slice(&plain)?,
+            Version(bytes),
+            readout,
+        )))
     }
 
     /// Saves a step's progress under the same interaction, if nothing else saved or ended it

@@ -420,7 +420,11 @@ impl<'a> LoginFlow<'a> {
                             .verify_counted(id, &proven, code.trim(), now, also, counted)
                             .await
                     }
-                    None => self.otp.verify_with(id, &proven, code.trim(), now, also).await,
+                    None => {
+                        self.otp
+                            .verify_with(id, &proven, code.trim(), now, also)
+                            .await
+                    }
                 };
                 match verified {
                     // A request that saved meanwhile (a resend) wins, and this one shows where
