@@ -62,7 +62,7 @@ pub async fn walk_login(
     let broker_url = authorize.clone();
     let mut jar = CookieJar::default();
     let mut url = authorize;
-    // A form to post to `url` instead of getting it (a step page posts back to itself).
+    // A form to post to `url` instead of getting it (a step page posts to its form's action).
     let mut form: Option<Vec<(&'static str, String)>> = None;
     let mut step_pages = 0;
     for _ in 0..MAX_HOPS {
@@ -125,6 +125,11 @@ pub async fn walk_login(
         let answers =
             answers.ok_or_else(|| Failure::bad(&step, "page without a#vneid-login", &body))?;
         form = Some(steps::answer(http, &body, answers, &step).await?);
+        // The form posts to the step's address: the page may have come at the callback's.
+        if let Some(action) = steps::form_action(&body) {
+            url = redirect_target(&url, &action)
+                .map_err(|e| Failure::bad(&step, "unparsable form action", &e.to_string()))?;
+        }
         step_pages += 1;
     }
     Err(Failure::bad("login", "too many redirects", url.as_str()))

@@ -1,6 +1,6 @@
 //! The broker's standardisation pages, answered the way a citizen does: the phone form, the code
 //! form (the code read from the dev SMS gateway's page, `/dev/sms`, or its log line), and
-//! "continue" on a failure page. Each page posts back to itself with its CSRF token.
+//! "continue" on a failure page. Each page posts to its step's address with its CSRF token.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -125,6 +125,14 @@ fn mask(phone: &str) -> Option<String> {
     let (head, tail) = (phone.get(..4)?, phone.get(phone.len().checked_sub(3)?..)?);
     let hidden = phone.len().checked_sub(7)?;
     Some(format!("{head}{}{tail}", "*".repeat(hidden)))
+}
+
+/// Where a step page's forms post (the first form's `action`).
+pub fn form_action(html: &str) -> Option<String> {
+    let marker = r#"<form method="post" action=""#;
+    let start = html.find(marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_owned())
 }
 
 /// A form field's value on a page (`name="x" value="..."`).

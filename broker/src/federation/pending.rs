@@ -161,21 +161,62 @@ impl PendingLogins {
         )
     }
 
-    /// Stores a login stopped at an interaction, for the pending-login lifetime.
-    pub async fn suspend(&self, login: &SuspendedLogin) -> anyhow::Result<Suspended> {
+    /// Stores a login stopped at an interaction, for the pending-login lifetime. `answering`:
+    /// the upstream `state` whose callback stopped it, noted with it (in the same atomic write)
+    /// so that the callback's address, which shows the interaction's first page, still leads
+    /// there when the browser loads it again ([`PendingLogins::answered`]).
+    pub async fn suspend(
+        &self,
+        login: &SuspendedLogin,
+        answering: Option<&str>,
+    ) -> anyhow::Result<Suspended> {
         let suspended = Suspended {
             interaction_id: random_token(),
             browser_secret: random_token(),
         };
         let sealed = self.master.seal(SEAL_PURPOSE, &serde_json::to_vec(login)?);
-        self.store
-            .put(
-                &Self::interaction_key(&suspended.interaction_id, &suspended.browser_secret),
-                sealed.as_bytes(),
-                self.ttl,
-            )
-            .await?;
+        let key = Self::interaction_key(&suspended.interaction_id, &suspended.browser_secret);
+        let first = |key, value| Swap {
+            key,
+            expected: None,
+            value,
+            ttl: self.ttl,
+        };
+        match answering {
+            Some(state) => {
+                let answered = Self::answered_key(state);
+                let swaps = [
+                    first(&key, sealed.as_bytes()),
+                    first(&answered, suspended.interaction_id.as_bytes()),
+                ];
+                // Both keys are new: the interaction's is random, and a `state` is answered once
+                // (its pending login was taken by the one callback that got here).
+                if !self.store.replace_all_if(&swaps, &[]).await? {
+                    anyhow::bail!("a suspended login's keys were taken already");
+                }
+            }
+            None => self.store.put(&key, sealed.as_bytes(), self.ttl).await?,
+        }
         Ok(suspended)
+    }
+
+    fn answered_key(state: &str) -> String {
+        format!("answered:{}", sha256_b64url(state))
+    }
+
+    /// The interaction a callback with this `state` stopped at, if it did and the interaction
+    /// may still be live: where a second load of the callback's address goes (its page needs the
+    /// interaction's own binding cookie, so the address alone opens nothing).
+    pub async fn answered(&self, state: &str) -> anyhow::Result<Option<String>> {
+        if state.len() != TOKEN_LEN {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .get(&Self::answered_key(state))
+            .await?
+            .and_then(|id| String::from_utf8(id).ok())
+            .filter(|id| id.len() == TOKEN_LEN))
     }
 
     /// The suspended login, if this browser holds its binding. It stays stored until the login
@@ -451,7 +492,7 @@ mod tests {
                 crate::login::standardise::Stage::AskPhone,
             ),
         };
-        let at = logins.suspend(&login).await.unwrap();
+        let at = logins.suspend(&login, None).await.unwrap();
         let key = PendingLogins::interaction_key(&at.interaction_id, &at.browser_secret);
         let stored = store.get(&key).await.unwrap().unwrap();
         assert!(

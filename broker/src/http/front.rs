@@ -67,15 +67,20 @@ pub fn next_response(broker: &Broker, next: Next) -> HttpResponse {
         Next::Choose { id, binding } => {
             super::authorize::choice_page(broker, None, &id, binding, false)
         }
+        // The interaction's page where the flow has it at hand (a callback that stopped at its
+        // first step), else a redirect to it.
         Next::Interaction(interaction) => {
-            let mut response = HttpResponse::SeeOther();
+            let mut response = match &interaction.view {
+                Some(view) => super::steps::render(view, view.english),
+                None => HttpResponse::SeeOther()
+                    .insert_header((header::LOCATION, format!("/login/{}", interaction.id)))
+                    .insert_header((header::CACHE_CONTROL, "no-store"))
+                    .finish(),
+            };
             if let Some(b) = interaction.binding {
-                response.cookie(cookie(broker, &b.name, b.value, b.max_age));
+                let _ = response.add_cookie(&cookie(broker, &b.name, b.value, b.max_age));
             }
             response
-                .insert_header((header::LOCATION, format!("/login/{}", interaction.id)))
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .finish()
         }
     }
 }

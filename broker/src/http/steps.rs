@@ -233,7 +233,7 @@ struct FailurePage<'a> {
     other_lang_url: String,
 }
 
-fn render(view: &StepView, english: bool) -> HttpResponse {
+pub(super) fn render(view: &StepView, english: bool) -> HttpResponse {
     let lang = if english { "en" } else { "vi" };
     let action = format!("/login/{}", view.interaction_id);
     let (other_lang, other_lang_code) = if english {

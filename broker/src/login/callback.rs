@@ -59,7 +59,23 @@ impl<'a> LoginFlow<'a> {
         let state = raw_query_param(callback.query, "state").unwrap_or_default();
         let pending = match self.pending.finish(&state, callback.binding_secret).await {
             Ok(Ok(pending)) => pending,
-            Ok(Err(UnknownLogin)) => return unknown(Err(FlowError::UnknownLogin), false),
+            Ok(Err(UnknownLogin)) => {
+                // The callback's address loaded again (a reload, the back button) after it
+                // answered with an interaction's first page: to that interaction, whose page
+                // asks for its own binding cookie.
+                return match self.pending.answered(&state).await {
+                    Ok(Some(id)) => unknown(
+                        Ok(Next::Interaction(super::Interaction {
+                            id,
+                            binding: None,
+                            view: None,
+                        })),
+                        false,
+                    ),
+                    Ok(None) => unknown(Err(FlowError::UnknownLogin), false),
+                    Err(e) => unknown(Err(FlowError::Unavailable(e)), true),
+                };
+            }
             Err(e) => return unknown(Err(FlowError::Unavailable(e)), true),
         };
         self.budget.finished(pending.created_at);
@@ -123,8 +139,15 @@ impl<'a> LoginFlow<'a> {
             )
             .await
             .map_err(|e| self.upstream_failure(upstream, e, callback.client, now))?;
+        let state = raw_query_param(query, "state");
         match self
-            .run_steps(&pending, identity, callback.sso_secret, now)
+            .run_steps(
+                &pending,
+                identity,
+                callback.sso_secret,
+                state.as_deref(),
+                now,
+            )
             .await?
         {
             Ok(next) => Ok(next),
@@ -166,6 +189,7 @@ impl<'a> LoginFlow<'a> {
         pending: &PendingLogin,
         identity: UpstreamIdentity,
         previous_secret: Option<&str>,
+        answering: Option<&str>,
         now: i64,
     ) -> Result<Result<Next, OAuthError>, FlowError> {
         let p = self.provider;
@@ -196,8 +220,16 @@ impl<'a> LoginFlow<'a> {
                 now,
             )
             .await?;
-        self.after_resolution(pending, identity, auth_time, outcome, previous_secret, now)
-            .await
+        self.after_resolution(
+            pending,
+            identity,
+            auth_time,
+            outcome,
+            previous_secret,
+            answering,
+            now,
+        )
+        .await
     }
 
     /// The legacy account the client's backend asked to link (through PAR), with the client's

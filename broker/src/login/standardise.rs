@@ -144,7 +144,10 @@ pub fn interaction_cookie(interaction_id: &str) -> String {
 }
 
 impl<'a> LoginFlow<'a> {
-    /// Suspends the login at its first interaction and sends the browser to it.
+    /// Suspends the login at its first interaction and answers with its page: the callback's
+    /// response is the page (one request fewer than a redirect to it), and a second load of the
+    /// callback's address is sent to the interaction (`answering`, [`PendingLogins::answered`]).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn suspend(
         &self,
         pending: &PendingLogin,
@@ -152,6 +155,8 @@ impl<'a> LoginFlow<'a> {
         auth_time: Option<i64>,
         stage: Stage,
         unlinked: bool,
+        answering: Option<&str>,
+        now: i64,
     ) -> Result<Next, FlowError> {
         let mut steps = StepState::new(stage);
         steps.unlinked = unlinked;
@@ -161,15 +166,15 @@ impl<'a> LoginFlow<'a> {
             auth_time,
             steps,
         };
-        let at = self.pending.suspend(&login).await?;
+        let at = self.pending.suspend(&login, answering).await?;
         Ok(Next::Interaction(Interaction {
             binding: Some(BrowserCookie {
                 name: interaction_cookie(&at.interaction_id),
                 value: at.browser_secret,
                 max_age: self.pending.ttl().as_secs() as i64,
             }),
+            view: Some(view(&at.interaction_id, &login, now)),
             id: at.interaction_id,
-            view: None,
         }))
     }
 
@@ -181,6 +186,7 @@ impl<'a> LoginFlow<'a> {
         auth_time: Option<i64>,
         outcome: LoginOutcome,
         previous_secret: Option<&str>,
+        answering: Option<&str>,
         now: i64,
     ) -> Result<Result<Next, OAuthError>, FlowError> {
         match outcome {
@@ -209,7 +215,7 @@ impl<'a> LoginFlow<'a> {
                     account_id: Some(account.id),
                 };
                 Ok(Ok(self
-                    .suspend(pending, identity, auth_time, stage, false)
+                    .suspend(pending, identity, auth_time, stage, false, answering, now)
                     .await?))
             }
             LoginOutcome::Refused => Ok(Err(refused())),
@@ -222,7 +228,9 @@ impl<'a> LoginFlow<'a> {
                     None => Stage::AskPhone,
                 };
                 Ok(Ok(self
-                    .suspend(pending, identity, auth_time, stage, unlinked)
+                    .suspend(
+                        pending, identity, auth_time, stage, unlinked, answering, now,
+                    )
                     .await?))
             }
         }

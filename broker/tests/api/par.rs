@@ -296,8 +296,10 @@ on_both_backends!(legacy_account_only_through_par, |app: TestApp| async move {
     let first = authorize_with(&app, &browser, &legacy.id, &request_uri, &[]).await;
     assert_eq!(first.status(), 200);
     let back = browser.through_upstream(first).await;
-    let step = Browser::step_url(&app, &back).expect("the failure page");
-    let page = browser.get(&step).await.text().await.expect("page");
+    let (step, page) = browser
+        .step_page(&app, back)
+        .await
+        .expect("the failure page");
     assert!(page.contains("<li>Họ và tên</li>"), "{page}");
     assert!(!page.contains("Nguyễn Mỹ Anh"), "never the record's data");
     let back = browser

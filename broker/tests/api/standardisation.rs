@@ -534,6 +534,47 @@ on_both_backends!(
 );
 
 on_both_backends!(
+    the_callback_answers_with_the_first_step_and_its_address_leads_back_to_it,
+    |app: TestApp| async move {
+        import_fixture(&app).await;
+        let client = phone_client(&app).await;
+        let phone = test_phone(&app, "C04");
+        let browser = Browser::new();
+        let back = after_vneid(&app, &browser, &client, "C04").await;
+        // The phone page itself, at the callback's address: no redirect to it.
+        assert_eq!(back.status(), 200);
+        let callback = back.url().to_string();
+        assert!(callback.contains("/callback/vneid?"), "{callback}");
+        let (url, html) = page(&app, &browser, back).await;
+        assert_eq!(step_page(&html), StepPage::Phone, "{html}");
+        assert!(url.contains("/login/"), "its forms post to the step: {url}");
+        // Loaded again (a reload, the back button), the callback's address leads to the step,
+        // without a second exchange with VNeID (its code was used once).
+        let again = browser.get(&callback).await;
+        assert_eq!(again.status(), 303);
+        assert_eq!(app.endpoint(&location(&again)), url);
+        let (_, html) = page(&app, &browser, again).await;
+        assert_eq!(step_page(&html), StepPage::Phone, "{html}");
+        // Another browser with the address learns where the step is, and is refused there:
+        // the step asks for its own binding cookie.
+        let stranger = Browser::new();
+        let theirs = stranger.get(&callback).await;
+        assert_eq!(theirs.status(), 303);
+        let refused = stranger.get(&app.endpoint(&location(&theirs))).await;
+        assert_eq!(refused.status(), 400);
+        let body = refused.text().await.unwrap();
+        assert!(!body.contains("send-code"), "no step page for it: {body}");
+        // An address whose state was never answered: the expired-login page, as before.
+        let unknown = callback.replace("state=", "state=x");
+        assert_eq!(browser.get(&unknown).await.status(), 400);
+        // The first browser goes on from the step's address.
+        let done = prove_phone(&app, &browser, browser.get(&url).await, &phone).await;
+        let (account, _) = finish(&app, &client, &done).await;
+        assert_eq!(event_types(&app, &account).await, ["account:created"]);
+    }
+);
+
+on_both_backends!(
     a_proven_phone_never_links_a_record_that_disagrees,
     |app: TestApp| async move {
         import_fixture(&app).await;

@@ -261,6 +261,18 @@ pub fn step_page(html: &str) -> StepPage {
     }
 }
 
+/// Where a step page's forms post: its first form's `action`.
+pub fn form_action(html: &str) -> Option<String> {
+    let marker = "<form method=\"post\" action=\"";
+    let start = html.find(marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(
+        html[start..end]
+            .replace("&#x2f;", "/")
+            .replace("&#47;", "/"),
+    )
+}
+
 /// The last one-time code the dev SMS gateway "sent" to `phone`.
 pub fn last_code(app: &TestApp, phone: &str) -> Option<String> {
     let phone = broker::accounts::phone::normalise(phone).expect("a valid test phone");
@@ -287,9 +299,18 @@ impl Browser {
         app: &TestApp,
         response: reqwest::Response,
     ) -> Result<(String, String), reqwest::Response> {
-        if response.status() == 200 && response.url().path().starts_with("/login/") {
-            let url = response.url().to_string();
-            return Ok((url, response.text().await.expect("step page")));
+        // A step page is answered at its own address, or at the callback's when the login
+        // stopped at its first step there; either way its forms post to the step's address.
+        let path = response.url().path().to_string();
+        if response.status() == 200
+            && (path.starts_with("/login/") || path.starts_with("/callback/"))
+        {
+            let here = response.url().to_string();
+            let html = response.text().await.expect("step page");
+            let url = form_action(&html)
+                .map(|action| app.endpoint(&action))
+                .unwrap_or(here);
+            return Ok((url, html));
         }
         let Some(url) = Self::step_url(app, &response) else {
             return Err(response);
