@@ -178,7 +178,9 @@ impl<'a> LoginFlow<'a> {
         }))
     }
 
-    /// What the outcome of account resolution means for the browser.
+    /// What the outcome of account resolution means for the browser. `answering`: the
+    /// upstream `state` of the callback that resolved it, noted with a suspended login.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn after_resolution(
         &self,
         pending: &PendingLogin,
