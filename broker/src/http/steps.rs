@@ -4,7 +4,7 @@
 //! message) with a redirect to the page, so that reloading it never sends a guess twice; the
 //! last step with the redirect to the client.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
@@ -114,15 +114,9 @@ async fn submit(
         )
         .await;
     match result {
-        Ok(Next::Interaction(interaction)) => {
-            // The page itself is uncached like every page (`pages::html`); so is the redirect.
-            let mut response = match &interaction.view {
-                Some(view) => render(view, view.english),
-                None => HttpResponse::SeeOther()
-                    .insert_header((header::LOCATION, format!("/login/{}", interaction.id)))
-                    .insert_header((header::CACHE_CONTROL, "no-store"))
-                    .finish(),
-            };
+        Ok(next @ Next::Interaction(_)) => {
+            // The next page itself, or a redirect to it (`next_response`).
+            let mut response = next_response(&broker, next);
             // Every step renews the binding cookie, as every save renews the stored login.
             if let Some(secret) = &secret {
                 let _ = response.add_cookie(&super::front::cookie(

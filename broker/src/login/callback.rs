@@ -84,7 +84,8 @@ impl<'a> LoginFlow<'a> {
         // upstream's callback is a mix-up (or a forgery), and the login is over.
         let next = match self.upstream_of(&pending) {
             Some(upstream) if upstream.profile.name == callback.upstream => {
-                self.complete(callback, pending, upstream, now).await
+                self.complete(callback, &state, pending, upstream, now)
+                    .await
             }
             _ => {
                 tracing::warn!(
@@ -104,6 +105,7 @@ impl<'a> LoginFlow<'a> {
     async fn complete(
         &self,
         callback: Callback<'_>,
+        state: &str,
         pending: PendingLogin,
         upstream: &Upstream,
         now: i64,
@@ -139,15 +141,8 @@ impl<'a> LoginFlow<'a> {
             )
             .await
             .map_err(|e| self.upstream_failure(upstream, e, callback.client, now))?;
-        let state = raw_query_param(query, "state");
         match self
-            .run_steps(
-                &pending,
-                identity,
-                callback.sso_secret,
-                state.as_deref(),
-                now,
-            )
+            .run_steps(&pending, identity, callback.sso_secret, Some(state), now)
             .await?
         {
             Ok(next) => Ok(next),

@@ -19,10 +19,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn with<R>(
-        &self,
-        f: impl FnOnce(&mut HashMap<String, (Instant, Vec<u8>)>, Instant) -> R,
-    ) -> anyhow::Result<R> {
+    fn with<R>(&self, f: impl FnOnce(&mut Entries, Instant) -> R) -> anyhow::Result<R> {
         let mut map = self
             .entries
             .lock()
@@ -36,17 +33,21 @@ impl MemoryStore {
     }
 }
 
+type Entries = HashMap<String, (Instant, Vec<u8>)>;
+
 fn live(entry: Option<&(Instant, Vec<u8>)>, now: Instant) -> bool {
     entry.is_some_and(|(expires, _)| *expires > now)
 }
 
+/// The value under `key`, unless it has expired.
+fn value(map: &Entries, key: &str, now: Instant) -> Option<Vec<u8>> {
+    map.get(key)
+        .filter(|(expires, _)| *expires > now)
+        .map(|(_, v)| v.clone())
+}
+
 /// One more on the counter under `key` (created at 1 with `ttl`, which is never extended).
-fn count(
-    map: &mut HashMap<String, (Instant, Vec<u8>)>,
-    key: &str,
-    ttl: Duration,
-    now: Instant,
-) -> anyhow::Result<u64> {
+fn count(map: &mut Entries, key: &str, ttl: Duration, now: Instant) -> anyhow::Result<u64> {
     match map.get_mut(key) {
         Some((expires, value)) if *expires > now => {
             let count = std::str::from_utf8(value)
@@ -83,23 +84,11 @@ impl SessionStore for MemoryStore {
     }
 
     async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        self.with(|map, now| {
-            map.get(key)
-                .filter(|(e, _)| *e > now)
-                .map(|(_, v)| v.clone())
-        })
+        self.with(|map, now| value(map, key, now))
     }
 
     async fn get_many(&self, keys: &[&str]) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
-        self.with(|map, now| {
-            keys.iter()
-                .map(|key| {
-                    map.get(*key)
-                        .filter(|(e, _)| *e > now)
-                        .map(|(_, v)| v.clone())
-                })
-                .collect()
-        })
+        self.with(|map, now| keys.iter().map(|key| value(map, key, now)).collect())
     }
 
     async fn take(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
@@ -155,15 +144,9 @@ impl SessionStore for MemoryStore {
         counter: &str,
         ttl: Duration,
     ) -> anyhow::Result<Option<(Vec<u8>, u64)>> {
-        self.with(|map, now| {
-            let Some(value) = map
-                .get(key)
-                .filter(|(e, _)| *e > now)
-                .map(|(_, v)| v.clone())
-            else {
-                return Ok(None);
-            };
-            Ok(Some((value, count(map, counter, ttl, now)?)))
+        self.with(|map, now| match value(map, key, now) {
+            Some(value) => Ok(Some((value, count(map, counter, ttl, now)?))),
+            None => Ok(None),
         })?
     }
 
@@ -175,15 +158,10 @@ impl SessionStore for MemoryStore {
         ttl: Duration,
     ) -> anyhow::Result<Option<GuardedCount>> {
         self.with(|map, now| {
-            let live = |map: &HashMap<String, (Instant, Vec<u8>)>, key: &str| {
-                map.get(key)
-                    .filter(|(e, _)| *e > now)
-                    .map(|(_, v)| v.clone())
-            };
-            let Some(guarded) = live(map, guard) else {
+            let Some(guarded) = value(map, guard, now) else {
                 return Ok(None);
             };
-            let counted = match live(map, key) {
+            let counted = match value(map, key, now) {
                 Some(value) => Some((value, count(map, counter, ttl, now)?)),
                 None => None,
             };
