@@ -87,7 +87,7 @@ for scenario in $SCENARIOS; do
   for run in $(seq "$RUNS"); do
     log="$OUT/$scenario-$run.txt"
     echo "run.sh: $scenario run $run/$RUNS" >&2
-    "$LOADGEN" --issuer "$ISSUER" --client-id bench --client-secret "$CLIENT_SECRET" \
+    "$LOADGEN" --issuer "$ISSUER" --client-id bench --client-secret="$CLIENT_SECRET" \
       --scenario "$scenario" --duration "$DURATION" --concurrency "$CONCURRENCY" \
       --server-pid "$SERVER_PID" --markdown >"$log" 2>"$OUT/$scenario-$run.err" \
       || { cat "$log" "$OUT/$scenario-$run.err" >&2; die "loadgen failed ($scenario run $run)"; }

@@ -231,7 +231,7 @@ measure() {
   if [[ "$endpoint" == login ]]; then
     local pidargs=() p
     for p in "${pids[@]}"; do pidargs+=(--server-pid "$p"); done
-    "$BIN/loadgen" --issuer "$issuer" --client-id "$client" --client-secret "$secret" --scope "$SCOPE" \
+    "$BIN/loadgen" --issuer "$issuer" --client-id "$client" --client-secret="$secret" --scope "$SCOPE" \
       --scenario login --duration "$DURATION" --concurrency "$LOGIN_CONCURRENCY" "${pidargs[@]}" \
       --markdown >"$raw" 2>&1 || { cat "$raw" >&2; die "loadgen failed ($side login)"; }
     read -r ops errors <<<"$(awk -F'|' '$2 ~ /^ login $/ {gsub(/ /,""); print $4, $7}' "$raw" | tail -n1)"

@@ -46,7 +46,7 @@ start_mock() {
     *) echo "VARIANT=$variant: a, b or c" >&2; return 1 ;;
   esac
   env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --port "$MPORT" \
-    --client-id broker --client-secret "$SECRET" --redirect-uri "http://127.0.0.1:$BPORT/callback/vneid" \
+    --client-id broker --client-secret="$SECRET" --redirect-uri "http://127.0.0.1:$BPORT/callback/vneid" \
     --hang-one-in "${HANG_ONE_IN:-0}" "${mock_variant[@]}" > "$WORK/mock.log" 2>&1 &
   MOCK_PID=$!
 }

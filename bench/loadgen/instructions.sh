@@ -43,7 +43,7 @@ cleanup() {
 trap cleanup EXIT
 "$BIN/broker" keys generate-master >"$WORK/master.key"
 env -i PATH="$PATH" BROKER_ENVIRONMENT=development "$BIN/broker" mock-vneid --port "$MPORT" \
-  --client-id broker --client-secret "$SECRET" --redirect-uri "http://127.0.0.1:$BPORT/callback/vneid" \
+  --client-id broker --client-secret="$SECRET" --redirect-uri "http://127.0.0.1:$BPORT/callback/vneid" \
   >"$WORK/mock.log" 2>&1 &
 MOCK_PID=$!
 settings=(BROKER_ENVIRONMENT=development BROKER_ISSUER="http://127.0.0.1:$BPORT" BROKER_HTTP__PORT="$BPORT"

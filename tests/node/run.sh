@@ -129,7 +129,7 @@ log "broker $ISSUER, mock VNeID $MOCK_URL; storage: $STORAGE; sessions: $SESSION
 
 # The mock VNeID.
 NO_COLOR=1 BROKER_ENVIRONMENT=development "$BROKER_BIN" mock-vneid \
-    --port "$MOCK_PORT" --client-id broker --client-secret "$UPSTREAM_SECRET" \
+    --port "$MOCK_PORT" --client-id broker --client-secret="$UPSTREAM_SECRET" \
     --redirect-uri "$ISSUER/callback/vneid" >"$WORK/mock.log" 2>&1 &
 MOCK_PID=$!
 wait_for "$MOCK_URL/.well-known/openid-configuration" "$MOCK_PID" "mock VNeID"

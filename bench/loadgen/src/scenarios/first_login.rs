@@ -16,7 +16,7 @@ use crate::http::walk_login;
 use crate::oidc::Broker;
 use crate::page::parse_callback;
 use crate::stats::Report;
-use crate::steps::{Answers, Codes};
+use crate::steps::{Answers, Codes, SmsLog};
 
 use super::{drive, Step};
 
@@ -62,7 +62,7 @@ pub async fn run(
     let citizens = Arc::new(Citizens {
         broker: Arc::clone(broker),
         codes: match &args.sms_log {
-            Some(log) => Codes::Log(log.clone()),
+            Some(log) => Codes::Log(SmsLog::new(log.clone())),
             None => Codes::Page(url::Url::parse(&broker.issuer)?.join("/dev/sms")?),
         },
         next,
