@@ -236,7 +236,7 @@ mod tests {
             .unwrap();
         // A line cut short by a write in progress is read once it is whole.
         let half = line("0971***568", "654321");
-        file.write_all(half[..40].as_bytes()).unwrap();
+        file.write_all(&half.as_bytes()[..40]).unwrap();
         assert_eq!(log.take("0971***567").unwrap().as_deref(), Some("123456"));
         assert_eq!(
             log.take("0971***567").unwrap(),
@@ -244,7 +244,7 @@ mod tests {
             "a code is taken once"
         );
         assert_eq!(log.take("0971***568").unwrap(), None);
-        file.write_all(half[40..].as_bytes()).unwrap();
+        file.write_all(&half.as_bytes()[40..]).unwrap();
         file.write_all(line("0971***567", "111111").as_bytes())
             .unwrap();
         file.write_all(line("0971***567", "222222").as_bytes())
