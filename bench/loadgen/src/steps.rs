@@ -79,7 +79,8 @@ impl SmsLog {
     }
 }
 
-/// A log line without its terminal colours (`ESC [ … m`), should the broker write them.
+/// A log line without its terminal colours (`ESC [ … m`). Builds before `1c40940` wrote them
+/// into log files too, and the driver still measures such builds (`BIN=… instructions.sh`).
 fn plain(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut rest = line;
